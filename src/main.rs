@@ -1,3 +1,205 @@
-fn main() {
-    println!("Hello, world!");
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use outbox::cli::Cli;
+use outbox::compose::{self, Attachment, Draft};
+use outbox::envelope::{Address, Envelope, Mailbox};
+use outbox::error::{self, Error};
+use outbox::smtp::command::Command;
+use outbox::smtp::data::DotWriter;
+use outbox::{Message, Settings, exit, settings};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = match e.downcast_ref::<Error>() {
+                Some(err) => exit::code(err),
+                None => exit::SOFTWARE,
+            };
+            eprintln!("outbox: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The compose face: build the message from flags and body, then send it (or show it).
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let settings = Settings::from_cli(cli)?;
+    let (draft, envelope) = draft_and_envelope(cli)?;
+    let message = compose::build(&draft, &settings::hostname())?;
+    if cli.dry_run {
+        dry_run(&envelope, &message)?;
+        return Ok(exit::OK);
+    }
+    let receipt = outbox::submit(&settings, &envelope, &message)?;
+    let refused = receipt.refused();
+    for r in &refused {
+        eprintln!(
+            "outbox: <{}> refused:\n{}",
+            r.recipient,
+            error::list(std::slice::from_ref(r))
+        );
+    }
+    if settings.verbose {
+        let accepted = receipt.recipients.len() - refused.len();
+        eprintln!(
+            "* accepted for {accepted} of {} recipients",
+            receipt.recipients.len()
+        );
+    }
+    Ok(exit::refusals_code(&refused).unwrap_or(exit::OK))
+}
+
+fn usage(e: impl std::fmt::Display) -> Error {
+    Error::Usage(e.to_string())
+}
+
+fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend(Mailbox::parse_list(v).map_err(usage)?);
+    }
+    Ok(out)
+}
+
+fn draft_and_envelope(cli: &Cli) -> Result<(Draft, Envelope), Error> {
+    let to = mailboxes(&cli.recipients)?;
+    let cc = mailboxes(&cli.cc)?;
+    let bcc = mailboxes(&cli.bcc)?;
+    if to.is_empty() && cc.is_empty() && bcc.is_empty() {
+        return Err(Error::Usage(
+            "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
+        ));
+    }
+    let from = match &cli.from {
+        Some(f) => Mailbox::parse(f).map_err(usage)?,
+        None => {
+            let user = settings::user_name().ok_or_else(|| {
+                Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
+            })?;
+            Mailbox::parse(&format!("{user}@{}", settings::hostname())).map_err(usage)?
+        }
+    };
+    let reply_to = cli
+        .reply_to
+        .as_deref()
+        .map(Mailbox::parse)
+        .transpose()
+        .map_err(usage)?;
+    let headers = cli
+        .headers
+        .iter()
+        .map(|h| compose::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attachments = cli
+        .attach
+        .iter()
+        .map(|a| Attachment::parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let html = match &cli.html {
+        Some(path) => Some(std::fs::read(path).map_err(|source| Error::NoInput {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let text = read_body(cli)?;
+    let envelope = Envelope::new(
+        Some(from.address.clone()),
+        to.iter().chain(&cc).chain(&bcc).map(|m| m.address.clone()),
+    );
+    let draft = Draft {
+        from: Some(from),
+        to,
+        cc,
+        reply_to,
+        subject: cli.subject.clone(),
+        headers,
+        text,
+        html,
+        attachments,
+    };
+    Ok((draft, envelope))
+}
+
+/// The body: `--body`, `--body-file`, or standard input. From a terminal, a line
+/// holding only "." ends it, as in mail(1); from a pipe, everything up to the end.
+fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
+    if let Some(body) = &cli.body {
+        return Ok(body.clone().into_bytes());
+    }
+    if let Some(path) = &cli.body_file {
+        return std::fs::read(path).map_err(|source| Error::NoInput {
+            path: path.clone(),
+            source,
+        });
+    }
+    let stdin = io::stdin();
+    let stdin_err = |source| Error::LocalIo {
+        context: "cannot read the body from standard input".into(),
+        source,
+    };
+    let mut body = Vec::new();
+    if stdin.is_terminal() {
+        if io::stderr().is_terminal() {
+            eprintln!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
+        }
+        let mut lock = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if lock.read_until(b'\n', &mut line).map_err(stdin_err)? == 0 {
+                break;
+            }
+            if line == b".\n" || line == b".\r\n" {
+                break;
+            }
+            body.extend_from_slice(&line);
+        }
+    } else {
+        stdin.lock().read_to_end(&mut body).map_err(stdin_err)?;
+    }
+    Ok(body)
+}
+
+/// Shows what would go on the wire: the envelope commands, DATA, and the message
+/// exactly as it would follow DATA (CRLF lines, dot-stuffed, with the final dot).
+fn dry_run(envelope: &Envelope, message: &Message) -> Result<(), Error> {
+    let mut out = io::stdout().lock();
+    let usage_err = |e: outbox::smtp::command::CommandError| Error::Usage(e.to_string());
+    let from = envelope.from.as_ref().map_or("", Address::as_str);
+    let mut head = Command::mail_from(from, &[])
+        .map_err(usage_err)?
+        .to_string();
+    for to in &envelope.to {
+        head.push_str(
+            &Command::rcpt_to(to.as_str(), &[])
+                .map_err(usage_err)?
+                .to_string(),
+        );
+    }
+    head.push_str(&Command::Data.to_string());
+    let stdout_err = |source| Error::LocalIo {
+        context: "cannot write to standard output".into(),
+        source,
+    };
+    out.write_all(head.as_bytes()).map_err(stdout_err)?;
+    let mut dot = DotWriter::new(&mut out);
+    dot.write_all(message.as_bytes()).map_err(stdout_err)?;
+    dot.finish().and_then(|w| w.flush()).map_err(stdout_err)?;
+    Ok(())
 }

@@ -1,0 +1,151 @@
+//! The command line as typed: raw flags, checked by clap for form only. Meaning and
+//! validation come in `settings` and `compose`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Send a message over SMTP: compose it from flags and a body on standard input.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "outbox", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Recipients, written into To:
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Subject of the message
+    #[arg(short = 's', long)]
+    pub subject: Option<String>,
+
+    /// Sender, with an optional display name: "Ops Team <ops@example.com>"
+    /// [default: $USER@this host's name]
+    #[arg(short = 'f', long, value_name = "ADDR")]
+    pub from: Option<String>,
+
+    /// Copy to these recipients (repeatable, or comma-separated)
+    #[arg(short = 'c', long, value_name = "ADDR")]
+    pub cc: Vec<String>,
+
+    /// Blind copy: these get the message, but no header names them
+    #[arg(short = 'b', long, value_name = "ADDR")]
+    pub bcc: Vec<String>,
+
+    /// Attach a file (repeatable); type guessed from the name.
+    /// Override with FILE;type=MIME/TYPE;name=NAME
+    #[arg(short = 'a', long = "attach", value_name = "FILE")]
+    pub attach: Vec<String>,
+
+    /// Add a header, "Name: value" (repeatable); replaces one outbox would write
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// HTML version of the body, sent with the text as multipart/alternative
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Where replies should go
+    #[arg(long, value_name = "ADDR")]
+    pub reply_to: Option<String>,
+
+    /// The body text, instead of standard input
+    #[arg(long, value_name = "TEXT", conflicts_with = "body_file")]
+    pub body: Option<String>,
+
+    /// Read the body from this file, instead of standard input
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+
+    /// SMTP server, HOST[:PORT] or [IPv6]:PORT
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "localhost:25")]
+    pub server: String,
+
+    /// Name to give in EHLO [default: this host's fully qualified name]
+    #[arg(long, value_name = "NAME")]
+    pub ehlo_name: Option<String>,
+
+    /// One time limit in seconds for connect and every reply, instead of RFC 5321's
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// Print the envelope and the exact bytes that would be sent; connect to nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Show the SMTP dialogue on standard error
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("outbox").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn compose_flags() {
+        let cli = parse(&[
+            "-s",
+            "disk report",
+            "-f",
+            "Ops <ops@example.test>",
+            "-c",
+            "c@example.test",
+            "-b",
+            "b@example.test",
+            "-a",
+            "r.pdf",
+            "-a",
+            "x.bin;type=text/csv",
+            "-H",
+            "X-A: 1",
+            "--html",
+            "m.html",
+            "--reply-to",
+            "r@example.test",
+            "--server",
+            "[::1]:2525",
+            "--ehlo-name",
+            "client.example.test",
+            "--timeout",
+            "2.5",
+            "-v",
+            "a@example.test",
+            "d@example.test",
+        ])
+        .unwrap();
+        assert_eq!(cli.subject.as_deref(), Some("disk report"));
+        assert_eq!(cli.from.as_deref(), Some("Ops <ops@example.test>"));
+        assert_eq!(cli.cc, ["c@example.test"]);
+        assert_eq!(cli.bcc, ["b@example.test"]);
+        assert_eq!(cli.attach, ["r.pdf", "x.bin;type=text/csv"]);
+        assert_eq!(cli.headers, ["X-A: 1"]);
+        assert_eq!(cli.html, Some(PathBuf::from("m.html")));
+        assert_eq!(cli.server, "[::1]:2525");
+        assert_eq!(cli.timeout, Some(2.5));
+        assert!(cli.verbose);
+        assert!(!cli.dry_run);
+        assert_eq!(cli.recipients, ["a@example.test", "d@example.test"]);
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["a@example.test"]).unwrap();
+        assert_eq!(cli.server, "localhost:25");
+        assert_eq!(cli.timeout, None);
+        assert!(cli.attach.is_empty());
+    }
+
+    #[test]
+    fn body_and_body_file_conflict() {
+        assert!(parse(&["--body", "x", "--body-file", "f", "a@example.test"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flag_is_an_error() {
+        assert!(parse(&["--no-such-flag", "a@example.test"]).is_err());
+        assert!(parse(&["--timeout", "soon", "a@example.test"]).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Addresses and the envelope: who the message is from and who gets it, as SMTP sees
+//! it (RFC 5321 §2.3.1), apart from what the headers say.
+
+use std::fmt;
+
+/// Longest local part (RFC 5321 §4.5.3.1.1).
+pub const MAX_LOCAL_PART: usize = 64;
+/// Longest domain (RFC 5321 §4.5.3.1.2).
+pub const MAX_DOMAIN: usize = 255;
+/// Longest path, brackets included (RFC 5321 §4.5.3.1.3).
+pub const MAX_PATH: usize = 256;
+
+/// An address fit for `MAIL FROM` or `RCPT TO`: no control characters, no unquoted
+/// white space or angle brackets, within the RFC 5321 length limits. A bare local name
+/// (`root`) is allowed; the server decides what it means.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Address(String);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address {shown:?}: {why}")]
+pub struct AddressError {
+    shown: String,
+    why: &'static str,
+}
+
+impl Address {
+    pub fn new(addr: &str) -> Result<Address, AddressError> {
+        let fail = |why| AddressError {
+            shown: addr.escape_debug().to_string(),
+            why,
+        };
+        if addr.is_empty() {
+            return Err(fail("it is empty"));
+        }
+        if addr.chars().any(|c| c.is_control()) {
+            return Err(fail("it contains a control character (CR, LF, NUL...)"));
+        }
+        let (local, domain) = match addr.rfind('@') {
+            Some(at) => (&addr[..at], Some(&addr[at + 1..])),
+            None => (addr, None),
+        };
+        if local.is_empty() {
+            return Err(fail("the part before @ is empty"));
+        }
+        if local.len() > MAX_LOCAL_PART {
+            return Err(fail("the part before @ is longer than 64 octets"));
+        }
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        if !quoted
+            && local
+                .chars()
+                .any(|c| c.is_whitespace() || "<>()[],;:\"".contains(c))
+        {
+            return Err(fail("the part before @ has a character that needs quoting"));
+        }
+        if let Some(domain) = domain {
+            if domain.is_empty() {
+                return Err(fail("the domain after @ is empty"));
+            }
+            if domain.len() > MAX_DOMAIN {
+                return Err(fail("the domain is longer than 255 octets"));
+            }
+            let literal = domain.starts_with('[') && domain.ends_with(']');
+            if !literal
+                && domain
+                    .chars()
+                    .any(|c| c.is_whitespace() || "<>()[],;:\"@\\".contains(c))
+            {
+                return Err(fail("the domain has a character a domain cannot have"));
+            }
+        }
+        if addr.len() + 2 > MAX_PATH {
+            return Err(fail("it is longer than 254 octets"));
+        }
+        Ok(Address(addr.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain after the last `@`, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.0.rsplit_once('@').map(|(_, d)| d)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An address with an optional display name, as written in a header:
+/// `"Ops Team" <ops@example.com>`, `Ops <ops@example.com>` or `ops@example.com`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: Address,
+}
+
+impl Mailbox {
+    pub fn parse(text: &str) -> Result<Mailbox, AddressError> {
+        let text = text.trim();
+        if let Some(open) = text.rfind('<')
+            && let Some(inner) = text[open + 1..].strip_suffix('>')
+        {
+            let name = text[..open].trim();
+            let name = name
+                .strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .map(|n| n.replace("\\\"", "\"").replace("\\\\", "\\"))
+                .unwrap_or_else(|| name.to_owned());
+            return Ok(Mailbox {
+                name: (!name.is_empty()).then_some(name),
+                address: Address::new(inner.trim())?,
+            });
+        }
+        Ok(Mailbox {
+            name: None,
+            address: Address::new(text)?,
+        })
+    }
+
+    /// Parses a comma-separated list, as mail programs accept for `-c` and `-b`; commas
+    /// inside quotes or angle brackets do not split.
+    pub fn parse_list(text: &str) -> Result<Vec<Mailbox>, AddressError> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut quoted = false;
+        let mut angle = false;
+        let mut escaped = false;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                ',' if !quoted && !angle => {
+                    push_nonempty(&mut out, &text[start..i])?;
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        push_nonempty(&mut out, &text[start..])?;
+        Ok(out)
+    }
+}
+
+fn push_nonempty(out: &mut Vec<Mailbox>, part: &str) -> Result<(), AddressError> {
+    if !part.trim().is_empty() {
+        out.push(Mailbox::parse(part)?);
+    }
+    Ok(())
+}
+
+/// The SMTP envelope: the reverse-path and the recipients, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// `None` is the null reverse-path `<>` (RFC 5321 §4.5.5), used for bounces.
+    pub from: Option<Address>,
+    pub to: Vec<Address>,
+}
+
+impl Envelope {
+    /// An envelope; a recipient named twice is kept once, where it first appears.
+    /// Local parts are case-sensitive (RFC 5321 §2.4), so only exact repeats go.
+    pub fn new(from: Option<Address>, recipients: impl IntoIterator<Item = Address>) -> Envelope {
+        let mut to: Vec<Address> = Vec::new();
+        for r in recipients {
+            if !to.contains(&r) {
+                to.push(r);
+            }
+        }
+        Envelope { from, to }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_addresses() {
+        for ok in [
+            "a@example.test",
+            "first.last+tag@sub.example.test",
+            "root",
+            "\"john doe\"@example.test",
+            "a@[127.0.0.1]",
+            "jörg@例え.jp",
+        ] {
+            assert!(Address::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn bad_addresses() {
+        for bad in [
+            "",
+            "a@example.test\r\nRCPT TO:<b@example.test>",
+            "a\n@example.test",
+            "a\0@example.test",
+            "two words@example.test",
+            "a>b@example.test",
+            "@example.test",
+            "a@",
+            "a@exa mple.test",
+        ] {
+            assert!(Address::new(bad).is_err(), "{bad:?}");
+        }
+        let long_local = format!("{}@example.test", "a".repeat(65));
+        assert!(Address::new(&long_local).is_err());
+        let long = format!("a@{}.test", "b".repeat(250));
+        assert!(Address::new(&long).is_err());
+    }
+
+    #[test]
+    fn mailbox_forms() {
+        let m = Mailbox::parse("Ops Team <ops@example.com>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("Ops Team"));
+        assert_eq!(m.address.as_str(), "ops@example.com");
+        let m = Mailbox::parse("\"Last, First\" <lf@example.com>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("Last, First"));
+        let m = Mailbox::parse("  <x@example.com> ").unwrap();
+        assert_eq!(m.name, None);
+        assert_eq!(m.address.as_str(), "x@example.com");
+        let m = Mailbox::parse("x@example.com").unwrap();
+        assert_eq!(m.name, None);
+        assert!(Mailbox::parse("Name <bad\r\n@example.com>").is_err());
+    }
+
+    #[test]
+    fn lists_split_on_commas_outside_quotes() {
+        let list =
+            Mailbox::parse_list("a@example.test, \"B, Bee\" <b@example.test>,,c@example.test")
+                .unwrap();
+        let addrs: Vec<_> = list.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            ["a@example.test", "b@example.test", "c@example.test"]
+        );
+        assert_eq!(list[1].name.as_deref(), Some("B, Bee"));
+    }
+
+    #[test]
+    fn envelope_keeps_order_and_drops_repeats() {
+        let a = |s| Address::new(s).unwrap();
+        let e = Envelope::new(
+            Some(a("f@example.test")),
+            [
+                a("z@example.test"),
+                a("a@example.test"),
+                a("z@example.test"),
+                a("Z@example.test"),
+            ],
+        );
+        assert_eq!(
+            e.to,
+            vec![
+                a("z@example.test"),
+                a("a@example.test"),
+                a("Z@example.test")
+            ]
+        );
+    }
+}

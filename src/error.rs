@@ -1,0 +1,126 @@
+//! What can go wrong, and where. Every error that involves the server keeps its whole
+//! reply; `exit::code` maps each to a sysexits code.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::smtp::reply::Reply;
+
+/// The step of a session an error happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Greeting,
+    Ehlo,
+    Helo,
+    MailFrom,
+    RcptTo,
+    Data,
+    /// Sending the message itself, between the 354 and the final dot.
+    Message,
+    /// The reply to the final dot.
+    EndOfData,
+    Quit,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::Helo => "HELO",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Message => "message transfer",
+            Stage::EndOfData => "end of data",
+            Stage::Quit => "QUIT",
+        })
+    }
+}
+
+/// A recipient the server did not take, with its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub recipient: String,
+    pub reply: Reply,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The message itself cannot be sent as it is.
+    #[error("{0}")]
+    Data(String),
+    /// A body or attachment file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    NoInput { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot resolve the server name {host:?}: {detail}")]
+    NoHost { host: String, detail: String },
+    #[error("cannot connect to {server}: {source}")]
+    Connect { server: String, source: io::Error },
+    #[error("timed out after {}s waiting for the server (at {stage})", after.as_secs_f64())]
+    Timeout { stage: Stage, after: Duration },
+    #[error("the server closed the connection (at {stage})")]
+    Closed { stage: Stage },
+    #[error("connection lost (at {stage}): {source}")]
+    Network { stage: Stage, source: io::Error },
+    /// The server sent something that is not SMTP.
+    #[error("the server broke the protocol (at {stage}): {detail}")]
+    Protocol { stage: Stage, detail: String },
+    /// A well-formed reply with a code this step does not allow (not 4xx or 5xx).
+    #[error(
+        "unexpected reply (at {stage}, expected {expected}):\n{}",
+        indent(reply)
+    )]
+    Unexpected {
+        stage: Stage,
+        expected: &'static str,
+        reply: Reply,
+    },
+    /// A 4xx or 5xx reply.
+    #[error("the server refused {stage}:\n{}", indent(reply))]
+    Refused { stage: Stage, reply: Reply },
+    /// Every recipient was refused, so no message was sent.
+    #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
+    NoRecipients { refused: Vec<Refusal> },
+    /// Local I/O (standard input, standard output) failed.
+    #[error("{context}: {source}")]
+    LocalIo { context: String, source: io::Error },
+}
+
+impl Error {
+    /// The server's reply this error carries, if any.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Error::Unexpected { reply, .. } | Error::Refused { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+}
+
+/// A reply under a one-line summary, each line indented and sanitised.
+fn indent(reply: &Reply) -> String {
+    reply
+        .to_string()
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One line a refused recipient, with its reply.
+pub fn list(refused: &[Refusal]) -> String {
+    refused
+        .iter()
+        .map(|r| format!("  <{}>:\n{}", r.recipient, indent(&r.reply)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

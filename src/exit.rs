@@ -1,0 +1,195 @@
+//! The one mapping from outcomes to sysexits(3) codes.
+
+use crate::error::{Error, Refusal, Stage};
+use crate::smtp::reply::Reply;
+
+pub const OK: u8 = 0;
+pub const USAGE: u8 = 64;
+pub const DATAERR: u8 = 65;
+pub const NOINPUT: u8 = 66;
+pub const NOUSER: u8 = 67;
+pub const NOHOST: u8 = 68;
+pub const UNAVAILABLE: u8 = 69;
+pub const SOFTWARE: u8 = 70;
+pub const IOERR: u8 = 74;
+pub const TEMPFAIL: u8 = 75;
+pub const PROTOCOL: u8 = 76;
+pub const NOPERM: u8 = 77;
+pub const CONFIG: u8 = 78;
+
+/// The exit code for an error.
+pub fn code(err: &Error) -> u8 {
+    match err {
+        Error::Usage(_) => USAGE,
+        Error::Data(_) => DATAERR,
+        Error::NoInput { .. } => NOINPUT,
+        Error::Config(_) => CONFIG,
+        Error::NoHost { .. } => NOHOST,
+        Error::Connect { .. }
+        | Error::Timeout { .. }
+        | Error::Closed { .. }
+        | Error::Network { .. } => TEMPFAIL,
+        Error::Protocol { .. } | Error::Unexpected { .. } => PROTOCOL,
+        Error::Refused { stage, reply } => reply_code(*stage, reply),
+        Error::NoRecipients { refused } => refusals_code(refused).unwrap_or(SOFTWARE),
+        Error::LocalIo { .. } => IOERR,
+    }
+}
+
+/// The exit code for a 4xx or 5xx reply at `stage`.
+pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
+    match reply.code {
+        400..=499 => TEMPFAIL,
+        // RFC 5321 §4.2.3: 550 mailbox unavailable, 551 user not local, 553 mailbox
+        // name not allowed: the address is what is wrong.
+        550 | 551 | 553 if stage == Stage::RcptTo => NOUSER,
+        _ => UNAVAILABLE,
+    }
+}
+
+/// The exit code for a set of refused recipients: the worst refusal. A permanent
+/// refusal outranks a temporary one, because retrying the same submission cannot
+/// cure it and would send the message again to those who already have it.
+pub fn refusals_code(refused: &[Refusal]) -> Option<u8> {
+    refused
+        .iter()
+        .map(|r| reply_code(Stage::RcptTo, &r.reply))
+        .max_by_key(|&c| match c {
+            NOUSER => 3,
+            UNAVAILABLE => 2,
+            _ => 1,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::time::Duration;
+
+    fn reply(code: u16) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec!["text".into()],
+        }
+    }
+
+    fn refusal(code: u16) -> Refusal {
+        Refusal {
+            recipient: "x@example.test".into(),
+            reply: reply(code),
+        }
+    }
+
+    #[test]
+    fn every_error_kind_has_its_code() {
+        let io_err = || io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let cases = [
+            (Error::Usage("bad flag".into()), 64),
+            (Error::Data("bad message".into()), 65),
+            (
+                Error::NoInput {
+                    path: "x".into(),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                },
+                66,
+            ),
+            (Error::Config("bad".into()), 78),
+            (
+                Error::NoHost {
+                    host: "nx.invalid".into(),
+                    detail: "unknown".into(),
+                },
+                68,
+            ),
+            (
+                Error::Connect {
+                    server: "127.0.0.1:1".into(),
+                    source: io_err(),
+                },
+                75,
+            ),
+            (
+                Error::Timeout {
+                    stage: Stage::Greeting,
+                    after: Duration::from_secs(1),
+                },
+                75,
+            ),
+            (
+                Error::Closed {
+                    stage: Stage::RcptTo,
+                },
+                75,
+            ),
+            (
+                Error::Network {
+                    stage: Stage::Message,
+                    source: io_err(),
+                },
+                75,
+            ),
+            (
+                Error::Protocol {
+                    stage: Stage::Greeting,
+                    detail: "garbage".into(),
+                },
+                76,
+            ),
+            (
+                Error::Unexpected {
+                    stage: Stage::Data,
+                    expected: "354",
+                    reply: reply(250),
+                },
+                76,
+            ),
+            (
+                Error::LocalIo {
+                    context: "stdin".into(),
+                    source: io_err(),
+                },
+                74,
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(code(&err), expected, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_by_stage_and_code() {
+        let refused = |stage, c| {
+            code(&Error::Refused {
+                stage,
+                reply: reply(c),
+            })
+        };
+        assert_eq!(refused(Stage::RcptTo, 550), 67);
+        assert_eq!(refused(Stage::RcptTo, 551), 67);
+        assert_eq!(refused(Stage::RcptTo, 553), 67);
+        assert_eq!(refused(Stage::RcptTo, 552), 69);
+        assert_eq!(refused(Stage::RcptTo, 450), 75);
+        assert_eq!(refused(Stage::MailFrom, 550), 69);
+        assert_eq!(refused(Stage::Greeting, 554), 69);
+        assert_eq!(refused(Stage::Greeting, 421), 75);
+        assert_eq!(refused(Stage::EndOfData, 451), 75);
+        assert_eq!(refused(Stage::EndOfData, 554), 69);
+    }
+
+    #[test]
+    fn worst_refusal_wins() {
+        assert_eq!(refusals_code(&[]), None);
+        assert_eq!(refusals_code(&[refusal(450)]), Some(75));
+        assert_eq!(refusals_code(&[refusal(450), refusal(550)]), Some(67));
+        assert_eq!(refusals_code(&[refusal(554), refusal(450)]), Some(69));
+        assert_eq!(refusals_code(&[refusal(554), refusal(550)]), Some(67));
+        assert_eq!(
+            code(&Error::NoRecipients {
+                refused: vec![refusal(450), refusal(451)]
+            }),
+            75
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! outbox: a command-line SMTP client, as a library.
+//!
+//! [`submit`] opens a session with the server in [`Settings`], hands over the message
+//! for the [`Envelope`] and returns what the server said of each recipient.
+
+pub mod cli;
+pub mod compose;
+pub mod envelope;
+pub mod error;
+pub mod exit;
+pub mod settings;
+pub mod smtp;
+
+pub use compose::Message;
+pub use envelope::{Address, Envelope, Mailbox};
+pub use error::{Error, Stage};
+pub use settings::Settings;
+pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
+
+use std::io::Write;
+
+/// Sends one message: connect, greeting, EHLO, the transaction, QUIT.
+///
+/// Returns the receipt when the server took the message for at least one recipient
+/// (the receipt lists any it refused). On failure the session ends with a QUIT where
+/// the connection allows it, and the error says at which stage and why.
+pub fn submit(
+    settings: &Settings,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<Receipt, Error> {
+    submit_with(settings, envelope, message, verbose_transcript(settings))
+}
+
+/// As [`submit`], writing the dialogue to `transcript` if given.
+pub fn submit_with(
+    settings: &Settings,
+    envelope: &Envelope,
+    message: &Message,
+    mut transcript: Option<Transcript>,
+) -> Result<Receipt, Error> {
+    if let Some(t) = &mut transcript {
+        t.note(&format!("connecting to {}", settings.server));
+    }
+    let stream = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
+    if let Some(t) = &mut transcript
+        && let Ok(peer) = stream.peer_addr()
+    {
+        t.note(&format!("connected to {peer}"));
+    }
+    let ehlo_name = settings
+        .ehlo_name
+        .clone()
+        .unwrap_or_else(|| settings::default_ehlo_name(stream.local_addr().ok().map(|a| a.ip())));
+    let mut session = Session::new(stream, settings.timeouts.clone()).with_transcript(transcript);
+    match deliver(&mut session, &ehlo_name, envelope, message) {
+        Ok(receipt) => {
+            // The message is the server's now; a failed goodbye changes nothing.
+            if let Err(e) = session.quit() {
+                session.note(&format!("QUIT failed after the message was accepted: {e}"));
+            }
+            Ok(receipt)
+        }
+        Err(e) => {
+            session.abort();
+            Err(e)
+        }
+    }
+}
+
+fn deliver<S>(
+    session: &mut Session<S>,
+    ehlo_name: &str,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<Receipt, Error>
+where
+    S: std::io::Read + Write + smtp::session::IoTimeout,
+{
+    session.greeting()?;
+    session.ehlo(ehlo_name)?;
+    session.transaction(envelope, &mut message.as_bytes())
+}
+
+fn verbose_transcript(settings: &Settings) -> Option<Transcript> {
+    settings
+        .verbose
+        .then(|| Transcript::new(Box::new(std::io::stderr())))
+}

@@ -1,0 +1,8 @@
+//! The SMTP engine: protocol values (pure, tested without sockets) and the session.
+
+pub mod command;
+pub mod data;
+pub mod extension;
+pub mod reply;
+pub mod session;
+pub mod transport;

@@ -1,0 +1,452 @@
+//! One SMTP session over any stream: greeting, EHLO (or HELO), the mail transaction,
+//! QUIT. Each step states the reply codes it accepts; anything else is an error that
+//! carries the stage and the server's reply.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::time::Duration;
+
+use super::command::Command;
+use super::data::DotWriter;
+use super::extension::Capabilities;
+use super::reply::{Reply, parse_reply};
+use crate::envelope::{Address, Envelope};
+use crate::error::{Error, Refusal, Stage};
+
+/// Bytes gathered before a write to the socket while sending the message.
+const DATA_BUFFER: usize = 64 * 1024;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A stream whose reads and writes can be given a deadline.
+pub trait IoTimeout {
+    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+impl IoTimeout for std::net::TcpStream {
+    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let t = Some(timeout.max(Duration::from_millis(1)));
+        self.set_read_timeout(t)?;
+        self.set_write_timeout(t)
+    }
+}
+
+/// How long to wait at each step. The defaults are RFC 5321 §4.5.3.2's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// §4.5.3.2.1: initial 220 message, 5 minutes.
+    pub greeting: Duration,
+    /// EHLO has no RFC value; it is treated like MAIL.
+    pub ehlo: Duration,
+    /// §4.5.3.2.2: MAIL command, 5 minutes.
+    pub mail: Duration,
+    /// §4.5.3.2.3: RCPT command, 5 minutes.
+    pub rcpt: Duration,
+    /// §4.5.3.2.4: DATA initiation, 2 minutes.
+    pub data_init: Duration,
+    /// §4.5.3.2.5: each data block written, 3 minutes.
+    pub data_block: Duration,
+    /// §4.5.3.2.6: DATA termination (the reply to the final dot), 10 minutes.
+    pub data_end: Duration,
+    /// QUIT has no RFC value; a server that is slow to say goodbye holds nothing of ours.
+    pub quit: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: min(5),
+            ehlo: min(5),
+            mail: min(5),
+            rcpt: min(5),
+            data_init: min(2),
+            data_block: min(3),
+            data_end: min(10),
+            quit: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The same limit for every step, as `--timeout` asks.
+    pub fn uniform(t: Duration) -> Timeouts {
+        Timeouts {
+            connect: t,
+            greeting: t,
+            ehlo: t,
+            mail: t,
+            rcpt: t,
+            data_init: t,
+            data_block: t,
+            data_end: t,
+            quit: t,
+        }
+    }
+}
+
+/// Where `-v` writes the dialogue: `> ` for what we send, `< ` for what the server
+/// says, `* ` for notes of our own. Server text is sanitised before it is shown.
+pub struct Transcript {
+    out: Box<dyn Write + Send>,
+}
+
+impl Transcript {
+    pub fn new(out: Box<dyn Write + Send>) -> Transcript {
+        Transcript { out }
+    }
+
+    /// A failure to write the transcript must not fail the delivery, so it is ignored.
+    fn line(&mut self, prefix: &str, text: &str) {
+        let _ = writeln!(self.out, "{prefix}{text}");
+    }
+
+    pub fn note(&mut self, text: &str) {
+        self.line("* ", text);
+    }
+
+    fn sent(&mut self, cmd: &Command) {
+        self.line("> ", cmd.to_string().trim_end_matches("\r\n"));
+    }
+
+    fn received(&mut self, reply: &Reply) {
+        for line in reply.to_string().lines() {
+            self.line("< ", line);
+        }
+    }
+}
+
+/// The outcome for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientResult {
+    pub recipient: Address,
+    pub reply: Reply,
+    pub accepted: bool,
+}
+
+/// What the server said about a message it took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Every recipient, in envelope order.
+    pub recipients: Vec<RecipientResult>,
+    /// The reply to the final dot.
+    pub reply: Reply,
+}
+
+impl Receipt {
+    pub fn refused(&self) -> Vec<Refusal> {
+        self.recipients
+            .iter()
+            .filter(|r| !r.accepted)
+            .map(|r| Refusal {
+                recipient: r.recipient.to_string(),
+                reply: r.reply.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A session with a server over `S`.
+pub struct Session<S> {
+    stream: S,
+    rbuf: Vec<u8>,
+    timeouts: Timeouts,
+    transcript: Option<Transcript>,
+    capabilities: Capabilities,
+    /// The connection is unusable (closed, 421, garbage, timeout): no QUIT is sent.
+    dead: bool,
+}
+
+impl<S: Read + Write + IoTimeout> Session<S> {
+    pub fn new(stream: S, timeouts: Timeouts) -> Session<S> {
+        Session {
+            stream,
+            rbuf: Vec::new(),
+            timeouts,
+            transcript: None,
+            capabilities: Capabilities::default(),
+            dead: false,
+        }
+    }
+
+    pub fn with_transcript(mut self, transcript: Option<Transcript>) -> Session<S> {
+        self.transcript = transcript;
+        self
+    }
+
+    /// The capabilities from the last EHLO (empty after HELO).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub fn note(&mut self, text: &str) {
+        if let Some(t) = &mut self.transcript {
+            t.note(text);
+        }
+    }
+
+    /// Reads the server's greeting: 220 (RFC 5321 §4.3.2).
+    pub fn greeting(&mut self) -> Result<Reply, Error> {
+        let reply = self.read_reply(Stage::Greeting, self.timeouts.greeting)?;
+        self.expect(Stage::Greeting, reply, &[220], "220")
+    }
+
+    /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
+    pub fn ehlo(&mut self, name: &str) -> Result<&Capabilities, Error> {
+        let ehlo = Command::ehlo(name).map_err(|e| Error::Usage(e.to_string()))?;
+        let reply = self.command(&ehlo, Stage::Ehlo, self.timeouts.ehlo)?;
+        if reply.is_permanent() {
+            let helo = Command::helo(name).map_err(|e| Error::Usage(e.to_string()))?;
+            let reply = self.command(&helo, Stage::Helo, self.timeouts.ehlo)?;
+            self.expect(Stage::Helo, reply, &[250], "250")?;
+            self.capabilities = Capabilities::default();
+        } else {
+            let reply = self.expect(Stage::Ehlo, reply, &[250], "250")?;
+            self.capabilities = Capabilities::from_ehlo(&reply);
+        }
+        Ok(&self.capabilities)
+    }
+
+    /// `MAIL FROM`: 250.
+    pub fn mail_from(&mut self, from: Option<&Address>) -> Result<Reply, Error> {
+        let path = from.map_or("", Address::as_str);
+        let cmd = Command::mail_from(path, &[]).map_err(|e| Error::Usage(e.to_string()))?;
+        let reply = self.command(&cmd, Stage::MailFrom, self.timeouts.mail)?;
+        self.expect(Stage::MailFrom, reply, &[250], "250")
+    }
+
+    /// `RCPT TO`: 250 or 251 accept the recipient; any other 4xx or 5xx refuses this
+    /// one recipient and the session goes on. A 421, a broken connection or garbage
+    /// end the session.
+    pub fn rcpt_to(&mut self, to: &Address) -> Result<RecipientResult, Error> {
+        let cmd = Command::rcpt_to(to.as_str(), &[]).map_err(|e| Error::Usage(e.to_string()))?;
+        let reply = self.command(&cmd, Stage::RcptTo, self.timeouts.rcpt)?;
+        let accepted = match reply.code {
+            250 | 251 => true,
+            421 => return Err(self.refused(Stage::RcptTo, reply)),
+            400..=599 => false,
+            _ => return Err(self.unexpected(Stage::RcptTo, reply, "250 or 251")),
+        };
+        Ok(RecipientResult {
+            recipient: to.clone(),
+            reply,
+            accepted,
+        })
+    }
+
+    /// `DATA` (354), the message through a DotWriter, the final dot (250).
+    pub fn data(&mut self, message: &mut dyn Read) -> Result<Reply, Error> {
+        let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
+        self.expect(Stage::Data, reply, &[354], "354")?;
+        self.set_timeout(Stage::Message, self.timeouts.data_block)?;
+        let (bytes, lines) = self.send_message(message)?;
+        if let Some(t) = &mut self.transcript {
+            t.line("> ", &format!("[message: {bytes} bytes, {lines} lines]"));
+            t.line("> ", ".");
+        }
+        let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+        self.expect(Stage::EndOfData, reply, &[250], "250")
+    }
+
+    /// `QUIT`: 221.
+    pub fn quit(&mut self) -> Result<Reply, Error> {
+        let reply = self.command(&Command::Quit, Stage::Quit, self.timeouts.quit)?;
+        self.dead = true;
+        self.expect(Stage::Quit, reply, &[221], "221")
+    }
+
+    /// One mail transaction: MAIL, a RCPT per recipient, and DATA if any recipient was
+    /// accepted. Refused recipients are reported in the receipt; if none is accepted,
+    /// the error lists every refusal and no data is sent.
+    pub fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+    ) -> Result<Receipt, Error> {
+        self.mail_from(envelope.from.as_ref())?;
+        let mut recipients = Vec::with_capacity(envelope.to.len());
+        for to in &envelope.to {
+            recipients.push(self.rcpt_to(to)?);
+        }
+        if !recipients.iter().any(|r| r.accepted) {
+            let refused = recipients
+                .into_iter()
+                .map(|r| Refusal {
+                    recipient: r.recipient.to_string(),
+                    reply: r.reply,
+                })
+                .collect();
+            return Err(Error::NoRecipients { refused });
+        }
+        let reply = self.data(message)?;
+        Ok(Receipt { recipients, reply })
+    }
+
+    /// Ends the session after a failure: QUIT if the connection is still usable, with a
+    /// short wait, and any error of its own ignored (the first error is what matters).
+    pub fn abort(&mut self) {
+        if self.dead {
+            return;
+        }
+        self.timeouts.quit = self.timeouts.quit.min(Duration::from_secs(5));
+        let _ = self.quit();
+    }
+
+    /// Gives the stream back, for STARTTLS.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    fn command(&mut self, cmd: &Command, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
+        if let Some(t) = &mut self.transcript {
+            t.sent(cmd);
+        }
+        self.set_timeout(stage, timeout)?;
+        let bytes = cmd.to_string();
+        if let Err(e) = self
+            .stream
+            .write_all(bytes.as_bytes())
+            .and_then(|()| self.stream.flush())
+        {
+            return Err(self.io_error(stage, timeout, e));
+        }
+        self.read_reply(stage, timeout)
+    }
+
+    fn send_message(&mut self, message: &mut dyn Read) -> Result<(u64, u64), Error> {
+        let timeout = self.timeouts.data_block;
+        let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, &mut self.stream));
+        let mut chunk = vec![0u8; DATA_BUFFER];
+        let failure = loop {
+            let n = match message.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    break Some(Error::LocalIo {
+                        context: "cannot read the message".into(),
+                        source,
+                    });
+                }
+            };
+            if let Err(e) = dot.write_all(&chunk[..n]) {
+                break Some(Error::Network {
+                    stage: Stage::Message,
+                    source: e,
+                });
+            }
+        };
+        let counts = (dot.bytes_in(), dot.lines());
+        let result = match failure {
+            // The final dot goes in the same buffer as the end of the message.
+            None => dot
+                .finish()
+                .and_then(|mut w| w.flush())
+                .map_err(|e| Error::Network {
+                    stage: Stage::Message,
+                    source: e,
+                }),
+            Some(err) => {
+                // Drop what is buffered without writing it: a BufWriter dropped normally
+                // would try once more, and wait out the timeout again.
+                let _ = dot.into_inner().into_parts();
+                Err(err)
+            }
+        };
+        match result {
+            Ok(()) => Ok(counts),
+            Err(Error::Network { source, .. }) => {
+                Err(self.io_error(Stage::Message, timeout, source))
+            }
+            // The server waits for data we cannot give; the connection is of no more use.
+            Err(err) => {
+                self.dead = true;
+                Err(err)
+            }
+        }
+    }
+
+    fn read_reply(&mut self, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
+        self.set_timeout(stage, timeout)?;
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            match parse_reply(&self.rbuf) {
+                Ok(Some((reply, used))) => {
+                    self.rbuf.drain(..used);
+                    if let Some(t) = &mut self.transcript {
+                        t.received(&reply);
+                    }
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.dead = true;
+                    return Err(Error::Protocol {
+                        stage,
+                        detail: e.to_string(),
+                    });
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.dead = true;
+                    return Err(Error::Closed { stage });
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error(stage, timeout, e)),
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, stage: Stage, timeout: Duration) -> Result<(), Error> {
+        self.stream
+            .set_io_timeout(timeout)
+            .map_err(|source| Error::Network { stage, source })
+    }
+
+    fn io_error(&mut self, stage: Stage, after: Duration, e: io::Error) -> Error {
+        self.dead = true;
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout { stage, after },
+            io::ErrorKind::UnexpectedEof => Error::Closed { stage },
+            _ => Error::Network { stage, source: e },
+        }
+    }
+
+    /// Accepts `reply` if its code is one of `codes`; otherwise the error for it.
+    fn expect(
+        &mut self,
+        stage: Stage,
+        reply: Reply,
+        codes: &[u16],
+        expected: &'static str,
+    ) -> Result<Reply, Error> {
+        if codes.contains(&reply.code) {
+            Ok(reply)
+        } else if reply.is_transient() || reply.is_permanent() {
+            Err(self.refused(stage, reply))
+        } else {
+            Err(self.unexpected(stage, reply, expected))
+        }
+    }
+
+    fn refused(&mut self, stage: Stage, reply: Reply) -> Error {
+        // RFC 5321 §3.8: 421 means the server is closing the channel.
+        if reply.code == 421 {
+            self.dead = true;
+        }
+        Error::Refused { stage, reply }
+    }
+
+    fn unexpected(&mut self, stage: Stage, reply: Reply, expected: &'static str) -> Error {
+        // Out of step with the server: nothing more it says can be trusted.
+        self.dead = true;
+        Error::Unexpected {
+            stage,
+            expected,
+            reply,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Connecting to the server: name resolution, connect with a deadline, TCP_NODELAY.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The port when none is given: SMTP's, as IANA assigns it.
+pub const DEFAULT_PORT: u16 = 25;
+
+/// Where the server is: a host name or IP address, and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// Parses `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6 address.
+    pub fn parse(text: &str) -> Result<ServerAddr, String> {
+        let bad = |why: &str| format!("invalid server {text:?}: {why}");
+        let text = text.trim();
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("missing ']' after an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("expected ':PORT' after ']'"))?,
+                ),
+            };
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address between [ and ]"));
+            }
+            (host, port)
+        } else if text.matches(':').count() > 1 {
+            // More than one colon and no brackets: an IPv6 address without a port.
+            if text.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("write an IPv6 address with a port as [ADDRESS]:PORT"));
+            }
+            (text, None)
+        } else {
+            match text.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (text, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host name"));
+        }
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(bad("the host name has a character a host name cannot have"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+        };
+        Ok(ServerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// The host as an IP address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Resolves the server's name; a failure here is "no such host" (EX_NOHOST).
+pub fn resolve(server: &ServerAddr) -> Result<Vec<SocketAddr>, Error> {
+    let addrs: Vec<SocketAddr> = (server.host.as_str(), server.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::NoHost {
+            host: server.host.clone(),
+            detail: e.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::NoHost {
+            host: server.host.clone(),
+            detail: "the name has no address".into(),
+        });
+    }
+    Ok(addrs)
+}
+
+/// Connects to the first address that answers within `timeout`, and turns Nagle's
+/// algorithm off: commands are written whole, so there is nothing to gain from
+/// holding them back, and a delayed ACK would stall every round trip.
+pub fn connect(server: &ServerAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for addr in resolve(server)? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(|source| Error::Connect {
+                    server: server.to_string(),
+                    source,
+                })?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Connect {
+        server: server.to_string(),
+        source: last.unwrap_or_else(|| std::io::Error::other("no address to connect to")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> (String, u16) {
+        let a = ServerAddr::parse(s).unwrap();
+        (a.host, a.port)
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(parse("localhost"), ("localhost".into(), 25));
+        assert_eq!(
+            parse("mx.example.test:2525"),
+            ("mx.example.test".into(), 2525)
+        );
+        assert_eq!(parse("127.0.0.1:587"), ("127.0.0.1".into(), 587));
+        assert_eq!(parse("[::1]:2525"), ("::1".into(), 2525));
+        assert_eq!(parse("[::1]"), ("::1".into(), 25));
+        assert_eq!(parse("::1"), ("::1".into(), 25));
+    }
+
+    #[test]
+    fn bad_forms() {
+        for bad in [
+            "",
+            ":25",
+            "host:",
+            "host:0",
+            "host:70000",
+            "host:x",
+            "[::1",
+            "[nothost]:25",
+            "[::1]25",
+            "a:b:c",
+            "ho st",
+        ] {
+            assert!(ServerAddr::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_brackets_ipv6() {
+        assert_eq!(
+            ServerAddr::parse("[::1]:2525").unwrap().to_string(),
+            "[::1]:2525"
+        );
+        assert_eq!(ServerAddr::parse("h:1").unwrap().to_string(), "h:1");
+    }
+
+    #[test]
+    fn connection_refused_is_a_connect_error() {
+        // Bind then drop, so the port is very likely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = ServerAddr::parse(&format!("127.0.0.1:{port}")).unwrap();
+        match connect(&server, Duration::from_secs(5)) {
+            Err(Error::Connect { .. }) => {}
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_host_is_nohost() {
+        // .invalid never resolves (RFC 6761 §6.4).
+        let server = ServerAddr::parse("no-such-host.invalid").unwrap();
+        assert!(matches!(resolve(&server), Err(Error::NoHost { .. })));
+    }
+}
