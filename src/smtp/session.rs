@@ -450,3 +450,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
