@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                 Some(err) => exit::code(err),
                 None => exit::SOFTWARE,
             };
-            eprintln!("outbox: {e:#}");
+            eprintln!("outbox: {e}");
             ExitCode::from(code)
         }
     }

@@ -74,14 +74,29 @@ pub fn default_ehlo_name(local: Option<IpAddr>) -> String {
     }
 }
 
-/// Who is running outbox, for the default sender.
+/// Who is running outbox, for the default sender: `$USER`, `$LOGNAME`, or the
+/// passwd entry of the process's owner (daemons and cron jobs may set neither).
 pub fn user_name() -> Option<String> {
+    let valid = |u: &String| {
+        !u.is_empty() && !u.contains(|c: char| c.is_control() || c.is_whitespace() || c == '@')
+    };
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .find(|u| {
-            !u.is_empty() && !u.contains(|c: char| c.is_control() || c.is_whitespace() || c == '@')
-        })
+        .find(valid)
+        .or_else(|| passwd_name().filter(valid))
+}
+
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's real user; std has no getuid().
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -115,6 +130,13 @@ mod tests {
         ] {
             assert!(matches!(settings(args), Err(Error::Usage(_))), "{args:?}");
         }
+    }
+
+    #[test]
+    fn passwd_lookup_finds_the_owner() {
+        // The test runs as some user that has a passwd entry on any sane machine.
+        let name = passwd_name().expect("the test user is in /etc/passwd");
+        assert!(!name.is_empty());
     }
 
     #[test]
