@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Wall time of one small message per process against Postfix's smtp-sink on loopback,
+# outbox beside curl (and msmtp, swaks, s-nail when installed), medians and ratios.
+# Usage: bench/small-message.sh [RUNS]   (default 200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+
+command -v smtp-sink >/dev/null || PATH=$PATH:/usr/sbin
+command -v smtp-sink >/dev/null || { echo "smtp-sink not found: apt-get install postfix" >&2; exit 1; }
+cargo build --release -q
+outbox=$PWD/target/release/outbox
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if [ "$(id -u)" = 0 ]; then as_user=(-u nobody); else as_user=(); fi
+smtp-sink "${as_user[@]}" 127.0.0.1:"$port" 256 >/dev/null 2>&1 &
+sink=$!
+trap 'kill $sink 2>/dev/null' EXIT
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+  sleep 0.1
+done
+
+msg=$(mktemp)
+printf 'From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\nhello\r\n' >"$msg"
+
+# Prints the median wall time in milliseconds of RUNS runs of the command given.
+median_ms() {
+  local times=() start end
+  for _ in $(seq "$runs"); do
+    start=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; return 1; }
+    end=$EPOCHREALTIME
+    times+=("$(echo "($end - $start) * 1000" | bc -l)")
+  done
+  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f\n", m}'
+}
+
+declare -A result
+result[outbox]=$(median_ms "$outbox" --server 127.0.0.1:"$port" -f a@example.test -s bench --body hello b@example.test)
+if command -v curl >/dev/null; then
+  result[curl]=$(median_ms curl -s smtp://127.0.0.1:"$port" --mail-from a@example.test --mail-rcpt b@example.test -T "$msg")
+fi
+if command -v msmtp >/dev/null; then
+  result[msmtp]=$(median_ms sh -c "msmtp --host=127.0.0.1 --port=$port --from=a@example.test b@example.test <'$msg'")
+fi
+if command -v swaks >/dev/null; then
+  result[swaks]=$(median_ms swaks --server 127.0.0.1 --port "$port" --from a@example.test --to b@example.test --data "$msg")
+fi
+rm -f "$msg"
+
+echo "one small message, one process, median of $runs runs (smtp-sink on 127.0.0.1:$port):"
+for tool in outbox curl msmtp swaks; do
+  [ -n "${result[$tool]:-}" ] || continue
+  ratio=$(echo "${result[outbox]} / ${result[$tool]}" | bc -l)
+  printf '  %-7s %8.2f ms   outbox/%s = %.2f\n' "$tool" "${result[$tool]}" "$tool" "$ratio"
+done
