@@ -147,6 +147,33 @@ impl Receipt {
     }
 }
 
+/// The stream while the message is sent. After one failed write every further write
+/// fails at once without touching the stream: a BufWriter dropped with bytes still in it
+/// (as `DotWriter::finish` or a failed flush leaves it) would try them again, and wait
+/// out the timeout a second time.
+struct Latched<'a, W> {
+    inner: &'a mut W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Latched<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed = e.kind() != io::ErrorKind::Interrupted;
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.inner.flush()
+    }
+}
+
 /// A session with a server over `S`.
 pub struct Session<S> {
     stream: S,
@@ -316,7 +343,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     fn send_message(&mut self, message: &mut dyn Read) -> Result<(u64, u64), Error> {
         let timeout = self.timeouts.data_block;
-        let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, &mut self.stream));
+        let latched = Latched {
+            inner: &mut self.stream,
+            failed: false,
+        };
+        let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, latched));
         let mut chunk = vec![0u8; DATA_BUFFER];
         let failure = loop {
             let n = match message.read(&mut chunk) {

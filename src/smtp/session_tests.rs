@@ -1,1 +1,1090 @@
 //! Session tests against a scripted peer.
+//!
+//! As in Go's net/smtp tests, the server's side is a script of bytes fed to the client,
+//! everything the client writes is captured, and both are compared exactly.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::compose::Message;
+use crate::exit;
+
+// ---------------------------------------------------------------------------------------
+// The scripted peer
+// ---------------------------------------------------------------------------------------
+
+/// What the peer does once its script has nothing more to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AtEnd {
+    /// Reads return `Ok(0)`: the server closed the connection.
+    Eof,
+    /// Reads fail with `WouldBlock`, as a socket read timeout does on Linux.
+    Timeout,
+}
+
+/// Every read hands out as much of the current turn as the caller asks for.
+pub(crate) const ALL_AT_ONCE: usize = usize::MAX;
+
+/// One call the client made on the peer, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// `set_io_timeout`.
+    SetTimeout(Duration),
+    /// A read and the bytes it returned (none: end of stream), with the timeout then in force.
+    Read {
+        bytes: Vec<u8>,
+        timeout: Option<Duration>,
+    },
+    /// A read that failed as a timed-out socket read does.
+    ReadTimedOut {
+        timeout: Option<Duration>,
+    },
+    /// A write and the bytes the peer took (perhaps fewer than offered).
+    Write {
+        bytes: Vec<u8>,
+        timeout: Option<Duration>,
+    },
+    /// A write that failed; `offered` is the length of the buffer it was given.
+    WriteFailed {
+        offered: usize,
+        kind: io::ErrorKind,
+    },
+    Flush,
+}
+
+/// A stand-in for the server's end of the connection.
+///
+/// The script is a list of turns: what the server sends at once. The first turn is
+/// there from the start (the greeting); each later turn is only sent once the client
+/// has written something after reading all of the one before, as a lock-step server
+/// would. A read before that is a client bug (a real server would wait for a command
+/// that never comes), and the peer panics. Once all turns are read, reads behave as
+/// `AtEnd` says.
+pub(crate) struct ScriptedPeer {
+    turns: VecDeque<Vec<u8>>,
+    /// Bytes of the front turn already handed out.
+    pos: usize,
+    /// Most bytes a read hands out.
+    chunk: usize,
+    at_end: AtEnd,
+    /// The front turn may be read: the client has written since the last turn ended.
+    open: bool,
+    timeout: Option<Duration>,
+    /// Writes fail with this kind once this many bytes have been taken.
+    fail_writes: Option<(usize, io::ErrorKind)>,
+    written: Vec<u8>,
+    events: Vec<Event>,
+}
+
+impl ScriptedPeer {
+    pub(crate) fn new<T: AsRef<[u8]>>(
+        turns: impl IntoIterator<Item = T>,
+        at_end: AtEnd,
+    ) -> ScriptedPeer {
+        let turns: VecDeque<Vec<u8>> = turns.into_iter().map(|t| t.as_ref().to_vec()).collect();
+        assert!(
+            turns.iter().all(|t| !t.is_empty()),
+            "an empty turn means nothing"
+        );
+        ScriptedPeer {
+            turns,
+            pos: 0,
+            chunk: ALL_AT_ONCE,
+            at_end,
+            open: true,
+            timeout: None,
+            fail_writes: None,
+            written: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Hands out at most `n` bytes per read (1 exercises the client's buffering).
+    pub(crate) fn chunk(mut self, n: usize) -> ScriptedPeer {
+        assert!(n > 0);
+        self.chunk = n;
+        self
+    }
+
+    /// Takes `limit` bytes in all, then fails every write with `kind`.
+    pub(crate) fn fail_writes_after(mut self, limit: usize, kind: io::ErrorKind) -> ScriptedPeer {
+        self.fail_writes = Some((limit, kind));
+        self
+    }
+
+    /// Every byte the client wrote, in order.
+    pub(crate) fn written(&self) -> &[u8] {
+        &self.written
+    }
+
+    /// The bytes of each successful write call.
+    pub(crate) fn writes(&self) -> Vec<&[u8]> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Write { bytes, .. } => Some(bytes.as_slice()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Write calls that failed.
+    pub(crate) fn failed_writes(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::WriteFailed { .. }))
+            .count()
+    }
+
+    pub(crate) fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Every timeout the client set, in order.
+    pub(crate) fn timeouts(&self) -> Vec<Duration> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SetTimeout(t) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The timeout in force when the client wrote bytes starting with `prefix`.
+    pub(crate) fn timeout_writing(&self, prefix: &[u8]) -> Option<Duration> {
+        self.events.iter().find_map(|e| match e {
+            Event::Write { bytes, timeout } if bytes.starts_with(prefix) => *timeout,
+            _ => None,
+        })
+    }
+
+    /// The timeout in force when the client read bytes starting with `prefix`.
+    pub(crate) fn timeout_reading(&self, prefix: &[u8]) -> Option<Duration> {
+        self.events.iter().find_map(|e| match e {
+            Event::Read { bytes, timeout } if bytes.starts_with(prefix) => *timeout,
+            _ => None,
+        })
+    }
+
+    /// Bytes of the script the client has not read.
+    pub(crate) fn unread(&self) -> usize {
+        self.turns.iter().map(Vec::len).sum::<usize>() - self.pos
+    }
+}
+
+impl Read for ScriptedPeer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = self.timeout;
+        let Some(turn) = self.turns.front() else {
+            return match self.at_end {
+                AtEnd::Eof => {
+                    self.events.push(Event::Read {
+                        bytes: Vec::new(),
+                        timeout,
+                    });
+                    Ok(0)
+                }
+                AtEnd::Timeout => {
+                    self.events.push(Event::ReadTimedOut { timeout });
+                    Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "Resource temporarily unavailable",
+                    ))
+                }
+            };
+        };
+        assert!(
+            self.open,
+            "the client read again without sending anything after the last reply; \
+             a real server would wait (client wrote so far: {:?})",
+            String::from_utf8_lossy(&self.written)
+        );
+        let n = (turn.len() - self.pos).min(self.chunk).min(buf.len());
+        buf[..n].copy_from_slice(&turn[self.pos..self.pos + n]);
+        self.events.push(Event::Read {
+            bytes: buf[..n].to_vec(),
+            timeout,
+        });
+        self.pos += n;
+        if self.pos == turn.len() {
+            self.turns.pop_front();
+            self.pos = 0;
+            self.open = false;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for ScriptedPeer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut take = buf.len();
+        if let Some((limit, kind)) = self.fail_writes {
+            if self.written.len() >= limit {
+                self.events.push(Event::WriteFailed {
+                    offered: buf.len(),
+                    kind,
+                });
+                return Err(io::Error::from(kind));
+            }
+            take = take.min(limit - self.written.len());
+        }
+        self.written.extend_from_slice(&buf[..take]);
+        self.events.push(Event::Write {
+            bytes: buf[..take].to_vec(),
+            timeout: self.timeout,
+        });
+        if take > 0 {
+            self.open = true;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.events.push(Event::Flush);
+        Ok(())
+    }
+}
+
+impl IoTimeout for ScriptedPeer {
+    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.events.push(Event::SetTimeout(timeout));
+        self.timeout = Some(timeout);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+const EHLO_NAME: &str = "client.example.test";
+const GREETING: &str = "220-mx.example.test ESMTP\r\n220 ready\r\n";
+const EHLO_REPLY: &str = "250-mx.example.test greets client.example.test\r\n\
+                          250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n";
+const SIMPLE_MESSAGE: &str = "Subject: hi\r\n\r\nhello\r\n";
+const SIMPLE_WIRE: &str = "Subject: hi\r\n\r\nhello\r\n.\r\n";
+
+fn addr(s: &str) -> Address {
+    Address::new(s).unwrap()
+}
+
+fn envelope(to: &[&str]) -> Envelope {
+    Envelope::new(Some(addr("a@example.test")), to.iter().map(|t| addr(t)))
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(60 * m)
+}
+
+/// The server's replies of a plain one-recipient session, one per stage, and the
+/// client's commands: `CMDS[k]` is what the client sends before reading `REPLIES[k + 1]`.
+const REPLIES: [&str; 7] = [
+    GREETING,
+    EHLO_REPLY,
+    "250 2.1.0 sender ok\r\n",
+    "250 2.1.5 recipient ok\r\n",
+    "354 go ahead\r\n",
+    "250 2.0.0 queued as 1234\r\n",
+    "221 2.0.0 bye\r\n",
+];
+const CMDS: [&str; 6] = [
+    "EHLO client.example.test\r\n",
+    "MAIL FROM:<a@example.test>\r\n",
+    "RCPT TO:<b@example.test>\r\n",
+    "DATA\r\n",
+    SIMPLE_WIRE,
+    "QUIT\r\n",
+];
+/// The stage whose reply is `REPLIES[k]`.
+const STAGES: [Stage; 6] = [
+    Stage::Greeting,
+    Stage::Ehlo,
+    Stage::MailFrom,
+    Stage::RcptTo,
+    Stage::Data,
+    Stage::EndOfData,
+];
+
+/// What a run through `run` left behind.
+struct Run {
+    result: Result<Receipt, Error>,
+    /// The QUIT after a delivery (none after a failure: `abort` was called).
+    quit: Option<Result<Reply, Error>>,
+    capabilities: Capabilities,
+    peer: ScriptedPeer,
+}
+
+/// Drives a session as `submit_with` does: `deliver` (greeting, EHLO, transaction),
+/// then QUIT on success or `abort` on failure.
+fn run_with(
+    peer: ScriptedPeer,
+    timeouts: Timeouts,
+    transcript: Option<Transcript>,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Run {
+    let mut session = Session::new(peer, timeouts).with_transcript(transcript);
+    let message = Message::from_bytes(message.to_vec());
+    let result = crate::deliver(&mut session, EHLO_NAME, envelope, &message);
+    let quit = match &result {
+        Ok(_) => Some(session.quit()),
+        Err(_) => {
+            session.abort();
+            None
+        }
+    };
+    let capabilities = session.capabilities().clone();
+    Run {
+        result,
+        quit,
+        capabilities,
+        peer: session.into_inner(),
+    }
+}
+
+fn run(peer: ScriptedPeer, envelope: &Envelope, message: &[u8]) -> Run {
+    run_with(peer, Timeouts::default(), None, envelope, message)
+}
+
+/// A one-recipient session whose server answers the first `k` stages as usual, then
+/// sends `then` (if any) and behaves as `at_end`.
+fn failing_at(k: usize, then: Option<&str>, at_end: AtEnd) -> Run {
+    let mut turns: Vec<&str> = REPLIES[..k].to_vec();
+    turns.extend(then);
+    run(
+        ScriptedPeer::new(turns, at_end),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    )
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| w == &needle)
+        .count()
+}
+
+/// A `Write` for the transcript whose bytes the test can read afterwards.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn happy_path_transcript_byte_for_byte() {
+    let message = b"Subject: test\r\n\r\n.\r\n..\r\n.x\r\nbare\nlf\r\nno newline";
+    let wire = "Subject: test\r\n\r\n..\r\n...\r\n..x\r\nbare\r\nlf\r\nno newline\r\n.\r\n";
+    let expected = format!(
+        "EHLO client.example.test\r\n\
+         MAIL FROM:<a@example.test>\r\n\
+         RCPT TO:<b@example.test>\r\n\
+         RCPT TO:<c@example.test>\r\n\
+         DATA\r\n\
+         {wire}\
+         QUIT\r\n"
+    );
+    let script = [
+        GREETING,
+        EHLO_REPLY,
+        "250 2.1.0 sender ok\r\n",
+        "250 2.1.5 b ok\r\n",
+        "251 2.1.5 c is not local; will forward\r\n",
+        "354 end data with <CR><LF>.<CR><LF>\r\n",
+        "250 2.0.0 queued as ABC123\r\n",
+        "221 2.0.0 bye\r\n",
+    ];
+    for chunk in [ALL_AT_ONCE, 1, 3] {
+        let r = run(
+            ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
+            &envelope(&["b@example.test", "c@example.test"]),
+            message,
+        );
+        assert_eq!(show(r.peer.written()), expected, "chunk {chunk}");
+        assert_eq!(
+            r.peer.unread(),
+            0,
+            "chunk {chunk}: the whole script is read"
+        );
+
+        let receipt = r.result.unwrap();
+        let got: Vec<_> = receipt
+            .recipients
+            .iter()
+            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
+            .collect();
+        assert_eq!(
+            got,
+            [("b@example.test", true, 250), ("c@example.test", true, 251)]
+        );
+        assert_eq!(
+            receipt.recipients[1].reply.lines,
+            ["2.1.5 c is not local; will forward"]
+        );
+        assert_eq!(receipt.reply.code, 250);
+        assert_eq!(receipt.reply.lines, ["2.0.0 queued as ABC123"]);
+        assert!(receipt.refused().is_empty());
+        assert_eq!(exit::refusals_code(&receipt.refused()), None);
+        assert_eq!(r.quit.unwrap().unwrap().code, 221);
+
+        let caps = &r.capabilities;
+        assert_eq!(caps.domain, "mx.example.test");
+        assert_eq!(
+            caps.keywords().collect::<Vec<_>>(),
+            ["PIPELINING", "SIZE", "8BITMIME"]
+        );
+        assert_eq!(caps.size_limit(), Some(Some(10_240_000)));
+    }
+}
+
+#[test]
+fn one_byte_reads_are_really_one_byte() {
+    // The peer itself: with chunk(1) the client gets the script a byte at a time, so
+    // the happy path above really exercised reassembly across reads.
+    let r = run(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof).chunk(1),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let reads: Vec<usize> = r
+        .peer
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Read { bytes, .. } => Some(bytes.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads.len(), REPLIES.concat().len());
+    assert!(reads.iter().all(|&n| n == 1));
+    assert_eq!(show(r.peer.written()), CMDS.concat());
+}
+
+#[test]
+fn rfc_5321_timeouts_apply_per_stage() {
+    let r = run(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let p = &r.peer;
+    assert_eq!(p.timeout_reading(b"220"), Some(minutes(5)), "greeting");
+    assert_eq!(p.timeout_writing(b"EHLO"), Some(minutes(5)), "EHLO");
+    assert_eq!(p.timeout_writing(b"MAIL"), Some(minutes(5)), "MAIL");
+    assert_eq!(p.timeout_reading(b"250 2.1.0"), Some(minutes(5)), "MAIL");
+    assert_eq!(p.timeout_writing(b"RCPT"), Some(minutes(5)), "RCPT");
+    assert_eq!(p.timeout_reading(b"250 2.1.5"), Some(minutes(5)), "RCPT");
+    assert_eq!(p.timeout_writing(b"DATA"), Some(minutes(2)), "DATA");
+    assert_eq!(p.timeout_reading(b"354"), Some(minutes(2)), "DATA");
+    assert_eq!(p.timeout_writing(b"Subject"), Some(minutes(3)), "block");
+    assert_eq!(
+        p.timeout_reading(b"250 2.0.0"),
+        Some(minutes(10)),
+        "final dot"
+    );
+    assert_eq!(p.timeout_writing(b"QUIT"), Some(Duration::from_secs(60)));
+
+    // --timeout: one limit for every step.
+    let t = Duration::from_secs(7);
+    let r = run_with(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof),
+        Timeouts::uniform(t),
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let set = r.peer.timeouts();
+    assert!(!set.is_empty());
+    assert!(set.iter().all(|&x| x == t), "{set:?}");
+}
+
+#[test]
+fn helo_when_ehlo_is_refused() {
+    for code in ["500", "502"] {
+        let ehlo_refusal = format!("{code} 5.5.1 command not recognized\r\n");
+        let script = [
+            "220 mx.example.test\r\n",
+            &ehlo_refusal,
+            "250 mx.example.test hello\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "250 queued\r\n",
+            "221 bye\r\n",
+        ];
+        let r = run(
+            ScriptedPeer::new(script, AtEnd::Eof),
+            &envelope(&["b@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert_eq!(r.result.unwrap().reply.code, 250, "{code}");
+        assert_eq!(
+            show(r.peer.written()),
+            format!(
+                "EHLO client.example.test\r\nHELO client.example.test\r\n\
+                 MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\n\
+                 DATA\r\n{SIMPLE_WIRE}QUIT\r\n"
+            ),
+            "{code}"
+        );
+        assert_eq!(r.capabilities, Capabilities::default(), "{code}");
+        assert_eq!(r.capabilities.keywords().count(), 0);
+    }
+
+    // HELO refused too: the error names HELO.
+    let r = run(
+        ScriptedPeer::new(
+            ["220 mx\r\n", "502 no\r\n", "550 go away\r\n", "221 bye\r\n"],
+            AtEnd::Eof,
+        ),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    match &r.result {
+        Err(Error::Refused { stage, reply }) => {
+            assert_eq!(*stage, Stage::Helo);
+            assert_eq!(reply.code, 550);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        show(r.peer.written()),
+        "EHLO client.example.test\r\nHELO client.example.test\r\nQUIT\r\n"
+    );
+}
+
+#[test]
+fn a_421_at_any_stage_ends_the_session_without_quit() {
+    for (k, &stage) in STAGES.iter().enumerate() {
+        let r = failing_at(k, Some("421 4.3.2 shutting down\r\n"), AtEnd::Eof);
+        let err = r.result.unwrap_err();
+        match &err {
+            Error::Refused { stage: s, reply } => {
+                assert_eq!(*s, stage);
+                assert_eq!(reply.code, 421, "{stage}");
+                assert_eq!(reply.lines, ["4.3.2 shutting down"]);
+            }
+            other => panic!("{stage}: {other:?}"),
+        }
+        assert_eq!(exit::code(&err), 75, "{stage}");
+        assert_eq!(show(r.peer.written()), CMDS[..k].concat(), "{stage}");
+        assert_eq!(count(r.peer.written(), b"QUIT"), 0, "{stage}");
+    }
+}
+
+#[test]
+fn a_closed_connection_at_any_stage_ends_the_session_without_quit() {
+    for (k, &stage) in STAGES.iter().enumerate() {
+        let r = failing_at(k, None, AtEnd::Eof);
+        let err = r.result.unwrap_err();
+        assert!(
+            matches!(err, Error::Closed { stage: s } if s == stage),
+            "{stage}: {err:?}"
+        );
+        assert_eq!(exit::code(&err), 75, "{stage}");
+        assert_eq!(show(r.peer.written()), CMDS[..k].concat(), "{stage}");
+    }
+
+    // Closed halfway through a multi-line reply, a byte at a time.
+    let r = run(
+        ScriptedPeer::new(["220-mx.example.test\r\n220-still"], AtEnd::Eof).chunk(1),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert!(matches!(
+        r.result,
+        Err(Error::Closed {
+            stage: Stage::Greeting
+        })
+    ));
+    assert!(r.peer.written().is_empty());
+}
+
+#[test]
+fn a_silent_server_times_out() {
+    // Nothing at all: no greeting.
+    let r = failing_at(0, None, AtEnd::Timeout);
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { stage: Stage::Greeting, after } if after == minutes(5)),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(&err), 75);
+    assert!(r.peer.written().is_empty());
+
+    // No reply to the final dot.
+    let r = failing_at(5, None, AtEnd::Timeout);
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { stage: Stage::EndOfData, after } if after == minutes(10)),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(&err), 75);
+    // The message went out whole; no QUIT follows (it would be read as more data by a
+    // server that is merely slow, and waiting for its reply would cost another timeout).
+    assert_eq!(show(r.peer.written()), CMDS[..5].concat());
+}
+
+#[test]
+fn one_refused_recipient_of_three() {
+    let script = [
+        GREETING,
+        EHLO_REPLY,
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "550 5.1.1 <c@example.test>: no such user\r\n",
+        "250 2.1.5 ok\r\n",
+        "354 go\r\n",
+        "250 2.0.0 queued\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test", "d@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let receipt = r.result.unwrap();
+    let accepted: Vec<_> = receipt
+        .recipients
+        .iter()
+        .map(|rr| (rr.recipient.as_str(), rr.accepted))
+        .collect();
+    assert_eq!(
+        accepted,
+        [
+            ("b@example.test", true),
+            ("c@example.test", false),
+            ("d@example.test", true)
+        ]
+    );
+    let refused = receipt.refused();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].recipient, "c@example.test");
+    assert_eq!(refused[0].reply.code, 550);
+    assert_eq!(
+        refused[0].reply.lines,
+        ["5.1.1 <c@example.test>: no such user"]
+    );
+    assert_eq!(exit::refusals_code(&refused), Some(67));
+    assert_eq!(
+        show(r.peer.written()),
+        format!(
+            "EHLO client.example.test\r\nMAIL FROM:<a@example.test>\r\n\
+             RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n\
+             RCPT TO:<d@example.test>\r\nDATA\r\n{SIMPLE_WIRE}QUIT\r\n"
+        )
+    );
+}
+
+#[test]
+fn every_recipient_refused_sends_no_data() {
+    let script = [
+        GREETING,
+        EHLO_REPLY,
+        "250 2.1.0 ok\r\n",
+        "550 5.1.1 no such user\r\n",
+        "450 4.2.1 mailbox busy\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::NoRecipients { refused } => {
+            let got: Vec<_> = refused
+                .iter()
+                .map(|f| (f.recipient.as_str(), f.reply.code))
+                .collect();
+            assert_eq!(got, [("b@example.test", 550), ("c@example.test", 450)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Permanent outranks temporary.
+    assert_eq!(exit::code(&err), 67);
+    assert_eq!(count(r.peer.written(), b"DATA"), 0);
+    assert_eq!(
+        show(r.peer.written()),
+        "EHLO client.example.test\r\nMAIL FROM:<a@example.test>\r\n\
+         RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\nQUIT\r\n"
+    );
+    assert_eq!(r.peer.unread(), 0, "the 221 was read");
+}
+
+#[test]
+fn mail_from_refused_then_one_quit() {
+    let script = [
+        GREETING,
+        EHLO_REPLY,
+        "553 5.7.1 sender rejected\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::Refused { stage, reply } => {
+            assert_eq!(*stage, Stage::MailFrom);
+            assert_eq!(reply.code, 553);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit::code(&err), 69);
+    assert_eq!(
+        show(r.peer.written()),
+        "EHLO client.example.test\r\nMAIL FROM:<a@example.test>\r\nQUIT\r\n"
+    );
+    assert_eq!(count(r.peer.written(), b"QUIT"), 1);
+}
+
+#[test]
+fn garbage_replies_are_protocol_errors() {
+    let mut too_long = "220 ".to_owned();
+    too_long.push_str(&"a".repeat(3000));
+    too_long.push_str("\r\n");
+    let tls_hello: &[u8] = b"\x16\x03\x01\x00\x4a\x02\x00\x00\x46\x03\x01\x5f\x0a\x9c\x00\r\n";
+    let cases: [(&str, &[u8]); 5] = [
+        ("plain text", b"hello\r\n"),
+        ("TLS ServerHello", tls_hello),
+        ("oversize line", too_long.as_bytes()),
+        ("oversize line, no end", &too_long.as_bytes()[..2500]),
+        ("mixed codes", b"220-mx\r\n250 ready\r\n"),
+    ];
+    for (what, greeting) in cases {
+        for chunk in [ALL_AT_ONCE, 1] {
+            let r = run(
+                ScriptedPeer::new([greeting], AtEnd::Eof).chunk(chunk),
+                &envelope(&["b@example.test"]),
+                SIMPLE_MESSAGE.as_bytes(),
+            );
+            let err = r.result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Protocol {
+                        stage: Stage::Greeting,
+                        ..
+                    }
+                ),
+                "{what}, chunk {chunk}: {err:?}"
+            );
+            assert_eq!(exit::code(&err), 76, "{what}");
+            // Out of step: not even a QUIT.
+            assert!(r.peer.written().is_empty(), "{what}");
+        }
+    }
+
+    // Garbage later on names its stage.
+    let r = failing_at(2, Some("OK\r\n"), AtEnd::Eof);
+    assert!(matches!(
+        r.result,
+        Err(Error::Protocol {
+            stage: Stage::MailFrom,
+            ..
+        })
+    ));
+    assert_eq!(show(r.peer.written()), CMDS[..2].concat());
+}
+
+#[test]
+fn a_positive_reply_where_another_is_due_is_unexpected() {
+    // 250 to DATA instead of 354: the message must not follow.
+    let r = failing_at(4, Some("250 2.0.0 ok\r\n"), AtEnd::Eof);
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::Unexpected {
+            stage,
+            expected,
+            reply,
+        } => {
+            assert_eq!(*stage, Stage::Data);
+            assert_eq!(*expected, "354");
+            assert_eq!(reply.code, 250);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit::code(&err), 76);
+    assert_eq!(show(r.peer.written()), CMDS[..4].concat());
+    assert_eq!(count(r.peer.written(), b"Subject"), 0);
+
+    // 354 to MAIL FROM.
+    let r = failing_at(2, Some("354 go\r\n"), AtEnd::Eof);
+    assert!(matches!(
+        r.result,
+        Err(Error::Unexpected {
+            stage: Stage::MailFrom,
+            ..
+        })
+    ));
+    assert_eq!(show(r.peer.written()), CMDS[..2].concat());
+}
+
+#[test]
+fn a_small_message_leaves_in_one_write_and_each_command_in_one() {
+    // About 62 KB in 1000 lines: under the 64 KiB buffer even after the final dot.
+    let line = format!("{}\r\n", "m".repeat(60));
+    let body = line.repeat(1000);
+    let wire = format!("{body}.\r\n");
+    assert!(wire.len() < 64 * 1024);
+    let r = run(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        body.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let writes: Vec<String> = r.peer.writes().into_iter().map(show).collect();
+    let mut expected: Vec<String> = CMDS.iter().map(|c| c.to_string()).collect();
+    expected[4] = wire;
+    assert_eq!(writes.len(), expected.len(), "one write per command");
+    assert_eq!(writes, expected);
+}
+
+#[test]
+fn a_large_message_leaves_in_buffer_sized_writes() {
+    let line = format!("{}\r\n", "m".repeat(98));
+    let body = line.repeat(3000); // 300 KB
+    let wire = format!("{body}.\r\n");
+    let r = run(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        body.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let writes = r.peer.writes();
+    let message_writes = &writes[4..writes.len() - 1];
+    assert_eq!(show(&message_writes.concat()), wire);
+    assert!(
+        message_writes.len() <= 6,
+        "{} writes for 300 KB",
+        message_writes.len()
+    );
+    assert!(message_writes.iter().all(|w| w.len() <= 64 * 1024));
+}
+
+#[test]
+fn the_read_buffer_keeps_what_arrives_early() {
+    // Greeting and EHLO reply in one read: the EHLO reply must come from the buffer.
+    let script = [
+        "220 mx.example.test ready\r\n250-mx.example.test\r\n250 PIPELINING\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_eq!(r.result.unwrap().reply.lines, ["queued"]);
+    assert!(r.capabilities.has("PIPELINING"));
+    assert_eq!(show(r.peer.written()), CMDS.concat());
+    // No read between EHLO and MAIL: the reply was already there.
+    let events = r.peer.events();
+    let at = |prefix: &[u8]| {
+        events
+            .iter()
+            .position(|e| matches!(e, Event::Write { bytes, .. } if bytes.starts_with(prefix)))
+            .unwrap()
+    };
+    let (ehlo, mail) = (at(b"EHLO"), at(b"MAIL"));
+    assert!(
+        !events[ehlo..mail]
+            .iter()
+            .any(|e| matches!(e, Event::Read { .. })),
+        "{:?}",
+        &events[ehlo..mail]
+    );
+    // The first read took both replies at once.
+    assert_eq!(
+        events.iter().find_map(|e| match e {
+            Event::Read { bytes, .. } => Some(bytes.len()),
+            _ => None,
+        }),
+        Some(script[0].len())
+    );
+}
+
+#[test]
+fn transcript_shows_commands_replies_and_a_message_summary() {
+    let buf = SharedBuf::default();
+    let script = [
+        "220 mx\x1b[31m ready\x07\r\n",
+        "250-mx.example.test\r\n250 8BITMIME\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "221 bye\r\n",
+    ];
+    let message = "Subject: secret plans\r\n\r\nline one\r\nline two\n";
+    let r = run_with(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        Timeouts::default(),
+        Some(Transcript::new(Box::new(buf.clone()))),
+        &envelope(&["b@example.test"]),
+        message.as_bytes(),
+    );
+    assert!(r.result.is_ok());
+    let transcript = show(&buf.0.lock().unwrap());
+    assert_eq!(
+        transcript,
+        format!(
+            "< 220 mx?[31m ready?\n\
+             > EHLO client.example.test\n\
+             < 250-mx.example.test\n\
+             < 250 8BITMIME\n\
+             > MAIL FROM:<a@example.test>\n\
+             < 250 ok\n\
+             > RCPT TO:<b@example.test>\n\
+             < 250 ok\n\
+             > DATA\n\
+             < 354 go\n\
+             > [message: {} bytes, 4 lines]\n\
+             > .\n\
+             < 250 queued\n\
+             > QUIT\n\
+             < 221 bye\n",
+            message.len()
+        )
+    );
+    assert!(!transcript.contains("secret"));
+    assert!(!transcript.contains('\x1b'));
+}
+
+#[test]
+fn a_write_failure_during_the_message_is_a_network_error() {
+    let before = CMDS[..4].concat().len();
+    let small = SIMPLE_MESSAGE.as_bytes().to_vec();
+    let large = format!("{}\r\n", "m".repeat(98)).repeat(3000).into_bytes();
+    for (what, message) in [("small", &small), ("large", &large)] {
+        for kind in [io::ErrorKind::BrokenPipe, io::ErrorKind::WouldBlock] {
+            // The peer takes the commands and a few bytes of the message, then fails.
+            let r = run(
+                ScriptedPeer::new(&REPLIES[..5], AtEnd::Eof).fail_writes_after(before + 7, kind),
+                &envelope(&["b@example.test"]),
+                message,
+            );
+            let err = r.result.unwrap_err();
+            match (&err, kind) {
+                (
+                    Error::Network {
+                        stage: Stage::Message,
+                        source,
+                    },
+                    io::ErrorKind::BrokenPipe,
+                ) => assert_eq!(source.kind(), kind),
+                (
+                    Error::Timeout {
+                        stage: Stage::Message,
+                        after,
+                    },
+                    io::ErrorKind::WouldBlock,
+                ) => assert_eq!(*after, minutes(3)),
+                _ => panic!("{what}, {kind:?}: {err:?}"),
+            }
+            assert_eq!(exit::code(&err), 75);
+            assert_eq!(r.peer.written().len(), before + 7);
+            // One failed attempt: no second try of the same bytes (after a timeout that
+            // would mean waiting the whole timeout again), and no QUIT.
+            assert_eq!(r.peer.failed_writes(), 1, "{what}, {kind:?}");
+        }
+    }
+
+    // A broken pipe while sending a command names the command.
+    let r = run(
+        ScriptedPeer::new(&REPLIES[..2], AtEnd::Eof)
+            .fail_writes_after(CMDS[0].len(), io::ErrorKind::BrokenPipe),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Network {
+                stage: Stage::MailFrom,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.peer.failed_writes(), 1);
+}
+
+/// Gives `data`, then fails (after one `Interrupted`, which must be retried).
+struct FailingReader {
+    data: &'static [u8],
+    interrupted: bool,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.interrupted {
+            self.interrupted = true;
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        if !self.data.is_empty() {
+            let n = self.data.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            return Ok(n);
+        }
+        Err(io::Error::other("disk on fire"))
+    }
+}
+
+#[test]
+fn a_failing_message_source_is_a_local_io_error() {
+    let mut session = Session::new(
+        ScriptedPeer::new(&REPLIES[..5], AtEnd::Eof),
+        Timeouts::default(),
+    );
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let mut source = FailingReader {
+        data: b"Subject: half\r\n\r\nhalf a mess",
+        interrupted: false,
+    };
+    let err = session
+        .transaction(&envelope(&["b@example.test"]), &mut source)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::LocalIo { source, .. } if source.kind() == io::ErrorKind::Other),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(&err), 74);
+    session.abort();
+    let peer = session.into_inner();
+    // Neither the half message nor a final dot went out: the server must not take a
+    // truncated message for a whole one. And no QUIT, which it would read as data.
+    assert_eq!(show(peer.written()), CMDS[..4].concat());
+}
