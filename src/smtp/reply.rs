@@ -117,6 +117,13 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
             if rest.len() >= MAX_REPLY_LINE {
                 return Err(ReplyError::LineTooLong);
             }
+            // Garbage is known as soon as its first bytes arrive: no need to wait for a
+            // line end that a server speaking another protocol may never send.
+            if !plausible_start(rest) {
+                return Err(ReplyError::Malformed(sanitize(&String::from_utf8_lossy(
+                    rest,
+                ))));
+            }
             return Ok(None);
         };
         if nl + 1 > MAX_REPLY_LINE {
@@ -155,6 +162,16 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
             )));
         }
     }
+}
+
+/// Whether `partial`, the start of a line, can still become a valid reply line.
+fn plausible_start(partial: &[u8]) -> bool {
+    partial.iter().take(4).enumerate().all(|(i, &b)| match i {
+        0 => matches!(b, b'2'..=b'5'),
+        1 => matches!(b, b'0'..=b'5'),
+        2 => b.is_ascii_digit(),
+        _ => b == b' ' || b == b'-' || b == b'\r',
+    })
 }
 
 /// One reply line: `Reply-code [ ("-" / SP) textstring ]` (RFC 5321 §4.2).
@@ -299,6 +316,25 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn garbage_is_refused_before_its_line_ends() {
+        assert!(matches!(
+            parse_reply(b"\x16\x03\x01"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(b"SSH-2.0-OpenSSH"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(b"250-ok\r\nxyz"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert_eq!(parse_reply(b"2"), Ok(None));
+        assert_eq!(parse_reply(b"250-"), Ok(None));
+        assert_eq!(parse_reply(b"250\r"), Ok(None));
     }
 
     #[test]
