@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run).
+#
+#   scripts/test.sh [ARGS...]
+#
+# 1. Installs the Debian packages the tests need, if missing: postfix (the
+#    integration tests start a private instance on loopback; no system
+#    Postfix is configured or started), python3-aiosmtpd, libssl-dev,
+#    pkg-config. Uses sudo when not root.
+# 2. cargo fmt --check, cargo clippy -D warnings, cargo test.
+#
+# ARGS are passed to `cargo test`, e.g. `scripts/test.sh postfix_smoke` or
+# `scripts/test.sh -- --nocapture`.
+#
+# The integration tests start Postfix as root: run this as root, or as a
+# user with passwordless sudo.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(postfix python3-aiosmtpd libssl-dev pkg-config)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ $status != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} > 0)); then
+    echo "==> installing missing packages: ${missing[*]}"
+    if [[ $(id -u) -eq 0 ]]; then
+        as_root=()
+    elif command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        echo "error: need root or sudo to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    # Install postfix without configuring or starting a system instance.
+    echo "postfix postfix/main_mailer_type select No configuration" |
+        "${as_root[@]}" debconf-set-selections
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+echo "==> cargo test --all-targets --no-fail-fast $*"
+cargo test --all-targets --no-fail-fast "$@"
+
+# --all-targets leaves out doctests; run them when there is a library.
+if [[ -f src/lib.rs ]]; then
+    echo "==> cargo test --doc"
+    cargo test --doc
+fi
