@@ -11,5 +11,6 @@
 
 mod support;
 
+mod errors;
 mod postfix_smoke;
 mod support_selftest;

@@ -15,6 +15,7 @@
 // test helpers, so unused items must not fail `clippy -D warnings`.
 #![allow(dead_code)]
 
+pub mod fake;
 pub mod postfix;
 pub mod smtp;
 
