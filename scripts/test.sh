@@ -52,11 +52,18 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "==> cargo test --all-targets --no-fail-fast $*"
-cargo test --all-targets --no-fail-fast "$@"
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log"
 
 # --all-targets leaves out doctests; run them when there is a library.
 if [[ -f src/lib.rs ]]; then
     echo "==> cargo test --doc"
-    cargo test --doc
+    cargo test --doc 2>&1 | tee -a "$log"
 fi
+
+# One closing line for every test binary together.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

@@ -2,6 +2,35 @@
 //!
 //! [`submit`] opens a session with the server in [`Settings`], hands over the message
 //! for the [`Envelope`] and returns what the server said of each recipient.
+//!
+//! ```no_run
+//! use outbox::compose::{self, Draft};
+//! use outbox::smtp::transport::ServerAddr;
+//! use outbox::{Envelope, Mailbox, Settings, Timeouts};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let from = Mailbox::parse("Ops <ops@example.com>")?;
+//! let to = Mailbox::parse("admin@example.com")?;
+//! let draft = Draft {
+//!     from: Some(from.clone()),
+//!     to: vec![to.clone()],
+//!     subject: Some("disk report".into()),
+//!     text: b"all is well\n".to_vec(),
+//!     ..Draft::default()
+//! };
+//! let message = compose::build(&draft, "client.example.com")?;
+//! let settings = Settings {
+//!     server: ServerAddr::parse("mail.example.com:25")?,
+//!     ehlo_name: None,
+//!     timeouts: Timeouts::default(),
+//!     verbose: false,
+//! };
+//! let envelope = Envelope::new(Some(from.address), [to.address]);
+//! let receipt = outbox::submit(&settings, &envelope, &message)?;
+//! println!("{}", receipt.reply);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cli;
 pub mod compose;
