@@ -9,20 +9,24 @@ use crate::support::{free_port, outbox};
 const GREETING: &str = "220 fake.example.test ESMTP\r\n";
 const EHLO_OK: &str = "250-fake.example.test\r\n250 8BITMIME\r\n";
 
-fn to_fake(server: &FakeServer) -> crate::support::Cmd {
+/// A run that sends a short message to `server`, with `extra` flags before the recipient.
+fn send_to(server: &str, extra: &[&str]) -> crate::support::Cmd {
     let mut cmd = outbox();
     cmd.args([
         "--server",
-        server.addr(),
-        "--timeout",
-        "10",
+        server,
         "-f",
         "a@example.test",
         "--body",
         "hello",
-        "b@example.test",
-    ]);
+    ])
+    .args(extra)
+    .arg("b@example.test");
     cmd
+}
+
+fn to_fake(server: &FakeServer) -> crate::support::Cmd {
+    send_to(server.addr(), &["--timeout", "10"])
 }
 
 #[test]
@@ -104,21 +108,13 @@ fn injected_addresses_and_headers_are_usage_64() {
 #[test]
 fn missing_attachment_is_noinput_66_before_any_connection() {
     let port = free_port();
-    outbox()
-        .args([
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "-f",
-            "a@example.test",
-            "--body",
-            "x",
-            "-a",
-            "/nonexistent/outbox/report.pdf",
-            "b@example.test",
-        ])
-        .run()
-        .assert_code(66)
-        .assert_stderr_contains("/nonexistent/outbox/report.pdf");
+    send_to(
+        &format!("127.0.0.1:{port}"),
+        &["-a", "/nonexistent/outbox/report.pdf"],
+    )
+    .run()
+    .assert_code(66)
+    .assert_stderr_contains("/nonexistent/outbox/report.pdf");
 }
 
 #[test]
@@ -138,16 +134,7 @@ fn missing_body_file_is_noinput_66() {
 #[test]
 fn unknown_host_is_nohost_68() {
     // RFC 6761 §6.4: names under .invalid never resolve.
-    outbox()
-        .args([
-            "--server",
-            "no-such-host.invalid",
-            "-f",
-            "a@example.test",
-            "--body",
-            "x",
-            "b@example.test",
-        ])
+    send_to("no-such-host.invalid", &[])
         .run()
         .assert_code(68)
         .assert_stderr_contains("no-such-host.invalid");
@@ -156,16 +143,7 @@ fn unknown_host_is_nohost_68() {
 #[test]
 fn connection_refused_is_tempfail_75() {
     let port = free_port();
-    outbox()
-        .args([
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "-f",
-            "a@example.test",
-            "--body",
-            "x",
-            "b@example.test",
-        ])
+    send_to(&format!("127.0.0.1:{port}"), &[])
         .run()
         .assert_code(75)
         .assert_stderr_contains("cannot connect");
@@ -203,19 +181,7 @@ fn garbage_without_line_end_is_protocol_76_not_a_timeout() {
 fn silent_server_times_out_with_75() {
     let server = FakeServer::start(vec![Step::Silence(Duration::from_secs(5))]);
     let started = Instant::now();
-    let out = outbox()
-        .args([
-            "--server",
-            server.addr(),
-            "--timeout",
-            "1",
-            "-f",
-            "a@example.test",
-            "--body",
-            "x",
-            "b@example.test",
-        ])
-        .run();
+    let out = send_to(server.addr(), &["--timeout", "1"]).run();
     out.assert_code(75).assert_stderr_contains("timed out");
     assert!(
         started.elapsed() < Duration::from_secs(4),
