@@ -47,11 +47,12 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
     let receipt = outbox::submit(&settings, &envelope, &message)?;
     let refused = receipt.refused();
-    for r in &refused {
+    if !refused.is_empty() {
         eprintln!(
-            "outbox: <{}> refused:\n{}",
-            r.recipient,
-            error::list(std::slice::from_ref(r))
+            "outbox: {} of {} recipients refused; the message went to the others:\n{}",
+            refused.len(),
+            receipt.recipients.len(),
+            error::list(&refused)
         );
     }
     if settings.verbose {
