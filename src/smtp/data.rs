@@ -57,6 +57,12 @@ impl<W: Write> DotWriter<W> {
         self.lines
     }
 
+    /// Lines the message has on the wire once finished: those ended so far, and the
+    /// last one if it is still open (`finish` ends it).
+    pub fn lines_when_finished(&self) -> u64 {
+        self.lines + u64::from(self.pending_cr || !self.line_start)
+    }
+
     fn end_line(&mut self) -> io::Result<()> {
         self.inner.write_all(b"\r\n")?;
         self.line_start = true;
@@ -223,6 +229,13 @@ mod tests {
         w.write_all(b"one\ntwo\r\nthree").unwrap();
         assert_eq!(w.bytes_in(), 14);
         assert_eq!(w.lines(), 2);
+        assert_eq!(w.lines_when_finished(), 3);
+        w.write_all(b"\r").unwrap();
+        assert_eq!(w.lines(), 2);
+        assert_eq!(w.lines_when_finished(), 3);
+        w.write_all(b"\n").unwrap();
+        assert_eq!(w.lines(), 3);
+        assert_eq!(w.lines_when_finished(), 3);
     }
 
     #[test]

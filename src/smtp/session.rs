@@ -368,7 +368,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 });
             }
         };
-        let counts = (dot.bytes_in(), dot.lines());
+        let counts = (dot.bytes_in(), dot.lines_when_finished());
         let result = match failure {
             // The final dot goes in the same buffer as the end of the message.
             None => dot
