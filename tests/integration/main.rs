@@ -11,6 +11,7 @@
 
 mod support;
 
+mod compose;
 mod errors;
 mod postfix_smoke;
 mod support_selftest;
