@@ -597,7 +597,9 @@ fn one_refused_one_accepted_exits_67_and_delivers_once() {
     out.assert_code(67);
     let stderr = out.stderr_str();
     assert!(
-        stderr.contains(&format!("<{}> refused", rcpt(&bad))) && stderr.contains("550 5.1.1"),
+        stderr.contains("1 of 2 recipients refused")
+            && stderr.contains(&format!("<{}>:", rcpt(&bad)))
+            && stderr.contains("550 5.1.1"),
         "stderr must report the refused recipient with its reply\n{}",
         out.report()
     );
