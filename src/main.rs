@@ -198,9 +198,14 @@ fn dry_run(envelope: &Envelope, message: &Message) -> Result<(), Error> {
         context: "cannot write to standard output".into(),
         source,
     };
-    out.write_all(head.as_bytes()).map_err(stdout_err)?;
-    let mut dot = DotWriter::new(&mut out);
-    dot.write_all(message.as_bytes()).map_err(stdout_err)?;
-    dot.finish().and_then(|w| w.flush()).map_err(stdout_err)?;
-    Ok(())
+    let written = out.write_all(head.as_bytes()).and_then(|()| {
+        let mut dot = DotWriter::new(&mut out);
+        dot.write_all(message.as_bytes())?;
+        dot.finish()?.flush()
+    });
+    match written {
+        // A reader that stops early (`| head`) wanted no more; that is not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(stdout_err),
+    }
 }
