@@ -50,7 +50,8 @@ fi
 rm -f "$msg"
 
 echo "one small message, one process, median of $runs runs (smtp-sink on 127.0.0.1:$port):"
-for tool in outbox curl msmtp swaks; do
+printf '  %-7s %8.2f ms\n' outbox "${result[outbox]}"
+for tool in curl msmtp swaks; do
   [ -n "${result[$tool]:-}" ] || continue
   ratio=$(echo "${result[outbox]} / ${result[$tool]}" | bc -l)
   printf '  %-7s %8.2f ms   outbox/%s = %.2f\n' "$tool" "${result[$tool]}" "$tool" "$ratio"
