@@ -31,7 +31,7 @@ median_ms() {
     start=$EPOCHREALTIME
     "$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; return 1; }
     end=$EPOCHREALTIME
-    times+=("$(echo "($end - $start) * 1000" | bc -l)")
+    times+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", (e - s) * 1000 }')")
   done
   printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f\n", m}'
 }
@@ -53,6 +53,6 @@ echo "one small message, one process, median of $runs runs (smtp-sink on 127.0.0
 printf '  %-7s %8.2f ms\n' outbox "${result[outbox]}"
 for tool in curl msmtp swaks; do
   [ -n "${result[$tool]:-}" ] || continue
-  ratio=$(echo "${result[outbox]} / ${result[$tool]}" | bc -l)
+  ratio=$(awk -v a="${result[outbox]}" -v b="${result[$tool]}" 'BEGIN { print a / b }')
   printf '  %-7s %8.2f ms   outbox/%s = %.2f\n' "$tool" "${result[$tool]}" "$tool" "$ratio"
 done
