@@ -10,6 +10,7 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address as HeaderAddress;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
@@ -30,14 +31,6 @@ impl Message {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
     }
 }
 
@@ -90,21 +83,16 @@ impl Attachment {
             )));
         }
         let content_type = match content_type {
-            Some(t) => {
-                let valid = t.split_once('/').is_some_and(|(a, b)| {
-                    !a.is_empty()
-                        && !b.is_empty()
-                        && t.chars().all(|c| {
-                            c.is_ascii_graphic() && !"()<>@,;:\\\"[]?=".contains(c) || c == '/'
-                        })
-                });
-                if !valid {
+            Some(t) => match t.parse::<mime_guess::mime::Mime>() {
+                Ok(m) if m.params().next().is_none() && !m.subtype().as_str().contains('/') => {
+                    m.essence_str().to_owned()
+                }
+                _ => {
                     return Err(Error::Usage(format!(
                         "attachment type {t:?} is not a MIME type like text/csv"
                     )));
                 }
-                t
-            }
+            },
             None => mime_guess::from_path(&name)
                 .first_or_octet_stream()
                 .essence_str()
@@ -127,7 +115,7 @@ pub struct Draft {
     pub reply_to: Option<Mailbox>,
     pub subject: Option<String>,
     /// Extra headers from `-H`; one named like a header outbox writes replaces it.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, HeaderValue)>,
     /// The text body, as given (any line endings).
     pub text: Vec<u8>,
     pub html: Option<Vec<u8>>,
@@ -143,15 +131,38 @@ const RESERVED: [&str; 4] = [
     "Content-Transfer-Encoding",
 ];
 
+/// Longest header name accepted. RFC 5322 §2.2 sets no limit, but a name cannot be
+/// folded, and the whole line should stay within 78 characters (§2.1.1).
+pub const MAX_HEADER_NAME: usize = 64;
+
+/// The value of an extra header, in the form its field calls for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderValue {
+    /// Unstructured text, encoded per RFC 2047 where it is not ASCII.
+    Text(String),
+    /// An address list (From, To, Cc, Reply-To, Sender).
+    Addresses(Vec<Mailbox>),
+    /// Written as given: Date and Message-ID, checked for form first.
+    Raw(String),
+}
+
+/// Headers whose value is a list of addresses (RFC 5322 §3.6.2, §3.6.3).
+const ADDRESS_HEADERS: [&str; 5] = ["From", "To", "Cc", "Reply-To", "Sender"];
+
 /// Parses `-H "Name: value"`.
-pub fn parse_header(spec: &str) -> Result<(String, String), Error> {
+pub fn parse_header(spec: &str) -> Result<(String, HeaderValue), Error> {
     let (name, value) = spec
         .split_once(':')
         .ok_or_else(|| Error::Usage(format!("header {spec:?} is not \"Name: value\"")))?;
     let name = name.trim();
     // RFC 5322 §2.2: a field name is printable US-ASCII except ':'.
-    if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
-        return Err(Error::Usage(format!("header name {name:?} is not valid")));
+    if name.is_empty()
+        || name.len() > MAX_HEADER_NAME
+        || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+    {
+        return Err(Error::Usage(format!(
+            "header name {name:?} is not valid (printable ASCII, no ':', at most {MAX_HEADER_NAME} characters)"
+        )));
     }
     if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
         return Err(Error::Usage(match *r {
@@ -165,7 +176,43 @@ pub fn parse_header(spec: &str) -> Result<(String, String), Error> {
             "header {name} holds a control character (CR, LF, NUL...)"
         )));
     }
-    Ok((name.to_owned(), value.to_owned()))
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    let value = if ADDRESS_HEADERS.iter().any(|h| is(h)) {
+        let list =
+            Mailbox::parse_list(value).map_err(|e| Error::Usage(format!("header {name}: {e}")))?;
+        if list.is_empty() {
+            return Err(Error::Usage(format!("header {name} names no address")));
+        }
+        HeaderValue::Addresses(list)
+    } else if is("Message-ID") {
+        // RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">".
+        let valid = value
+            .strip_prefix('<')
+            .and_then(|v| v.strip_suffix('>'))
+            .and_then(|v| v.split_once('@'))
+            .is_some_and(|(l, r)| {
+                !l.is_empty()
+                    && !r.is_empty()
+                    && (l.chars().chain(r.chars()))
+                        .all(|c| c.is_ascii_graphic() && !"<>@".contains(c))
+            });
+        if !valid {
+            return Err(Error::Usage(format!(
+                "header Message-ID {value:?} is not of the form <left@right>"
+            )));
+        }
+        HeaderValue::Raw(value.to_owned())
+    } else if is("Date") {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(Error::Usage(format!(
+                "header Date {value:?} is not an RFC 5322 date like \"Sat, 21 Nov 2026 10:00:00 +0000\""
+            )));
+        }
+        HeaderValue::Raw(value.to_owned())
+    } else {
+        HeaderValue::Text(value.to_owned())
+    };
+    Ok((name.to_owned(), value))
 }
 
 /// Builds the message. `domain` names this host in the Message-ID when the sender's
@@ -224,7 +271,11 @@ pub fn build(draft: &Draft, domain: &str) -> Result<Message, Error> {
         b = b.message_id(MessageId::new(new_message_id(id_domain)));
     }
     for (name, value) in &draft.headers {
-        b = b.header(name.as_str(), Text::new(value.as_str()));
+        b = match value {
+            HeaderValue::Text(text) => b.header(name.as_str(), Text::new(text.as_str())),
+            HeaderValue::Addresses(list) => b.header(name.as_str(), address_list(list)),
+            HeaderValue::Raw(raw) => b.header(name.as_str(), Raw::new(raw.as_str())),
+        };
     }
 
     let text = text_part("text/plain", &draft.text);
@@ -257,16 +308,48 @@ pub fn build(draft: &Draft, domain: &str) -> Result<Message, Error> {
     Ok(Message { bytes })
 }
 
-/// A text part: UTF-8 as it is; other bytes are kept exactly, labelled with the
-/// charset `unknown-8bit` (RFC 1428), rather than altered or refused.
+/// A text part. UTF-8 text goes as mail-builder encodes it. Bytes that are not UTF-8
+/// are kept exactly, labelled `charset=unknown-8bit` (RFC 1428), and text with a NUL
+/// (which no 7bit or quoted-printable part may hold, RFC 2045 §2.7) is kept too: both
+/// go base64, after line ends are made CRLF as RFC 2045 §6.8 asks of text.
 fn text_part<'x>(mime: &'x str, body: &'x [u8]) -> MimePart<'x> {
     match std::str::from_utf8(body) {
-        Ok(text) => MimePart::new(mime, BodyPart::Text(Cow::Borrowed(text))),
-        Err(_) => MimePart::new(
+        Ok(text) if !body.contains(&0) => MimePart::new(mime, BodyPart::Text(Cow::Borrowed(text))),
+        Ok(_) => base64_text_part(ContentType::new(mime).attribute("charset", "utf-8"), body),
+        Err(_) => base64_text_part(
             ContentType::new(mime).attribute("charset", "unknown-8bit"),
-            BodyPart::Binary(Cow::Borrowed(body)),
+            body,
         ),
     }
+}
+
+fn base64_text_part<'x>(content_type: ContentType<'x>, body: &[u8]) -> MimePart<'x> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(crlf_lines(body));
+    // RFC 2045 §6.8: lines of at most 76 characters.
+    let mut wrapped = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
+    for line in encoded.as_bytes().chunks(76) {
+        wrapped.extend_from_slice(line);
+        wrapped.extend_from_slice(b"\r\n");
+    }
+    MimePart::new(content_type, BodyPart::Binary(Cow::Owned(wrapped))).transfer_encoding("base64")
+}
+
+/// `text` with every line end (LF, CR or CRLF) made CRLF.
+fn crlf_lines(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
+    let mut bytes = text.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\r' => {
+                bytes.next_if_eq(&&b'\n');
+                out.extend_from_slice(b"\r\n");
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 fn header_address(m: &Mailbox) -> HeaderAddress<'_> {
@@ -323,6 +406,7 @@ mod tests {
         assert_eq!(a.content_type, "application/octet-stream");
         assert!(Attachment::parse(";type=text/plain").is_err());
         assert!(Attachment::parse("x;type=bogus").is_err());
+        assert!(Attachment::parse("x;type=a/b/c").is_err());
         assert!(Attachment::parse("x;name=a\nb").is_err());
     }
 
@@ -330,8 +414,19 @@ mod tests {
     fn header_specs() {
         assert_eq!(
             parse_header("X-Ticket:  42 ").unwrap(),
-            ("X-Ticket".to_owned(), "42".to_owned())
+            ("X-Ticket".to_owned(), HeaderValue::Text("42".to_owned()))
         );
+        assert_eq!(
+            parse_header("Message-ID: <a.b@example.test>").unwrap().1,
+            HeaderValue::Raw("<a.b@example.test>".to_owned())
+        );
+        match parse_header("To: a@example.test, B <b@example.test>")
+            .unwrap()
+            .1
+        {
+            HeaderValue::Addresses(list) => assert_eq!(list.len(), 2),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "NoColon",
             ": value",
@@ -340,6 +435,11 @@ mod tests {
             "X-A: nul\0",
             "Bcc: x@example.test",
             "content-type: text/html",
+            "Message-ID: nonsense",
+            "Message-ID: <no-at-sign>",
+            "Date:",
+            "To: not an address",
+            "From:",
         ] {
             assert!(parse_header(bad).is_err(), "{bad:?}");
         }
@@ -353,7 +453,7 @@ mod tests {
             cc: vec![mailbox("c@example.test")],
             reply_to: Some(mailbox("r@example.test")),
             subject: Some("hello".into()),
-            headers: vec![("X-Ticket".into(), "42".into())],
+            headers: vec![parse_header("X-Ticket: 42").unwrap()],
             text: b"body\n".to_vec(),
             ..Draft::default()
         };
@@ -382,8 +482,9 @@ mod tests {
             from: Some(mailbox("a@example.test")),
             subject: Some("flag".into()),
             headers: vec![
-                ("Subject".into(), "header".into()),
-                ("Message-ID".into(), "<fixed@example.test>".into()),
+                parse_header("Subject: header").unwrap(),
+                parse_header("Message-ID: <fixed@example.test>").unwrap(),
+                parse_header("From: Jörg Müller <jm@example.test>").unwrap(),
             ],
             ..Draft::default()
         };
@@ -392,6 +493,12 @@ mod tests {
         assert!(text.contains("Subject: header\r\n"));
         assert_eq!(text.matches("Message-ID:").count(), 1, "{text}");
         assert!(text.contains("Message-ID: <fixed@example.test>\r\n"));
+        // An address header from -H is written as addresses, the name encoded alone.
+        assert!(
+            text.contains("From: =?utf-8?") && text.contains("<jm@example.test>\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("From:").count(), 1, "{text}");
     }
 
     #[test]
@@ -448,6 +555,39 @@ mod tests {
         };
         let text = text_of(&build(&draft, "h").unwrap());
         assert!(text.contains("charset=\"unknown-8bit\""), "{text}");
+    }
+
+    #[test]
+    fn long_header_names_are_refused() {
+        let spec = format!("X-{}: v", "n".repeat(MAX_HEADER_NAME));
+        assert!(parse_header(&spec).is_err());
+    }
+
+    #[test]
+    fn nul_in_utf8_text_goes_base64_with_crlf_lines() {
+        use base64::Engine;
+        let draft = Draft {
+            text: b"a\0b\nc\rd".to_vec(),
+            ..Draft::default()
+        };
+        let text = text_of(&build(&draft, "h").unwrap());
+        assert!(text.contains("charset=\"utf-8\""), "{text}");
+        assert!(
+            text.contains("Content-Transfer-Encoding: base64\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains('\0'));
+        let encoded = text.rsplit("\r\n\r\n").next().unwrap().trim_end();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.replace("\r\n", ""))
+            .unwrap();
+        assert_eq!(decoded, b"a\0b\r\nc\r\nd");
+    }
+
+    #[test]
+    fn crlf_lines_makes_every_line_end_crlf() {
+        assert_eq!(crlf_lines(b"a\nb\rc\r\nd\r"), b"a\r\nb\r\nc\r\nd\r\n");
+        assert_eq!(crlf_lines(b""), b"");
     }
 
     #[test]

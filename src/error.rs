@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::smtp::reply::Reply;
+use crate::smtp::session::RecipientResult;
 
 /// The step of a session an error happened in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,13 +43,6 @@ impl fmt::Display for Stage {
     }
 }
 
-/// A recipient the server did not take, with its reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub recipient: String,
-    pub reply: Reply,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line is wrong.
@@ -62,8 +56,17 @@ pub enum Error {
     NoInput { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Config(String),
+    /// The name does not resolve; `temporary` when the resolver itself failed
+    /// (EAI_AGAIN) rather than the name not existing.
     #[error("cannot resolve the server name {host:?}: {detail}")]
-    NoHost { host: String, detail: String },
+    NoHost {
+        host: String,
+        detail: String,
+        temporary: bool,
+    },
+    /// The server lacks something this message needs (an extension, a mechanism).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("cannot connect to {server}: {source}")]
     Connect { server: String, source: io::Error },
     #[error("timed out after {}s waiting for the server (at {stage})", after.as_secs_f64())]
@@ -90,20 +93,10 @@ pub enum Error {
     Refused { stage: Stage, reply: Reply },
     /// Every recipient was refused, so no message was sent.
     #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
-    NoRecipients { refused: Vec<Refusal> },
+    NoRecipients { refused: Vec<RecipientResult> },
     /// Local I/O (standard input, standard output) failed.
     #[error("{context}: {source}")]
     LocalIo { context: String, source: io::Error },
-}
-
-impl Error {
-    /// The server's reply this error carries, if any.
-    pub fn reply(&self) -> Option<&Reply> {
-        match self {
-            Error::Unexpected { reply, .. } | Error::Refused { reply, .. } => Some(reply),
-            _ => None,
-        }
-    }
 }
 
 /// A reply under a one-line summary, each line indented and sanitised.
@@ -116,8 +109,8 @@ fn indent(reply: &Reply) -> String {
         .join("\n")
 }
 
-/// One line a refused recipient, with its reply.
-pub fn list(refused: &[Refusal]) -> String {
+/// Each refused recipient on a line of its own, with the server's reply under it.
+pub fn list(refused: &[RecipientResult]) -> String {
     refused
         .iter()
         .map(|r| format!("  <{}>:\n{}", r.recipient, indent(&r.reply)))

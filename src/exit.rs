@@ -1,7 +1,8 @@
 //! The one mapping from outcomes to sysexits(3) codes.
 
-use crate::error::{Error, Refusal, Stage};
+use crate::error::{Error, Stage};
 use crate::smtp::reply::Reply;
+use crate::smtp::session::RecipientResult;
 
 pub const OK: u8 = 0;
 pub const USAGE: u8 = 64;
@@ -24,7 +25,11 @@ pub fn code(err: &Error) -> u8 {
         Error::Data(_) => DATAERR,
         Error::NoInput { .. } => NOINPUT,
         Error::Config(_) => CONFIG,
+        Error::NoHost {
+            temporary: true, ..
+        } => TEMPFAIL,
         Error::NoHost { .. } => NOHOST,
+        Error::Unsupported(_) => UNAVAILABLE,
         Error::Connect { .. }
         | Error::Timeout { .. }
         | Error::Closed { .. }
@@ -43,6 +48,9 @@ pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
         // RFC 5321 §4.2.3: 550 mailbox unavailable, 551 user not local, 553 mailbox
         // name not allowed: the address is what is wrong.
         550 | 551 | 553 if stage == Stage::RcptTo => NOUSER,
+        // RFC 5321 §4.5.3.1.10: 552 to RCPT means "too many recipients", which the
+        // client should treat as temporary and retry with the rest later.
+        552 if stage == Stage::RcptTo => TEMPFAIL,
         _ => UNAVAILABLE,
     }
 }
@@ -50,7 +58,7 @@ pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
 /// The exit code for a set of refused recipients: the worst refusal. A permanent
 /// refusal outranks a temporary one, because retrying the same submission cannot
 /// cure it and would send the message again to those who already have it.
-pub fn refusals_code(refused: &[Refusal]) -> Option<u8> {
+pub fn refusals_code(refused: &[RecipientResult]) -> Option<u8> {
     refused
         .iter()
         .map(|r| reply_code(Stage::RcptTo, &r.reply))
@@ -75,10 +83,11 @@ mod tests {
         }
     }
 
-    fn refusal(code: u16) -> Refusal {
-        Refusal {
-            recipient: "x@example.test".into(),
+    fn refusal(code: u16) -> RecipientResult {
+        RecipientResult {
+            recipient: crate::Address::new("x@example.test").unwrap(),
             reply: reply(code),
+            accepted: false,
         }
     }
 
@@ -100,9 +109,19 @@ mod tests {
                 Error::NoHost {
                     host: "nx.invalid".into(),
                     detail: "unknown".into(),
+                    temporary: false,
                 },
                 68,
             ),
+            (
+                Error::NoHost {
+                    host: "mx.example.test".into(),
+                    detail: "Temporary failure in name resolution".into(),
+                    temporary: true,
+                },
+                75,
+            ),
+            (Error::Unsupported("no SMTPUTF8".into()), 69),
             (
                 Error::Connect {
                     server: "127.0.0.1:1".into(),
@@ -169,7 +188,9 @@ mod tests {
         assert_eq!(refused(Stage::RcptTo, 550), 67);
         assert_eq!(refused(Stage::RcptTo, 551), 67);
         assert_eq!(refused(Stage::RcptTo, 553), 67);
-        assert_eq!(refused(Stage::RcptTo, 552), 69);
+        assert_eq!(refused(Stage::RcptTo, 552), 75);
+        assert_eq!(refused(Stage::RcptTo, 554), 69);
+        assert_eq!(refused(Stage::EndOfData, 552), 69);
         assert_eq!(refused(Stage::RcptTo, 450), 75);
         assert_eq!(refused(Stage::MailFrom, 550), 69);
         assert_eq!(refused(Stage::Greeting, 554), 69);

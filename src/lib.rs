@@ -108,11 +108,86 @@ where
 {
     session.greeting()?;
     session.ehlo(ehlo_name)?;
-    session.transaction(envelope, &mut message.as_bytes())
+    let caps = session.capabilities();
+    let params = mail_params(|k| caps.has(k), envelope, message)?;
+    session.transaction(envelope, &params, &mut message.as_bytes())
+}
+
+/// The MAIL FROM parameters this message needs from a server that offers the
+/// extensions for which `offers` is true.
+pub fn mail_params(
+    offers: impl Fn(&str) -> bool,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<Vec<&'static str>, Error> {
+    let mut params = Vec::new();
+    // RFC 6152: 8-bit data is announced, where the server takes it.
+    if !message.as_bytes().is_ascii() && offers("8BITMIME") {
+        params.push("BODY=8BITMIME");
+    }
+    // RFC 6531 §3.4: an address in UTF-8 needs SMTPUTF8, and a server without it
+    // cannot take the message at all.
+    let utf8 = envelope
+        .from
+        .iter()
+        .chain(&envelope.to)
+        .any(|a| !a.as_str().is_ascii());
+    if utf8 {
+        if !offers("SMTPUTF8") {
+            return Err(Error::Unsupported(
+                "an address is not ASCII, and the server does not offer SMTPUTF8 (RFC 6531)".into(),
+            ));
+        }
+        params.push("SMTPUTF8");
+    }
+    Ok(params)
 }
 
 fn verbose_transcript(settings: &Settings) -> Option<Transcript> {
     settings
         .verbose
         .then(|| Transcript::new(Box::new(std::io::stderr())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(from: &str, to: &str) -> Envelope {
+        Envelope::new(
+            Some(Address::new(from).unwrap()),
+            [Address::new(to).unwrap()],
+        )
+    }
+
+    #[test]
+    fn seven_bit_ascii_needs_no_parameter() {
+        let m = Message::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
+        let e = envelope("a@example.test", "b@example.test");
+        assert!(mail_params(|_| true, &e, &m).unwrap().is_empty());
+    }
+
+    #[test]
+    fn eight_bit_data_is_announced_where_offered() {
+        let m = Message::from_bytes("Subject: x\r\n\r\nGrüße\r\n".as_bytes().to_vec());
+        let e = envelope("a@example.test", "b@example.test");
+        assert_eq!(
+            mail_params(|k| k == "8BITMIME", &e, &m).unwrap(),
+            ["BODY=8BITMIME"]
+        );
+        assert!(mail_params(|_| false, &e, &m).unwrap().is_empty());
+    }
+
+    #[test]
+    fn utf8_address_needs_smtputf8() {
+        let m = Message::from_bytes("From: jörg@example.test\r\n\r\nx\r\n".as_bytes().to_vec());
+        let e = envelope("jörg@example.test", "b@example.test");
+        assert_eq!(
+            mail_params(|_| true, &e, &m).unwrap(),
+            ["BODY=8BITMIME", "SMTPUTF8"]
+        );
+        let err = mail_params(|k| k == "8BITMIME", &e, &m).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+        assert_eq!(exit::code(&err), exit::UNAVAILABLE);
+    }
 }

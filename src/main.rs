@@ -5,10 +5,11 @@ use clap::Parser;
 
 use outbox::cli::Cli;
 use outbox::compose::{self, Attachment, Draft};
-use outbox::envelope::{Address, Envelope, Mailbox};
+use outbox::envelope::{Envelope, Mailbox};
 use outbox::error::{self, Error};
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
+use outbox::smtp::session::envelope_commands;
 use outbox::{Message, Settings, exit, settings};
 
 fn main() -> ExitCode {
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let settings = Settings::from_cli(cli)?;
     let (draft, envelope) = draft_and_envelope(cli)?;
-    let message = compose::build(&draft, &settings::hostname())?;
+    let message = compose::build(&draft, &settings::fqdn())?;
     if cli.dry_run {
         dry_run(&envelope, &message)?;
         return Ok(exit::OK);
@@ -88,13 +89,17 @@ fn draft_and_envelope(cli: &Cli) -> Result<(Draft, Envelope), Error> {
     }
     let from = match &cli.from {
         Some(f) => Mailbox::parse(f).map_err(usage)?,
-        None => {
-            let user = settings::user_name().ok_or_else(|| {
-                Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
-            })?;
-            Mailbox::parse(&format!("{user}@{}", settings::hostname())).map_err(usage)?
-        }
+        None => settings::default_sender().ok_or_else(|| {
+            Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
+        })?,
     };
+    if let Some(subject) = &cli.subject
+        && subject.chars().any(|c| c.is_control() && c != '\t')
+    {
+        return Err(Error::Usage(
+            "the subject holds a control character (CR, LF, NUL...)".into(),
+        ));
+    }
     let reply_to = cli
         .reply_to
         .as_deref()
@@ -166,7 +171,7 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
             if lock.read_until(b'\n', &mut line).map_err(stdin_err)? == 0 {
                 break;
             }
-            if line == b".\n" || line == b".\r\n" {
+            if line == b".\n" || line == b".\r\n" || line == b"." {
                 break;
             }
             body.extend_from_slice(&line);
@@ -178,26 +183,20 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
 }
 
 /// Shows what would go on the wire: the envelope commands, DATA, and the message
-/// exactly as it would follow DATA (CRLF lines, dot-stuffed, with the final dot).
+/// exactly as it would follow DATA (CRLF lines, dot-stuffed, with the final dot). The
+/// server is taken to offer every extension the message could use.
 fn dry_run(envelope: &Envelope, message: &Message) -> Result<(), Error> {
-    let mut out = io::stdout().lock();
-    let usage_err = |e: outbox::smtp::command::CommandError| Error::Usage(e.to_string());
-    let from = envelope.from.as_ref().map_or("", Address::as_str);
-    let mut head = Command::mail_from(from, &[])
-        .map_err(usage_err)?
-        .to_string();
-    for to in &envelope.to {
-        head.push_str(
-            &Command::rcpt_to(to.as_str(), &[])
-                .map_err(usage_err)?
-                .to_string(),
-        );
+    let params = outbox::mail_params(|_| true, envelope, message)?;
+    let mut head = String::new();
+    for cmd in envelope_commands(envelope, &params)? {
+        head.push_str(&cmd.to_string());
     }
     head.push_str(&Command::Data.to_string());
     let stdout_err = |source| Error::LocalIo {
         context: "cannot write to standard output".into(),
         source,
     };
+    let mut out = io::stdout().lock();
     let written = out.write_all(head.as_bytes()).and_then(|()| {
         let mut dot = DotWriter::new(&mut out);
         dot.write_all(message.as_bytes())?;

@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::cli::Cli;
+use crate::envelope::Mailbox;
 use crate::error::Error;
+use crate::smtp::command::Command;
 use crate::smtp::session::Timeouts;
 use crate::smtp::transport::ServerAddr;
 
@@ -23,22 +25,17 @@ impl Settings {
         let server = ServerAddr::parse(&cli.server).map_err(Error::Usage)?;
         let timeouts = match cli.timeout {
             None => Timeouts::default(),
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            Some(secs) if (0.001..=86_400.0).contains(&secs) => {
                 Timeouts::uniform(Duration::from_secs_f64(secs))
             }
             Some(secs) => {
                 return Err(Error::Usage(format!(
-                    "--timeout {secs}: give a number of seconds above 0 and at most 86400"
+                    "--timeout {secs}: give a number of seconds from 0.001 to 86400"
                 )));
             }
         };
-        if let Some(name) = &cli.ehlo_name
-            && (name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()))
-        {
-            return Err(Error::Usage(format!(
-                "--ehlo-name {:?} must be a domain or an address literal",
-                name.escape_debug().to_string()
-            )));
+        if let Some(name) = &cli.ehlo_name {
+            Command::ehlo(name).map_err(|e| Error::Usage(format!("--ehlo-name: {e}")))?;
         }
         Ok(Settings {
             server,
@@ -52,44 +49,74 @@ impl Settings {
 /// This host's name, as the kernel has it.
 pub fn hostname() -> String {
     let name = gethostname::gethostname().to_string_lossy().into_owned();
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if Command::ehlo(&name).is_err() {
         "localhost".to_owned()
     } else {
         name
     }
 }
 
-/// The EHLO name when none is set: the host name if it is fully qualified, else the
-/// address literal of our end of the connection, which RFC 5321 §4.1.4 allows when
-/// the host has no meaningful name.
-pub fn default_ehlo_name(local: Option<IpAddr>) -> String {
+/// This host's fully qualified name: the kernel's name if it has a dot, else the first
+/// dotted name /etc/hosts gives for it (as `hostname -f` finds it on most systems;
+/// no DNS query is made), else the kernel's name as it is.
+pub fn fqdn() -> String {
     let name = hostname();
     if name.contains('.') {
         return name;
     }
+    std::fs::read_to_string("/etc/hosts")
+        .ok()
+        .and_then(|hosts| fqdn_from_hosts(&hosts, &name))
+        .unwrap_or(name)
+}
+
+fn fqdn_from_hosts(hosts: &str, name: &str) -> Option<String> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        names
+            .iter()
+            .find(|n| n.contains('.') && Command::ehlo(n).is_ok())
+            .map(|n| (*n).to_owned())
+    })
+}
+
+/// The EHLO name when none is set: this host's fully qualified name, else the
+/// address literal of our end of the connection, which RFC 5321 §4.1.4 allows when
+/// the host has no meaningful name.
+pub fn default_ehlo_name(local: Option<IpAddr>) -> String {
+    ehlo_name_for(fqdn(), local)
+}
+
+fn ehlo_name_for(fqdn: String, local: Option<IpAddr>) -> String {
+    if fqdn.contains('.') {
+        return fqdn;
+    }
     match local {
         Some(IpAddr::V4(ip)) => format!("[{ip}]"),
         Some(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
-        None => name,
+        None => fqdn,
     }
 }
 
-/// Who is running outbox, for the default sender: `$USER`, `$LOGNAME`, or the
-/// passwd entry of the process's owner (daemons and cron jobs may set neither).
-pub fn user_name() -> Option<String> {
-    let valid = |u: &String| {
-        !u.is_empty() && !u.contains(|c: char| c.is_control() || c.is_whitespace() || c == '@')
-    };
+/// The sender when none is given: `USER@fqdn`, the user from `$USER`, `$LOGNAME`, or
+/// the passwd entry of the process's owner (daemons and cron jobs may set neither),
+/// whichever first makes a valid address.
+pub fn default_sender() -> Option<Mailbox> {
+    let host = fqdn();
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .find(valid)
-        .or_else(|| passwd_name().filter(valid))
+        .chain(passwd_name())
+        .find_map(|user| Mailbox::parse(&format!("<{user}@{host}>")).ok())
 }
 
 fn passwd_name() -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's real user; std has no getuid().
+    // /proc/self is owned by the process's effective user; std has no geteuid().
     let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
@@ -127,6 +154,7 @@ mod tests {
             &["--timeout", "NaN", "a@example.test"],
             &["--server", "host:99999", "a@example.test"],
             &["--ehlo-name", "two words", "a@example.test"],
+            &["--timeout", "1e-12", "a@example.test"],
         ] {
             assert!(matches!(settings(args), Err(Error::Usage(_))), "{args:?}");
         }
@@ -141,9 +169,32 @@ mod tests {
 
     #[test]
     fn ehlo_literal_when_no_domain() {
-        let name = default_ehlo_name(Some("127.0.0.1".parse().unwrap()));
-        assert!(name.contains('.'), "{name}");
-        let v6 = default_ehlo_name(Some("::1".parse().unwrap()));
-        assert!(v6.contains('.') || v6 == "[IPv6:::1]", "{v6}");
+        let v4 = Some("127.0.0.1".parse().unwrap());
+        assert_eq!(ehlo_name_for("vm".into(), v4), "[127.0.0.1]");
+        let v6 = Some("::1".parse().unwrap());
+        assert_eq!(ehlo_name_for("vm".into(), v6), "[IPv6:::1]");
+        assert_eq!(ehlo_name_for("vm".into(), None), "vm");
+        assert_eq!(
+            ehlo_name_for("vm.example.test".into(), v4),
+            "vm.example.test"
+        );
+    }
+
+    #[test]
+    fn fqdn_comes_from_the_hosts_line_naming_this_host() {
+        let hosts = "127.0.0.1 localhost\n\
+                     # 10.0.0.1 vm.commented.test vm\n\
+                     10.0.0.2 vm.example.test vm # trailing\n\
+                     10.0.0.3 other.example.test other\n";
+        assert_eq!(
+            fqdn_from_hosts(hosts, "vm").as_deref(),
+            Some("vm.example.test")
+        );
+        assert_eq!(
+            fqdn_from_hosts(hosts, "VM").as_deref(),
+            Some("vm.example.test")
+        );
+        assert_eq!(fqdn_from_hosts(hosts, "nohost"), None);
+        assert_eq!(fqdn_from_hosts("10.0.0.4 solo\n", "solo"), None);
     }
 }

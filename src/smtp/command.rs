@@ -70,8 +70,6 @@ pub enum Command {
         params: Vec<Arg>,
     },
     Data,
-    Rset,
-    Noop,
     Quit,
 }
 
@@ -108,8 +106,6 @@ impl Command {
             Command::Mail { .. } => "MAIL FROM",
             Command::Rcpt { .. } => "RCPT TO",
             Command::Data => "DATA",
-            Command::Rset => "RSET",
-            Command::Noop => "NOOP",
             Command::Quit => "QUIT",
         }
     }
@@ -151,8 +147,6 @@ impl fmt::Display for Command {
                 write_params(f, params)?;
             }
             Command::Data => f.write_str("DATA")?,
-            Command::Rset => f.write_str("RSET")?,
-            Command::Noop => f.write_str("NOOP")?,
             Command::Quit => f.write_str("QUIT")?,
         }
         f.write_str("\r\n")
@@ -188,8 +182,6 @@ mod tests {
                 "RCPT TO:<b@example.test>\r\n",
             ),
             (Command::Data, "DATA\r\n"),
-            (Command::Rset, "RSET\r\n"),
-            (Command::Noop, "NOOP\r\n"),
             (Command::Quit, "QUIT\r\n"),
         ];
         for (cmd, bytes) in cases {

@@ -52,7 +52,7 @@ impl<W: Write> DotWriter<W> {
         self.written
     }
 
-    /// Lines ended so far.
+    /// Lines ended so far; the last may still be open (see `lines_when_finished`).
     pub fn lines(&self) -> u64 {
         self.lines
     }

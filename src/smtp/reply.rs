@@ -47,11 +47,6 @@ pub enum ReplyError {
 }
 
 impl Reply {
-    /// 2yz: the requested action was completed.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
     /// 4yz: a temporary failure; the same command may succeed later.
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
@@ -60,22 +55,6 @@ impl Reply {
     /// 5yz: a permanent failure.
     pub fn is_permanent(&self) -> bool {
         (500..600).contains(&self.code)
-    }
-
-    /// The text of all lines, without the enhanced code, joined by spaces.
-    pub fn message(&self) -> String {
-        let mut out = String::new();
-        for line in &self.lines {
-            let text = match self.enhanced {
-                Some(_) => strip_enhanced(line),
-                None => line.as_str(),
-            };
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(text);
-        }
-        out
     }
 }
 
@@ -95,12 +74,29 @@ impl fmt::Display for Reply {
     }
 }
 
-/// Replaces control characters (and DEL) with `?`, so that text from the network is
-/// safe to print.
+/// Replaces control characters, and the invisible Unicode characters that reorder or
+/// break text (bidi controls, zero-width characters, line separators), with `?`, so
+/// that text from the network prints as what it is.
 pub fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || is_invisible_format(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061C}'                      // Arabic letter mark
+        | '\u{200B}'..='\u{200F}'       // zero-width characters, LRM, RLM
+        | '\u{2028}'..='\u{202E}'       // line and paragraph separators, bidi embeddings
+        | '\u{2060}'..='\u{2069}'       // word joiner, invisible operators, bidi isolates
+        | '\u{FEFF}'                     // zero-width no-break space
+    )
 }
 
 /// Parses one complete reply from the start of `buf`.
@@ -217,15 +213,6 @@ fn parse_enhanced(code: u16, text: &str) -> Option<EnhancedCode> {
     })
 }
 
-fn strip_enhanced(line: &str) -> &str {
-    match line.split_once(' ') {
-        Some((word, rest)) if word.split('.').count() == 3 => rest,
-        Some(_) => line,
-        None if line.split('.').count() == 3 => "",
-        None => line,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +233,6 @@ mod tests {
         assert_eq!(r.code, 220);
         assert_eq!(r.lines, vec!["mx.example.test ESMTP ready"]);
         assert_eq!(r.enhanced, None);
-        assert!(r.is_positive());
     }
 
     #[test]
@@ -289,14 +275,13 @@ mod tests {
                 detail: 1
             })
         );
-        assert_eq!(r.message(), "<x@example.test>: no such user see docs");
+        assert_eq!(r.lines[1], "5.1.1 see docs");
     }
 
     #[test]
     fn enhanced_code_of_another_class_is_ignored() {
         let r = parse_all(b"250 5.1.1 odd\r\n");
         assert_eq!(r.enhanced, None);
-        assert_eq!(r.message(), "5.1.1 odd");
     }
 
     #[test]
@@ -379,6 +364,15 @@ mod tests {
     fn bare_lf_line_end_is_tolerated() {
         let r = parse_all(b"220 hi\n");
         assert_eq!(r.lines, vec!["hi"]);
+    }
+
+    #[test]
+    fn sanitize_hides_bidi_and_invisible_characters() {
+        assert_eq!(
+            sanitize("ok\u{202E}txt.exe\u{2028}x\u{200B}"),
+            "ok?txt.exe?x?"
+        );
+        assert_eq!(sanitize("Grüße 日本"), "Grüße 日本");
     }
 
     #[test]

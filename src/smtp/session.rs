@@ -3,14 +3,14 @@
 //! carries the stage and the server's reply.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::command::Command;
 use super::data::DotWriter;
 use super::extension::Capabilities;
 use super::reply::{Reply, parse_reply};
 use crate::envelope::{Address, Envelope};
-use crate::error::{Error, Refusal, Stage};
+use crate::error::{Error, Stage};
 
 /// Bytes gathered before a write to the socket while sending the message.
 const DATA_BUFFER: usize = 64 * 1024;
@@ -135,14 +135,12 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    pub fn refused(&self) -> Vec<Refusal> {
+    /// The recipients the server refused, in envelope order.
+    pub fn refused(&self) -> Vec<RecipientResult> {
         self.recipients
             .iter()
             .filter(|r| !r.accepted)
-            .map(|r| Refusal {
-                recipient: r.recipient.to_string(),
-                reply: r.reply.clone(),
-            })
+            .cloned()
             .collect()
     }
 }
@@ -172,6 +170,21 @@ impl<W: Write> Write for Latched<'_, W> {
         }
         self.inner.flush()
     }
+}
+
+/// The commands of a transaction's envelope: `MAIL FROM` with `params`, then one
+/// `RCPT TO` per recipient. Every address is checked before anything is sent.
+pub fn envelope_commands(envelope: &Envelope, params: &[&str]) -> Result<Vec<Command>, Error> {
+    if envelope.to.is_empty() {
+        return Err(Error::Usage("the envelope has no recipient".into()));
+    }
+    let usage = |e: super::command::CommandError| Error::Usage(e.to_string());
+    let from = envelope.from.as_ref().map_or("", Address::as_str);
+    let mut commands = vec![Command::mail_from(from, params).map_err(usage)?];
+    for to in &envelope.to {
+        commands.push(Command::rcpt_to(to.as_str(), &[]).map_err(usage)?);
+    }
+    Ok(commands)
 }
 
 /// A session with a server over `S`.
@@ -235,20 +248,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         Ok(&self.capabilities)
     }
 
-    /// `MAIL FROM`: 250.
-    pub fn mail_from(&mut self, from: Option<&Address>) -> Result<Reply, Error> {
-        let path = from.map_or("", Address::as_str);
-        let cmd = Command::mail_from(path, &[]).map_err(|e| Error::Usage(e.to_string()))?;
-        let reply = self.command(&cmd, Stage::MailFrom, self.timeouts.mail)?;
-        self.expect(Stage::MailFrom, reply, &[250], "250")
-    }
-
     /// `RCPT TO`: 250 or 251 accept the recipient; any other 4xx or 5xx refuses this
     /// one recipient and the session goes on. A 421, a broken connection or garbage
     /// end the session.
-    pub fn rcpt_to(&mut self, to: &Address) -> Result<RecipientResult, Error> {
-        let cmd = Command::rcpt_to(to.as_str(), &[]).map_err(|e| Error::Usage(e.to_string()))?;
-        let reply = self.command(&cmd, Stage::RcptTo, self.timeouts.rcpt)?;
+    fn rcpt_to(&mut self, to: &Address, cmd: &Command) -> Result<RecipientResult, Error> {
+        let reply = self.command(cmd, Stage::RcptTo, self.timeouts.rcpt)?;
         let accepted = match reply.code {
             250 | 251 => true,
             421 => return Err(self.refused(Stage::RcptTo, reply)),
@@ -289,22 +293,23 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     pub fn transaction(
         &mut self,
         envelope: &Envelope,
+        params: &[&str],
         message: &mut dyn Read,
     ) -> Result<Receipt, Error> {
-        self.mail_from(envelope.from.as_ref())?;
+        let commands = envelope_commands(envelope, params)?;
+        let (mail, rcpts) = commands
+            .split_first()
+            .ok_or_else(|| Error::Usage("the envelope has no recipient".into()))?;
+        let reply = self.command(mail, Stage::MailFrom, self.timeouts.mail)?;
+        self.expect(Stage::MailFrom, reply, &[250], "250")?;
         let mut recipients = Vec::with_capacity(envelope.to.len());
-        for to in &envelope.to {
-            recipients.push(self.rcpt_to(to)?);
+        for (to, cmd) in envelope.to.iter().zip(rcpts) {
+            recipients.push(self.rcpt_to(to, cmd)?);
         }
         if !recipients.iter().any(|r| r.accepted) {
-            let refused = recipients
-                .into_iter()
-                .map(|r| Refusal {
-                    recipient: r.recipient.to_string(),
-                    reply: r.reply,
-                })
-                .collect();
-            return Err(Error::NoRecipients { refused });
+            return Err(Error::NoRecipients {
+                refused: recipients,
+            });
         }
         let reply = self.data(message)?;
         Ok(Receipt { recipients, reply })
@@ -326,6 +331,20 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     fn command(&mut self, cmd: &Command, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
+        // In lock-step every reply has been read before the next command; bytes already
+        // waiting were sent unasked, and taking them as the next reply would let a
+        // server (or someone in the path) answer for a command it has not seen.
+        if !self.rbuf.is_empty() {
+            self.dead = true;
+            return Err(Error::Protocol {
+                stage,
+                detail: format!(
+                    "the server sent data before {} was sent: {:?}",
+                    cmd.verb(),
+                    super::reply::sanitize(&String::from_utf8_lossy(&self.rbuf))
+                ),
+            });
+        }
         if let Some(t) = &mut self.transcript {
             t.sent(cmd);
         }
@@ -349,57 +368,54 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         };
         let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, latched));
         let mut chunk = vec![0u8; DATA_BUFFER];
-        let failure = loop {
+        let sent = loop {
             let n = match message.read(&mut chunk) {
-                Ok(0) => break None,
+                Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
-                    break Some(Error::LocalIo {
+                    // Drop what is buffered without writing it: half a message must not
+                    // be followed by anything the server could take for its end.
+                    let _ = dot.into_inner().into_parts();
+                    // The server waits for data we cannot give; the connection is of
+                    // no more use.
+                    self.dead = true;
+                    return Err(Error::LocalIo {
                         context: "cannot read the message".into(),
                         source,
                     });
                 }
             };
             if let Err(e) = dot.write_all(&chunk[..n]) {
-                break Some(Error::Network {
-                    stage: Stage::Message,
-                    source: e,
-                });
+                break Err(e);
             }
         };
         let counts = (dot.bytes_in(), dot.lines_when_finished());
-        let result = match failure {
-            // The final dot goes in the same buffer as the end of the message.
-            None => dot
-                .finish()
-                .and_then(|mut w| w.flush())
-                .map_err(|e| Error::Network {
-                    stage: Stage::Message,
-                    source: e,
-                }),
-            Some(err) => {
-                // Drop what is buffered without writing it: a BufWriter dropped normally
-                // would try once more, and wait out the timeout again.
-                let _ = dot.into_inner().into_parts();
-                Err(err)
-            }
-        };
-        match result {
+        // The final dot goes in the same buffer as the end of the message.
+        let sent = sent.and_then(|()| dot.finish()?.flush());
+        match sent {
             Ok(()) => Ok(counts),
-            Err(Error::Network { source, .. }) => {
-                Err(self.io_error(Stage::Message, timeout, source))
-            }
-            // The server waits for data we cannot give; the connection is of no more use.
-            Err(err) => {
-                self.dead = true;
-                Err(err)
+            Err(e) => {
+                let err = self.io_error(Stage::Message, timeout, e);
+                Err(self.refusal_after_failed_write().unwrap_or(err))
             }
         }
     }
 
+    /// A server that refuses a message part-way (too big, policy) often says why and
+    /// closes; our next write then fails. The reply it left is the real reason, and
+    /// it may be permanent, where a lost connection would say "try again later".
+    fn refusal_after_failed_write(&mut self) -> Option<Error> {
+        let reply = self
+            .read_reply(Stage::Message, Duration::from_secs(5))
+            .ok()?;
+        (reply.is_transient() || reply.is_permanent()).then(|| self.refused(Stage::Message, reply))
+    }
+
+    /// Reads one reply. `timeout` bounds the whole reply, not each read, so a server
+    /// that trickles bytes cannot hold the session open past it.
     fn read_reply(&mut self, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
-        self.set_timeout(stage, timeout)?;
+        let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             match parse_reply(&self.rbuf) {
@@ -419,6 +435,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     });
                 }
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.dead = true;
+                return Err(Error::Timeout {
+                    stage,
+                    after: timeout,
+                });
+            }
+            self.set_timeout(stage, left)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.dead = true;

@@ -480,6 +480,17 @@ fn one_byte_reads_are_really_one_byte() {
     assert_eq!(show(r.peer.written()), CMDS.concat());
 }
 
+/// A reply's timeout is a deadline for the whole reply, so what is set before a read is
+/// what is left of it: at most the stage's limit, and not much less for a fast peer.
+#[track_caller]
+fn assert_near(got: Option<Duration>, want: Duration, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("{what}: no timeout set"));
+    assert!(
+        got <= want && got > want - Duration::from_secs(1),
+        "{what}: {got:?}, want {want:?}"
+    );
+}
+
 #[test]
 fn rfc_5321_timeouts_apply_per_stage() {
     let r = run(
@@ -489,21 +500,17 @@ fn rfc_5321_timeouts_apply_per_stage() {
     );
     assert!(r.result.is_ok());
     let p = &r.peer;
-    assert_eq!(p.timeout_reading(b"220"), Some(minutes(5)), "greeting");
-    assert_eq!(p.timeout_writing(b"EHLO"), Some(minutes(5)), "EHLO");
-    assert_eq!(p.timeout_writing(b"MAIL"), Some(minutes(5)), "MAIL");
-    assert_eq!(p.timeout_reading(b"250 2.1.0"), Some(minutes(5)), "MAIL");
-    assert_eq!(p.timeout_writing(b"RCPT"), Some(minutes(5)), "RCPT");
-    assert_eq!(p.timeout_reading(b"250 2.1.5"), Some(minutes(5)), "RCPT");
-    assert_eq!(p.timeout_writing(b"DATA"), Some(minutes(2)), "DATA");
-    assert_eq!(p.timeout_reading(b"354"), Some(minutes(2)), "DATA");
-    assert_eq!(p.timeout_writing(b"Subject"), Some(minutes(3)), "block");
-    assert_eq!(
-        p.timeout_reading(b"250 2.0.0"),
-        Some(minutes(10)),
-        "final dot"
-    );
-    assert_eq!(p.timeout_writing(b"QUIT"), Some(Duration::from_secs(60)));
+    assert_near(p.timeout_reading(b"220"), minutes(5), "greeting");
+    assert_near(p.timeout_writing(b"EHLO"), minutes(5), "EHLO");
+    assert_near(p.timeout_writing(b"MAIL"), minutes(5), "MAIL");
+    assert_near(p.timeout_reading(b"250 2.1.0"), minutes(5), "MAIL");
+    assert_near(p.timeout_writing(b"RCPT"), minutes(5), "RCPT");
+    assert_near(p.timeout_reading(b"250 2.1.5"), minutes(5), "RCPT");
+    assert_near(p.timeout_writing(b"DATA"), minutes(2), "DATA");
+    assert_near(p.timeout_reading(b"354"), minutes(2), "DATA");
+    assert_near(p.timeout_writing(b"Subject"), minutes(3), "block");
+    assert_near(p.timeout_reading(b"250 2.0.0"), minutes(10), "final dot");
+    assert_near(p.timeout_writing(b"QUIT"), Duration::from_secs(60), "");
 
     // --timeout: one limit for every step.
     let t = Duration::from_secs(7);
@@ -517,7 +524,11 @@ fn rfc_5321_timeouts_apply_per_stage() {
     assert!(r.result.is_ok());
     let set = r.peer.timeouts();
     assert!(!set.is_empty());
-    assert!(set.iter().all(|&x| x == t), "{set:?}");
+    assert!(
+        set.iter()
+            .all(|&x| x <= t && x > t - Duration::from_secs(1)),
+        "{set:?}"
+    );
 }
 
 #[test]
@@ -889,48 +900,31 @@ fn a_large_message_leaves_in_buffer_sized_writes() {
 }
 
 #[test]
-fn the_read_buffer_keeps_what_arrives_early() {
-    // Greeting and EHLO reply in one read: the EHLO reply must come from the buffer.
+fn a_reply_sent_before_its_command_is_refused() {
+    // Greeting and an EHLO reply in one read, before EHLO was sent: taking the early
+    // reply as the answer to EHLO would let injected replies stand in for real ones.
     let script = [
         "220 mx.example.test ready\r\n250-mx.example.test\r\n250 PIPELINING\r\n",
         "250 ok\r\n",
-        "250 ok\r\n",
-        "354 go\r\n",
-        "250 queued\r\n",
-        "221 bye\r\n",
     ];
     let r = run(
         ScriptedPeer::new(script, AtEnd::Eof),
         &envelope(&["b@example.test"]),
         SIMPLE_MESSAGE.as_bytes(),
     );
-    assert_eq!(r.result.unwrap().reply.lines, ["queued"]);
-    assert!(r.capabilities.has("PIPELINING"));
-    assert_eq!(show(r.peer.written()), CMDS.concat());
-    // No read between EHLO and MAIL: the reply was already there.
-    let events = r.peer.events();
-    let at = |prefix: &[u8]| {
-        events
-            .iter()
-            .position(|e| matches!(e, Event::Write { bytes, .. } if bytes.starts_with(prefix)))
-            .unwrap()
-    };
-    let (ehlo, mail) = (at(b"EHLO"), at(b"MAIL"));
+    let err = r.result.unwrap_err();
     assert!(
-        !events[ehlo..mail]
-            .iter()
-            .any(|e| matches!(e, Event::Read { .. })),
-        "{:?}",
-        &events[ehlo..mail]
+        matches!(
+            err,
+            Error::Protocol {
+                stage: Stage::Ehlo,
+                ..
+            }
+        ),
+        "{err:?}"
     );
-    // The first read took both replies at once.
-    assert_eq!(
-        events.iter().find_map(|e| match e {
-            Event::Read { bytes, .. } => Some(bytes.len()),
-            _ => None,
-        }),
-        Some(script[0].len())
-    );
+    assert_eq!(exit::code(&err), 76);
+    assert_eq!(show(r.peer.written()), "", "not even QUIT after a desync");
 }
 
 #[test]
@@ -1040,6 +1034,32 @@ fn a_write_failure_during_the_message_is_a_network_error() {
     assert_eq!(r.peer.failed_writes(), 1);
 }
 
+#[test]
+fn a_refusal_sent_during_the_message_is_reported_not_lost() {
+    // The server refuses part-way (too big) and stops reading; our write fails, but
+    // its reply is there to read, and it is permanent: exit 69, not "try again".
+    let before = CMDS[..4].concat().len();
+    let mut script: Vec<&str> = REPLIES[..5].to_vec();
+    script.push("552 5.3.4 Message size exceeds fixed limit\r\n");
+    let large = format!("{}\r\n", "m".repeat(98)).repeat(3000).into_bytes();
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof)
+            .fail_writes_after(before + 7, io::ErrorKind::ConnectionReset),
+        &envelope(&["b@example.test"]),
+        &large,
+    );
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::Refused {
+            stage: Stage::Message,
+            reply,
+        } => assert_eq!(reply.code, 552),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit::code(&err), 69);
+    assert_eq!(r.peer.failed_writes(), 1);
+}
+
 /// Gives `data`, then fails (after one `Interrupted`, which must be retried).
 struct FailingReader {
     data: &'static [u8],
@@ -1075,7 +1095,7 @@ fn a_failing_message_source_is_a_local_io_error() {
         interrupted: false,
     };
     let err = session
-        .transaction(&envelope(&["b@example.test"]), &mut source)
+        .transaction(&envelope(&["b@example.test"]), &[], &mut source)
         .unwrap_err();
     assert!(
         matches!(&err, Error::LocalIo { source, .. } if source.kind() == io::ErrorKind::Other),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
@@ -59,9 +59,9 @@ impl ServerAddr {
         }
         let port = match port {
             None => DEFAULT_PORT,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
+            Some(p) => Some(p)
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
                 .filter(|&p| p != 0)
                 .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
         };
@@ -91,27 +91,46 @@ impl fmt::Display for ServerAddr {
 pub fn resolve(server: &ServerAddr) -> Result<Vec<SocketAddr>, Error> {
     let addrs: Vec<SocketAddr> = (server.host.as_str(), server.port)
         .to_socket_addrs()
-        .map_err(|e| Error::NoHost {
-            host: server.host.clone(),
-            detail: e.to_string(),
+        .map_err(|e| {
+            let detail = e.to_string();
+            Error::NoHost {
+                host: server.host.clone(),
+                temporary: is_temporary_resolver_failure(&detail),
+                detail,
+            }
         })?
         .collect();
     if addrs.is_empty() {
         return Err(Error::NoHost {
             host: server.host.clone(),
             detail: "the name has no address".into(),
+            temporary: false,
         });
     }
     Ok(addrs)
 }
 
+/// Whether a resolver error means "try again" (EAI_AGAIN) rather than "no such name".
+/// std gives only the text of getaddrinfo's error, gai_strerror's: "Temporary failure
+/// in name resolution" for EAI_AGAIN in glibc and musl alike.
+fn is_temporary_resolver_failure(detail: &str) -> bool {
+    detail.contains("Temporary failure")
+}
+
 /// Connects to the first address that answers within `timeout`, and turns Nagle's
 /// algorithm off: commands are written whole, so there is nothing to gain from
 /// holding them back, and a delayed ACK would stall every round trip.
+/// `timeout` bounds the whole attempt, over every address the name has.
 pub fn connect(server: &ServerAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    let deadline = Instant::now() + timeout;
     let mut last = None;
     for addr in resolve(server)? {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            last = Some(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(stream) => {
                 stream.set_nodelay(true).map_err(|source| Error::Connect {
                     server: server.to_string(),
@@ -159,6 +178,7 @@ mod tests {
             "host:0",
             "host:70000",
             "host:x",
+            "host:+25",
             "[::1",
             "[nothost]:25",
             "[::1]25",
@@ -195,8 +215,9 @@ mod tests {
 
     #[test]
     fn unknown_host_is_nohost() {
-        // .invalid never resolves (RFC 6761 §6.4).
-        let server = ServerAddr::parse("no-such-host.invalid").unwrap();
+        // A label over 63 octets (RFC 1035 §2.3.4) fails in the resolver library
+        // itself, so no query leaves this machine.
+        let server = ServerAddr::parse(&format!("{}.invalid", "a".repeat(64))).unwrap();
         assert!(matches!(resolve(&server), Err(Error::NoHost { .. })));
     }
 }

@@ -803,9 +803,14 @@ fn default_sender_is_user_at_hostname() {
         .strip_prefix("tester@")
         .unwrap_or_else(|| panic!("From {from:?} is not tester@..."));
     assert!(!domain.is_empty(), "From {from:?} has no domain");
-    // The domain is this host's name, as the kernel has it.
+    // The domain is this host's name, as the kernel has it, or its fully qualified
+    // form from /etc/hosts.
     if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        assert_eq!(domain, hostname.trim(), "From {from:?}");
+        let hostname = hostname.trim();
+        assert!(
+            domain == hostname || domain.starts_with(&format!("{hostname}.")),
+            "From {from:?}, host name {hostname:?}"
+        );
     }
     // The envelope sender (Return-Path, added by Postfix from MAIL FROM) too.
     let return_path = format!("Return-Path: <{from}>\n");
@@ -820,4 +825,36 @@ fn default_sender_is_user_at_hostname() {
         "Message-ID should name the sender's domain: {:?}",
         msg.message_id()
     );
+}
+
+#[test]
+fn utf8_sender_goes_with_smtputf8() {
+    let env = TestEnv::new();
+    let local = unique_name("utf8-sender");
+    let out = outbox(
+        &env,
+        &[
+            "-v",
+            "-f",
+            "Jörg <jörg@example.test>",
+            "-s",
+            "utf8",
+            &rcpt(&local),
+        ],
+        b"Hallo.\n",
+    );
+    out.assert_success();
+    // RFC 6531: the UTF-8 path needs the SMTPUTF8 parameter, and the UTF-8 header the
+    // 8-bit body type (RFC 6152).
+    out.assert_stderr_contains("> MAIL FROM:<jörg@example.test> BODY=8BITMIME SMTPUTF8");
+    let raw = delivered(&local);
+    assert!(
+        raw.starts_with("Return-Path: <jörg@example.test>\n".as_bytes()),
+        "{}",
+        lossy(&raw)
+    );
+    let msg = parse(&raw);
+    let from = msg.from().and_then(|a| a.first()).expect("a From address");
+    assert_eq!(from.address(), Some("jörg@example.test"));
+    assert_eq!(from.name(), Some("Jörg"));
 }
