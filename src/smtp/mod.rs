@@ -1,5 +1,6 @@
 //! The SMTP engine: protocol values (pure, tested without sockets) and the session.
 
+pub mod auth;
 pub mod command;
 pub mod data;
 pub mod extension;

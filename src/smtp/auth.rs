@@ -1,0 +1,1 @@
+//! SASL mechanisms for SMTP AUTH (RFC 4954).
