@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use outbox::compose::{self, Draft};
-use outbox::{Envelope, Mailbox, Settings, Timeouts, exit};
+use outbox::{Envelope, Mailbox, Settings, exit};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,13 +37,13 @@ fn send(server: &str, from: &str, to: &str) -> Result<String, outbox::Error> {
             .to_vec(),
         ..Draft::default()
     };
-    let message = compose::build(&draft, &outbox::settings::hostname())?;
-    let settings = Settings {
-        server: outbox::smtp::transport::ServerAddr::parse(server).map_err(outbox::Error::Usage)?,
-        ehlo_name: None,
-        timeouts: Timeouts::default(),
-        verbose: false,
+    let message = compose::build(&draft, &outbox::settings::fqdn())?;
+    // The same settings the command line would give for `--server SERVER`.
+    let cli = outbox::cli::Cli {
+        server: Some(server.to_owned()),
+        ..outbox::cli::Cli::default()
     };
+    let settings = Settings::from_cli(&cli)?;
     let envelope = Envelope::new(Some(from.address), [to.address]);
     let receipt = outbox::submit(&settings, &envelope, &message)?;
     Ok(receipt.reply.to_string())

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::smtp::tls::TlsMode;
+
 /// Send a message over SMTP: compose it from flags and a body on standard input.
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "outbox", version, about, max_term_width = 100)]
@@ -55,9 +57,41 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
 
-    /// SMTP server, HOST[:PORT] or [IPv6]:PORT
-    #[arg(long, value_name = "HOST[:PORT]", default_value = "localhost:25")]
-    pub server: String,
+    /// Use this account of the configuration file
+    #[arg(short = 'A', long, value_name = "NAME")]
+    pub account: Option<String>,
+
+    /// SMTP server, HOST[:PORT] or [IPv6]:PORT [default: localhost, port 25 or, with
+    /// implicit TLS, 465]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
+
+    /// TLS: auto (implicit on port 465, else STARTTLS required except to loopback),
+    /// starttls, implicit, none
+    #[arg(long, value_name = "MODE", value_parser = parse_tls)]
+    pub tls: Option<TlsMode>,
+
+    /// Trust this CA certificate (PEM) besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// Accept any certificate: anyone in the path can then pose as the server
+    #[arg(long)]
+    pub tls_insecure: bool,
+
+    /// User name for SMTP AUTH
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// SASL mechanism: auto (the strongest offered), plain, login, cram-md5,
+    /// scram-sha-256, xoauth2
+    #[arg(long, value_name = "MECH")]
+    pub auth: Option<String>,
+
+    /// Run this shell command for the password (its first line of output); or set
+    /// OUTBOX_PASSWORD, or password_command in the configuration
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
 
     /// Name to give in EHLO [default: this host's fully qualified name]
     #[arg(long, value_name = "NAME")]
@@ -74,6 +108,10 @@ pub struct Cli {
     /// Show the SMTP dialogue on standard error
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+fn parse_tls(text: &str) -> Result<TlsMode, String> {
+    TlsMode::parse(text).ok_or_else(|| "expected auto, starttls, implicit or none".to_owned())
 }
 
 #[cfg(test)]
@@ -123,7 +161,7 @@ mod tests {
         assert_eq!(cli.attach, ["r.pdf", "x.bin;type=text/csv"]);
         assert_eq!(cli.headers, ["X-A: 1"]);
         assert_eq!(cli.html, Some(PathBuf::from("m.html")));
-        assert_eq!(cli.server, "[::1]:2525");
+        assert_eq!(cli.server.as_deref(), Some("[::1]:2525"));
         assert_eq!(cli.timeout, Some(2.5));
         assert!(cli.verbose);
         assert!(!cli.dry_run);
@@ -133,9 +171,49 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = parse(&["a@example.test"]).unwrap();
-        assert_eq!(cli.server, "localhost:25");
+        assert_eq!(cli.server, None);
+        assert_eq!(cli.tls, None);
         assert_eq!(cli.timeout, None);
         assert!(cli.attach.is_empty());
+    }
+
+    #[test]
+    fn tls_and_auth_flags() {
+        let cli = parse(&[
+            "-A",
+            "work",
+            "--tls",
+            "STARTTLS",
+            "--tls-ca-file",
+            "ca.pem",
+            "--tls-insecure",
+            "--user",
+            "me",
+            "--auth",
+            "cram-md5",
+            "--password-command",
+            "pass show smtp",
+            "a@example.test",
+        ])
+        .unwrap();
+        assert_eq!(cli.account.as_deref(), Some("work"));
+        assert_eq!(cli.tls, Some(TlsMode::StartTls));
+        assert_eq!(cli.tls_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(cli.tls_insecure);
+        assert_eq!(cli.user.as_deref(), Some("me"));
+        assert_eq!(cli.auth.as_deref(), Some("cram-md5"));
+        assert_eq!(cli.password_command.as_deref(), Some("pass show smtp"));
+        assert!(parse(&["--tls", "sometimes", "a@example.test"]).is_err());
+    }
+
+    #[test]
+    fn there_is_no_flag_for_the_password_itself() {
+        for flag in ["--password", "--pass", "-p"] {
+            assert!(
+                parse(&[flag, "secret", "a@example.test"]).is_err(),
+                "{flag}"
+            );
+        }
     }
 
     #[test]

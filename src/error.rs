@@ -16,6 +16,10 @@ pub enum Stage {
     Greeting,
     Ehlo,
     Helo,
+    StartTls,
+    /// The TLS handshake, after STARTTLS or at once for implicit TLS.
+    TlsHandshake,
+    Auth,
     MailFrom,
     RcptTo,
     Data,
@@ -33,6 +37,9 @@ impl fmt::Display for Stage {
             Stage::Greeting => "greeting",
             Stage::Ehlo => "EHLO",
             Stage::Helo => "HELO",
+            Stage::StartTls => "STARTTLS",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Auth => "AUTH",
             Stage::MailFrom => "MAIL FROM",
             Stage::RcptTo => "RCPT TO",
             Stage::Data => "DATA",
@@ -67,6 +74,16 @@ pub enum Error {
     /// The server lacks something this message needs (an extension, a mechanism).
     #[error("{0}")]
     Unsupported(String),
+    /// The server's certificate does not verify (untrusted issuer, wrong name, expired).
+    #[error("the certificate of {server} is not trusted: {detail}")]
+    Certificate { server: String, detail: String },
+    /// The TLS handshake failed for another reason than the certificate.
+    #[error("TLS with {server} failed: {detail}")]
+    Tls { server: String, detail: String },
+    /// Authentication failed on our side (the server's proof was wrong, a challenge
+    /// made no sense), or no credentials could be had.
+    #[error("authentication failed: {0}")]
+    Auth(String),
     #[error("cannot connect to {server}: {source}")]
     Connect { server: String, source: io::Error },
     #[error("timed out after {}s waiting for the server (at {stage})", after.as_secs_f64())]

@@ -30,6 +30,8 @@ pub fn code(err: &Error) -> u8 {
         } => TEMPFAIL,
         Error::NoHost { .. } => NOHOST,
         Error::Unsupported(_) => UNAVAILABLE,
+        Error::Certificate { .. } | Error::Auth(_) => NOPERM,
+        Error::Tls { .. } => PROTOCOL,
         Error::Connect { .. }
         | Error::Timeout { .. }
         | Error::Closed { .. }
@@ -44,7 +46,13 @@ pub fn code(err: &Error) -> u8 {
 /// The exit code for a 4xx or 5xx reply at `stage`.
 pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
     match reply.code {
+        // RFC 3207 §4: a server that will not start TLS leaves nothing safe to do;
+        // only a 421 (closing) is worth a retry.
+        400..=499 if stage == Stage::StartTls && reply.code != 421 => UNAVAILABLE,
         400..=499 => TEMPFAIL,
+        // RFC 4954 §6: 535 credentials invalid, 534 mechanism too weak, 538 encryption
+        // required: the credentials or the way they are sent must change.
+        500..=599 if stage == Stage::Auth => NOPERM,
         // RFC 5321 §4.2.3: 550 mailbox unavailable, 551 user not local, 553 mailbox
         // name not allowed: the address is what is wrong.
         550 | 551 | 553 if stage == Stage::RcptTo => NOUSER,
@@ -123,6 +131,21 @@ mod tests {
             ),
             (Error::Unsupported("no SMTPUTF8".into()), 69),
             (
+                Error::Certificate {
+                    server: "mx".into(),
+                    detail: "unable to get local issuer certificate".into(),
+                },
+                77,
+            ),
+            (
+                Error::Tls {
+                    server: "mx".into(),
+                    detail: "wrong version number".into(),
+                },
+                76,
+            ),
+            (Error::Auth("server signature mismatch".into()), 77),
+            (
                 Error::Connect {
                     server: "127.0.0.1:1".into(),
                     source: io_err(),
@@ -197,6 +220,11 @@ mod tests {
         assert_eq!(refused(Stage::Greeting, 421), 75);
         assert_eq!(refused(Stage::EndOfData, 451), 75);
         assert_eq!(refused(Stage::EndOfData, 554), 69);
+        assert_eq!(refused(Stage::Auth, 535), 77);
+        assert_eq!(refused(Stage::Auth, 454), 75);
+        assert_eq!(refused(Stage::StartTls, 454), 69);
+        assert_eq!(refused(Stage::StartTls, 501), 69);
+        assert_eq!(refused(Stage::StartTls, 421), 75);
     }
 
     #[test]

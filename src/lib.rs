@@ -6,7 +6,7 @@
 //! ```no_run
 //! use outbox::compose::{self, Draft};
 //! use outbox::smtp::transport::ServerAddr;
-//! use outbox::{Envelope, Mailbox, Settings, Timeouts};
+//! use outbox::{Envelope, Mailbox, Settings};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let from = Mailbox::parse("Ops <ops@example.com>")?;
@@ -19,12 +19,8 @@
 //!     ..Draft::default()
 //! };
 //! let message = compose::build(&draft, "client.example.com")?;
-//! let settings = Settings {
-//!     server: ServerAddr::parse("mail.example.com:25")?,
-//!     ehlo_name: None,
-//!     timeouts: Timeouts::default(),
-//!     verbose: false,
-//! };
+//! let mut settings = Settings::from_cli(&outbox::cli::Cli::default())?;
+//! settings.server = ServerAddr::parse("mail.example.com:587")?;
 //! let envelope = Envelope::new(Some(from.address), [to.address]);
 //! let receipt = outbox::submit(&settings, &envelope, &message)?;
 //! println!("{}", receipt.reply);
@@ -34,6 +30,7 @@
 
 pub mod cli;
 pub mod compose;
+pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod exit;
@@ -46,7 +43,8 @@ pub use error::{Error, Stage};
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
-use std::io::Write;
+use smtp::auth::{Credentials, Mechanism};
+use smtp::tls::{Connection, TlsClient, TlsMode};
 
 /// Sends one message: connect, greeting, EHLO, the transaction, QUIT.
 ///
@@ -68,21 +66,56 @@ pub fn submit_with(
     message: &Message,
     mut transcript: Option<Transcript>,
 ) -> Result<Receipt, Error> {
+    // Before connecting: a prompt must not keep a server waiting.
+    let credentials = settings.credentials()?;
+    let connector = match settings.tls.mode {
+        TlsMode::None => None,
+        _ => Some(smtp::tls::connector(&settings.tls)?),
+    };
     if let Some(t) = &mut transcript {
         t.note(&format!("connecting to {}", settings.server));
     }
-    let stream = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
+    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
     if let Some(t) = &mut transcript
-        && let Ok(peer) = stream.peer_addr()
+        && let Ok(peer) = tcp.peer_addr()
     {
         t.note(&format!("connected to {peer}"));
     }
     let ehlo_name = settings
         .ehlo_name
         .clone()
-        .unwrap_or_else(|| settings::default_ehlo_name(stream.local_addr().ok().map(|a| a.ip())));
-    let mut session = Session::new(stream, settings.timeouts.clone()).with_transcript(transcript);
-    match deliver(&mut session, &ehlo_name, envelope, message) {
+        .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
+    let client = connector.as_ref().map(|connector| TlsClient {
+        connector,
+        options: &settings.tls,
+        host: &settings.server.host,
+        port: settings.server.port,
+        timeout: settings.timeouts.greeting,
+    });
+    let implicit = match settings.tls.mode {
+        TlsMode::Implicit => true,
+        TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
+        TlsMode::StartTls | TlsMode::None => false,
+    };
+    let connection = match &client {
+        Some(client) if implicit => client.handshake(tcp)?,
+        _ => Connection::Plain(tcp),
+    };
+    let mut session =
+        Session::new(connection, settings.timeouts.clone()).with_transcript(transcript);
+    if let Some(info) = session.stream().tls_info() {
+        session.note(&format!("TLS: {info}"));
+    }
+    let result = deliver(
+        &mut session,
+        settings,
+        client.as_ref(),
+        &ehlo_name,
+        credentials.as_ref(),
+        envelope,
+        message,
+    );
+    match result {
         Ok(receipt) => {
             // The message is the server's now; a failed goodbye changes nothing.
             if let Err(e) = session.quit() {
@@ -97,20 +130,104 @@ pub fn submit_with(
     }
 }
 
-fn deliver<S>(
-    session: &mut Session<S>,
+/// Implicit TLS for submission (RFC 8314 §3.3).
+const IMPLICIT_TLS_PORT: u16 = 465;
+
+fn deliver(
+    session: &mut Session<Connection>,
+    settings: &Settings,
+    client: Option<&TlsClient<'_>>,
     ehlo_name: &str,
+    credentials: Option<&Credentials>,
     envelope: &Envelope,
     message: &Message,
-) -> Result<Receipt, Error>
-where
-    S: std::io::Read + Write + smtp::session::IoTimeout,
-{
+) -> Result<Receipt, Error> {
+    let loopback = session.stream().peer_is_loopback();
     session.greeting()?;
     session.ehlo(ehlo_name)?;
+    let wants_starttls = !session.stream().is_tls()
+        && match settings.tls.mode {
+            TlsMode::StartTls => true,
+            TlsMode::Auto => !loopback,
+            TlsMode::Implicit | TlsMode::None => false,
+        };
+    if let (true, Some(client)) = (wants_starttls, client) {
+        if !session.capabilities().has("STARTTLS") {
+            return Err(Error::Unsupported(format!(
+                "{} does not offer STARTTLS, and outbox does not send in clear to a server \
+                 that is not on this machine unless told to: try the submission port 587, \
+                 or port 465 with --tls implicit; --tls none sends in clear",
+                settings.server
+            )));
+        }
+        session.starttls()?;
+        let discarded = session.upgrade(|connection| connection.start_tls(client))?;
+        if discarded > 0 {
+            session.note(&format!(
+                "discarded {discarded} bytes the server sent before TLS began (RFC 3207 §4.2)"
+            ));
+        }
+        if let Some(info) = session.stream().tls_info() {
+            session.note(&format!("TLS: {info}"));
+        }
+        session.ehlo(ehlo_name)?;
+    }
+    if let Some(credentials) = credentials {
+        authenticate(session, settings, credentials, loopback)?;
+    }
     let caps = session.capabilities();
     let params = mail_params(|k| caps.has(k), envelope, message)?;
     session.transaction(envelope, &params, &mut message.as_bytes())
+}
+
+/// AUTH with the configured mechanism, or the strongest the server offers.
+/// Credentials never go in clear to a server that is not on this machine.
+fn authenticate(
+    session: &mut Session<Connection>,
+    settings: &Settings,
+    credentials: &Credentials,
+    loopback: bool,
+) -> Result<(), Error> {
+    if !session.stream().is_tls() && !loopback {
+        return Err(Error::Unsupported(format!(
+            "outbox does not send credentials in clear to {}, which is not on this machine: \
+             use TLS (--tls starttls, or --tls implicit on port 465)",
+            settings.server
+        )));
+    }
+    let offered = session.capabilities().auth_mechanisms();
+    if offered.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "{} offers no AUTH{}",
+            settings.server,
+            if session.stream().is_tls() {
+                ""
+            } else {
+                " (many servers offer it only after STARTTLS)"
+            }
+        )));
+    }
+    let wanted = settings.auth.as_ref().and_then(|a| a.mechanism);
+    let mechanism = match wanted {
+        Some(m) if offered.iter().any(|o| o.eq_ignore_ascii_case(m.name())) => m,
+        Some(m) => {
+            return Err(Error::Unsupported(format!(
+                "{} does not offer {}; it offers {}",
+                settings.server,
+                m.name(),
+                offered.join(" ")
+            )));
+        }
+        None => Mechanism::strongest(&offered).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "no SASL mechanism in common with {}, which offers {}",
+                settings.server,
+                offered.join(" ")
+            ))
+        })?,
+    };
+    session.auth(mechanism, credentials)?;
+    Ok(())
 }
 
 /// The MAIL FROM parameters this message needs from a server that offers the

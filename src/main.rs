@@ -5,11 +5,13 @@ use clap::Parser;
 
 use outbox::cli::Cli;
 use outbox::compose::{self, Attachment, Draft};
+use outbox::config::Config;
 use outbox::envelope::{Envelope, Mailbox};
-use outbox::error::{self, Error};
+use outbox::error::{self, Error, Stage};
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
+use outbox::smtp::tls::TlsMode;
 use outbox::{Message, Settings, exit, settings};
 
 fn main() -> ExitCode {
@@ -39,14 +41,38 @@ fn main() -> ExitCode {
 
 /// The compose face: build the message from flags and body, then send it (or show it).
 fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let settings = Settings::from_cli(cli)?;
-    let (draft, envelope) = draft_and_envelope(cli)?;
+    let config = Config::load_default()?;
+    for warning in config.iter().flat_map(|c| &c.warnings) {
+        eprintln!("outbox: warning: {warning}");
+    }
+    let settings = Settings::resolve(cli, config.as_ref())?;
+    let (draft, envelope) = draft_and_envelope(cli, settings.from.as_ref())?;
     let message = compose::build(&draft, &settings::fqdn())?;
     if cli.dry_run {
         dry_run(&envelope, &message)?;
         return Ok(exit::OK);
     }
-    let receipt = outbox::submit(&settings, &envelope, &message)?;
+    if settings.tls.insecure {
+        eprintln!(
+            "outbox: warning: TLS certificates are not checked (--tls-insecure): \
+             anyone in the path can pose as {}",
+            settings.server.host
+        );
+    }
+    let receipt = outbox::submit(&settings, &envelope, &message).map_err(|e| {
+        if let Error::Timeout {
+            stage: Stage::Greeting,
+            ..
+        } = e
+            && settings.tls.mode != TlsMode::Implicit
+        {
+            eprintln!(
+                "outbox: hint: a server that speaks implicit TLS (as on port 465) waits in \
+                 silence for the client to begin; if this is such a port, use --tls implicit"
+            );
+        }
+        e
+    })?;
     let refused = receipt.refused();
     if !refused.is_empty() {
         eprintln!(
@@ -78,7 +104,11 @@ fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
     Ok(out)
 }
 
-fn draft_and_envelope(cli: &Cli) -> Result<(Draft, Envelope), Error> {
+/// `account_from` is the sender the configuration names, used when `-f` is not given.
+fn draft_and_envelope(
+    cli: &Cli,
+    account_from: Option<&Mailbox>,
+) -> Result<(Draft, Envelope), Error> {
     let to = mailboxes(&cli.recipients)?;
     let cc = mailboxes(&cli.cc)?;
     let bcc = mailboxes(&cli.bcc)?;
@@ -87,9 +117,10 @@ fn draft_and_envelope(cli: &Cli) -> Result<(Draft, Envelope), Error> {
             "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
         ));
     }
-    let from = match &cli.from {
-        Some(f) => Mailbox::parse(f).map_err(usage)?,
-        None => settings::default_sender().ok_or_else(|| {
+    let from = match (&cli.from, account_from) {
+        (Some(f), _) => Mailbox::parse(f).map_err(usage)?,
+        (None, Some(f)) => f.clone(),
+        (None, None) => settings::default_sender().ok_or_else(|| {
             Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
         })?,
     };

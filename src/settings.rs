@@ -4,11 +4,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::cli::Cli;
+use crate::config::{Account, Config};
 use crate::envelope::Mailbox;
 use crate::error::Error;
+use crate::smtp::auth::{Credentials, Mechanism, Secret};
 use crate::smtp::command::Command;
 use crate::smtp::session::Timeouts;
-use crate::smtp::transport::ServerAddr;
+use crate::smtp::tls::{TlsMode, TlsOptions};
+use crate::smtp::transport::{DEFAULT_PORT, ServerAddr};
 
 /// How to reach the server and how to behave on the way.
 #[derive(Clone, Debug)]
@@ -18,12 +21,81 @@ pub struct Settings {
     pub ehlo_name: Option<String>,
     pub timeouts: Timeouts,
     pub verbose: bool,
+    pub tls: TlsOptions,
+    pub auth: Option<AuthSettings>,
+    /// The sender the account names, for when `-f` is not given.
+    pub from: Option<Mailbox>,
+}
+
+/// Who to log in as, how, and where the secret comes from.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub user: String,
+    /// `None`: the strongest mechanism the server offers.
+    pub mechanism: Option<Mechanism>,
+    pub password: PasswordSource,
+}
+
+/// Where the secret comes from. It is fetched only when a session needs it, so a dry
+/// run never asks.
+#[derive(Clone, Debug)]
+pub enum PasswordSource {
+    /// A shell command whose first line of output is the secret.
+    Command(String),
+    /// Given already (`OUTBOX_PASSWORD`, or `password` in the configuration).
+    Given(Secret),
+    /// Asked for on the terminal, without echo.
+    Prompt,
 }
 
 impl Settings {
+    /// Settings from the command line alone, as if there were no configuration file.
     pub fn from_cli(cli: &Cli) -> Result<Settings, Error> {
-        let server = ServerAddr::parse(&cli.server).map_err(Error::Usage)?;
-        let timeouts = match cli.timeout {
+        Settings::resolve(cli, None)
+    }
+
+    /// Settings from the command line over the configuration file's account (the one
+    /// `-A` names, or the one whose `from` is `-f`'s address) over built-in defaults.
+    pub fn resolve(cli: &Cli, config: Option<&Config>) -> Result<Settings, Error> {
+        let from_flag = cli
+            .from
+            .as_deref()
+            .map(Mailbox::parse)
+            .transpose()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let account = match config {
+            Some(c) => c.account(
+                cli.account.as_deref(),
+                from_flag.as_ref().map(|m| m.address.as_str()),
+            )?,
+            None if cli.account.is_some() => {
+                return Err(Error::Config(
+                    "-A names an account, but there is no configuration file \
+                     ($OUTBOX_CONFIG, ~/.config/outbox/config.toml or /etc/outbox/config.toml)"
+                        .into(),
+                ));
+            }
+            None => Account::default(),
+        };
+
+        let mode = cli.tls.or(account.tls).unwrap_or_default();
+        // RFC 8314 §3.3: implicit TLS for submission is on port 465.
+        let default_port = if mode == TlsMode::Implicit {
+            465
+        } else {
+            DEFAULT_PORT
+        };
+        let server = match (&cli.server, &account.server) {
+            (Some(s), _) => ServerAddr::parse_or(s, default_port).map_err(Error::Usage)?,
+            (None, Some(s)) => ServerAddr::parse_or(s, account.port.unwrap_or(default_port))
+                .map_err(Error::Config)?,
+            (None, None) => ServerAddr {
+                host: "localhost".to_owned(),
+                port: account.port.unwrap_or(default_port),
+            },
+        };
+
+        let timeouts = match cli.timeout.or(account.timeout) {
             None => Timeouts::default(),
             Some(secs) if (0.001..=86_400.0).contains(&secs) => {
                 Timeouts::uniform(Duration::from_secs_f64(secs))
@@ -34,16 +106,126 @@ impl Settings {
                 )));
             }
         };
-        if let Some(name) = &cli.ehlo_name {
-            Command::ehlo(name).map_err(|e| Error::Usage(format!("--ehlo-name: {e}")))?;
+        let ehlo_name = cli.ehlo_name.clone().or(account.ehlo_name.clone());
+        if let Some(name) = &ehlo_name {
+            Command::ehlo(name).map_err(|e| Error::Usage(format!("EHLO name: {e}")))?;
         }
+        let tls = TlsOptions {
+            mode,
+            ca_file: cli.tls_ca_file.clone().or(account.tls_ca_file.clone()),
+            insecure: cli.tls_insecure || account.tls_insecure.unwrap_or(false),
+        };
+        let auth = auth_settings(cli, &account)?;
         Ok(Settings {
             server,
-            ehlo_name: cli.ehlo_name.clone(),
+            ehlo_name,
             timeouts,
             verbose: cli.verbose,
+            tls,
+            auth,
+            from: account.from,
         })
     }
+
+    /// The user and secret to log in with, if any; this may run the password command
+    /// or ask on the terminal.
+    pub fn credentials(&self) -> Result<Option<Credentials>, Error> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let secret = match &auth.password {
+            PasswordSource::Given(secret) => secret.clone(),
+            PasswordSource::Command(cmd) => run_password_command(cmd)?,
+            PasswordSource::Prompt => {
+                let prompt = format!("Password for {} at {}: ", auth.user, self.server);
+                rpassword::prompt_password(prompt)
+                    .map(Secret::new)
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "no password for {}: none configured, and none could be asked \
+                         for ({e}); use --password-command, OUTBOX_PASSWORD, or \
+                         password_command in the configuration",
+                            auth.user
+                        ))
+                    })?
+            }
+        };
+        Ok(Some(Credentials {
+            user: auth.user.clone(),
+            secret,
+        }))
+    }
+}
+
+fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, Error> {
+    let Some(user) = cli.user.clone().or(account.user.clone()) else {
+        if cli.auth.is_some() || cli.password_command.is_some() {
+            return Err(Error::Usage(
+                "--auth and --password-command need a user: give --user NAME".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return Err(Error::Usage(
+            "the user name is empty or holds a control character".into(),
+        ));
+    }
+    let mechanism = match cli.auth.as_deref().or(account.auth.as_deref()) {
+        None => None,
+        Some(name) if name.eq_ignore_ascii_case("auto") => None,
+        Some(name) => Some(Mechanism::from_name(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown mechanism {name:?}: use auto, plain, login, cram-md5, scram-sha-256 or xoauth2"
+            ))
+        })?),
+    };
+    let password = if let Some(cmd) = &cli.password_command {
+        PasswordSource::Command(cmd.clone())
+    } else if let Some(p) = std::env::var("OUTBOX_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        PasswordSource::Given(Secret::new(p))
+    } else if let Some(cmd) = &account.password_command {
+        PasswordSource::Command(cmd.clone())
+    } else if let Some(p) = &account.password {
+        PasswordSource::Given(p.clone())
+    } else {
+        PasswordSource::Prompt
+    };
+    Ok(Some(AuthSettings {
+        user,
+        mechanism,
+        password,
+    }))
+}
+
+/// Runs `cmd` with `sh -c` and takes the first line of its output as the secret. Its
+/// standard error goes to ours, so a password manager can say what it needs.
+fn run_password_command(cmd: &str) -> Result<Secret, Error> {
+    let output = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Config(format!("cannot run the password command: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Config(format!(
+            "the password command failed ({})",
+            output.status
+        )));
+    }
+    let text = String::from_utf8(output.stdout)
+        .map_err(|_| Error::Config("the password command's output is not UTF-8".into()))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Error::Config(
+            "the password command printed no password".into(),
+        ));
+    }
+    Ok(Secret::new(line.to_owned()))
 }
 
 /// This host's name, as the kernel has it.

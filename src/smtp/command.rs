@@ -5,6 +5,8 @@ use std::fmt;
 
 /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
+/// Longest AUTH command or response line, CRLF included (RFC 4954 §4).
+pub const MAX_AUTH_LINE: usize = 12288;
 
 /// Why an argument cannot go into a command.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -16,7 +18,7 @@ pub enum CommandError {
     WhiteSpace { what: &'static str },
     #[error("{what} is empty")]
     Empty { what: &'static str },
-    #[error("command line would be {len} octets, over the limit of {MAX_COMMAND_LINE}")]
+    #[error("command line would be {len} octets, over the limit")]
     TooLong { len: usize },
 }
 
@@ -54,8 +56,9 @@ impl fmt::Display for Arg {
     }
 }
 
-/// One SMTP command (RFC 5321 §4.1.1).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One SMTP command (RFC 5321 §4.1.1). `Debug` and [`Command::shown`] hide the
+/// data of AUTH lines, which carry or derive from a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Command {
     Ehlo(Arg),
     Helo(Arg),
@@ -71,6 +74,14 @@ pub enum Command {
     },
     Data,
     Quit,
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4), the response in base64.
+    Auth {
+        mechanism: Arg,
+        initial: Option<Arg>,
+    },
+    /// A base64 line answering a 334 challenge, or `*` to cancel (RFC 4954 §4).
+    AuthResponse(Arg),
 }
 
 impl Command {
@@ -98,6 +109,33 @@ impl Command {
         .checked()
     }
 
+    /// `AUTH` with an initial response already base64-encoded (`=` when empty).
+    pub fn auth(mechanism: &str, initial: Option<&str>) -> Result<Command, CommandError> {
+        Command::Auth {
+            mechanism: Arg::non_empty("SASL mechanism", mechanism)?,
+            initial: initial
+                .map(|i| Arg::non_empty("AUTH initial response", i))
+                .transpose()?,
+        }
+        .checked()
+    }
+
+    pub fn auth_response(base64: &str) -> Result<Command, CommandError> {
+        Command::AuthResponse(Arg::new("AUTH response", base64)?).checked()
+    }
+
+    /// The line as a transcript may show it: AUTH data replaced by `<redacted>`.
+    pub fn shown(&self) -> String {
+        match self {
+            Command::Auth {
+                mechanism,
+                initial: Some(_),
+            } => format!("AUTH {mechanism} <redacted>"),
+            Command::AuthResponse(_) => "<redacted>".to_owned(),
+            other => other.to_string().trim_end_matches("\r\n").to_owned(),
+        }
+    }
+
     /// The verb, for naming the stage in messages.
     pub fn verb(&self) -> &'static str {
         match self {
@@ -107,12 +145,18 @@ impl Command {
             Command::Rcpt { .. } => "RCPT TO",
             Command::Data => "DATA",
             Command::Quit => "QUIT",
+            Command::StartTls => "STARTTLS",
+            Command::Auth { .. } | Command::AuthResponse(_) => "AUTH",
         }
     }
 
     fn checked(self) -> Result<Command, CommandError> {
         let len = self.to_string().len();
-        if len > MAX_COMMAND_LINE {
+        let limit = match self {
+            Command::Auth { .. } | Command::AuthResponse(_) => MAX_AUTH_LINE,
+            _ => MAX_COMMAND_LINE,
+        };
+        if len > limit {
             return Err(CommandError::TooLong { len });
         }
         Ok(self)
@@ -148,8 +192,22 @@ impl fmt::Display for Command {
             }
             Command::Data => f.write_str("DATA")?,
             Command::Quit => f.write_str("QUIT")?,
+            Command::StartTls => f.write_str("STARTTLS")?,
+            Command::Auth { mechanism, initial } => {
+                write!(f, "AUTH {mechanism}")?;
+                if let Some(i) = initial {
+                    write!(f, " {i}")?;
+                }
+            }
+            Command::AuthResponse(r) => write!(f, "{r}")?,
         }
         f.write_str("\r\n")
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({:?})", self.shown())
     }
 }
 
@@ -182,6 +240,14 @@ mod tests {
                 "RCPT TO:<b@example.test>\r\n",
             ),
             (Command::Data, "DATA\r\n"),
+            (Command::StartTls, "STARTTLS\r\n"),
+            (
+                Command::auth("PLAIN", Some("AGEAYg==")).unwrap(),
+                "AUTH PLAIN AGEAYg==\r\n",
+            ),
+            (Command::auth("LOGIN", None).unwrap(), "AUTH LOGIN\r\n"),
+            (Command::auth_response("dXNlcg==").unwrap(), "dXNlcg==\r\n"),
+            (Command::auth_response("*").unwrap(), "*\r\n"),
             (Command::Quit, "QUIT\r\n"),
         ];
         for (cmd, bytes) in cases {
@@ -235,6 +301,28 @@ mod tests {
                 what: "recipient address"
             })
         );
+    }
+
+    #[test]
+    fn auth_data_never_shows() {
+        let secret = "c2VjcmV0LXBhc3N3b3Jk";
+        for cmd in [
+            Command::auth("PLAIN", Some(secret)).unwrap(),
+            Command::auth_response(secret).unwrap(),
+        ] {
+            assert!(!cmd.shown().contains(secret), "{}", cmd.shown());
+            assert!(!format!("{cmd:?}").contains(secret), "{cmd:?}");
+            assert!(cmd.shown().contains("<redacted>"));
+        }
+        assert_eq!(Command::auth("LOGIN", None).unwrap().shown(), "AUTH LOGIN");
+        assert!(Command::auth_response("a\r\nQUIT").is_err());
+    }
+
+    #[test]
+    fn auth_lines_may_be_longer_than_commands() {
+        let long = "A".repeat(4000);
+        assert!(Command::auth("XOAUTH2", Some(&long)).is_ok());
+        assert!(Command::auth_response(&"A".repeat(MAX_AUTH_LINE)).is_err());
     }
 
     #[test]

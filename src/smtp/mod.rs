@@ -6,4 +6,5 @@ pub mod data;
 pub mod extension;
 pub mod reply;
 pub mod session;
+pub mod tls;
 pub mod transport;

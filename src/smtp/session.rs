@@ -5,6 +5,10 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::auth::{Credentials, Exchange, Mechanism};
 use super::command::Command;
 use super::data::DotWriter;
 use super::extension::Capabilities;
@@ -107,7 +111,7 @@ impl Transcript {
     }
 
     fn sent(&mut self, cmd: &Command) {
-        self.line("> ", cmd.to_string().trim_end_matches("\r\n"));
+        self.line("> ", &cmd.shown());
     }
 
     fn received(&mut self, reply: &Reply) {
@@ -325,9 +329,94 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let _ = self.quit();
     }
 
-    /// Gives the stream back, for STARTTLS.
+    /// `AUTH` (RFC 4954): the exchange runs until 235, answering each 334 challenge.
+    /// A 4xx or 5xx ends it (535: the credentials are wrong). A challenge that makes no
+    /// sense, or a server that cannot prove it knows the password (SCRAM), cancels it
+    /// with `*` and fails.
+    pub fn auth(
+        &mut self,
+        mechanism: Mechanism,
+        credentials: &Credentials,
+    ) -> Result<Reply, Error> {
+        let usage = |e: super::command::CommandError| Error::Usage(e.to_string());
+        let mut exchange = Exchange::new(mechanism, credentials);
+        // RFC 4954 §4: an empty initial response is sent as "=".
+        let initial = exchange.initial_response().map(|r| match r.is_empty() {
+            true => "=".to_owned(),
+            false => BASE64.encode(r),
+        });
+        let cmd = Command::auth(mechanism.name(), initial.as_deref()).map_err(usage)?;
+        let mut reply = self.command(&cmd, Stage::Auth, self.timeouts.ehlo)?;
+        loop {
+            match reply.code {
+                235 => {
+                    exchange.finish().map_err(|e| Error::Auth(e.to_string()))?;
+                    return Ok(reply);
+                }
+                334 => {
+                    let text = reply.lines.first().map_or("", |l| l.trim());
+                    let response = BASE64
+                        .decode(text)
+                        .map_err(|_| format!("the server's challenge is not base64: {text:?}"))
+                        .and_then(|challenge| {
+                            exchange.respond(&challenge).map_err(|e| e.to_string())
+                        });
+                    let response = match response {
+                        Ok(r) => BASE64.encode(r),
+                        Err(why) => {
+                            self.cancel_auth();
+                            return Err(Error::Auth(super::reply::sanitize(&why)));
+                        }
+                    };
+                    let cmd = Command::auth_response(&response).map_err(usage)?;
+                    reply = self.command(&cmd, Stage::Auth, self.timeouts.ehlo)?;
+                }
+                _ => return self.expect(Stage::Auth, reply, &[235], "235 or 334"),
+            }
+        }
+    }
+
+    /// RFC 4954 §4: "*" cancels an exchange; the server answers 501.
+    fn cancel_auth(&mut self) {
+        if let Ok(cancel) = Command::auth_response("*") {
+            let _ = self.command(&cancel, Stage::Auth, self.timeouts.ehlo);
+        }
+    }
+
+    /// `STARTTLS`: 220 (RFC 3207 §4). The caller then hands the stream to
+    /// [`Session::upgrade`].
+    pub fn starttls(&mut self) -> Result<Reply, Error> {
+        let reply = self.command(&Command::StartTls, Stage::StartTls, self.timeouts.ehlo)?;
+        self.expect(Stage::StartTls, reply, &[220], "220")
+    }
+
+    /// Runs `handshake` on the stream (a TLS handshake after STARTTLS, which turns the
+    /// stream into a TLS stream in place). Bytes the server sent before the handshake
+    /// are discarded and every capability is forgotten (RFC 3207 §4.2): nothing said in
+    /// clear may count once TLS is up, or a man in the middle could have said it. The
+    /// caller sends EHLO again. Returns how many bytes were discarded.
+    pub fn upgrade(
+        &mut self,
+        handshake: impl FnOnce(&mut S) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        let discarded = self.rbuf.len();
+        self.rbuf.clear();
+        self.capabilities = Capabilities::default();
+        if let Err(e) = handshake(&mut self.stream) {
+            // Half a handshake leaves nothing a QUIT could be sent over.
+            self.dead = true;
+            return Err(e);
+        }
+        Ok(discarded)
+    }
+
+    /// Gives the stream back, ending the session without a word.
     pub fn into_inner(self) -> S {
         self.stream
+    }
+
+    pub fn stream(&self) -> &S {
+        &self.stream
     }
 
     fn command(&mut self, cmd: &Command, stage: Stage, timeout: Duration) -> Result<Reply, Error> {

@@ -320,8 +320,21 @@ struct Run {
     peer: ScriptedPeer,
 }
 
-/// Drives a session as `submit_with` does: `deliver` (greeting, EHLO, transaction),
-/// then QUIT on success or `abort` on failure.
+/// What `deliver` in lib.rs does on a connection without TLS or AUTH.
+fn plain_delivery(
+    session: &mut Session<ScriptedPeer>,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<Receipt, Error> {
+    session.greeting()?;
+    session.ehlo(EHLO_NAME)?;
+    let caps = session.capabilities();
+    let params = crate::mail_params(|k| caps.has(k), envelope, message)?;
+    session.transaction(envelope, &params, &mut message.as_bytes())
+}
+
+/// Drives a session as `submit_with` does: greeting, EHLO, transaction, then QUIT on
+/// success or `abort` on failure.
 fn run_with(
     peer: ScriptedPeer,
     timeouts: Timeouts,
@@ -331,7 +344,7 @@ fn run_with(
 ) -> Run {
     let mut session = Session::new(peer, timeouts).with_transcript(transcript);
     let message = Message::from_bytes(message.to_vec());
-    let result = crate::deliver(&mut session, EHLO_NAME, envelope, &message);
+    let result = plain_delivery(&mut session, envelope, &message);
     let quit = match &result {
         Ok(_) => Some(session.quit()),
         Err(_) => {

@@ -19,6 +19,11 @@ pub struct ServerAddr {
 impl ServerAddr {
     /// Parses `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6 address.
     pub fn parse(text: &str) -> Result<ServerAddr, String> {
+        ServerAddr::parse_or(text, DEFAULT_PORT)
+    }
+
+    /// As [`ServerAddr::parse`], with `default_port` when the text names none.
+    pub fn parse_or(text: &str, default_port: u16) -> Result<ServerAddr, String> {
         let bad = |why: &str| format!("invalid server {text:?}: {why}");
         let text = text.trim();
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
@@ -58,7 +63,7 @@ impl ServerAddr {
             return Err(bad("the host name has a character a host name cannot have"));
         }
         let port = match port {
-            None => DEFAULT_PORT,
+            None => default_port,
             Some(p) => Some(p)
                 .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|p| p.parse::<u16>().ok())

@@ -1,0 +1,396 @@
+//! The configuration file: a `[default]` table and named `[account.NAME]` tables.
+//!
+//! Found at `$OUTBOX_CONFIG`, else `$XDG_CONFIG_HOME/outbox/config.toml` (by default
+//! `~/.config/outbox/config.toml`), else `/etc/outbox/config.toml`. An account takes
+//! every key it does not set from `[default]`. Unknown keys and bad values are errors
+//! that name the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::envelope::Mailbox;
+use crate::error::Error;
+use crate::smtp::auth::Secret;
+use crate::smtp::tls::TlsMode;
+
+/// One account's settings; every key is optional.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
+    #[serde(default, deserialize_with = "server")]
+    pub server: Option<String>,
+    #[serde(default, deserialize_with = "port")]
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_insecure: Option<bool>,
+    #[serde(default, deserialize_with = "auth")]
+    pub auth: Option<String>,
+    pub user: Option<String>,
+    pub password_command: Option<String>,
+    #[serde(default, deserialize_with = "password")]
+    pub password: Option<Secret>,
+    #[serde(default, deserialize_with = "from")]
+    pub from: Option<Mailbox>,
+    pub ehlo_name: Option<String>,
+    #[serde(default, deserialize_with = "timeout")]
+    pub timeout: Option<f64>,
+}
+
+/// Written by hand so that the password never shows.
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_insecure", &self.tls_insecure)
+            .field("auth", &self.auth)
+            .field("user", &self.user)
+            .field("password_command", &self.password_command)
+            .field("password", &self.password)
+            .field("from", &self.from)
+            .field("ehlo_name", &self.ehlo_name)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Account {
+    /// This account over `base`: each key set here wins.
+    fn over(self, base: &Account) -> Account {
+        let base = base.clone();
+        Account {
+            server: self.server.or(base.server),
+            port: self.port.or(base.port),
+            tls: self.tls.or(base.tls),
+            tls_ca_file: self.tls_ca_file.or(base.tls_ca_file),
+            tls_insecure: self.tls_insecure.or(base.tls_insecure),
+            auth: self.auth.or(base.auth),
+            user: self.user.or(base.user),
+            password_command: self.password_command.or(base.password_command),
+            password: self.password.or(base.password),
+            from: self.from.or(base.from),
+            ehlo_name: self.ehlo_name.or(base.ehlo_name),
+            timeout: self.timeout.or(base.timeout),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    default: Account,
+    #[serde(default)]
+    account: BTreeMap<String, Account>,
+}
+
+/// A loaded configuration file.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    default: Account,
+    accounts: BTreeMap<String, Account>,
+    /// Things worth saying that do not stop the run (a password readable by others).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The configuration file in its usual places, if there is one. `$OUTBOX_CONFIG`
+    /// must name a file that exists.
+    pub fn load_default() -> Result<Option<Config>, Error> {
+        if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
+            return Config::load(Path::new(&path)).map(Some);
+        }
+        let user_dir = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        let candidates = user_dir
+            .map(|d| d.join("outbox/config.toml"))
+            .into_iter()
+            .chain([PathBuf::from("/etc/outbox/config.toml")]);
+        for path in candidates {
+            if path.exists() {
+                return Config::load(&path).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the configuration {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        if config.holds_password() && readable_by_others(path) {
+            config.warnings.push(format!(
+                "{} holds a password and can be read by other users: chmod 600 {}",
+                path.display(),
+                path.display()
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Parses the text of a configuration file; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        let file: File = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().trim_end();
+            Error::Config(match line {
+                Some(line) => format!("{}:{line}: {message}", path.display()),
+                None => format!("{}: {message}", path.display()),
+            })
+        })?;
+        Ok(Config {
+            path: path.to_owned(),
+            default: file.default,
+            accounts: file.account,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The settings to use: the account named by `-A`, else the one whose `from` is
+    /// `from` (the address given with `-f`), else `[default]` alone.
+    pub fn account(&self, name: Option<&str>, from: Option<&str>) -> Result<Account, Error> {
+        if let Some(name) = name {
+            let account = self.accounts.get(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "no account {name:?} in {} (it has: {})",
+                    self.path.display(),
+                    self.names()
+                ))
+            })?;
+            return Ok(account.clone().over(&self.default));
+        }
+        if let Some(from) = from {
+            let matching: Vec<&String> = self
+                .accounts
+                .iter()
+                .filter(|(_, a)| {
+                    a.from
+                        .as_ref()
+                        .is_some_and(|m| m.address.as_str().eq_ignore_ascii_case(from))
+                })
+                .map(|(n, _)| n)
+                .collect();
+            match matching.as_slice() {
+                [] => {}
+                [one] => return Ok(self.accounts[*one].clone().over(&self.default)),
+                many => {
+                    return Err(Error::Config(format!(
+                        "accounts {} in {} all send from {from}: choose one with -A",
+                        many.iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+        Ok(self.default.clone())
+    }
+
+    fn names(&self) -> String {
+        if self.accounts.is_empty() {
+            return "no accounts".to_owned();
+        }
+        self.accounts.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    fn holds_password(&self) -> bool {
+        self.default.password.is_some() || self.accounts.values().any(|a| a.password.is_some())
+    }
+}
+
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+fn server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::smtp::transport::ServerAddr::parse(&text).map_err(serde::de::Error::custom)?;
+    Ok(Some(text))
+}
+
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match u16::deserialize(d)? {
+        0 => Err(serde::de::Error::custom("the port must be from 1 to 65535")),
+        p => Ok(Some(p)),
+    }
+}
+
+fn auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    if !text.eq_ignore_ascii_case("auto")
+        && crate::smtp::auth::Mechanism::from_name(&text).is_none()
+    {
+        return Err(serde::de::Error::custom(format!(
+            "unknown mechanism {text:?}: use auto, plain, login, cram-md5, scram-sha-256 or xoauth2"
+        )));
+    }
+    Ok(Some(text))
+}
+
+fn password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Some(Secret::new(String::deserialize(d)?)))
+}
+
+fn from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Error> {
+    let text = String::deserialize(d)?;
+    Mailbox::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let secs = f64::deserialize(d)?;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(serde::de::Error::custom(
+            "the timeout must be from 0.001 to 86400 seconds",
+        ));
+    }
+    Ok(Some(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[default]
+from = "Me <me@example.test>"
+timeout = 30
+
+[account.work]
+server = "smtp.work.example.test:587"
+tls = "starttls"
+user = "me@work.example.test"
+password_command = "pass show work"
+from = "Me <me@work.example.test>"
+
+[account.home]
+server = "smtp.home.example.test"
+port = 465
+tls = "implicit"
+user = "me"
+password = "hunter2-secret"
+"#;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new("/etc/outbox/config.toml"))
+    }
+
+    fn config_error(text: &str) -> String {
+        match parse(text) {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accounts_take_what_they_do_not_set_from_default() {
+        let c = parse(EXAMPLE).unwrap();
+        let work = c.account(Some("work"), None).unwrap();
+        assert_eq!(work.server.as_deref(), Some("smtp.work.example.test:587"));
+        assert_eq!(work.tls, Some(TlsMode::StartTls));
+        assert_eq!(work.timeout, Some(30.0));
+        assert_eq!(work.from.unwrap().address.as_str(), "me@work.example.test");
+        let home = c.account(Some("home"), None).unwrap();
+        assert_eq!(home.port, Some(465));
+        assert_eq!(home.from.unwrap().address.as_str(), "me@example.test");
+        assert_eq!(home.password.unwrap().expose(), "hunter2-secret");
+    }
+
+    #[test]
+    fn from_picks_the_account() {
+        let c = parse(EXAMPLE).unwrap();
+        let a = c.account(None, Some("ME@work.example.test")).unwrap();
+        assert_eq!(a.user.as_deref(), Some("me@work.example.test"));
+        let d = c.account(None, Some("nobody@example.test")).unwrap();
+        assert_eq!(d.server, None);
+        assert_eq!(d.timeout, Some(30.0));
+        assert!(
+            matches!(c.account(Some("nope"), None), Err(Error::Config(m)) if m.contains("work"))
+        );
+    }
+
+    #[test]
+    fn two_accounts_with_one_from_need_a_choice() {
+        let c = parse(
+            "[account.a]\nfrom = \"x@example.test\"\n[account.b]\nfrom = \"x@example.test\"\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(c.account(None, Some("x@example.test")), Err(Error::Config(m)) if m.contains("-A"))
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let m = config_error("[default]\nserver = \"mx.example.test\"\nsevrer = \"typo\"\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:3:"), "{m}");
+        assert!(m.contains("sevrer"), "{m}");
+        let m = config_error("[account.x]\n\ntls = \"sometimes\"\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:3:"), "{m}");
+        assert!(m.contains("sometimes"), "{m}");
+        for (text, line) in [
+            ("[default]\nport = 0\n", 2),
+            ("[default]\nport = 70000\n", 2),
+            ("[default]\ntimeout = -1\n", 2),
+            ("[default]\nfrom = \"not an address\"\n", 2),
+            ("[default]\nserver = \"host:notaport\"\n", 2),
+            ("[default]\nauth = \"magic\"\n", 2),
+            ("[nothing]\n", 1),
+            ("[default\n", 1),
+        ] {
+            let m = config_error(text);
+            assert!(
+                m.starts_with(&format!("/etc/outbox/config.toml:{line}:")),
+                "{text:?}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let c = parse(EXAMPLE).unwrap();
+        let shown = format!("{c:?} {:?}", c.account(Some("home"), None).unwrap());
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_password_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("outbox-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = Config::load(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let closed = Config::load(&path).unwrap();
+        std::fs::write(&path, "[default]\nuser = \"me\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let no_password = Config::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(open.warnings.len(), 1, "{:?}", open.warnings);
+        assert!(open.warnings[0].contains("chmod 600"));
+        assert!(closed.warnings.is_empty());
+        assert!(no_password.warnings.is_empty());
+    }
+}
