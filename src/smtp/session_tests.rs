@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::compose::Message;
 use crate::exit;
+use crate::smtp::auth::Secret;
 
 // ---------------------------------------------------------------------------------------
 // The scripted peer
@@ -1120,4 +1121,219 @@ fn a_failing_message_source_is_a_local_io_error() {
     // Neither the half message nor a final dot went out: the server must not take a
     // truncated message for a whole one. And no QUIT, which it would read as data.
     assert_eq!(show(peer.written()), CMDS[..4].concat());
+}
+
+// STARTTLS and AUTH.
+
+fn credentials(password: &str) -> Credentials {
+    Credentials {
+        user: "user".into(),
+        secret: Secret::new(password.into()),
+    }
+}
+
+#[test]
+fn starttls_discards_early_bytes_forgets_capabilities_and_says_ehlo_again() {
+    let injected = "250-injected.example.test\r\n250 AUTH PLAIN\r\n";
+    let after_220 = format!("220 2.0.0 Ready to start TLS\r\n{injected}");
+    let script = [
+        "220 mx.example.test ESMTP\r\n",
+        "250-mx.example.test\r\n250-STARTTLS\r\n250 AUTH LOGIN\r\n",
+        after_220.as_str(),
+        "250-mx.example.test\r\n250 PIPELINING\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    session.greeting().unwrap();
+    assert!(session.ehlo(EHLO_NAME).unwrap().has("STARTTLS"));
+    session.starttls().unwrap();
+    let mut handshakes = 0;
+    let discarded = session
+        .upgrade(|_| {
+            handshakes += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(handshakes, 1);
+    // Bytes sent in clear after the 220 are an injection attempt: dropped, not replies.
+    assert_eq!(discarded, injected.len());
+    assert_eq!(session.capabilities().keywords().count(), 0);
+    let caps = session.ehlo(EHLO_NAME).unwrap().clone();
+    assert!(caps.has("PIPELINING"));
+    assert!(
+        !caps.has("STARTTLS"),
+        "capabilities from before TLS were kept"
+    );
+    assert!(caps.auth_mechanisms().is_empty(), "{caps:?}");
+    let peer = session.into_inner();
+    assert_eq!(
+        show(peer.written()),
+        "EHLO client.example.test\r\nSTARTTLS\r\nEHLO client.example.test\r\n"
+    );
+}
+
+#[test]
+fn starttls_refused_or_failed_handshake() {
+    // A 454 to STARTTLS: exit 69 (nothing safe to do), and a polite QUIT.
+    let script = [
+        "220 mx ESMTP\r\n",
+        "250-mx\r\n250 STARTTLS\r\n",
+        "454 4.7.0 TLS not available\r\n",
+        "221 bye\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let err = session.starttls().unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Refused {
+            stage: Stage::StartTls,
+            ..
+        }
+    ));
+    assert_eq!(exit::code(&err), 69);
+    session.abort();
+    assert!(show(session.into_inner().written()).ends_with("STARTTLS\r\nQUIT\r\n"));
+
+    // A handshake that fails leaves nothing to send QUIT over.
+    let script = [
+        "220 mx ESMTP\r\n",
+        "250-mx\r\n250 STARTTLS\r\n",
+        "220 go\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session.starttls().unwrap();
+    let err = session
+        .upgrade(|_| {
+            Err(Error::Tls {
+                server: "mx:25".into(),
+                detail: "handshake failure".into(),
+            })
+        })
+        .unwrap_err();
+    assert_eq!(exit::code(&err), 76);
+    session.abort();
+    assert!(show(session.into_inner().written()).ends_with("STARTTLS\r\n"));
+}
+
+/// Runs AUTH after a greeting and EHLO offering `mechanisms`, with `replies` to it.
+fn auth_run(
+    mechanism: Mechanism,
+    password: &str,
+    replies: &[&str],
+) -> (Result<Reply, Error>, String, String) {
+    let buf = SharedBuf::default();
+    let mut script = vec![
+        "220 mx ESMTP\r\n",
+        "250-mx\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n",
+    ];
+    script.extend_from_slice(replies);
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
+        .with_transcript(Some(Transcript::new(Box::new(buf.clone()))));
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let result = session.auth(mechanism, &credentials(password));
+    let written = show(session.into_inner().written());
+    let transcript = show(&buf.0.lock().unwrap());
+    (result, written, transcript)
+}
+
+#[test]
+fn auth_plain_sends_an_initial_response_and_never_shows_it() {
+    let (result, written, transcript) = auth_run(
+        Mechanism::Plain,
+        "pencil-42",
+        &["235 2.7.0 Authentication successful\r\n"],
+    );
+    assert_eq!(result.unwrap().code, 235);
+    // base64("\0user\0pencil-42")
+    assert!(
+        written.ends_with("AUTH PLAIN AHVzZXIAcGVuY2lsLTQy\r\n"),
+        "{written}"
+    );
+    assert!(
+        transcript.contains("> AUTH PLAIN <redacted>\n"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains("AHVzZXIAcGVuY2lsLTQy"), "{transcript}");
+    assert!(!transcript.contains("pencil-42"), "{transcript}");
+}
+
+#[test]
+fn auth_login_answers_two_challenges() {
+    let (result, written, transcript) = auth_run(
+        Mechanism::Login,
+        "pencil-42",
+        &[
+            "334 VXNlcm5hbWU6\r\n",
+            "334 UGFzc3dvcmQ6\r\n",
+            "235 2.7.0 ok\r\n",
+        ],
+    );
+    assert_eq!(result.unwrap().code, 235);
+    assert!(
+        written.ends_with("AUTH LOGIN\r\ndXNlcg==\r\ncGVuY2lsLTQy\r\n"),
+        "{written}"
+    );
+    assert_eq!(
+        transcript.matches("> <redacted>\n").count(),
+        2,
+        "{transcript}"
+    );
+    assert!(!transcript.contains("cGVuY2lsLTQy"), "{transcript}");
+}
+
+#[test]
+fn auth_cram_md5_uses_the_challenge() {
+    // RFC 2195's example exchange.
+    let (result, written, _) = auth_run(
+        Mechanism::CramMd5,
+        "tanstaaftanstaaf",
+        &[
+            "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+            "235 ok\r\n",
+        ],
+    );
+    assert_eq!(result.unwrap().code, 235);
+    // base64("user b913a602c7eda7a495b4e6e7334d3890") for user "user".
+    let expected = BASE64.encode("user b913a602c7eda7a495b4e6e7334d3890");
+    assert!(written.ends_with(&format!("{expected}\r\n")), "{written}");
+}
+
+#[test]
+fn wrong_password_is_noperm_77_with_the_server_text() {
+    let (result, _, transcript) = auth_run(
+        Mechanism::Plain,
+        "wrong-pencil",
+        &["535 5.7.8 Authentication credentials invalid\r\n"],
+    );
+    let err = result.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Refused {
+            stage: Stage::Auth,
+            ..
+        }
+    ));
+    assert_eq!(exit::code(&err), 77);
+    assert!(
+        err.to_string()
+            .contains("535 5.7.8 Authentication credentials invalid")
+    );
+    assert!(!transcript.contains("wrong-pencil"));
+}
+
+#[test]
+fn a_challenge_that_is_not_base64_cancels_the_exchange() {
+    let (result, written, _) = auth_run(
+        Mechanism::Login,
+        "pencil-42",
+        &["334 not base64!\r\n", "501 5.7.0 cancelled\r\n"],
+    );
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+    assert_eq!(exit::code(&err), 77);
+    assert!(written.ends_with("AUTH LOGIN\r\n*\r\n"), "{written}");
 }
