@@ -350,6 +350,79 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_settings_never_shows_the_password() {
+        let config = Config::parse(
+            "[account.a]\nserver = \"mx.example.test:587\"\nuser = \"me\"\npassword = \"s3cr3t-pw\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "-A", "a", "x@example.test"]).unwrap();
+        let settings = Settings::resolve(&cli, Some(&config)).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("Given(Secret(<redacted>))"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert_eq!(settings.server.to_string(), "mx.example.test:587");
+        let creds = settings.credentials().unwrap().unwrap();
+        assert_eq!(creds.secret.expose(), "s3cr3t-pw");
+        assert!(!format!("{creds:?}").contains("s3cr3t-pw"));
+    }
+
+    #[test]
+    fn flags_override_the_account_and_implicit_tls_defaults_to_465() {
+        let config = Config::parse(
+            "[default]\nserver = \"mx.example.test\"\ntls = \"implicit\"\ntimeout = 9\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "x@example.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert_eq!(s.server.to_string(), "mx.example.test:465");
+        assert_eq!(s.timeouts, Timeouts::uniform(Duration::from_secs(9)));
+        let cli = Cli::try_parse_from([
+            "outbox",
+            "--server",
+            "other.example.test",
+            "--tls",
+            "starttls",
+            "--timeout",
+            "2",
+            "x@example.test",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert_eq!(s.server.to_string(), "other.example.test:25");
+        assert_eq!(s.tls.mode, TlsMode::StartTls);
+        assert_eq!(s.timeouts, Timeouts::uniform(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn password_command_gives_its_first_line() {
+        assert_eq!(
+            run_password_command("printf 'pw1\\nsecond\\n'")
+                .unwrap()
+                .expose(),
+            "pw1"
+        );
+        assert!(matches!(
+            run_password_command("exit 3"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            run_password_command("true"),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn account_without_configuration_is_a_config_error() {
+        let cli = Cli::try_parse_from(["outbox", "-A", "work", "x@example.test"]).unwrap();
+        assert!(matches!(
+            Settings::resolve(&cli, None),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
     fn ehlo_literal_when_no_domain() {
         let v4 = Some("127.0.0.1".parse().unwrap());
         assert_eq!(ehlo_name_for("vm".into(), v4), "[127.0.0.1]");
