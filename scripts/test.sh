@@ -5,8 +5,9 @@
 #
 # 1. Installs the Debian packages the tests need, if missing: postfix (the
 #    integration tests start a private instance on loopback; no system
-#    Postfix is configured or started), python3-aiosmtpd, libssl-dev,
-#    pkg-config. Uses sudo when not root.
+#    Postfix is configured or started), python3-aiosmtpd (the AUTH/TLS test
+#    server), openssl (the command: test certificates are made at test
+#    time), libssl-dev, pkg-config. Uses sudo when not root.
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test.
 #
 # ARGS are passed to `cargo test`, e.g. `scripts/test.sh postfix_smoke` or
@@ -18,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(postfix python3-aiosmtpd libssl-dev pkg-config)
+packages=(postfix python3-aiosmtpd openssl libssl-dev pkg-config)
 
 missing=()
 for pkg in "${packages[@]}"; do

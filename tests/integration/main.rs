@@ -7,11 +7,16 @@
 //!
 //! Tests that need a mail server use the private Postfix instance from
 //! [`support::postfix`]; see that module for what the server accepts and how
-//! to read delivered mail back.
+//! to read delivered mail back. For TLS, `Postfix::shared_tls()` adds
+//! STARTTLS and implicit TLS with certificates from [`support::tls`]; for
+//! SMTP AUTH (and TLS variants with AUTH), [`support::aiosmtpd`] starts an
+//! aiosmtpd server that records who authenticated with which mechanism.
 
 mod support;
 
 mod compose;
 mod errors;
 mod postfix_smoke;
+mod support_auth_selftest;
 mod support_selftest;
+mod support_tls_selftest;

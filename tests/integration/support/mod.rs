@@ -6,18 +6,31 @@
 //!   mail for `@example.test` into a Maildir the tests can read.
 //! * [`smtp::SmtpClient`]: a minimal raw SMTP client for poking a server
 //!   directly (used by the Postfix smoke tests).
+//! * [`tls::TestPki`]: test CAs and server certificates (good, wrong host,
+//!   untrusted issuer, expired, self-signed), made with `openssl` at test
+//!   time. [`postfix::Postfix::shared_tls`] serves them with STARTTLS and
+//!   implicit TLS.
+//! * [`aiosmtpd::SmtpServer`]: an aiosmtpd server (Python) for AUTH (PLAIN,
+//!   LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2) with or without STARTTLS or
+//!   implicit TLS, recording who authenticated how.
+//! * [`pyclient::smtp_client`]: Python's smtplib as an independent client,
+//!   for testing those servers without `outbox`.
 //! * [`TempDir`], [`free_port`], [`unique_name`], [`crlf_to_lf`]: small
 //!   utilities.
 //!
-//! Everything here is std-only.
+//! Everything here is std-only (the servers and certificates come from
+//! Postfix, `/usr/bin/python3` with aiosmtpd, and the `openssl` command).
 
 // Not every test module uses every helper; that is expected for a library of
 // test helpers, so unused items must not fail `clippy -D warnings`.
 #![allow(dead_code)]
 
+pub mod aiosmtpd;
 pub mod fake;
 pub mod postfix;
+pub mod pyclient;
 pub mod smtp;
+pub mod tls;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;

@@ -19,7 +19,9 @@
 //!   default of newer Postfix versions).
 //! * Advertises PIPELINING, SIZE (50 MiB by default, see
 //!   [`Builder::message_size_limit`]), 8BITMIME, SMTPUTF8, DSN,
-//!   ENHANCEDSTATUSCODES, CHUNKING (plus VRFY, ETRN); no STARTTLS, no AUTH.
+//!   ENHANCEDSTATUSCODES, CHUNKING (plus VRFY, ETRN); no AUTH, and no
+//!   STARTTLS unless built with [`Builder::tls`]. So [`Postfix::shared`] is
+//!   the server for "STARTTLS required but not offered".
 //! * Does not add, drop or rewrite headers (the client is treated as remote;
 //!   even `Bcc:` is kept), so the delivered message is exactly what the
 //!   client sent, with LF line endings,
@@ -48,6 +50,27 @@
 //! starting it) uses [`Postfix::builder`] / [`Postfix::start`] and gets an
 //! instance that is removed when dropped.
 //!
+//! # TLS
+//!
+//! [`Postfix::shared_tls`] is a second shared instance (same behaviour
+//! otherwise, its own Maildir) with the test PKI's server certificate
+//! ([`super::tls::TestPki::server_cert`]: `localhost`, `mx.outbox.test`,
+//! `127.0.0.1`, `::1`), which
+//!
+//! * offers STARTTLS on [`Postfix::addr`] (`smtpd_tls_security_level =
+//!   may`: TLS optional, mail without it is accepted too), and
+//! * speaks implicit TLS (port-465 style, `smtpd_tls_wrappermode`) on
+//!   [`Postfix::wrapper_addr`], where TLS is mandatory.
+//!
+//! It records the TLS protocol and cipher in the `Received:` header it
+//! adds (`smtpd_tls_received_header`); [`received_tls`] reads it back, so a
+//! test can check that a message really went over TLS. Private instances
+//! get the same with [`Builder::tls`] / [`Builder::tls_test_pki`] and
+//! [`Builder::wrapper_port`]; `.main_cf("smtpd_tls_security_level",
+//! "encrypt")` makes STARTTLS mandatory on the main listener (MAIL before
+//! it gets `530 5.7.0 Must issue a STARTTLS command first`). Postfix here
+//! has no SASL: for AUTH, use [`super::aiosmtpd::SmtpServer`].
+//!
 //! # How it runs
 //!
 //! Everything lives in a temporary directory: `etc/` (a generated `main.cf`
@@ -62,6 +85,7 @@
 //! the directory. [`Postfix::stop`] and `Drop` stop it explicitly and wait
 //! until all its processes are gone.
 
+use super::tls::TestPki;
 use super::{TempDir, free_port};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -129,6 +153,41 @@ pub fn strip_trace_headers(raw: &[u8]) -> Vec<u8> {
     raw[pos..].to_vec()
 }
 
+/// The TLS details Postfix recorded in the first `Received:` header of a
+/// delivered message (`smtpd_tls_received_header`, set by
+/// [`Builder::tls`]), e.g. `"TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+/// (256/256 bits) key-exchange X25519 ..."`; `None` if that header says
+/// the message did not come over TLS.
+pub fn received_tls(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let header_end = text.find("\n\n").unwrap_or(text.len());
+    // Unfold, then take the first Received field.
+    let unfolded = text[..header_end]
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("\n\t", " ");
+    let received = unfolded.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("received").then_some(value)
+    })?;
+    let start = received.find("(using ")? + "(using ".len();
+    let mut depth = 1;
+    for (i, c) in received[start..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let words: Vec<&str> = received[start..start + i].split_whitespace().collect();
+                    return Some(words.join(" "));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Settings for a new instance; [`Builder::start`] starts it.
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -136,6 +195,9 @@ pub struct Builder {
     port: Option<u16>,
     ipv6: bool,
     main_cf: Vec<(String, String)>,
+    /// Certificate and key file.
+    tls: Option<(PathBuf, PathBuf)>,
+    wrapper: bool,
 }
 
 impl Default for Builder {
@@ -145,6 +207,8 @@ impl Default for Builder {
             port: None,
             ipv6: true,
             main_cf: Vec::new(),
+            tls: None,
+            wrapper: false,
         }
     }
 }
@@ -176,6 +240,31 @@ impl Builder {
         self
     }
 
+    /// Offer STARTTLS with this certificate and key (PEM): sets
+    /// `smtpd_tls_cert_file`, `smtpd_tls_key_file`,
+    /// `smtpd_tls_security_level = may` (override with
+    /// [`Builder::main_cf`], e.g. `encrypt`), `smtpd_tls_received_header =
+    /// yes` and `smtpd_tls_loglevel = 1`.
+    pub fn tls(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.tls = Some((cert.as_ref().to_path_buf(), key.as_ref().to_path_buf()));
+        self
+    }
+
+    /// [`Builder::tls`] with the test PKI's server certificate.
+    pub fn tls_test_pki(self) -> Self {
+        let pki = TestPki::shared();
+        self.tls(pki.server_cert(), pki.server_key())
+    }
+
+    /// Add a second listener on another random port that speaks implicit
+    /// TLS (`smtpd_tls_wrappermode = yes`, `smtpd_tls_security_level =
+    /// encrypt`), like port 465; see [`Postfix::wrapper_addr`]. Needs
+    /// [`Builder::tls`].
+    pub fn wrapper_port(mut self) -> Self {
+        self.wrapper = true;
+        self
+    }
+
     /// Start the instance; panics (with the logs) if it does not come up.
     pub fn start(self) -> Postfix {
         self.try_start().unwrap_or_else(|e| panic!("{e}"))
@@ -196,6 +285,8 @@ pub struct Postfix {
     /// uid/gid that `virtual(8)` delivers as.
     delivery_ids: (u32, u32),
     port: u16,
+    /// Port of the implicit-TLS listener, if any.
+    wrapper_port: Option<u16>,
     ipv6: bool,
     /// Unique word in the SMTP greeting, so we know we talk to our server.
     token: String,
@@ -213,6 +304,7 @@ struct Master {
 }
 
 static SHARED: OnceLock<Result<Postfix, String>> = OnceLock::new();
+static SHARED_TLS: OnceLock<Result<Postfix, String>> = OnceLock::new();
 
 impl Postfix {
     /// The instance shared by all tests of this test binary, started on
@@ -224,6 +316,19 @@ impl Postfix {
         match SHARED.get_or_init(|| Builder::default().try_start()) {
             Ok(pf) => pf,
             Err(e) => panic!("the shared Postfix instance could not be started:\n{e}"),
+        }
+    }
+
+    /// A second shared instance, with TLS: the test PKI's server
+    /// certificate, STARTTLS offered (optional) on [`Postfix::addr`] and
+    /// implicit TLS on [`Postfix::wrapper_addr`] (see the module
+    /// documentation). Otherwise like [`Postfix::shared`].
+    pub fn shared_tls() -> &'static Postfix {
+        let started =
+            SHARED_TLS.get_or_init(|| Builder::default().tls_test_pki().wrapper_port().try_start());
+        match started {
+            Ok(pf) => pf,
+            Err(e) => panic!("the shared TLS Postfix instance could not be started:\n{e}"),
         }
     }
 
@@ -249,6 +354,30 @@ impl Postfix {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `"127.0.0.1:PORT"` of the implicit-TLS listener, if the instance
+    /// has one ([`Builder::wrapper_port`], [`Postfix::shared_tls`]).
+    pub fn wrapper_addr(&self) -> Option<String> {
+        self.wrapper_port.map(|p| format!("127.0.0.1:{p}"))
+    }
+
+    /// `"[::1]:PORT"` of the implicit-TLS listener, if there is one and the
+    /// server listens on IPv6 loopback.
+    pub fn wrapper_addr_v6(&self) -> Option<String> {
+        self.wrapper_port
+            .filter(|_| self.ipv6)
+            .map(|p| format!("[::1]:{p}"))
+    }
+
+    pub fn wrapper_port(&self) -> Option<u16> {
+        self.wrapper_port
+    }
+
+    /// Whether STARTTLS is offered (the instance was built with
+    /// [`Builder::tls`]).
+    pub fn has_tls(&self) -> bool {
+        self.settings.tls.is_some()
     }
 
     /// The instance directory (config, queue, Maildir, logs).
@@ -419,6 +548,9 @@ impl Postfix {
     }
 
     fn create(settings: Builder) -> Result<Postfix, String> {
+        if settings.wrapper && settings.tls.is_none() {
+            return Err("Postfix: wrapper_port() needs tls(cert, key)".into());
+        }
         let master = Path::new(DAEMON_DIRECTORY).join("master");
         if !master.exists() {
             return Err(format!(
@@ -444,6 +576,7 @@ impl Postfix {
             privilege,
             delivery_ids,
             port: 0,
+            wrapper_port: None,
             ipv6: false,
             token,
             master: None,
@@ -454,17 +587,30 @@ impl Postfix {
         let mut last_err = String::new();
         for _ in 0..PORT_ATTEMPTS {
             pf.port = pf.settings.port.unwrap_or_else(free_port);
-            pf.ipv6 = pf.settings.ipv6 && ipv6_port_free(pf.port);
+            pf.wrapper_port = pf.settings.wrapper.then(|| {
+                loop {
+                    let p = free_port();
+                    if p != pf.port {
+                        break p;
+                    }
+                }
+            });
+            pf.ipv6 = pf.settings.ipv6
+                && ipv6_port_free(pf.port)
+                && pf.wrapper_port.is_none_or(ipv6_port_free);
             pf.write_main_cf()?;
             pf.write_master_cf()?;
             match pf.spawn_and_wait() {
                 Ok(()) => {
                     eprintln!(
-                        "[postfix] test instance in {} listening on {}{}",
+                        "[postfix] test instance in {} listening on {}{}{}",
                         pf.dir().display(),
                         pf.addr(),
                         pf.addr_v6()
                             .map(|a| format!(" and {a}"))
+                            .unwrap_or_default(),
+                        pf.wrapper_addr()
+                            .map(|a| format!(", implicit TLS on {a}"))
                             .unwrap_or_default()
                     );
                     return Ok(pf);
@@ -472,9 +618,16 @@ impl Postfix {
                 Err(e) => {
                     // master reports early fatal errors (like a failed bind)
                     // only to syslog, so check the port ourselves.
-                    let in_use = !port_free(pf.port, pf.ipv6);
+                    let in_use = !port_free(pf.port, pf.ipv6)
+                        || pf.wrapper_port.is_some_and(|p| !port_free(p, pf.ipv6));
                     last_err = if in_use {
-                        format!("port {} is in use by another process\n{e}", pf.port)
+                        format!(
+                            "port {}{} is in use by another process\n{e}",
+                            pf.port,
+                            pf.wrapper_port
+                                .map(|p| format!(" or {p}"))
+                                .unwrap_or_default()
+                        )
                     } else {
                         e
                     };
@@ -646,6 +799,17 @@ impl Postfix {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        if let Some((cert, key)) = &self.settings.tls {
+            for (k, v) in [
+                ("smtpd_tls_cert_file", cert.display().to_string()),
+                ("smtpd_tls_key_file", key.display().to_string()),
+                ("smtpd_tls_security_level", "may".into()),
+                ("smtpd_tls_received_header", "yes".into()),
+                ("smtpd_tls_loglevel", "1".into()),
+            ] {
+                params.push((k.to_string(), v));
+            }
+        }
         for (k, v) in &self.settings.main_cf {
             let v = v.replace("{dir}", &d);
             match params.iter_mut().find(|(pk, _)| pk == k) {
@@ -668,6 +832,15 @@ impl Postfix {
         text.push_str(&format!("127.0.0.1:{} inet n - n - - smtpd\n", self.port));
         if self.ipv6 {
             text.push_str(&format!("[::1]:{} inet n - n - - smtpd\n", self.port));
+        }
+        if let Some(port) = self.wrapper_port {
+            let wrapper = " inet n - n - - smtpd\n  \
+                           -o smtpd_tls_wrappermode=yes\n  \
+                           -o smtpd_tls_security_level=encrypt\n";
+            text.push_str(&format!("127.0.0.1:{port}{wrapper}"));
+            if self.ipv6 {
+                text.push_str(&format!("[::1]:{port}{wrapper}"));
+            }
         }
         text.push_str(
             "pickup     unix  n - n 60    1 pickup\n\
