@@ -19,33 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(postfix python3-aiosmtpd openssl libssl-dev pkg-config)
-
-missing=()
-for pkg in "${packages[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    if [[ $status != "install ok installed" ]]; then
-        missing+=("$pkg")
-    fi
-done
-
-if ((${#missing[@]} > 0)); then
-    echo "==> installing missing packages: ${missing[*]}"
-    if [[ $(id -u) -eq 0 ]]; then
-        as_root=()
-    elif command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo)
-    else
-        echo "error: need root or sudo to install: ${missing[*]}" >&2
-        exit 1
-    fi
-    # Install postfix without configuring or starting a system instance.
-    echo "postfix postfix/main_mailer_type select No configuration" |
-        "${as_root[@]}" debconf-set-selections
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+scripts/setup.sh --test
 
 echo "==> cargo fmt --all -- --check"
 cargo fmt --all -- --check
