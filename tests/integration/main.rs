@@ -20,3 +20,4 @@ mod postfix_smoke;
 mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;
+mod tls_auth;
