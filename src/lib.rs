@@ -68,10 +68,16 @@ pub fn submit_with(
 ) -> Result<Receipt, Error> {
     // Before connecting: a prompt must not keep a server waiting.
     let credentials = settings.credentials()?;
-    let connector = match settings.tls.mode {
-        TlsMode::None => None,
-        _ => Some(smtp::tls::connector(&settings.tls)?),
-    };
+    // A CA file that cannot be read is found before anything is sent.
+    if let Some(ca) = &settings.tls.ca_file
+        && settings.tls.mode != TlsMode::None
+        && let Err(source) = std::fs::metadata(ca)
+    {
+        return Err(Error::NoInput {
+            path: ca.clone(),
+            source,
+        });
+    }
     if let Some(t) = &mut transcript {
         t.note(&format!("connecting to {}", settings.server));
     }
@@ -85,8 +91,7 @@ pub fn submit_with(
         .ehlo_name
         .clone()
         .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
-    let client = connector.as_ref().map(|connector| TlsClient {
-        connector,
+    let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
         options: &settings.tls,
         host: &settings.server.host,
         port: settings.server.port,

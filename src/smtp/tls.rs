@@ -7,11 +7,16 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+use std::net::{IpAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    HandshakeError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslStream,
+    SslVerifyMode, SslVersion,
+};
+use openssl::x509::store::{X509Lookup, X509StoreBuilder};
+use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509NameRef, X509VerifyResult};
 
 use super::session::IoTimeout;
@@ -174,17 +179,46 @@ impl IoTimeout for Connection {
     }
 }
 
-/// A TLS client set up for `options`: the system's trusted CAs, plus `ca_file`; TLS
+/// Where Debian and its kin keep the trusted CAs as hashed links, one file each.
+const SYSTEM_CA_DIR: &str = "/etc/ssl/certs";
+
+/// A TLS client context for `options`: the system's trusted CAs, plus `ca_file`; TLS
 /// 1.2 at least (RFC 8996 retires 1.0 and 1.1).
-pub fn connector(options: &TlsOptions) -> Result<SslConnector, Error> {
+///
+/// The system store is used as a hashed directory where there is one, so OpenSSL reads
+/// only the CA it needs when it needs it; the usual default parses the whole bundle of
+/// some 150 certificates first, which costs more than a whole session in clear.
+pub fn context(options: &TlsOptions) -> Result<SslContext, Error> {
     let config = |what: &str, e: openssl::error::ErrorStack| {
         Error::Config(format!("TLS set-up failed ({what}): {e}"))
     };
     let mut builder =
-        SslConnector::builder(SslMethod::tls_client()).map_err(|e| config("library", e))?;
+        SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| config("library", e))?;
     builder
         .set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(|e| config("protocol version", e))?;
+    builder.set_verify(if options.insecure {
+        SslVerifyMode::NONE
+    } else {
+        SslVerifyMode::PEER
+    });
+    // OpenSSL's own variables keep their meaning: a file is loaded whole, and
+    // SSL_CERT_DIR (colon-separated) replaces the system directory.
+    let dirs = std::env::var("SSL_CERT_DIR").unwrap_or_else(|_| SYSTEM_CA_DIR.to_owned());
+    let lazy_dir = std::env::var_os("SSL_CERT_FILE").is_none()
+        && dirs.split(':').any(|d| has_hashed_links(Path::new(d)));
+    if lazy_dir {
+        let mut store = X509StoreBuilder::new().map_err(|e| config("trust store", e))?;
+        store
+            .add_lookup(X509Lookup::hash_dir())
+            .and_then(|lookup| lookup.add_dir(&dirs, SslFiletype::PEM))
+            .map_err(|e| config("system CA directory", e))?;
+        builder.set_cert_store(store.build());
+    } else {
+        builder
+            .set_default_verify_paths()
+            .map_err(|e| config("system CA store", e))?;
+    }
     if let Some(ca) = &options.ca_file {
         if let Err(source) = std::fs::metadata(ca) {
             return Err(Error::NoInput {
@@ -196,10 +230,20 @@ pub fn connector(options: &TlsOptions) -> Result<SslConnector, Error> {
             Error::Config(format!("{} is not a PEM CA certificate: {e}", ca.display()))
         })?;
     }
-    if options.insecure {
-        builder.set_verify(SslVerifyMode::NONE);
-    }
     Ok(builder.build())
+}
+
+/// Whether `dir` holds OpenSSL's hashed links (`5ad8a5d6.0` and the like).
+fn has_hashed_links(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 10
+                && name.ends_with(".0")
+                && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    })
 }
 
 impl Connection {
@@ -221,10 +265,8 @@ impl Connection {
     }
 }
 
-/// What a TLS handshake needs: the client set-up, the options, and the server's name
-/// and port as given.
+/// What a TLS handshake needs: the options, and the server's name and port as given.
 pub struct TlsClient<'a> {
-    pub connector: &'a SslConnector,
     pub options: &'a TlsOptions,
     pub host: &'a str,
     pub port: u16,
@@ -234,10 +276,11 @@ pub struct TlsClient<'a> {
 impl TlsClient<'_> {
     /// Runs the TLS handshake over `tcp`: the host name is sent as SNI (unless it is an
     /// IP address) and the certificate must name it: the name given, not the address
-    /// it resolved to.
+    /// it resolved to. The context is made here, only when TLS is really used.
     pub fn handshake(&self, tcp: TcpStream) -> Result<Connection, Error> {
+        let context = context(self.options)?;
         handshake(
-            self.connector,
+            &context,
             self.options,
             self.host,
             self.port,
@@ -248,7 +291,7 @@ impl TlsClient<'_> {
 }
 
 fn handshake(
-    connector: &SslConnector,
+    context: &SslContext,
     options: &TlsOptions,
     host: &str,
     port: u16,
@@ -264,11 +307,22 @@ fn handshake(
     tcp.set_read_timeout(t)
         .and_then(|()| tcp.set_write_timeout(t))
         .map_err(|e| tls_err(e.to_string()))?;
-    let mut config = connector.configure().map_err(|e| tls_err(e.to_string()))?;
-    if options.insecure {
-        config.set_verify_hostname(false);
+    let mut ssl = Ssl::new(context).map_err(|e| tls_err(e.to_string()))?;
+    let ip = host.parse::<IpAddr>().ok();
+    // RFC 6066 §3: SNI carries host names only, never addresses.
+    if ip.is_none() {
+        ssl.set_hostname(host).map_err(|e| tls_err(e.to_string()))?;
     }
-    match config.connect(host, tcp) {
+    if !options.insecure {
+        let param = ssl.param_mut();
+        param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+        match ip {
+            Some(ip) => param.set_ip(ip),
+            None => param.set_host(host),
+        }
+        .map_err(|e| tls_err(e.to_string()))?;
+    }
+    match ssl.connect(tcp) {
         Ok(stream) => Ok(Connection::Tls(Box::new(stream))),
         Err(HandshakeError::Failure(mid)) => {
             let verify = mid.ssl().verify_result();

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod bench;
 mod compose;
 mod errors;
 mod postfix_smoke;

@@ -214,6 +214,23 @@ fn without_the_test_ca_the_system_store_does_not_trust_it() {
 }
 
 #[test]
+fn a_hashed_ca_directory_is_trusted_as_the_system_store_is() {
+    // SSL_CERT_DIR stands in for /etc/ssl/certs: the same lazy lookup by hash.
+    let pf = Postfix::shared_tls();
+    let local = unique_name("cert-dir");
+    let mut cmd = outbox_cmd(&TestEnv::new(), &[]);
+    cmd.env("SSL_CERT_DIR", TestPki::shared().ca_dir()).args([
+        "--server",
+        &by_name(&pf.addr()),
+        "--tls",
+        "starttls",
+        &rcpt(&local),
+    ]);
+    cmd.run().assert_success();
+    pf.wait_for_messages(&local, 1, WAIT);
+}
+
+#[test]
 fn a_certificate_for_another_host_is_77_and_insecure_accepts_it_loudly() {
     let pki = TestPki::shared();
     let server = starttls_server_with(pki.wrong_host_cert(), pki.wrong_host_key());
