@@ -6,7 +6,6 @@
 //! that name the file, the line and the key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -16,8 +15,9 @@ use crate::error::Error;
 use crate::smtp::auth::Secret;
 use crate::smtp::tls::TlsMode;
 
-/// One account's settings; every key is optional.
-#[derive(Clone, Default, Deserialize, PartialEq)]
+/// One account's settings; every key is optional. `Debug` is safe: [`Secret`] hides
+/// itself.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     /// `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
@@ -25,40 +25,23 @@ pub struct Account {
     pub server: Option<String>,
     #[serde(default, deserialize_with = "port")]
     pub port: Option<u16>,
+    #[serde(default, deserialize_with = "tls")]
     pub tls: Option<TlsMode>,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_insecure: Option<bool>,
     #[serde(default, deserialize_with = "auth")]
     pub auth: Option<String>,
+    #[serde(default, deserialize_with = "user")]
     pub user: Option<String>,
     pub password_command: Option<String>,
     #[serde(default, deserialize_with = "password")]
     pub password: Option<Secret>,
     #[serde(default, deserialize_with = "from")]
     pub from: Option<Mailbox>,
+    #[serde(default, deserialize_with = "ehlo_name")]
     pub ehlo_name: Option<String>,
     #[serde(default, deserialize_with = "timeout")]
     pub timeout: Option<f64>,
-}
-
-/// Written by hand so that the password never shows.
-impl fmt::Debug for Account {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Account")
-            .field("server", &self.server)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_insecure", &self.tls_insecure)
-            .field("auth", &self.auth)
-            .field("user", &self.user)
-            .field("password_command", &self.password_command)
-            .field("password", &self.password)
-            .field("from", &self.from)
-            .field("ehlo_name", &self.ehlo_name)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 impl Account {
@@ -117,8 +100,19 @@ impl Config {
             .into_iter()
             .chain([PathBuf::from("/etc/outbox/config.toml")]);
         for path in candidates {
-            if path.exists() {
-                return Config::load(&path).map(Some);
+            match std::fs::File::open(&path) {
+                Ok(_) => return Config::load(&path).map(Some),
+                // A system-wide file kept from other users (it may hold root's password)
+                // is not theirs to use: they go on without it, warned.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    let mut config = Config::empty(&path);
+                    config.warnings.push(format!(
+                        "{} cannot be read ({e}); going on without it",
+                        path.display()
+                    ));
+                    return Ok(Some(config));
+                }
+                Err(_) => {}
             }
         }
         Ok(None)
@@ -142,16 +136,33 @@ impl Config {
         Ok(config)
     }
 
+    fn empty(path: &Path) -> Config {
+        Config {
+            path: path.to_owned(),
+            default: Account::default(),
+            accounts: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Parses the text of a configuration file; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         let file: File = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let message = e.message().trim_end();
-            Error::Config(match line {
-                Some(line) => format!("{}:{line}: {message}", path.display()),
-                None => format!("{}: {message}", path.display()),
+            let Some(span) = e.span() else {
+                return Error::Config(format!("{}: {message}", path.display()));
+            };
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            // The key of the offending line, when it is a `key = value` line.
+            let line_text = text.lines().nth(line - 1).unwrap_or_default();
+            let key = line_text
+                .split_once('=')
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.starts_with('['));
+            Error::Config(match key {
+                Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
+                None => format!("{}:{line}: {message}", path.display()),
             })
         })?;
         Ok(Config {
@@ -218,7 +229,7 @@ impl Config {
 
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
 }
 
 fn server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -240,9 +251,35 @@ fn auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
         && crate::smtp::auth::Mechanism::from_name(&text).is_none()
     {
         return Err(serde::de::Error::custom(format!(
-            "unknown mechanism {text:?}: use auto, plain, login, cram-md5, scram-sha-256 or xoauth2"
+            "unknown mechanism {text:?}: use {}",
+            crate::smtp::auth::MECHANISM_CHOICES
         )));
     }
+    Ok(Some(text))
+}
+
+fn tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsMode>, D::Error> {
+    let text = String::deserialize(d)?;
+    TlsMode::parse(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown TLS mode {text:?}: use auto, starttls, implicit or none"
+        ))
+    })
+}
+
+fn user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    if !crate::settings::valid_user(&text) {
+        return Err(serde::de::Error::custom(
+            "the user name is empty or holds a control character",
+        ));
+    }
+    Ok(Some(text))
+}
+
+fn ehlo_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::smtp::command::Command::ehlo(&text).map_err(serde::de::Error::custom)?;
     Ok(Some(text))
 }
 
@@ -348,8 +385,17 @@ password = "hunter2-secret"
         let m = config_error("[account.x]\n\ntls = \"sometimes\"\n");
         assert!(m.starts_with("/etc/outbox/config.toml:3:"), "{m}");
         assert!(m.contains("sometimes"), "{m}");
+        let m = config_error("[default]\nuser = 5\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:2: user:"), "{m}");
+        let m = config_error("[default]\nehlo_name = \"two words\"\n");
+        assert!(
+            m.starts_with("/etc/outbox/config.toml:2: ehlo_name:"),
+            "{m}"
+        );
+        assert!(parse("[default]\ntls = \"STARTTLS\"\n").is_ok());
         for (text, line) in [
             ("[default]\nport = 0\n", 2),
+            ("[default]\nuser = \"\"\n", 2),
             ("[default]\nport = 70000\n", 2),
             ("[default]\ntimeout = -1\n", 2),
             ("[default]\nfrom = \"not an address\"\n", 2),

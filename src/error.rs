@@ -80,8 +80,11 @@ pub enum Error {
     /// The TLS handshake failed for another reason than the certificate.
     #[error("TLS with {server} failed: {detail}")]
     Tls { server: String, detail: String },
-    /// Authentication failed on our side (the server's proof was wrong, a challenge
-    /// made no sense), or no credentials could be had.
+    /// An error with advice on what to try.
+    #[error("{error}\n  hint: {hint}")]
+    Hint { error: Box<Error>, hint: String },
+    /// Authentication failed on our side: the server's proof was wrong, or a challenge
+    /// made no sense.
     #[error("authentication failed: {0}")]
     Auth(String),
     #[error("cannot connect to {server}: {source}")]

@@ -40,6 +40,7 @@ pub fn code(err: &Error) -> u8 {
         Error::Refused { stage, reply } => reply_code(*stage, reply),
         Error::NoRecipients { refused } => refusals_code(refused).unwrap_or(SOFTWARE),
         Error::LocalIo { .. } => IOERR,
+        Error::Hint { error, .. } => code(error),
     }
 }
 
@@ -146,6 +147,15 @@ mod tests {
             ),
             (Error::Auth("server signature mismatch".into()), 77),
             (
+                Error::Hint {
+                    error: Box::new(Error::Closed {
+                        stage: Stage::Greeting,
+                    }),
+                    hint: "try this".into(),
+                },
+                75,
+            ),
+            (
                 Error::Connect {
                     server: "127.0.0.1:1".into(),
                     source: io_err(),
@@ -225,6 +235,7 @@ mod tests {
         assert_eq!(refused(Stage::StartTls, 454), 69);
         assert_eq!(refused(Stage::StartTls, 501), 69);
         assert_eq!(refused(Stage::StartTls, 421), 75);
+        assert_eq!(refused(Stage::StartTls, 250), 69);
     }
 
     #[test]

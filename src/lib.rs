@@ -44,7 +44,7 @@ pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
 use smtp::auth::{Credentials, Mechanism};
-use smtp::tls::{Connection, TlsClient, TlsMode};
+use smtp::tls::{Channel, Connection, Handshake, TlsClient, TlsMode};
 
 /// Sends one message: connect, greeting, EHLO, the transaction, QUIT.
 ///
@@ -103,7 +103,7 @@ pub fn submit_with(
         TlsMode::StartTls | TlsMode::None => false,
     };
     let connection = match &client {
-        Some(client) if implicit => client.handshake(tcp)?,
+        Some(client) if implicit => client.handshake(tcp, Handshake::Implicit)?,
         _ => Connection::Plain(tcp),
     };
     let mut session =
@@ -120,6 +120,20 @@ pub fn submit_with(
         envelope,
         message,
     );
+    // A server that speaks implicit TLS says nothing until the client starts a
+    // handshake: a silent greeting on such a port is the likely mistake.
+    let result = result.map_err(|e| match e {
+        Error::Timeout {
+            stage: Stage::Greeting,
+            ..
+        } if !implicit => Error::Hint {
+            error: Box::new(e),
+            hint: "a server that speaks implicit TLS (as on port 465) waits in silence for \
+                   the client to begin; if this is such a port, use --tls implicit"
+                .into(),
+        },
+        e => e,
+    });
     match result {
         Ok(receipt) => {
             // The message is the server's now; a failed goodbye changes nothing.
@@ -138,8 +152,10 @@ pub fn submit_with(
 /// Implicit TLS for submission (RFC 8314 §3.3).
 const IMPLICIT_TLS_PORT: u16 = 465;
 
-fn deliver(
-    session: &mut Session<Connection>,
+/// The policy of a session after the greeting: STARTTLS where the mode asks for it,
+/// AUTH when credentials are given, then the transaction.
+fn deliver<S: Channel>(
+    session: &mut Session<S>,
     settings: &Settings,
     client: Option<&TlsClient<'_>>,
     ehlo_name: &str,
@@ -156,7 +172,7 @@ fn deliver(
             TlsMode::Auto => !loopback,
             TlsMode::Implicit | TlsMode::None => false,
         };
-    if let (true, Some(client)) = (wants_starttls, client) {
+    if wants_starttls {
         if !session.capabilities().has("STARTTLS") {
             return Err(Error::Unsupported(format!(
                 "{} does not offer STARTTLS, and outbox does not send in clear to a server \
@@ -165,8 +181,11 @@ fn deliver(
                 settings.server
             )));
         }
+        let client = client.ok_or_else(|| {
+            Error::Usage("STARTTLS is wanted, but TLS is turned off (--tls none)".into())
+        })?;
         session.starttls()?;
-        let discarded = session.upgrade(|connection| connection.start_tls(client))?;
+        let discarded = session.upgrade(|stream| stream.start_tls(client))?;
         if discarded > 0 {
             session.note(&format!(
                 "discarded {discarded} bytes the server sent before TLS began (RFC 3207 §4.2)"
@@ -187,13 +206,14 @@ fn deliver(
 
 /// AUTH with the configured mechanism, or the strongest the server offers.
 /// Credentials never go in clear to a server that is not on this machine.
-fn authenticate(
-    session: &mut Session<Connection>,
+fn authenticate<S: Channel>(
+    session: &mut Session<S>,
     settings: &Settings,
     credentials: &Credentials,
     loopback: bool,
 ) -> Result<(), Error> {
-    if !session.stream().is_tls() && !loopback {
+    let tls = session.stream().is_tls();
+    if !tls && !loopback {
         return Err(Error::Unsupported(format!(
             "outbox does not send credentials in clear to {}, which is not on this machine: \
              use TLS (--tls starttls, or --tls implicit on port 465)",
@@ -205,10 +225,10 @@ fn authenticate(
         return Err(Error::Unsupported(format!(
             "{} offers no AUTH{}",
             settings.server,
-            if session.stream().is_tls() {
+            if tls {
                 ""
             } else {
-                " (many servers offer it only after STARTTLS)"
+                " (many servers offer it only after STARTTLS: try --tls starttls)"
             }
         )));
     }
@@ -223,13 +243,14 @@ fn authenticate(
                 offered.join(" ")
             )));
         }
-        None => Mechanism::strongest(&offered).ok_or_else(|| {
-            Error::Unsupported(format!(
-                "no SASL mechanism in common with {}, which offers {}",
-                settings.server,
-                offered.join(" ")
-            ))
-        })?,
+        None => Mechanism::strongest(&offered, tls, credentials.secret.expose().is_ascii())
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "no SASL mechanism in common with {}, which offers {}",
+                    settings.server,
+                    offered.join(" ")
+                ))
+            })?,
     };
     session.auth(mechanism, credentials)?;
     Ok(())

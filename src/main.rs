@@ -7,7 +7,7 @@ use outbox::cli::Cli;
 use outbox::compose::{self, Attachment, Draft};
 use outbox::config::Config;
 use outbox::envelope::{Envelope, Mailbox};
-use outbox::error::{self, Error, Stage};
+use outbox::error::{self, Error};
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
@@ -52,6 +52,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         dry_run(&envelope, &message)?;
         return Ok(exit::OK);
     }
+    if settings.server.port == 465 && matches!(settings.tls.mode, TlsMode::StartTls | TlsMode::None)
+    {
+        eprintln!(
+            "outbox: warning: port 465 is for implicit TLS (RFC 8314); a server there waits \
+             in silence for a handshake: use --tls implicit"
+        );
+    }
     if settings.tls.insecure {
         eprintln!(
             "outbox: warning: TLS certificates are not checked (--tls-insecure): \
@@ -59,20 +66,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             settings.server.host
         );
     }
-    let receipt = outbox::submit(&settings, &envelope, &message).map_err(|e| {
-        if let Error::Timeout {
-            stage: Stage::Greeting,
-            ..
-        } = e
-            && settings.tls.mode != TlsMode::Implicit
-        {
-            eprintln!(
-                "outbox: hint: a server that speaks implicit TLS (as on port 465) waits in \
-                 silence for the client to begin; if this is such a port, use --tls implicit"
-            );
-        }
-        e
-    })?;
+    let receipt = outbox::submit(&settings, &envelope, &message)?;
     let refused = receipt.refused();
     if !refused.is_empty() {
         eprintln!(

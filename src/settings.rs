@@ -166,7 +166,7 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
         }
         return Ok(None);
     };
-    if user.is_empty() || user.chars().any(char::is_control) {
+    if !valid_user(&user) {
         return Err(Error::Usage(
             "the user name is empty or holds a control character".into(),
         ));
@@ -176,10 +176,13 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
         Some(name) if name.eq_ignore_ascii_case("auto") => None,
         Some(name) => Some(Mechanism::from_name(name).ok_or_else(|| {
             Error::Usage(format!(
-                "unknown mechanism {name:?}: use auto, plain, login, cram-md5, scram-sha-256 or xoauth2"
+                "unknown mechanism {name:?}: use {}",
+                crate::smtp::auth::MECHANISM_CHOICES
             ))
         })?),
     };
+    // The account's secret is its user's: with another --user it is not sent.
+    let account_secret = account.user.as_deref() == Some(user.as_str());
     let password = if let Some(cmd) = &cli.password_command {
         PasswordSource::Command(cmd.clone())
     } else if let Some(p) = std::env::var("OUTBOX_PASSWORD")
@@ -187,9 +190,9 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
         .filter(|p| !p.is_empty())
     {
         PasswordSource::Given(Secret::new(p))
-    } else if let Some(cmd) = &account.password_command {
+    } else if let (true, Some(cmd)) = (account_secret, &account.password_command) {
         PasswordSource::Command(cmd.clone())
-    } else if let Some(p) = &account.password {
+    } else if let (true, Some(p)) = (account_secret, &account.password) {
         PasswordSource::Given(p.clone())
     } else {
         PasswordSource::Prompt
@@ -199,6 +202,11 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
         mechanism,
         password,
     }))
+}
+
+/// A user name fit for AUTH: not empty, no control characters.
+pub fn valid_user(user: &str) -> bool {
+    !user.is_empty() && !user.chars().any(char::is_control)
 }
 
 /// Runs `cmd` with `sh -c` and takes the first line of its output as the secret. Its
@@ -410,6 +418,27 @@ mod tests {
         assert!(matches!(
             run_password_command("true"),
             Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn another_users_password_is_not_taken_from_the_account() {
+        let config = Config::parse(
+            "[default]\nuser = \"me\"\npassword = \"mine\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "--user", "other", "x@example.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert!(matches!(
+            s.auth.map(|a| a.password),
+            Some(PasswordSource::Prompt)
+        ));
+        let cli = Cli::try_parse_from(["outbox", "--user", "me", "x@example.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert!(matches!(
+            s.auth.map(|a| a.password),
+            Some(PasswordSource::Given(_))
         ));
     }
 

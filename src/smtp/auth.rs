@@ -66,12 +66,28 @@ const ALL: [Mechanism; 5] = [
 
 /// Strongest first. XOAUTH2 is absent: it takes a token, not the password that
 /// `--auth auto` has.
-const AUTO_PREFERENCE: [Mechanism; 4] = [
+/// `--auth auto`'s order over TLS: SCRAM proves knowledge of the password without
+/// sending it and checks the server too; PLAIN and LOGIN send it, but inside TLS and to
+/// a server that stores it any way it likes; CRAM-MD5 rests on MD5 and obliges the
+/// server to keep the password in clear, so it comes last.
+const AUTO_OVER_TLS: [Mechanism; 4] = [
+    Mechanism::ScramSha256,
+    Mechanism::Plain,
+    Mechanism::Login,
+    Mechanism::CramMd5,
+];
+
+/// Without TLS (only ever to loopback) a mechanism that keeps the password off the
+/// wire is better than one that sends it.
+const AUTO_IN_CLEAR: [Mechanism; 4] = [
     Mechanism::ScramSha256,
     Mechanism::CramMd5,
     Mechanism::Plain,
     Mechanism::Login,
 ];
+
+/// The values `--auth` and the `auth` key take, for messages.
+pub const MECHANISM_CHOICES: &str = "auto, plain, login, cram-md5, scram-sha-256 or xoauth2";
 
 impl Mechanism {
     pub fn name(self) -> &'static str {
@@ -91,13 +107,18 @@ impl Mechanism {
     }
 
     /// For `--auth auto`: the strongest mechanism among those the server offers (names
-    /// as in the EHLO AUTH line, any case), in this order: SCRAM-SHA-256, CRAM-MD5,
-    /// PLAIN, LOGIN. XOAUTH2 is never chosen. None if there is no common one.
-    pub fn strongest(offered: &[String]) -> Option<Mechanism> {
-        AUTO_PREFERENCE.into_iter().find(|m| {
-            offered
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(m.name()))
+    /// as in the EHLO AUTH line, any case), by [`AUTO_OVER_TLS`] or [`AUTO_IN_CLEAR`].
+    /// XOAUTH2 is never chosen: it takes a token, not a password. SCRAM is passed over
+    /// for a password that is not ASCII, because outbox does not apply SASLprep (RFC
+    /// 4013) and a server that does would derive other keys. None if there is no common
+    /// one.
+    pub fn strongest(offered: &[String], tls: bool, ascii_secret: bool) -> Option<Mechanism> {
+        let order = if tls { AUTO_OVER_TLS } else { AUTO_IN_CLEAR };
+        order.into_iter().find(|m| {
+            (ascii_secret || *m != Mechanism::ScramSha256)
+                && offered
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(m.name()))
         })
     }
 }
@@ -233,10 +254,6 @@ impl Exchange {
         }
     }
 
-    pub fn mechanism(&self) -> Mechanism {
-        self.mechanism
-    }
-
     /// The initial response to send with the AUTH command (RFC 4954 §4), raw bytes for
     /// the caller to base64-encode, or None when the mechanism starts with a bare AUTH
     /// line (LOGIN and CRAM-MD5 wait for a 334 challenge) or is past its start.
@@ -281,14 +298,6 @@ impl Exchange {
             (Mechanism::ScramSha256, _) => Err(AuthError::ServerNotVerified),
             _ => Ok(()),
         }
-    }
-
-    /// Whether responses must be hidden in a transcript. Always true: every mechanism
-    /// sends the secret or something derived from it, and a method without arguments
-    /// cannot tell whether it is asked about the response just made or the next one, so
-    /// showing LOGIN's username step would risk showing its password step.
-    pub fn redact(&self) -> bool {
-        true
     }
 
     fn unexpected(&self) -> AuthError {
@@ -690,35 +699,36 @@ mod tests {
     fn strongest_follows_preference_order() {
         let offer =
             |names: &[&str]| -> Vec<String> { names.iter().map(|s| s.to_string()).collect() };
+        let all = offer(&["LOGIN", "PLAIN", "CRAM-MD5", "SCRAM-SHA-256"]);
+        let tls = |names: &[&str]| Mechanism::strongest(&offer(names), true, true);
         assert_eq!(
-            Mechanism::strongest(&offer(&["LOGIN", "PLAIN", "CRAM-MD5", "SCRAM-SHA-256"])),
+            Mechanism::strongest(&all, true, true),
             Some(Mechanism::ScramSha256)
         );
         assert_eq!(
-            Mechanism::strongest(&offer(&["login", "plain", "cram-md5"])),
+            Mechanism::strongest(&all, false, true),
+            Some(Mechanism::ScramSha256)
+        );
+        assert_eq!(tls(&["login", "plain", "cram-md5"]), Some(Mechanism::Plain));
+        assert_eq!(
+            Mechanism::strongest(&offer(&["login", "plain", "cram-md5"]), false, true),
             Some(Mechanism::CramMd5)
         );
+        assert_eq!(tls(&["LOGIN", "cram-md5"]), Some(Mechanism::Login));
+        assert_eq!(tls(&["CRAM-MD5"]), Some(Mechanism::CramMd5));
+        assert_eq!(tls(&["XOAUTH2", "LOGIN"]), Some(Mechanism::Login));
+        assert_eq!(tls(&["XOAUTH2", "OAUTHBEARER"]), None);
+        assert_eq!(tls(&["SCRAM-SHA-1", "GSSAPI"]), None);
+        assert_eq!(tls(&[]), None);
+        // Without SASLprep, SCRAM is left out for a password that is not ASCII.
         assert_eq!(
-            Mechanism::strongest(&offer(&["LOGIN", "Plain"])),
+            Mechanism::strongest(&all, true, false),
             Some(Mechanism::Plain)
         );
         assert_eq!(
-            Mechanism::strongest(&offer(&["LOGIN"])),
-            Some(Mechanism::Login)
-        );
-        assert_eq!(
-            Mechanism::strongest(&offer(&["XOAUTH2", "LOGIN"])),
-            Some(Mechanism::Login)
-        );
-        assert_eq!(
-            Mechanism::strongest(&offer(&["XOAUTH2", "OAUTHBEARER"])),
+            Mechanism::strongest(&offer(&["SCRAM-SHA-256"]), true, false),
             None
         );
-        assert_eq!(
-            Mechanism::strongest(&offer(&["SCRAM-SHA-1", "GSSAPI"])),
-            None
-        );
-        assert_eq!(Mechanism::strongest(&[]), None);
     }
 
     #[test]
@@ -1035,7 +1045,6 @@ mod tests {
         ] {
             let mut ex = Exchange::new(m, &creds("u", PASSWORD));
             assert!(ex.finish().is_ok(), "{m:?}");
-            assert!(ex.redact());
         }
     }
 

@@ -5,7 +5,9 @@ use std::fmt;
 
 /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
-/// Longest AUTH command or response line, CRLF included (RFC 4954 §4).
+/// Longest line answering an AUTH challenge, CRLF included (RFC 4954 §4). The AUTH
+/// command itself keeps the ordinary limit: an initial response that would not fit
+/// must wait for the server's first, empty, challenge.
 pub const MAX_AUTH_LINE: usize = 12288;
 
 /// Why an argument cannot go into a command.
@@ -153,7 +155,7 @@ impl Command {
     fn checked(self) -> Result<Command, CommandError> {
         let len = self.to_string().len();
         let limit = match self {
-            Command::Auth { .. } | Command::AuthResponse(_) => MAX_AUTH_LINE,
+            Command::AuthResponse(_) => MAX_AUTH_LINE,
             _ => MAX_COMMAND_LINE,
         };
         if len > limit {
@@ -319,9 +321,13 @@ mod tests {
     }
 
     #[test]
-    fn auth_lines_may_be_longer_than_commands() {
+    fn auth_responses_may_be_longer_than_commands() {
         let long = "A".repeat(4000);
-        assert!(Command::auth("XOAUTH2", Some(&long)).is_ok());
+        assert!(matches!(
+            Command::auth("XOAUTH2", Some(&long)),
+            Err(CommandError::TooLong { .. })
+        ));
+        assert!(Command::auth_response(&long).is_ok());
         assert!(Command::auth_response(&"A".repeat(MAX_AUTH_LINE)).is_err());
     }
 

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::auth::{Credentials, Exchange, Mechanism};
-use super::command::Command;
+use super::command::{Command, CommandError};
 use super::data::DotWriter;
 use super::extension::Capabilities;
 use super::reply::{Reply, parse_reply};
@@ -338,14 +338,20 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         mechanism: Mechanism,
         credentials: &Credentials,
     ) -> Result<Reply, Error> {
-        let usage = |e: super::command::CommandError| Error::Usage(e.to_string());
+        let usage = |e: CommandError| Error::Usage(e.to_string());
         let mut exchange = Exchange::new(mechanism, credentials);
         // RFC 4954 §4: an empty initial response is sent as "=".
         let initial = exchange.initial_response().map(|r| match r.is_empty() {
             true => "=".to_owned(),
             false => BASE64.encode(r),
         });
-        let cmd = Command::auth(mechanism.name(), initial.as_deref()).map_err(usage)?;
+        // RFC 4954 §4: an initial response too long for the AUTH line is left out, and
+        // the exchange gives it at the server's empty 334 instead.
+        let cmd = match Command::auth(mechanism.name(), initial.as_deref()) {
+            Err(CommandError::TooLong { .. }) => Command::auth(mechanism.name(), None),
+            other => other,
+        }
+        .map_err(usage)?;
         let mut reply = self.command(&cmd, Stage::Auth, self.timeouts.ehlo)?;
         loop {
             match reply.code {
@@ -387,7 +393,12 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// [`Session::upgrade`].
     pub fn starttls(&mut self) -> Result<Reply, Error> {
         let reply = self.command(&Command::StartTls, Stage::StartTls, self.timeouts.ehlo)?;
-        self.expect(Stage::StartTls, reply, &[220], "220")
+        match reply.code {
+            220 => Ok(reply),
+            // Any other answer, odd or not, means no TLS; exit::reply_code makes that
+            // "unavailable" (69), as nothing safe is left to do.
+            _ => Err(self.refused(Stage::StartTls, reply)),
+        }
     }
 
     /// Runs `handshake` on the stream (a TLS handshake after STARTTLS, which turns the

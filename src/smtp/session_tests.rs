@@ -10,6 +10,7 @@ use super::*;
 use crate::compose::Message;
 use crate::exit;
 use crate::smtp::auth::Secret;
+use crate::smtp::tls::{Channel, TlsClient, TlsMode};
 
 // ---------------------------------------------------------------------------------------
 // The scripted peer
@@ -76,6 +77,10 @@ pub(crate) struct ScriptedPeer {
     fail_writes: Option<(usize, io::ErrorKind)>,
     written: Vec<u8>,
     events: Vec<Event>,
+    /// What the peer claims to be, for the TLS policy: on loopback or not, and whether
+    /// TLS has been "started" (the handshake itself is not played).
+    loopback: bool,
+    tls: bool,
 }
 
 impl ScriptedPeer {
@@ -98,7 +103,15 @@ impl ScriptedPeer {
             fail_writes: None,
             written: Vec::new(),
             events: Vec::new(),
+            loopback: true,
+            tls: false,
         }
+    }
+
+    /// A peer that is not on this machine.
+    pub(crate) fn remote(mut self) -> ScriptedPeer {
+        self.loopback = false;
+        self
     }
 
     /// Hands out at most `n` bytes per read (1 exercises the client's buffering).
@@ -253,6 +266,25 @@ impl IoTimeout for ScriptedPeer {
         self.events.push(Event::SetTimeout(timeout));
         self.timeout = Some(timeout);
         Ok(())
+    }
+}
+
+impl Channel for ScriptedPeer {
+    fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    fn peer_is_loopback(&self) -> bool {
+        self.loopback
+    }
+
+    fn start_tls(&mut self, _client: &TlsClient<'_>) -> Result<(), Error> {
+        self.tls = true;
+        Ok(())
+    }
+
+    fn tls_info(&self) -> Option<crate::smtp::tls::TlsInfo> {
+        None
     }
 }
 
@@ -1336,4 +1368,163 @@ fn a_challenge_that_is_not_base64_cancels_the_exchange() {
     assert!(matches!(err, Error::Auth(_)), "{err:?}");
     assert_eq!(exit::code(&err), 77);
     assert!(written.ends_with("AUTH LOGIN\r\n*\r\n"), "{written}");
+}
+
+// The TLS and credentials policy of `deliver`, off loopback.
+
+/// Runs lib.rs's `deliver` over `peer` with `mode` and, if `user` is given, PLAIN
+/// credentials; then aborts (QUIT where the session allows).
+fn policy_run(
+    peer: ScriptedPeer,
+    mode: TlsMode,
+    user: Option<&str>,
+) -> (Result<Receipt, Error>, String) {
+    let cli = crate::cli::Cli {
+        tls: Some(mode),
+        user: user.map(str::to_owned),
+        auth: user.map(|_| "plain".to_owned()),
+        ..crate::cli::Cli::default()
+    };
+    let settings = crate::Settings::from_cli(&cli).unwrap();
+    let client = TlsClient {
+        options: &settings.tls,
+        host: "mx.example.test",
+        port: 25,
+        timeout: Duration::from_secs(5),
+    };
+    let credentials = user.map(|u| Credentials {
+        user: u.to_owned(),
+        secret: Secret::new("pencil-42".into()),
+    });
+    let mut session = Session::new(peer, Timeouts::default());
+    let message = Message::from_bytes(SIMPLE_MESSAGE.as_bytes().to_vec());
+    let result = crate::deliver(
+        &mut session,
+        &settings,
+        (mode != TlsMode::None).then_some(&client),
+        EHLO_NAME,
+        credentials.as_ref(),
+        &envelope(&["b@example.test"]),
+        &message,
+    );
+    if result.is_err() {
+        session.abort();
+    }
+    (result, show(session.into_inner().written()))
+}
+
+const HELLO: &str = "220 mx.example.test ESMTP\r\n";
+const EHLO_PLAIN: &str = "250-mx.example.test\r\n250 AUTH PLAIN\r\n";
+const EHLO_STARTTLS: &str = "250-mx.example.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n";
+const TRANSACTION: [&str; 4] = ["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 queued\r\n"];
+
+#[test]
+fn auto_off_loopback_requires_starttls() {
+    let peer = ScriptedPeer::new([HELLO, EHLO_PLAIN, "221 bye\r\n"], AtEnd::Eof).remote();
+    let (result, written) = policy_run(peer, TlsMode::Auto, None);
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert_eq!(exit::code(&err), 69);
+    // Nothing of the message was sent in clear.
+    assert_eq!(written, "EHLO client.example.test\r\nQUIT\r\n");
+}
+
+#[test]
+fn auto_off_loopback_starts_tls_and_ehlos_again() {
+    let mut script = vec![HELLO, EHLO_STARTTLS, "220 go ahead\r\n", EHLO_PLAIN];
+    script.extend(TRANSACTION);
+    let peer = ScriptedPeer::new(script, AtEnd::Eof).remote();
+    let (result, written) = policy_run(peer, TlsMode::Auto, None);
+    result.unwrap();
+    assert!(
+        written.starts_with(
+            "EHLO client.example.test\r\nSTARTTLS\r\nEHLO client.example.test\r\nMAIL FROM:"
+        ),
+        "{written}"
+    );
+}
+
+#[test]
+fn auto_on_loopback_does_not_try_starttls() {
+    let mut script = vec![HELLO, EHLO_STARTTLS];
+    script.extend(TRANSACTION);
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let (result, written) = policy_run(peer, TlsMode::Auto, None);
+    result.unwrap();
+    assert!(!written.contains("STARTTLS"), "{written}");
+}
+
+#[test]
+fn credentials_never_go_in_clear_off_loopback() {
+    let peer = ScriptedPeer::new([HELLO, EHLO_PLAIN, "221 bye\r\n"], AtEnd::Eof).remote();
+    let (result, written) = policy_run(peer, TlsMode::None, Some("user"));
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(!written.contains("AUTH"), "{written}");
+    assert_eq!(written, "EHLO client.example.test\r\nQUIT\r\n");
+}
+
+#[test]
+fn credentials_go_after_starttls_off_loopback() {
+    let mut script = vec![
+        HELLO,
+        EHLO_STARTTLS,
+        "220 go ahead\r\n",
+        EHLO_PLAIN,
+        "235 ok\r\n",
+    ];
+    script.extend(TRANSACTION);
+    let peer = ScriptedPeer::new(script, AtEnd::Eof).remote();
+    let (result, written) = policy_run(peer, TlsMode::StartTls, Some("user"));
+    result.unwrap();
+    let starttls = written.find("STARTTLS").unwrap();
+    let auth = written.find("AUTH PLAIN").unwrap();
+    assert!(starttls < auth, "{written}");
+}
+
+#[test]
+fn credentials_in_clear_to_loopback_are_allowed() {
+    let mut script = vec![HELLO, EHLO_PLAIN, "235 ok\r\n"];
+    script.extend(TRANSACTION);
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let (result, written) = policy_run(peer, TlsMode::None, Some("user"));
+    result.unwrap();
+    assert!(written.contains("AUTH PLAIN "), "{written}");
+}
+
+#[test]
+fn tls_none_never_sends_starttls_even_when_offered() {
+    let mut script = vec![HELLO, EHLO_STARTTLS];
+    script.extend(TRANSACTION);
+    let peer = ScriptedPeer::new(script, AtEnd::Eof).remote();
+    let (result, written) = policy_run(peer, TlsMode::None, None);
+    result.unwrap();
+    assert!(!written.contains("STARTTLS"), "{written}");
+}
+
+#[test]
+fn an_overlong_initial_response_goes_after_an_empty_challenge() {
+    // RFC 4954 §4: AUTH without the initial response, which follows the empty 334.
+    let long_token = "t".repeat(5_000);
+    let buf = SharedBuf::default();
+    let script = [
+        "220 mx ESMTP\r\n",
+        "250-mx\r\n250 AUTH XOAUTH2\r\n",
+        "334 \r\n",
+        "235 ok\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
+        .with_transcript(Some(Transcript::new(Box::new(buf.clone()))));
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let creds = Credentials {
+        user: "user".into(),
+        secret: Secret::new(long_token.clone()),
+    };
+    session.auth(Mechanism::XOAuth2, &creds).unwrap();
+    let written = show(session.into_inner().written());
+    assert!(written.contains("AUTH XOAUTH2\r\n"), "{}", &written[..80]);
+    let expected = BASE64.encode(format!("user=user\x01auth=Bearer {long_token}\x01\x01"));
+    assert!(written.ends_with(&format!("{expected}\r\n")));
+    assert!(!show(&buf.0.lock().unwrap()).contains(&long_token));
 }

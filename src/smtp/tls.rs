@@ -11,16 +11,18 @@ use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use openssl::error::ErrorStack;
 use openssl::ssl::{
     HandshakeError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslStream,
     SslVerifyMode, SslVersion,
 };
+use openssl::x509::store::X509Store;
 use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::verify::X509CheckFlags;
-use openssl::x509::{X509NameRef, X509VerifyResult};
+use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
 use super::session::IoTimeout;
-use crate::error::Error;
+use crate::error::{Error, Stage};
 
 /// When to use TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -84,6 +86,18 @@ impl fmt::Display for TlsInfo {
     }
 }
 
+/// What the session needs of its stream beyond bytes: whether it is encrypted, where
+/// it leads, and how to start TLS on it. [`Connection`] is the real one; tests give a
+/// scripted peer.
+pub trait Channel: Read + Write + IoTimeout {
+    fn is_tls(&self) -> bool;
+    /// Whether the other end is this machine, by the address actually connected to.
+    fn peer_is_loopback(&self) -> bool;
+    /// Starts TLS in place (after STARTTLS).
+    fn start_tls(&mut self, client: &TlsClient<'_>) -> Result<(), Error>;
+    fn tls_info(&self) -> Option<TlsInfo>;
+}
+
 /// The connection to the server, in clear or under TLS.
 #[derive(Debug)]
 pub enum Connection {
@@ -98,33 +112,50 @@ impl Connection {
             Connection::Tls(s) => s.get_ref(),
         }
     }
+}
 
-    pub fn is_tls(&self) -> bool {
+impl Channel for Connection {
+    fn is_tls(&self) -> bool {
         matches!(self, Connection::Tls(_))
     }
 
-    /// Whether the other end is this machine, by the address actually connected to.
-    pub fn peer_is_loopback(&self) -> bool {
+    fn peer_is_loopback(&self) -> bool {
         self.tcp().peer_addr().is_ok_and(|a| a.ip().is_loopback())
     }
 
-    pub fn tls_info(&self) -> Option<TlsInfo> {
+    fn start_tls(&mut self, client: &TlsClient<'_>) -> Result<(), Error> {
+        let Connection::Plain(tcp) = self else {
+            return Err(Error::Protocol {
+                stage: Stage::StartTls,
+                detail: "TLS is already on".into(),
+            });
+        };
+        // The clone shares the socket; dropping the plain handle leaves it open.
+        let tcp = tcp.try_clone().map_err(|source| Error::Network {
+            stage: Stage::TlsHandshake,
+            source,
+        })?;
+        *self = client.handshake(tcp, Handshake::AfterStartTls)?;
+        Ok(())
+    }
+
+    fn tls_info(&self) -> Option<TlsInfo> {
         let Connection::Tls(s) = self else {
             return None;
         };
         let ssl = s.ssl();
         let cert = ssl.peer_certificate();
+        let name = |f: fn(&X509Ref) -> &X509NameRef| {
+            cert.as_ref()
+                .map_or_else(|| "(none)".to_owned(), |c| name_text(f(c)))
+        };
         Some(TlsInfo {
             version: ssl.version_str().to_owned(),
             cipher: ssl
                 .current_cipher()
                 .map_or_else(|| "unknown".to_owned(), |c| c.name().to_owned()),
-            subject: cert
-                .as_ref()
-                .map_or_else(|| "(none)".to_owned(), |c| name_text(c.subject_name())),
-            issuer: cert
-                .as_ref()
-                .map_or_else(|| "(none)".to_owned(), |c| name_text(c.issuer_name())),
+            subject: name(X509Ref::subject_name),
+            issuer: name(X509Ref::issuer_name),
             not_after: cert
                 .as_ref()
                 .map_or_else(|| "(unknown)".to_owned(), |c| c.not_after().to_string()),
@@ -173,9 +204,7 @@ impl Write for Connection {
 
 impl IoTimeout for Connection {
     fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        let t = Some(timeout.max(Duration::from_millis(1)));
-        self.tcp().set_read_timeout(t)?;
-        self.tcp().set_write_timeout(t)
+        set_socket_timeouts(self.tcp(), timeout)
     }
 }
 
@@ -185,12 +214,14 @@ const SYSTEM_CA_DIR: &str = "/etc/ssl/certs";
 /// A TLS client context for `options`: the system's trusted CAs, plus `ca_file`; TLS
 /// 1.2 at least (RFC 8996 retires 1.0 and 1.1).
 ///
-/// The system store is used as a hashed directory where there is one, so OpenSSL reads
-/// only the CA it needs when it needs it; the usual default parses the whole bundle of
-/// some 150 certificates first, which costs more than a whole session in clear.
+/// Without `SSL_CERT_FILE` or `SSL_CERT_DIR` in the environment, the system store is
+/// used as a hashed directory where there is one, so OpenSSL reads only the CA it needs
+/// when it needs it; its usual default first parses the whole bundle of some 150
+/// certificates, which costs more than a whole session in clear. With either variable
+/// set, OpenSSL's own loading is kept, with its meaning.
 pub fn context(options: &TlsOptions) -> Result<SslContext, Error> {
-    let config = |what: &str, e: openssl::error::ErrorStack| {
-        Error::Config(format!("TLS set-up failed ({what}): {e}"))
+    let config = |what: &str, e: ErrorStack| {
+        Error::Config(format!("TLS set-up failed ({what}): {}", reasons(&e)))
     };
     let mut builder =
         SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| config("library", e))?;
@@ -202,35 +233,36 @@ pub fn context(options: &TlsOptions) -> Result<SslContext, Error> {
     } else {
         SslVerifyMode::PEER
     });
-    // OpenSSL's own variables keep their meaning: a file is loaded whole, and
-    // SSL_CERT_DIR (colon-separated) replaces the system directory.
-    let dirs = std::env::var("SSL_CERT_DIR").unwrap_or_else(|_| SYSTEM_CA_DIR.to_owned());
-    let lazy_dir = std::env::var_os("SSL_CERT_FILE").is_none()
-        && dirs.split(':').any(|d| has_hashed_links(Path::new(d)));
-    if lazy_dir {
-        let mut store = X509StoreBuilder::new().map_err(|e| config("trust store", e))?;
-        store
-            .add_lookup(X509Lookup::hash_dir())
-            .and_then(|lookup| lookup.add_dir(&dirs, SslFiletype::PEM))
-            .map_err(|e| config("system CA directory", e))?;
-        builder.set_cert_store(store.build());
+    let environment_set =
+        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
+    if !environment_set && has_hashed_links(Path::new(SYSTEM_CA_DIR)) {
+        let store =
+            hashed_dir_store(SYSTEM_CA_DIR).map_err(|e| config("system CA directory", e))?;
+        builder.set_cert_store(store);
     } else {
         builder
             .set_default_verify_paths()
             .map_err(|e| config("system CA store", e))?;
     }
     if let Some(ca) = &options.ca_file {
-        if let Err(source) = std::fs::metadata(ca) {
-            return Err(Error::NoInput {
-                path: ca.clone(),
-                source,
-            });
-        }
         builder.set_ca_file(ca).map_err(|e| {
-            Error::Config(format!("{} is not a PEM CA certificate: {e}", ca.display()))
+            Error::Config(format!(
+                "{} is not a PEM CA certificate: {}",
+                ca.display(),
+                reasons(&e)
+            ))
         })?;
     }
     Ok(builder.build())
+}
+
+/// A trust store that looks CAs up by subject hash in `dir` when a chain needs one.
+fn hashed_dir_store(dir: &str) -> Result<X509Store, ErrorStack> {
+    let mut store = X509StoreBuilder::new()?;
+    store
+        .add_lookup(X509Lookup::hash_dir())?
+        .add_dir(dir, SslFiletype::PEM)?;
+    Ok(store.build())
 }
 
 /// Whether `dir` holds OpenSSL's hashed links (`5ad8a5d6.0` and the like).
@@ -246,23 +278,19 @@ fn has_hashed_links(dir: &Path) -> bool {
     })
 }
 
-impl Connection {
-    /// Starts TLS on a plain connection, in place (after STARTTLS).
-    pub fn start_tls(&mut self, client: &TlsClient<'_>) -> Result<(), Error> {
-        let Connection::Plain(tcp) = self else {
-            return Err(Error::Protocol {
-                stage: crate::error::Stage::StartTls,
-                detail: "TLS is already on".into(),
-            });
-        };
-        // The clone shares the socket; dropping the plain handle leaves it open.
-        let tcp = tcp.try_clone().map_err(|e| Error::Network {
-            stage: crate::error::Stage::TlsHandshake,
-            source: e,
-        })?;
-        *self = client.handshake(tcp)?;
-        Ok(())
-    }
+/// Sets both socket timeouts; zero would mean "none", so it is raised to 1 ms.
+pub fn set_socket_timeouts(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
+    let t = Some(timeout.max(Duration::from_millis(1)));
+    tcp.set_read_timeout(t)?;
+    tcp.set_write_timeout(t)
+}
+
+/// Which handshake this is, for what to advise when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// TLS from the first byte.
+    Implicit,
+    AfterStartTls,
 }
 
 /// What a TLS handshake needs: the options, and the server's name and port as given.
@@ -277,84 +305,179 @@ impl TlsClient<'_> {
     /// Runs the TLS handshake over `tcp`: the host name is sent as SNI (unless it is an
     /// IP address) and the certificate must name it: the name given, not the address
     /// it resolved to. The context is made here, only when TLS is really used.
-    pub fn handshake(&self, tcp: TcpStream) -> Result<Connection, Error> {
+    pub fn handshake(&self, tcp: TcpStream, kind: Handshake) -> Result<Connection, Error> {
+        let server = format!("{}:{}", self.host, self.port);
+        let tls_err = |detail: String| Error::Tls {
+            server: server.clone(),
+            detail,
+        };
         let context = context(self.options)?;
-        handshake(
-            &context,
-            self.options,
-            self.host,
-            self.port,
-            tcp,
-            self.timeout,
-        )
-    }
-}
-
-fn handshake(
-    context: &SslContext,
-    options: &TlsOptions,
-    host: &str,
-    port: u16,
-    tcp: TcpStream,
-    timeout: Duration,
-) -> Result<Connection, Error> {
-    let server = format!("{host}:{port}");
-    let tls_err = |detail: String| Error::Tls {
-        server: server.clone(),
-        detail,
-    };
-    let t = Some(timeout.max(Duration::from_millis(1)));
-    tcp.set_read_timeout(t)
-        .and_then(|()| tcp.set_write_timeout(t))
-        .map_err(|e| tls_err(e.to_string()))?;
-    let mut ssl = Ssl::new(context).map_err(|e| tls_err(e.to_string()))?;
-    let ip = host.parse::<IpAddr>().ok();
-    // RFC 6066 §3: SNI carries host names only, never addresses.
-    if ip.is_none() {
-        ssl.set_hostname(host).map_err(|e| tls_err(e.to_string()))?;
-    }
-    if !options.insecure {
-        let param = ssl.param_mut();
-        param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
-        match ip {
-            Some(ip) => param.set_ip(ip),
-            None => param.set_host(host),
+        set_socket_timeouts(&tcp, self.timeout).map_err(|e| tls_err(e.to_string()))?;
+        let mut ssl = Ssl::new(&context).map_err(|e| tls_err(reasons(&e)))?;
+        let ip = self.host.parse::<IpAddr>().ok();
+        // RFC 6066 §3: SNI carries host names only, never addresses.
+        if ip.is_none() {
+            ssl.set_hostname(self.host)
+                .map_err(|e| tls_err(reasons(&e)))?;
         }
-        .map_err(|e| tls_err(e.to_string()))?;
-    }
-    match ssl.connect(tcp) {
-        Ok(stream) => Ok(Connection::Tls(Box::new(stream))),
-        Err(HandshakeError::Failure(mid)) => {
-            let verify = mid.ssl().verify_result();
-            if verify != X509VerifyResult::OK {
-                return Err(Error::Certificate {
-                    server,
-                    detail: verify.error_string().to_owned(),
-                });
+        if !self.options.insecure {
+            let param = ssl.param_mut();
+            param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+            match ip {
+                Some(ip) => param.set_ip(ip),
+                None => param.set_host(self.host),
             }
-            Err(tls_err(diagnose(&mid.error().to_string())))
+            .map_err(|e| tls_err(reasons(&e)))?;
         }
-        Err(HandshakeError::WouldBlock(_)) => Err(Error::Timeout {
-            stage: crate::error::Stage::TlsHandshake,
-            after: timeout,
-        }),
-        Err(HandshakeError::SetupFailure(e)) => Err(tls_err(e.to_string())),
+        match ssl.connect(tcp) {
+            Ok(stream) => Ok(Connection::Tls(Box::new(stream))),
+            Err(HandshakeError::Failure(mid)) => {
+                let verify = mid.ssl().verify_result();
+                // With verification off OpenSSL still records what it found; that is not
+                // why the handshake failed.
+                if !self.options.insecure && verify != X509VerifyResult::OK {
+                    return Err(Error::Certificate {
+                        server,
+                        detail: verify.error_string().to_owned(),
+                    });
+                }
+                Err(tls_err(diagnose(mid.error(), kind)))
+            }
+            Err(HandshakeError::WouldBlock(_)) => Err(Error::Timeout {
+                stage: Stage::TlsHandshake,
+                after: self.timeout,
+            }),
+            Err(HandshakeError::SetupFailure(e)) => Err(tls_err(reasons(&e))),
+        }
     }
 }
 
-/// Turns OpenSSL's words for "that was not TLS" into advice.
-fn diagnose(detail: &str) -> String {
-    const PLAIN_TEXT_SIGNS: [&str; 3] = [
+/// OpenSSL's reasons, without its codes, function names and source file positions.
+fn reasons(stack: &ErrorStack) -> String {
+    let reasons: Vec<&str> = stack.errors().iter().filter_map(|e| e.reason()).collect();
+    if reasons.is_empty() {
+        stack.to_string()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// Says why a handshake failed, and what to try where the cause is a known mistake.
+fn diagnose(error: &openssl::ssl::Error, kind: Handshake) -> String {
+    let detail = match error.ssl_error() {
+        Some(stack) => reasons(stack),
+        None => match error.io_error() {
+            Some(io) => io.to_string(),
+            None => "the connection ended during the handshake".to_owned(),
+        },
+    };
+    const CLEAR_TEXT_SIGNS: [&str; 3] = [
         "wrong version number",
         "packet length too long",
         "record layer failure",
     ];
-    if PLAIN_TEXT_SIGNS.iter().any(|s| detail.contains(s)) {
-        format!(
+    let clear_text = CLEAR_TEXT_SIGNS.iter().any(|s| detail.contains(s));
+    match (clear_text, kind) {
+        (true, Handshake::Implicit) => format!(
             "{detail}: the server answered in clear text, so this port does not speak \
              implicit TLS; use --tls starttls (or --tls auto with the submission port 587)"
-        )
-    } else {
-        detail.to_owned()
+        ),
+        (true, Handshake::AfterStartTls) => {
+            format!("{detail}: the server sent clear text after agreeing to start TLS")
+        }
+        (false, _) => detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::x509::extension::BasicConstraints;
+    use openssl::x509::{X509, X509NameBuilder, X509StoreContext};
+
+    fn key() -> PKey<Private> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    }
+
+    fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        match issuer {
+            Some((ca, ca_key)) => {
+                b.set_issuer_name(ca.subject_name()).unwrap();
+                b.sign(ca_key, MessageDigest::sha256()).unwrap();
+            }
+            None => {
+                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                    .unwrap();
+                b.set_issuer_name(&name).unwrap();
+                b.sign(key, MessageDigest::sha256()).unwrap();
+            }
+        }
+        b.build()
+    }
+
+    #[test]
+    fn the_hashed_directory_store_finds_the_issuer_when_asked() {
+        let dir = std::env::temp_dir().join(format!("outbox-hashdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = key();
+        let ca = cert("outbox unit CA", &ca_key, None);
+        let leaf = cert("mx.example.test", &key(), Some((&ca, &ca_key)));
+        let other_key = key();
+        let other_ca = cert("other CA", &other_key, None);
+        let stranger = cert("mx.example.test", &key(), Some((&other_ca, &other_key)));
+        // Named as OpenSSL's rehash names it: the subject hash, then ".0".
+        let link = dir.join(format!("{:08x}.0", ca.subject_name_hash()));
+        std::fs::write(&link, ca.to_pem().unwrap()).unwrap();
+        assert!(has_hashed_links(&dir));
+
+        let store = hashed_dir_store(dir.to_str().unwrap()).unwrap();
+        let verify = |cert: &X509| {
+            let chain = openssl::stack::Stack::new().unwrap();
+            let mut ctx = X509StoreContext::new().unwrap();
+            ctx.init(&store, cert, &chain, |c| c.verify_cert()).unwrap()
+        };
+        let trusted = verify(&leaf);
+        let untrusted = verify(&stranger);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(trusted);
+        assert!(!untrusted);
+    }
+
+    #[test]
+    fn hashed_links_are_told_from_other_files() {
+        let dir = std::env::temp_dir().join(format!("outbox-nohash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca-bundle.crt"), "x").unwrap();
+        std::fs::write(dir.join("zz.0"), "x").unwrap();
+        let found = has_hashed_links(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!found);
+    }
+
+    #[test]
+    fn tls_modes_parse_in_any_case() {
+        assert_eq!(TlsMode::parse("STARTTLS"), Some(TlsMode::StartTls));
+        assert_eq!(TlsMode::parse("Implicit"), Some(TlsMode::Implicit));
+        assert_eq!(TlsMode::parse("sometimes"), None);
     }
 }
