@@ -28,9 +28,7 @@ pub trait IoTimeout {
 
 impl IoTimeout for std::net::TcpStream {
     fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        let t = Some(timeout.max(Duration::from_millis(1)));
-        self.set_read_timeout(t)?;
-        self.set_write_timeout(t)
+        super::tls::prepare_socket(self, timeout)
     }
 }
 
