@@ -179,6 +179,19 @@ fn starttls_against_an_implicit_tls_port_says_so() {
 
 // --- Certificates ----------------------------------------------------------------------
 
+/// `--server localhost:PORT --tls starttls --tls-ca-file CA` then `rest`.
+fn starttls_to<'a>(server: &SmtpServer, rest: &[&'a str]) -> Vec<&'a str> {
+    let args = [
+        "--server",
+        by_name(&server.addr()).leak(),
+        "--tls",
+        "starttls",
+        "--tls-ca-file",
+        ca().leak(),
+    ];
+    args.into_iter().chain(rest.iter().copied()).collect()
+}
+
 fn starttls_server_with(cert: &std::path::Path, key: &std::path::Path) -> SmtpServer {
     SmtpServer::builder().starttls().cert(cert, key).start()
 }
@@ -187,15 +200,7 @@ fn starttls_server_with(cert: &std::path::Path, key: &std::path::Path) -> SmtpSe
 fn an_untrusted_ca_is_77() {
     let pki = TestPki::shared();
     let server = starttls_server_with(pki.untrusted_cert(), pki.untrusted_key());
-    let out = outbox(&[
-        "--server",
-        &by_name(&server.addr()),
-        "--tls",
-        "starttls",
-        "--tls-ca-file",
-        &ca(),
-        "b@example.test",
-    ]);
+    let out = outbox(&starttls_to(&server, &["b@example.test"]));
     out.assert_code(77).assert_stderr_contains("not trusted");
     assert!(server.messages().is_empty());
 }
@@ -257,17 +262,9 @@ fn a_certificate_for_another_host_is_77_and_insecure_accepts_it_loudly() {
 fn an_expired_certificate_is_77() {
     let pki = TestPki::shared();
     let server = starttls_server_with(pki.expired_cert(), pki.expired_key());
-    outbox(&[
-        "--server",
-        &by_name(&server.addr()),
-        "--tls",
-        "starttls",
-        "--tls-ca-file",
-        &ca(),
-        "b@example.test",
-    ])
-    .assert_code(77)
-    .assert_stderr_contains("expired");
+    outbox(&starttls_to(&server, &["b@example.test"]))
+        .assert_code(77)
+        .assert_stderr_contains("expired");
 }
 
 #[test]
