@@ -105,6 +105,11 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Keep a message that cannot be delivered now (4xx, server down) in the queue and
+    /// exit 0; `outbox queue flush` sends it later
+    #[arg(long)]
+    pub queue: bool,
+
     /// Show the SMTP dialogue on standard error
     #[arg(short = 'v', long)]
     pub verbose: bool,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::envelope::Mailbox;
+use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
 use crate::smtp::auth::Secret;
 use crate::smtp::tls::TlsMode;
@@ -42,6 +42,13 @@ pub struct Account {
     pub ehlo_name: Option<String>,
     #[serde(default, deserialize_with = "timeout")]
     pub timeout: Option<f64>,
+    /// Keep a message that cannot be delivered now in the queue (the compose face;
+    /// the sendmail face always does).
+    pub queue: Option<bool>,
+    pub queue_dir: Option<PathBuf>,
+    /// Days a queued message is retried before it is moved to `failed`.
+    #[serde(default, deserialize_with = "lifetime")]
+    pub queue_lifetime: Option<f64>,
 }
 
 impl Account {
@@ -61,6 +68,9 @@ impl Account {
             from: self.from.or(base.from),
             ehlo_name: self.ehlo_name.or(base.ehlo_name),
             timeout: self.timeout.or(base.timeout),
+            queue: self.queue.or(base.queue),
+            queue_dir: self.queue_dir.or(base.queue_dir),
+            queue_lifetime: self.queue_lifetime.or(base.queue_lifetime),
         }
     }
 }
@@ -72,6 +82,25 @@ struct File {
     default: Account,
     #[serde(default)]
     account: BTreeMap<String, Account>,
+    #[serde(default)]
+    aliases: BTreeMap<String, Aliases>,
+}
+
+/// The addresses a local name stands for: `root = "admin@example.com, ops@example.com"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aliases(pub Vec<Address>);
+
+impl<'de> Deserialize<'de> for Aliases {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Aliases, D::Error> {
+        let text = String::deserialize(d)?;
+        let list = Mailbox::parse_list(&text).map_err(serde::de::Error::custom)?;
+        if list.is_empty() {
+            return Err(serde::de::Error::custom(
+                "an alias needs at least one address",
+            ));
+        }
+        Ok(Aliases(list.into_iter().map(|m| m.address).collect()))
+    }
 }
 
 /// A loaded configuration file.
@@ -80,6 +109,7 @@ pub struct Config {
     pub path: PathBuf,
     default: Account,
     accounts: BTreeMap<String, Account>,
+    aliases: BTreeMap<String, Aliases>,
     /// Things worth saying that do not stop the run (a password readable by others).
     pub warnings: Vec<String>,
 }
@@ -141,6 +171,7 @@ impl Config {
             path: path.to_owned(),
             default: Account::default(),
             accounts: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -169,6 +200,7 @@ impl Config {
             path: path.to_owned(),
             default: file.default,
             accounts: file.account,
+            aliases: file.aliases,
             warnings: Vec::new(),
         })
     }
@@ -213,6 +245,12 @@ impl Config {
             }
         }
         Ok(self.default.clone())
+    }
+
+    /// The `[aliases]` table: local names and the addresses they stand for; the name
+    /// `default` takes every local name that has no entry of its own.
+    pub fn aliases(&self) -> &BTreeMap<String, Aliases> {
+        &self.aliases
     }
 
     fn names(&self) -> String {
@@ -281,6 +319,16 @@ fn ehlo_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
     let text = String::deserialize(d)?;
     crate::smtp::command::Command::ehlo(&text).map_err(serde::de::Error::custom)?;
     Ok(Some(text))
+}
+
+fn lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let days = f64::deserialize(d)?;
+    if !(days > 0.0 && days <= 365.0) {
+        return Err(serde::de::Error::custom(
+            "the queue lifetime must be from 0 to 365 days",
+        ));
+    }
+    Ok(Some(days))
 }
 
 fn password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
@@ -410,6 +458,25 @@ password = "hunter2-secret"
                 "{text:?}: {m}"
             );
         }
+    }
+
+    #[test]
+    fn aliases_and_queue_keys() {
+        let c = parse(
+            "[default]\nqueue = true\nqueue_dir = \"/tmp/q\"\nqueue_lifetime = 2.5\n\n\
+             [aliases]\nroot = \"admin@example.test, Ops <ops@example.test>\"\n\
+             default = \"catchall@example.test\"\n",
+        )
+        .unwrap();
+        let a = c.account(None, None).unwrap();
+        assert_eq!(a.queue, Some(true));
+        assert_eq!(a.queue_lifetime, Some(2.5));
+        let root: Vec<&str> = c.aliases()["root"].0.iter().map(|a| a.as_str()).collect();
+        assert_eq!(root, ["admin@example.test", "ops@example.test"]);
+        let m = config_error("[aliases]\nroot = \"not an address\"\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:2: root:"), "{m}");
+        let m = config_error("[default]\nqueue_lifetime = 0\n");
+        assert!(m.contains("queue_lifetime"), "{m}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub enum Stage {
     Message,
     /// The reply to the final dot.
     EndOfData,
+    Rset,
     Quit,
 }
 
@@ -45,6 +46,7 @@ impl fmt::Display for Stage {
             Stage::Data => "DATA",
             Stage::Message => "message transfer",
             Stage::EndOfData => "end of data",
+            Stage::Rset => "RSET",
             Stage::Quit => "QUIT",
         })
     }

@@ -34,6 +34,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod exit;
+pub mod outcome;
 pub mod settings;
 pub mod smtp;
 
@@ -64,87 +65,130 @@ pub fn submit_with(
     settings: &Settings,
     envelope: &Envelope,
     message: &Message,
-    mut transcript: Option<Transcript>,
+    transcript: Option<Transcript>,
 ) -> Result<Receipt, Error> {
-    // Before connecting: a prompt must not keep a server waiting.
-    let credentials = settings.credentials()?;
-    // A CA file that cannot be read is found before anything is sent.
-    if let Some(ca) = &settings.tls.ca_file
-        && settings.tls.mode != TlsMode::None
-        && let Err(source) = std::fs::metadata(ca)
-    {
-        return Err(Error::NoInput {
-            path: ca.clone(),
-            source,
-        });
-    }
-    if let Some(t) = &mut transcript {
-        t.note(&format!("connecting to {}", settings.server));
-    }
-    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
-    if let Some(t) = &mut transcript
-        && let Ok(peer) = tcp.peer_addr()
-    {
-        t.note(&format!("connected to {peer}"));
-    }
-    let ehlo_name = settings
-        .ehlo_name
-        .clone()
-        .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
-    let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
-        options: &settings.tls,
-        host: &settings.server.host,
-        port: settings.server.port,
-        timeout: settings.timeouts.greeting,
-    });
-    let implicit = match settings.tls.mode {
-        TlsMode::Implicit => true,
-        TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
-        TlsMode::StartTls | TlsMode::None => false,
-    };
-    let connection = match &client {
-        Some(client) if implicit => client.handshake(tcp, Handshake::Implicit)?,
-        _ => Connection::Plain(tcp),
-    };
-    let mut session =
-        Session::new(connection, settings.timeouts.clone()).with_transcript(transcript);
-    if let Some(info) = session.stream().tls_info() {
-        session.note(&format!("TLS: {info}"));
-    }
-    let result = deliver(
-        &mut session,
-        settings,
-        client.as_ref(),
-        &ehlo_name,
-        credentials.as_ref(),
-        envelope,
-        message,
-    );
-    // A server that speaks implicit TLS says nothing until the client starts a
-    // handshake: a silent greeting on such a port is the likely mistake.
-    let result = result.map_err(|e| match e {
-        Error::Timeout {
-            stage: Stage::Greeting,
-            ..
-        } if !implicit => Error::Hint {
-            error: Box::new(e),
-            hint: "a server that speaks implicit TLS (as on port 465) waits in silence for \
-                   the client to begin; if this is such a port, use --tls implicit"
-                .into(),
-        },
-        e => e,
-    });
-    match result {
-        Ok(receipt) => {
-            // The message is the server's now; a failed goodbye changes nothing.
-            if let Err(e) = session.quit() {
-                session.note(&format!("QUIT failed after the message was accepted: {e}"));
-            }
-            Ok(receipt)
+    let mut client = Client::connect(settings, transcript)?;
+    let result = client.send(envelope, message);
+    client.finish(result.is_ok());
+    result
+}
+
+/// A session ready for mail: greeted, TLS and AUTH done as the settings ask. Many
+/// messages can go over it one after the other ([`Client::send`]).
+pub struct Client {
+    session: Session<Connection>,
+}
+
+impl Client {
+    /// Connects and gets the session ready: greeting, EHLO, STARTTLS, AUTH.
+    pub fn connect(
+        settings: &Settings,
+        mut transcript: Option<Transcript>,
+    ) -> Result<Client, Error> {
+        // Before connecting: a prompt must not keep a server waiting.
+        let credentials = settings.credentials()?;
+        // A CA file that cannot be read is found before anything is sent.
+        if let Some(ca) = &settings.tls.ca_file
+            && settings.tls.mode != TlsMode::None
+            && let Err(source) = std::fs::metadata(ca)
+        {
+            return Err(Error::NoInput {
+                path: ca.clone(),
+                source,
+            });
         }
-        Err(e) => {
-            session.abort();
-            Err(e)
+        if let Some(t) = &mut transcript {
+            t.note(&format!("connecting to {}", settings.server));
+        }
+        let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
+        if let Some(t) = &mut transcript
+            && let Ok(peer) = tcp.peer_addr()
+        {
+            t.note(&format!("connected to {peer}"));
+        }
+        let ehlo_name = settings
+            .ehlo_name
+            .clone()
+            .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
+        let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
+            options: &settings.tls,
+            host: &settings.server.host,
+            port: settings.server.port,
+            timeout: settings.timeouts.greeting,
+        });
+        let implicit = match settings.tls.mode {
+            TlsMode::Implicit => true,
+            TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
+            TlsMode::StartTls | TlsMode::None => false,
+        };
+        let connection = match &client {
+            Some(client) if implicit => client.handshake(tcp, Handshake::Implicit)?,
+            _ => Connection::Plain(tcp),
+        };
+        let mut session =
+            Session::new(connection, settings.timeouts.clone()).with_transcript(transcript);
+        if let Some(info) = session.stream().tls_info() {
+            session.note(&format!("TLS: {info}"));
+        }
+        let ready = establish(
+            &mut session,
+            settings,
+            client.as_ref(),
+            &ehlo_name,
+            credentials.as_ref(),
+        );
+        match ready {
+            Ok(()) => Ok(Client { session }),
+            Err(e) => {
+                session.abort();
+                // A server that speaks implicit TLS says nothing until the client starts
+                // a handshake: a silent greeting on such a port is the likely mistake.
+                Err(match e {
+                    Error::Timeout {
+                        stage: Stage::Greeting,
+                        ..
+                    } if !implicit => Error::Hint {
+                        error: Box::new(e),
+                        hint: "a server that speaks implicit TLS (as on port 465) waits in \
+                               silence for the client to begin; if this is such a port, use \
+                               --tls implicit"
+                            .into(),
+                    },
+                    e => e,
+                })
+            }
+        }
+    }
+
+    /// Sends one message. After a failed transaction the session is reset (RSET) when
+    /// it can still be used, so the next message can follow on the same connection.
+    pub fn send(&mut self, envelope: &Envelope, message: &Message) -> Result<Receipt, Error> {
+        let result = send_on(&mut self.session, envelope, message);
+        if result.is_err() && self.session.is_usable() {
+            let _ = self.session.rset();
+        }
+        result
+    }
+
+    /// Whether another message can be sent over this connection.
+    pub fn is_usable(&self) -> bool {
+        self.session.is_usable()
+    }
+
+    pub fn note(&mut self, text: &str) {
+        self.session.note(text);
+    }
+
+    /// Ends the session: QUIT, politely. When `delivered`, what was sent is the
+    /// server's now, and a failed goodbye changes nothing.
+    pub fn finish(mut self, delivered: bool) {
+        if delivered {
+            if let Err(e) = self.session.quit() {
+                self.session
+                    .note(&format!("QUIT failed after the message was accepted: {e}"));
+            }
+        } else {
+            self.session.abort();
         }
     }
 }
@@ -152,8 +196,9 @@ pub fn submit_with(
 /// Implicit TLS for submission (RFC 8314 §3.3).
 const IMPLICIT_TLS_PORT: u16 = 465;
 
-/// The policy of a session after the greeting: STARTTLS where the mode asks for it,
-/// AUTH when credentials are given, then the transaction.
+/// Getting a session and then sending one message: what `submit` does, over any
+/// channel (the tests drive it with a scripted peer).
+#[cfg(test)]
 fn deliver<S: Channel>(
     session: &mut Session<S>,
     settings: &Settings,
@@ -163,6 +208,30 @@ fn deliver<S: Channel>(
     envelope: &Envelope,
     message: &Message,
 ) -> Result<Receipt, Error> {
+    establish(session, settings, client, ehlo_name, credentials)?;
+    send_on(session, envelope, message)
+}
+
+/// One transaction, with the MAIL parameters this server and message call for.
+fn send_on<S: Channel>(
+    session: &mut Session<S>,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<Receipt, Error> {
+    let caps = session.capabilities();
+    let params = mail_params(|k| caps.has(k), envelope, message)?;
+    session.transaction(envelope, &params, &mut message.as_bytes())
+}
+
+/// The policy of a session after connecting: greeting and EHLO, STARTTLS where the
+/// mode asks for it, AUTH when credentials are given.
+fn establish<S: Channel>(
+    session: &mut Session<S>,
+    settings: &Settings,
+    client: Option<&TlsClient<'_>>,
+    ehlo_name: &str,
+    credentials: Option<&Credentials>,
+) -> Result<(), Error> {
     let loopback = session.stream().peer_is_loopback();
     session.greeting()?;
     session.ehlo(ehlo_name)?;
@@ -199,9 +268,7 @@ fn deliver<S: Channel>(
     if let Some(credentials) = credentials {
         authenticate(session, settings, credentials, loopback)?;
     }
-    let caps = session.capabilities();
-    let params = mail_params(|k| caps.has(k), envelope, message)?;
-    session.transaction(envelope, &params, &mut message.as_bytes())
+    Ok(())
 }
 
 /// AUTH with the configured mechanism, or the strongest the server offers.

@@ -1,11 +1,13 @@
 //! Validated settings for a session, from the command line and the environment.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::Cli;
 use crate::config::{Account, Config};
-use crate::envelope::Mailbox;
+use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
 use crate::smtp::auth::{Credentials, Mechanism, Secret};
 use crate::smtp::command::Command;
@@ -25,7 +27,20 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// The sender the account names, for when `-f` is not given.
     pub from: Option<Mailbox>,
+    /// Keep a message that cannot be delivered now in the queue, and exit 0.
+    pub queue: bool,
+    /// The queue's directory when not the default one.
+    pub queue_dir: Option<PathBuf>,
+    /// How long a queued message is retried before it moves to `failed`.
+    pub queue_lifetime: Duration,
+    /// Local names and the addresses they stand for (`default` for all others).
+    pub aliases: BTreeMap<String, Vec<Address>>,
+    /// The domain a local name gets when no alias takes it.
+    pub local_domain: String,
 }
+
+/// Five days, as sendmail's and Postfix's queues keep a message by default.
+pub const DEFAULT_QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 24 * 3600);
 
 /// Who to log in as, how, and where the secret comes from.
 #[derive(Clone, Debug)]
@@ -116,6 +131,20 @@ impl Settings {
             insecure: cli.tls_insecure || account.tls_insecure.unwrap_or(false),
         };
         let auth = auth_settings(cli, &account)?;
+        let local_domain = account
+            .from
+            .as_ref()
+            .or(from_flag.as_ref())
+            .and_then(|m| m.address.domain().map(str::to_owned))
+            .unwrap_or_else(fqdn);
+        let aliases = config
+            .map(|c| {
+                c.aliases()
+                    .iter()
+                    .map(|(name, list)| (name.clone(), list.0.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Settings {
             server,
             ehlo_name,
@@ -124,7 +153,44 @@ impl Settings {
             tls,
             auth,
             from: account.from,
+            queue: cli.queue || account.queue.unwrap_or(false),
+            queue_dir: account.queue_dir,
+            queue_lifetime: account
+                .queue_lifetime
+                .map_or(DEFAULT_QUEUE_LIFETIME, |days| {
+                    Duration::from_secs_f64(days * 24.0 * 3600.0)
+                }),
+            aliases,
+            local_domain,
         })
+    }
+
+    /// What a recipient stands for. A local name (no `@`, as cron's `root`) becomes its
+    /// alias, else the `default` alias, else the name at the local domain; the second
+    /// value says what was done, for `-v`. An address with a domain is left alone.
+    pub fn expand(&self, recipient: &Address) -> (Vec<Address>, Option<String>) {
+        if recipient.domain().is_some() {
+            return (vec![recipient.clone()], None);
+        }
+        let name = recipient.as_str();
+        if let Some(list) = self
+            .aliases
+            .get(name)
+            .or_else(|| self.aliases.get("default"))
+        {
+            let shown: Vec<&str> = list.iter().map(Address::as_str).collect();
+            return (
+                list.clone(),
+                Some(format!("{name} is an alias for {}", shown.join(", "))),
+            );
+        }
+        match Address::new(&format!("{name}@{}", self.local_domain)) {
+            Ok(full) => {
+                let note = format!("{name} has no alias: sending to {full}");
+                (vec![full], Some(note))
+            }
+            Err(_) => (vec![recipient.clone()], None),
+        }
     }
 
     /// The user and secret to log in with, if any; this may run the password command
@@ -440,6 +506,36 @@ mod tests {
             s.auth.map(|a| a.password),
             Some(PasswordSource::Given(_))
         ));
+    }
+
+    #[test]
+    fn local_names_become_addresses() {
+        let config = Config::parse(
+            "[default]\nfrom = \"me@example.test\"\n[aliases]\nroot = \"admin@example.test, ops@example.test\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "x@example.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        let a = |t: &str| Address::new(t).unwrap();
+        let (root, note) = s.expand(&a("root"));
+        assert_eq!(root, [a("admin@example.test"), a("ops@example.test")]);
+        assert!(note.unwrap().contains("alias"));
+        let (www, note) = s.expand(&a("www-data"));
+        assert_eq!(www, [a("www-data@example.test")]);
+        assert!(note.unwrap().contains("www-data@example.test"));
+        assert_eq!(
+            s.expand(&a("x@other.test")),
+            (vec![a("x@other.test")], None)
+        );
+
+        let config = Config::parse(
+            "[aliases]\ndefault = \"catchall@example.test\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert_eq!(s.expand(&a("anyone")).0, [a("catchall@example.test")]);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub enum Command {
         params: Vec<Arg>,
     },
     Data,
+    Rset,
     Quit,
     StartTls,
     /// `AUTH mechanism [initial-response]` (RFC 4954 §4), the response in base64.
@@ -146,6 +147,7 @@ impl Command {
             Command::Mail { .. } => "MAIL FROM",
             Command::Rcpt { .. } => "RCPT TO",
             Command::Data => "DATA",
+            Command::Rset => "RSET",
             Command::Quit => "QUIT",
             Command::StartTls => "STARTTLS",
             Command::Auth { .. } | Command::AuthResponse(_) => "AUTH",
@@ -193,6 +195,7 @@ impl fmt::Display for Command {
                 write_params(f, params)?;
             }
             Command::Data => f.write_str("DATA")?,
+            Command::Rset => f.write_str("RSET")?,
             Command::Quit => f.write_str("QUIT")?,
             Command::StartTls => f.write_str("STARTTLS")?,
             Command::Auth { mechanism, initial } => {
@@ -243,6 +246,7 @@ mod tests {
             ),
             (Command::Data, "DATA\r\n"),
             (Command::StartTls, "STARTTLS\r\n"),
+            (Command::Rset, "RSET\r\n"),
             (
                 Command::auth("PLAIN", Some("AGEAYg==")).unwrap(),
                 "AUTH PLAIN AGEAYg==\r\n",

@@ -282,6 +282,19 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.expect(Stage::EndOfData, reply, &[250], "250")
     }
 
+    /// `RSET`: 250. Ends a transaction that went wrong, so the next can begin on the
+    /// same connection (RFC 5321 §4.1.1.5).
+    pub fn rset(&mut self) -> Result<Reply, Error> {
+        let reply = self.command(&Command::Rset, Stage::Rset, self.timeouts.mail)?;
+        self.expect(Stage::Rset, reply, &[250], "250")
+    }
+
+    /// Whether the connection can carry another command (no 421, close, garbage or
+    /// timeout so far).
+    pub fn is_usable(&self) -> bool {
+        !self.dead
+    }
+
     /// `QUIT`: 221.
     pub fn quit(&mut self) -> Result<Reply, Error> {
         let reply = self.command(&Command::Quit, Stage::Quit, self.timeouts.quit)?;

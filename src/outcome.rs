@@ -1,0 +1,171 @@
+//! What became of each recipient of a submission: accepted, to be retried, or refused
+//! for good. The queue keeps the second kind; the third is reported (and kept aside).
+
+use crate::Envelope;
+use crate::envelope::Address;
+use crate::error::{Error, Stage};
+use crate::exit;
+use crate::smtp::session::{Receipt, RecipientResult};
+
+/// One submission's result, recipient by recipient.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub accepted: Vec<Address>,
+    /// Refused for now, or never reached (server down, connection lost): retry later.
+    pub retry: Vec<Address>,
+    pub retry_reason: String,
+    /// Refused for good.
+    pub failed: Vec<Address>,
+    pub failed_reason: String,
+    /// The exit code the permanent failures call for (0 if there are none).
+    pub failed_code: u8,
+}
+
+impl Outcome {
+    /// Sorts each recipient of `envelope` by what `result` says of it.
+    pub fn of(envelope: &Envelope, result: &Result<Receipt, Error>) -> Outcome {
+        match result {
+            Ok(receipt) => Outcome::of_recipients(&receipt.recipients),
+            Err(Error::NoRecipients { refused }) => Outcome::of_recipients(refused),
+            Err(e) => {
+                let mut outcome = Outcome::default();
+                if exit::code(e) == exit::TEMPFAIL {
+                    outcome.retry = envelope.to.clone();
+                    outcome.retry_reason = e.to_string();
+                } else {
+                    outcome.failed = envelope.to.clone();
+                    outcome.failed_reason = e.to_string();
+                    outcome.failed_code = exit::code(e);
+                }
+                outcome
+            }
+        }
+    }
+
+    fn of_recipients(results: &[RecipientResult]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut retry_replies = Vec::new();
+        let mut failed = Vec::new();
+        for r in results {
+            if r.accepted {
+                outcome.accepted.push(r.recipient.clone());
+            } else if exit::reply_code(Stage::RcptTo, &r.reply) == exit::TEMPFAIL {
+                outcome.retry.push(r.recipient.clone());
+                retry_replies.push(format!("<{}>: {}", r.recipient, one_line(&r.reply)));
+            } else {
+                outcome.failed.push(r.recipient.clone());
+                failed.push(r.clone());
+            }
+        }
+        outcome.retry_reason = retry_replies.join("; ");
+        outcome.failed_reason = failed
+            .iter()
+            .map(|r| format!("<{}>: {}", r.recipient, one_line(&r.reply)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        outcome.failed_code = exit::refusals_code(&failed).unwrap_or(exit::OK);
+        outcome
+    }
+}
+
+/// A reply on one line, for a queue entry's "last error".
+fn one_line(reply: &crate::smtp::reply::Reply) -> String {
+    reply.to_string().replace('\n', " / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::reply::Reply;
+    use std::time::Duration;
+
+    fn a(s: &str) -> Address {
+        Address::new(s).unwrap()
+    }
+
+    fn reply(code: u16) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec!["text".into()],
+        }
+    }
+
+    fn result(to: &str, code: u16) -> RecipientResult {
+        RecipientResult {
+            recipient: a(to),
+            reply: reply(code),
+            accepted: code < 300,
+        }
+    }
+
+    fn envelope() -> Envelope {
+        Envelope::new(
+            Some(a("f@example.test")),
+            [
+                a("ok@example.test"),
+                a("later@example.test"),
+                a("never@example.test"),
+            ],
+        )
+    }
+
+    #[test]
+    fn per_recipient_verdicts() {
+        let receipt = Receipt {
+            recipients: vec![
+                result("ok@example.test", 250),
+                result("later@example.test", 450),
+                result("never@example.test", 550),
+            ],
+            reply: reply(250),
+        };
+        let o = Outcome::of(&envelope(), &Ok(receipt));
+        assert_eq!(o.accepted, [a("ok@example.test")]);
+        assert_eq!(o.retry, [a("later@example.test")]);
+        assert_eq!(o.failed, [a("never@example.test")]);
+        assert_eq!(o.failed_code, 67);
+        assert!(o.retry_reason.contains("450"), "{}", o.retry_reason);
+        assert!(o.failed_reason.contains("<never@example.test>: 550"));
+    }
+
+    #[test]
+    fn all_refused_is_sorted_the_same_way() {
+        let refused = vec![
+            result("ok@example.test", 452),
+            result("later@example.test", 552),
+            result("never@example.test", 554),
+        ];
+        let o = Outcome::of(&envelope(), &Err(Error::NoRecipients { refused }));
+        assert!(o.accepted.is_empty());
+        // 552 to RCPT is "too many recipients": temporary.
+        assert_eq!(o.retry.len(), 2);
+        assert_eq!(o.failed, [a("never@example.test")]);
+        assert_eq!(o.failed_code, 69);
+    }
+
+    #[test]
+    fn a_server_that_is_down_means_retry_for_everyone() {
+        let err = Error::Timeout {
+            stage: Stage::Greeting,
+            after: Duration::from_secs(1),
+        };
+        let o = Outcome::of(&envelope(), &Err(err));
+        assert_eq!(o.retry.len(), 3);
+        assert!(o.failed.is_empty());
+        assert_eq!(o.failed_code, 0);
+    }
+
+    #[test]
+    fn a_permanent_refusal_of_the_message_fails_everyone() {
+        let err = Error::Refused {
+            stage: Stage::EndOfData,
+            reply: reply(554),
+        };
+        let o = Outcome::of(&envelope(), &Err(err));
+        assert!(o.retry.is_empty());
+        assert_eq!(o.failed.len(), 3);
+        assert_eq!(o.failed_code, 69);
+        assert!(o.failed_reason.contains("554"));
+    }
+}
