@@ -77,6 +77,8 @@ pub fn submit_with(
 /// messages can go over it one after the other ([`Client::send`]).
 pub struct Client {
     session: Session<Connection>,
+    /// The last transaction failed part-way: RSET before the next (RFC 5321 §4.1.1.5).
+    needs_reset: bool,
 }
 
 impl Client {
@@ -138,7 +140,10 @@ impl Client {
             credentials.as_ref(),
         );
         match ready {
-            Ok(()) => Ok(Client { session }),
+            Ok(()) => Ok(Client {
+                session,
+                needs_reset: false,
+            }),
             Err(e) => {
                 session.abort();
                 // A server that speaks implicit TLS says nothing until the client starts
@@ -160,13 +165,14 @@ impl Client {
         }
     }
 
-    /// Sends one message. After a failed transaction the session is reset (RSET) when
-    /// it can still be used, so the next message can follow on the same connection.
+    /// Sends one message. After a failed transaction the next begins with RSET, so it
+    /// can follow on the same connection.
     pub fn send(&mut self, envelope: &Envelope, message: &Message) -> Result<Receipt, Error> {
-        let result = send_on(&mut self.session, envelope, message);
-        if result.is_err() && self.session.is_usable() {
-            let _ = self.session.rset();
+        if self.needs_reset {
+            self.session.rset()?;
         }
+        let result = send_on(&mut self.session, envelope, message);
+        self.needs_reset = result.is_err();
         result
     }
 
