@@ -44,6 +44,7 @@ pub use error::{Error, Stage};
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
+
 use smtp::auth::{Credentials, Mechanism};
 use smtp::tls::{Channel, Connection, Handshake, TlsClient, TlsMode};
 
@@ -69,7 +70,7 @@ pub fn submit_with(
 ) -> Result<Receipt, Error> {
     let mut client = Client::connect(settings, transcript)?;
     let result = client.send(envelope, message);
-    client.finish(result.is_ok());
+    client.finish();
     result
 }
 
@@ -185,16 +186,13 @@ impl Client {
         self.session.note(text);
     }
 
-    /// Ends the session: QUIT, politely. When `delivered`, what was sent is the
-    /// server's now, and a failed goodbye changes nothing.
-    pub fn finish(mut self, delivered: bool) {
-        if delivered {
-            if let Err(e) = self.session.quit() {
-                self.session
-                    .note(&format!("QUIT failed after the message was accepted: {e}"));
-            }
-        } else {
-            self.session.abort();
+    /// Ends the session with QUIT where the connection still allows it. Whatever was
+    /// accepted is the server's already: a failed goodbye changes nothing.
+    pub fn finish(mut self) {
+        if self.session.is_usable()
+            && let Err(e) = self.session.quit()
+        {
+            self.session.note(&format!("QUIT failed: {e}"));
         }
     }
 }

@@ -1,32 +1,41 @@
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use outbox::cli::Cli;
-use outbox::compose::{self, Attachment, Draft};
-use outbox::config::Config;
-use outbox::envelope::{Envelope, Mailbox};
-use outbox::error::{self, Error};
-use outbox::smtp::command::Command;
-use outbox::smtp::data::DotWriter;
-use outbox::smtp::session::envelope_commands;
-use outbox::smtp::tls::TlsMode;
-use outbox::{Message, Settings, exit, settings};
+use outbox::error::Error;
+use outbox::exit;
+
+mod cmd;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let program = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let first = args.get(1).and_then(|a| a.to_str());
+    let result = match (program.as_str(), first) {
+        // Installed as sendmail (or mailq), outbox speaks sendmail(1).
+        ("sendmail" | "mailq", _) => cmd::sendmail::run(&program, &args[1..]),
+        (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
+        (_, Some("queue")) => cmd::queue::run(&args[2..]),
+        _ => match Cli::try_parse_from(&args) {
+            Ok(cli) => cmd::compose::run(&cli),
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() {
+                    exit::USAGE
+                } else {
+                    exit::OK
+                });
+            }
+        },
     };
-    match run(&cli) {
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {
@@ -36,200 +45,5 @@ fn main() -> ExitCode {
             eprintln!("outbox: {e}");
             ExitCode::from(code)
         }
-    }
-}
-
-/// The compose face: build the message from flags and body, then send it (or show it).
-fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let config = Config::load_default()?;
-    for warning in config.iter().flat_map(|c| &c.warnings) {
-        eprintln!("outbox: warning: {warning}");
-    }
-    let settings = Settings::resolve(cli, config.as_ref())?;
-    let (draft, envelope) = draft_and_envelope(cli, settings.from.as_ref())?;
-    let message = compose::build(&draft, &settings::fqdn())?;
-    if cli.dry_run {
-        dry_run(&envelope, &message)?;
-        return Ok(exit::OK);
-    }
-    if settings.server.port == 465 && matches!(settings.tls.mode, TlsMode::StartTls | TlsMode::None)
-    {
-        eprintln!(
-            "outbox: warning: port 465 is for implicit TLS (RFC 8314); a server there waits \
-             in silence for a handshake: use --tls implicit"
-        );
-    }
-    if settings.tls.insecure {
-        eprintln!(
-            "outbox: warning: TLS certificates are not checked (--tls-insecure): \
-             anyone in the path can pose as {}",
-            settings.server.host
-        );
-    }
-    let receipt = outbox::submit(&settings, &envelope, &message)?;
-    let refused = receipt.refused();
-    if !refused.is_empty() {
-        eprintln!(
-            "outbox: {} of {} recipients refused; the message went to the others:\n{}",
-            refused.len(),
-            receipt.recipients.len(),
-            error::list(&refused)
-        );
-    }
-    if settings.verbose {
-        let accepted = receipt.recipients.len() - refused.len();
-        eprintln!(
-            "* accepted for {accepted} of {} recipients",
-            receipt.recipients.len()
-        );
-    }
-    Ok(exit::refusals_code(&refused).unwrap_or(exit::OK))
-}
-
-fn usage(e: impl std::fmt::Display) -> Error {
-    Error::Usage(e.to_string())
-}
-
-fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
-    let mut out = Vec::new();
-    for v in values {
-        out.extend(Mailbox::parse_list(v).map_err(usage)?);
-    }
-    Ok(out)
-}
-
-/// `account_from` is the sender the configuration names, used when `-f` is not given.
-fn draft_and_envelope(
-    cli: &Cli,
-    account_from: Option<&Mailbox>,
-) -> Result<(Draft, Envelope), Error> {
-    let to = mailboxes(&cli.recipients)?;
-    let cc = mailboxes(&cli.cc)?;
-    let bcc = mailboxes(&cli.bcc)?;
-    if to.is_empty() && cc.is_empty() && bcc.is_empty() {
-        return Err(Error::Usage(
-            "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
-        ));
-    }
-    let from = match (&cli.from, account_from) {
-        (Some(f), _) => Mailbox::parse(f).map_err(usage)?,
-        (None, Some(f)) => f.clone(),
-        (None, None) => settings::default_sender().ok_or_else(|| {
-            Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
-        })?,
-    };
-    if let Some(subject) = &cli.subject
-        && subject.chars().any(|c| c.is_control() && c != '\t')
-    {
-        return Err(Error::Usage(
-            "the subject holds a control character (CR, LF, NUL...)".into(),
-        ));
-    }
-    let reply_to = cli
-        .reply_to
-        .as_deref()
-        .map(Mailbox::parse)
-        .transpose()
-        .map_err(usage)?;
-    let headers = cli
-        .headers
-        .iter()
-        .map(|h| compose::parse_header(h))
-        .collect::<Result<Vec<_>, _>>()?;
-    let attachments = cli
-        .attach
-        .iter()
-        .map(|a| Attachment::parse(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let html = match &cli.html {
-        Some(path) => Some(std::fs::read(path).map_err(|source| Error::NoInput {
-            path: path.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let text = read_body(cli)?;
-    let envelope = Envelope::new(
-        Some(from.address.clone()),
-        to.iter().chain(&cc).chain(&bcc).map(|m| m.address.clone()),
-    );
-    let draft = Draft {
-        from: Some(from),
-        to,
-        cc,
-        reply_to,
-        subject: cli.subject.clone(),
-        headers,
-        text,
-        html,
-        attachments,
-    };
-    Ok((draft, envelope))
-}
-
-/// The body: `--body`, `--body-file`, or standard input. From a terminal, a line
-/// holding only "." ends it, as in mail(1); from a pipe, everything up to the end.
-fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
-    if let Some(body) = &cli.body {
-        return Ok(body.clone().into_bytes());
-    }
-    if let Some(path) = &cli.body_file {
-        return std::fs::read(path).map_err(|source| Error::NoInput {
-            path: path.clone(),
-            source,
-        });
-    }
-    let stdin = io::stdin();
-    let stdin_err = |source| Error::LocalIo {
-        context: "cannot read the body from standard input".into(),
-        source,
-    };
-    let mut body = Vec::new();
-    if stdin.is_terminal() {
-        if io::stderr().is_terminal() {
-            eprintln!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
-        }
-        let mut lock = stdin.lock();
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            if lock.read_until(b'\n', &mut line).map_err(stdin_err)? == 0 {
-                break;
-            }
-            if line == b".\n" || line == b".\r\n" || line == b"." {
-                break;
-            }
-            body.extend_from_slice(&line);
-        }
-    } else {
-        stdin.lock().read_to_end(&mut body).map_err(stdin_err)?;
-    }
-    Ok(body)
-}
-
-/// Shows what would go on the wire: the envelope commands, DATA, and the message
-/// exactly as it would follow DATA (CRLF lines, dot-stuffed, with the final dot). The
-/// server is taken to offer every extension the message could use.
-fn dry_run(envelope: &Envelope, message: &Message) -> Result<(), Error> {
-    let params = outbox::mail_params(|_| true, envelope, message)?;
-    let mut head = String::new();
-    for cmd in envelope_commands(envelope, &params)? {
-        head.push_str(&cmd.to_string());
-    }
-    head.push_str(&Command::Data.to_string());
-    let stdout_err = |source| Error::LocalIo {
-        context: "cannot write to standard output".into(),
-        source,
-    };
-    let mut out = io::stdout().lock();
-    let written = out.write_all(head.as_bytes()).and_then(|()| {
-        let mut dot = DotWriter::new(&mut out);
-        dot.write_all(message.as_bytes())?;
-        dot.finish()?.flush()
-    });
-    match written {
-        // A reader that stops early (`| head`) wanted no more; that is not a failure.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(stdout_err),
     }
 }

@@ -1,0 +1,107 @@
+//! The sendmail face: sendmail(1)'s command line, a finished message on standard input.
+
+use std::ffi::OsString;
+
+use outbox::cli::Cli;
+use outbox::envelope::Mailbox;
+use outbox::error::Error;
+use outbox::sendmail::{Action, Fixups, SendmailArgs, parse_args, prepare, read_message};
+use outbox::{Envelope, Message, Settings, exit, settings};
+
+use super::Keep;
+
+pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Usage(format!("argument {a:?} is not UTF-8")))
+        })
+        .collect::<Result<_, _>>()?;
+    let parsed = parse_args(program, &args).map_err(Error::Usage)?;
+    match parsed.action {
+        Action::ListQueue => super::queue::list(false),
+        Action::FlushQueue => super::queue::flush(parsed.verbose),
+        Action::Deliver => deliver(&parsed),
+    }
+}
+
+fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
+    let usage = |e: outbox::envelope::AddressError| Error::Usage(e.to_string());
+    // -f <> (or an empty -f) is the null sender, as bounces use (RFC 5321 §4.5.5).
+    let null_sender = matches!(args.from.as_deref(), Some("<>" | ""));
+    let from_flag = match &args.from {
+        Some(f) if !null_sender => Some(Mailbox::parse(f).map_err(usage)?),
+        _ => None,
+    };
+    let cli = Cli {
+        from: from_flag.as_ref().map(|m| m.address.to_string()),
+        verbose: args.verbose,
+        ..Cli::default()
+    };
+    let config = super::load_config()?;
+    let settings = Settings::resolve(&cli, config.as_ref())?;
+
+    let raw = read_message(&mut std::io::stdin().lock(), args.ignore_dots).map_err(|source| {
+        Error::LocalIo {
+            context: "cannot read the message from standard input".into(),
+            source,
+        }
+    })?;
+    let header_from = header_from(args, from_flag.as_ref(), &settings)?;
+    let fixups = Fixups {
+        message_id_domain: header_from
+            .address
+            .domain()
+            .map_or_else(settings::fqdn, str::to_owned),
+        from: header_from.clone(),
+        extract_recipients: args.extract_recipients,
+    };
+    let prepared = prepare(&raw, &fixups)?;
+    if settings.verbose && !prepared.added.is_empty() {
+        eprintln!("* added {}", prepared.added.join(", "));
+    }
+
+    let mut recipients = Vec::new();
+    for r in &args.recipients {
+        recipients.extend(Mailbox::parse_list(r).map_err(usage)?.into_iter().map(|m| m.address));
+    }
+    recipients.extend(prepared.header_recipients.iter().cloned());
+    if recipients.is_empty() {
+        return Err(Error::Usage(if args.extract_recipients {
+            "no recipient: none on the command line, and none in To, Cc or Bcc".into()
+        } else {
+            "no recipient given (use -t to take them from the headers)".into()
+        })
+        .into());
+    }
+    let sender = if null_sender {
+        None
+    } else {
+        Some(from_flag.map_or(header_from.address, |m| m.address))
+    };
+    let envelope = Envelope::new(sender, super::expand_all(&settings, &recipients));
+    let message = Message::from_bytes(prepared.message);
+    super::deliver_or_keep(&settings, &envelope, &message, Keep::Quietly)
+}
+
+/// The From a message gets when it has none: `-F` as the name, and `-f`, the account's
+/// `from`, or `$USER@fqdn` as the address.
+fn header_from(
+    args: &SendmailArgs,
+    from_flag: Option<&Mailbox>,
+    settings: &Settings,
+) -> Result<Mailbox, Error> {
+    let base = match (from_flag, &settings.from) {
+        (Some(f), _) => f.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => settings::default_sender().ok_or_else(|| {
+            Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
+        })?,
+    };
+    Ok(Mailbox {
+        name: args.full_name.clone().or(base.name),
+        address: base.address,
+    })
+}
