@@ -1,0 +1,1527 @@
+//! The sendmail(1) face: the command line that cron, PHP's `mail()`, git send-email,
+//! mutt and daemons pass to `/usr/sbin/sendmail`, and the finished message they write to
+//! its standard input, made fit to send. Postfix's sendmail(1) and sendmail 8 are the
+//! references where the two agree; where they differ, Postfix is followed.
+
+use std::io::{BufRead, BufReader, Read};
+
+use mail_builder::headers::Header;
+use mail_builder::headers::address::Address as HeaderAddress;
+use mail_builder::headers::date::Date;
+
+use crate::compose::new_message_id;
+use crate::envelope::{Address, Mailbox};
+use crate::error::Error;
+
+/// What a sendmail(1) command line asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Action {
+    #[default]
+    Deliver,
+    ListQueue,
+    FlushQueue,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendmailArgs {
+    /// As given, not yet parsed.
+    pub recipients: Vec<String>,
+    /// `-t`
+    pub extract_recipients: bool,
+    /// `-i`, `-oi`: without them a line holding only "." ends the input.
+    pub ignore_dots: bool,
+    /// `-f ADDR`, `-r ADDR`: the envelope sender, as given; see [`envelope_sender`].
+    pub from: Option<String>,
+    /// `-F NAME`
+    pub full_name: Option<String>,
+    /// `-v`
+    pub verbose: bool,
+    /// `-N`: `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY` joined by commas, in
+    /// upper case, ready for the NOTIFY parameter (RFC 3461 §4.1).
+    pub notify: Option<String>,
+    /// `-R`: `FULL` or `HDRS`, ready for the RET parameter (RFC 3461 §4.3).
+    pub ret: Option<String>,
+    /// `-V`: the ENVID (RFC 3461 §4.4), before xtext encoding.
+    pub envid: Option<String>,
+    /// `-B`: `7BIT` or `8BITMIME` (RFC 6152 §2).
+    pub body_type: Option<String>,
+    /// `-bm` (the default), `-bp` or `mailq`, `-q...`.
+    pub action: Action,
+    /// Options accepted but meaningless here, as given (for `-v`).
+    pub ignored: Vec<String>,
+}
+
+/// What the value of each option that takes one is, for the message when it is missing.
+fn value_name(option: char) -> Option<&'static str> {
+    Some(match option {
+        'f' | 'r' => "an address",
+        'F' => "a full name",
+        'N' => "never, or a list of success, failure and delay",
+        'R' => "full or hdrs",
+        'V' => "an envelope id",
+        'B' => "7BIT or 8BITMIME",
+        'L' => "a tag",
+        'h' => "a hop count",
+        'O' => "option=value",
+        'X' | 'C' => "a file name",
+        'o' => "an option letter",
+        'b' => "a mode letter",
+        'e' => "an error mode letter",
+        'A' => "c or m",
+        'p' => "a protocol",
+        _ => return None,
+    })
+}
+
+/// Parses the arguments after the program name. `program` is the name it was invoked
+/// as ("sendmail", "mailq", ...): "mailq" means ListQueue.
+///
+/// Options and recipients may be interleaved, as GNU getopt permutes them, until `--`.
+/// Single-letter flags may be grouped (`-ti`), and a letter that takes a value takes the
+/// rest of its word, or else the next word (`-fme@example.com`, `-f me@example.com`).
+pub fn parse_args(program: &str, args: &[String]) -> Result<SendmailArgs, String> {
+    let mut out = SendmailArgs::default();
+    match program.rsplit('/').next().unwrap_or(program) {
+        "mailq" => out.action = Action::ListQueue,
+        "newaliases" => {
+            return Err(
+                "newaliases is not supported: outbox keeps no alias database \
+                        (map local names in the [aliases] table of the configuration)"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            out.recipients.extend(words.by_ref().cloned());
+            break;
+        }
+        if word.starts_with("--") {
+            return Err(format!("unknown option {word}"));
+        }
+        let Some(mut rest) = word.strip_prefix('-').filter(|r| !r.is_empty()) else {
+            out.recipients.push(word.clone());
+            continue;
+        };
+        while let Some(letter) = rest.chars().next() {
+            rest = &rest[letter.len_utf8()..];
+            match letter {
+                't' => out.extract_recipients = true,
+                'i' => out.ignore_dots = true,
+                'v' => out.verbose = true,
+                // -U initial submission, -G gateway, -n no aliasing, -m me too,
+                // -c hold expensive: nothing for a submitter to do.
+                'U' | 'G' | 'n' | 'm' | 'c' => out.ignored.push(format!("-{letter}")),
+                // -q, -q30m, -qR..., -qS..., -qI..., -qf: the value is only ever attached.
+                'q' => {
+                    out.action = Action::FlushQueue;
+                    break;
+                }
+                _ => {
+                    let Some(wanted) = value_name(letter) else {
+                        return Err(format!("unknown option -{letter}"));
+                    };
+                    let (value, given) = if rest.is_empty() {
+                        let value = words
+                            .next()
+                            .ok_or_else(|| format!("-{letter} needs {wanted}"))?;
+                        (value.as_str(), format!("-{letter} {value}"))
+                    } else {
+                        (rest, format!("-{letter}{rest}"))
+                    };
+                    apply(&mut out, letter, value, given)?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets what option `letter` with `value` means; `given` is how it was written.
+fn apply(out: &mut SendmailArgs, letter: char, value: &str, given: String) -> Result<(), String> {
+    match letter {
+        // sendmail 8 refuses a second -f; Postfix takes the last, as here.
+        'f' | 'r' => out.from = Some(value.to_owned()),
+        'F' => {
+            if value.chars().any(char::is_control) {
+                return Err("-F: the name holds a control character (CR, LF, NUL...)".into());
+            }
+            out.full_name = Some(value.to_owned());
+        }
+        'N' => out.notify = Some(notify(value)?),
+        'R' => {
+            out.ret = Some(match value.to_ascii_lowercase().as_str() {
+                "full" => "FULL".into(),
+                "hdrs" => "HDRS".into(),
+                _ => return Err(format!("-R takes full or hdrs, not {value:?}")),
+            })
+        }
+        'V' => {
+            // RFC 3461 §4.4: printable ASCII, at most 100 characters.
+            if value.is_empty() || value.len() > 100 || !value.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "-V takes an envelope id of 1 to 100 printable ASCII characters, not {value:?}"
+                ));
+            }
+            out.envid = Some(value.to_owned());
+        }
+        'B' => {
+            out.body_type = Some(match value.to_ascii_uppercase().as_str() {
+                b @ ("7BIT" | "8BITMIME") => b.to_owned(),
+                _ => return Err(format!("-B takes 7BIT or 8BITMIME, not {value:?}")),
+            })
+        }
+        'o' => match value.strip_prefix('i') {
+            Some(flag) => out.ignore_dots = sendmail_bool(flag),
+            None => out.ignored.push(given),
+        },
+        'O' => {
+            let (key, flag) = value.split_once('=').unwrap_or((value, ""));
+            if key.trim().eq_ignore_ascii_case("IgnoreDots") {
+                out.ignore_dots = sendmail_bool(flag.trim());
+            } else {
+                out.ignored.push(given);
+            }
+        }
+        'b' => match value {
+            "m" => out.action = Action::Deliver,
+            "p" => out.action = Action::ListQueue,
+            _ => {
+                let what = match value {
+                    "s" => "SMTP on standard input",
+                    "d" | "D" => "running as a daemon",
+                    "i" => "an alias database",
+                    "v" => "verifying addresses",
+                    "t" => "address test mode",
+                    "h" | "H" | "P" => "the host status and queue statistics of sendmail 8",
+                    _ => return Err(format!("unknown option -b{value}")),
+                };
+                return Err(format!("-b{value} ({what}) is not supported"));
+            }
+        },
+        // -L tag, -h hops, -X log file, -C config file, -e error mode, -A submit/MTA
+        // config, -p protocol: all about a local MTA that outbox is not.
+        _ => out.ignored.push(given),
+    }
+    Ok(())
+}
+
+/// A boolean option value as sendmail 8 reads it (`atobool` in readcf.c): empty, or
+/// beginning with t or y, is true.
+fn sendmail_bool(value: &str) -> bool {
+    value.is_empty() || value.starts_with(['t', 'T', 'y', 'Y'])
+}
+
+/// The `-N` value in the form of RFC 3461 §4.1: NEVER alone, or any of SUCCESS,
+/// FAILURE, DELAY.
+fn notify(value: &str) -> Result<String, String> {
+    let bad = || format!("-N takes never, or a list of success, failure and delay, not {value:?}");
+    let words: Vec<String> = value
+        .split(',')
+        .map(|w| w.trim().to_ascii_uppercase())
+        .collect();
+    let valid = if words.iter().any(|w| w == "NEVER") {
+        words.len() == 1
+    } else {
+        words
+            .iter()
+            .all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(&w.as_str()))
+    };
+    if !valid {
+        return Err(bad());
+    }
+    Ok(words.join(","))
+}
+
+/// The envelope sender from the value of `-f`/`-r`: `None` for the null sender (`<>`,
+/// or an empty value as sendmail 8 takes it), the address otherwise, with or without
+/// angle brackets.
+pub fn envelope_sender(value: &str) -> Result<Option<Address>, Error> {
+    let value = value.trim();
+    let inner = value
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(value)
+        .trim();
+    if inner.is_empty() {
+        return Ok(None);
+    }
+    Address::new(inner)
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("-f: {e}")))
+}
+
+/// Reads the message from `input`. Without `ignore_dots`, a line holding only "."
+/// (with LF or CRLF) ends it, as Postfix's sendmail does; the "." line is not part of
+/// the message. With it, everything to EOF.
+///
+/// A "." on the last line with no line end counts too, as in Postfix, which reads a
+/// final unterminated line as a line. Only LF ends a line here: ".\r" followed by more
+/// is not the end.
+pub fn read_message(input: &mut dyn Read, ignore_dots: bool) -> std::io::Result<Vec<u8>> {
+    let mut message = Vec::new();
+    if ignore_dots {
+        input.read_to_end(&mut message)?;
+        return Ok(message);
+    }
+    let mut reader = BufReader::new(input);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if matches!(line.as_slice(), b".\n" | b".\r\n" | b".") {
+            break;
+        }
+        message.extend_from_slice(&line);
+    }
+    Ok(message)
+}
+
+/// What to add to a message that lacks it.
+#[derive(Clone, Debug)]
+pub struct Fixups {
+    pub from: Mailbox,
+    pub message_id_domain: String,
+    pub extract_recipients: bool,
+}
+
+/// A message from standard input, made fit to send.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The message to send: CRLF line ends throughout; Bcc (and Resent-Bcc) removed;
+    /// Date, Message-ID and From added when missing.
+    pub message: Vec<u8>,
+    /// With -t: the addresses of To, Cc and Bcc (Resent-To/Cc/Bcc instead when any
+    /// Resent- header is present, as Postfix does), in header order, group syntax
+    /// handled.
+    pub header_recipients: Vec<Address>,
+    /// What was added, for -v (e.g. ["Date", "Message-ID", "From"]).
+    pub added: Vec<&'static str>,
+}
+
+/// Longest line, without its CRLF (RFC 5322 §2.1.1).
+pub const MAX_LINE: usize = 998;
+
+/// Fields a message never carries out: their point is that recipients do not see them.
+const DROPPED: [&str; 2] = ["Bcc", "Resent-Bcc"];
+
+/// Makes a message from standard input fit to send.
+///
+/// The header block is the lines up to the first empty line; a line that is neither a
+/// field nor a continuation also ends it, and a blank line is put before it, as the
+/// body cannot begin without one (RFC 5322 §2.1). Input whose first line is not a field
+/// is all body, as in Postfix. Added fields go after the existing ones, in order.
+///
+/// Error::Data (exit 65), with the 1-based line number, for a header line longer than
+/// 998 octets, a NUL byte in the header block, or a -t address that does not parse.
+pub fn prepare(raw: &[u8], fixups: &Fixups) -> Result<Prepared, Error> {
+    let message_id = new_message_id(&fixups.message_id_domain);
+    prepare_with(raw, fixups, &Date::now().to_rfc822(), &message_id)
+}
+
+/// [`prepare`] with the date and Message-ID (without brackets) to add where missing.
+fn prepare_with(
+    raw: &[u8],
+    fixups: &Fixups,
+    date: &str,
+    message_id: &str,
+) -> Result<Prepared, Error> {
+    let mut lines = Lines::new(raw).peekable();
+    // An mbox "From " separator line is the mailbox's, not the message's.
+    lines.next_if(|l| l.text.starts_with(b"From "));
+
+    let mut fields: Vec<Field> = Vec::new();
+    let starts_with_field = lines
+        .peek()
+        .is_some_and(|l| field_name(l.text).is_some() || l.text.is_empty());
+    if starts_with_field {
+        while let Some(line) = lines.next_if(|l| {
+            !l.text.is_empty()
+                && (field_name(l.text).is_some()
+                    || (!fields.is_empty() && matches!(l.text.first(), Some(b' ' | b'\t'))))
+        }) {
+            if line.text.len() > MAX_LINE {
+                return Err(Error::Data(format!(
+                    "line {}: a header line is longer than {MAX_LINE} octets (RFC 5322 §2.1.1)",
+                    line.number
+                )));
+            }
+            if line.text.contains(&0) {
+                return Err(Error::Data(format!(
+                    "line {}: a NUL byte in the header",
+                    line.number
+                )));
+            }
+            // The loop takes a line that starts no field only when a field came before.
+            match (field_name(line.text), fields.last_mut()) {
+                (None, Some(field)) => field.lines.push(line.text),
+                (name, _) => fields.push(Field {
+                    name: name.unwrap_or_default(),
+                    number: line.number,
+                    lines: vec![line.text],
+                }),
+            }
+        }
+        // The empty line that ends the header block is written back below.
+        lines.next_if(|l| l.text.is_empty());
+    }
+
+    let has = |name: &str| fields.iter().any(|f| f.name.eq_ignore_ascii_case(name));
+    let header_recipients = if fixups.extract_recipients {
+        extract(&fields)?
+    } else {
+        Vec::new()
+    };
+
+    let mut message = Vec::with_capacity(raw.len() + raw.len() / 32 + 256);
+    for field in &fields {
+        if DROPPED.iter().any(|d| field.name.eq_ignore_ascii_case(d)) {
+            continue;
+        }
+        for line in &field.lines {
+            message.extend_from_slice(line);
+            message.extend_from_slice(b"\r\n");
+        }
+    }
+    let mut added = Vec::new();
+    if !has("Date") {
+        message.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        added.push("Date");
+    }
+    if !has("Message-ID") {
+        message.extend_from_slice(format!("Message-ID: <{message_id}>\r\n").as_bytes());
+        added.push("Message-ID");
+    }
+    if !has("From") {
+        message.extend_from_slice(b"From: ");
+        let from = &fixups.from;
+        HeaderAddress::new_address(from.name.as_deref(), from.address.as_str())
+            .write_header(&mut message, "From: ".len());
+        added.push("From");
+    }
+    message.extend_from_slice(b"\r\n");
+    for line in lines {
+        message.extend_from_slice(line.text);
+        if line.ended {
+            message.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(Prepared {
+        message,
+        header_recipients,
+        added,
+    })
+}
+
+/// One header field: its name, the number of its first line, and its lines without
+/// their ends.
+struct Field<'a> {
+    name: &'a str,
+    number: usize,
+    lines: Vec<&'a [u8]>,
+}
+
+impl Field<'_> {
+    /// The unfolded value (RFC 5322 §2.2.3: only the line breaks go).
+    fn value(&self) -> Vec<u8> {
+        let mut value = Vec::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            let text = match i {
+                0 => line
+                    .iter()
+                    .position(|&b| b == b':')
+                    .map_or(&line[..0], |colon| &line[colon + 1..]),
+                _ => line,
+            };
+            value.extend_from_slice(text);
+        }
+        value
+    }
+}
+
+/// The name of the field that `line` begins, if it begins one: printable ASCII but ':'
+/// (RFC 5322 §2.2), then ':', with white space allowed before it (obs-optional, RFC 5322
+/// §4.5).
+fn field_name(line: &[u8]) -> Option<&str> {
+    let end = line
+        .iter()
+        .position(|&b| !(33..=126).contains(&b) || b == b':')?;
+    let (name, rest) = line.split_at(end);
+    let rest = rest.trim_ascii_start();
+    if name.is_empty() || !rest.starts_with(b":") {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
+}
+
+/// The recipients `-t` takes from the header (RFC 5322 §3.6.3, and §3.6.6 for Resent-).
+fn extract(fields: &[Field]) -> Result<Vec<Address>, Error> {
+    let resent = fields.iter().any(|f| {
+        f.name
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("Resent-"))
+    });
+    let wanted: [&str; 3] = if resent {
+        ["Resent-To", "Resent-Cc", "Resent-Bcc"]
+    } else {
+        ["To", "Cc", "Bcc"]
+    };
+    let mut out = Vec::new();
+    for field in fields {
+        if !wanted.iter().any(|w| field.name.eq_ignore_ascii_case(w)) {
+            continue;
+        }
+        let fail = |why: String| {
+            Error::Data(format!(
+                "line {}: the {} header: {why}",
+                field.number, field.name
+            ))
+        };
+        let value = field.value();
+        let value = String::from_utf8_lossy(&value);
+        for spec in address_list(&value).map_err(fail)? {
+            if spec.contains(char::REPLACEMENT_CHARACTER) {
+                return Err(fail(format!("the address {spec:?} is not UTF-8")));
+            }
+            out.push(Address::new(&spec).map_err(|e| fail(e.to_string()))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The addr-specs of an address-list (RFC 5322 §3.4): comments dropped, display names
+/// and group names skipped, source routes (obs-route, §4.4) removed.
+fn address_list(value: &str) -> Result<Vec<String>, String> {
+    let mut specs = Vec::new();
+    // The current address with comments dropped, and where its <...> is in it.
+    let mut item = String::new();
+    let mut angle: Option<(usize, Option<usize>)> = None;
+    let mut in_group = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        let in_angle = matches!(angle, Some((_, None)));
+        match c {
+            '"' => {
+                item.push(c);
+                loop {
+                    match chars.next() {
+                        Some('\\') => {
+                            item.push('\\');
+                            item.extend(chars.next());
+                        }
+                        Some('"') => {
+                            item.push('"');
+                            break;
+                        }
+                        Some(c) => item.push(c),
+                        None => return Err("a quoted string has no closing quote".into()),
+                    }
+                }
+            }
+            '(' => {
+                let mut depth = 1;
+                while depth > 0 {
+                    match chars.next() {
+                        Some('\\') => {
+                            chars.next();
+                        }
+                        Some('(') => depth += 1,
+                        Some(')') => depth -= 1,
+                        Some(_) => {}
+                        None => return Err("a comment has no closing parenthesis".into()),
+                    }
+                }
+                // A comment separates what is around it, as white space does.
+                item.push(' ');
+            }
+            '[' => {
+                item.push(c);
+                loop {
+                    match chars.next() {
+                        Some(']') => {
+                            item.push(']');
+                            break;
+                        }
+                        Some(c) => item.push(c),
+                        None => return Err("a domain literal has no closing ]".into()),
+                    }
+                }
+            }
+            '<' if !in_angle => {
+                if angle.is_some() {
+                    return Err(format!(
+                        "a second <...> after {:?}: is a comma missing?",
+                        item.trim()
+                    ));
+                }
+                angle = Some((item.len(), None));
+                item.push(c);
+            }
+            '>' if in_angle => {
+                angle = angle.map(|(open, _)| (open, Some(item.len())));
+                item.push(c);
+            }
+            // The display name of a group, which may list no one at all
+            // ("undisclosed-recipients:;").
+            ':' if !in_angle => {
+                item.clear();
+                angle = None;
+                in_group = true;
+            }
+            ';' if !in_angle && in_group => {
+                finish(&mut specs, &item, angle)?;
+                item.clear();
+                angle = None;
+                in_group = false;
+            }
+            ',' if !in_angle => {
+                finish(&mut specs, &item, angle)?;
+                item.clear();
+                angle = None;
+            }
+            _ => item.push(c),
+        }
+    }
+    if matches!(angle, Some((_, None))) {
+        return Err(format!("{:?} has no closing >", item.trim()));
+    }
+    finish(&mut specs, &item, angle)?;
+    Ok(specs)
+}
+
+/// Adds the addr-spec of one address of a list, if the item is not empty.
+fn finish(
+    specs: &mut Vec<String>,
+    item: &str,
+    angle: Option<(usize, Option<usize>)>,
+) -> Result<(), String> {
+    let spec = match angle {
+        Some((open, Some(close))) => {
+            let after = item.get(close + 1..).unwrap_or_default().trim();
+            if !after.is_empty() {
+                return Err(format!("{after:?} after <...> in {:?}", item.trim()));
+            }
+            let inner = item.get(open + 1..close).unwrap_or_default();
+            // obs-route: "@a,@b:" before the address.
+            if inner.trim_start().starts_with('@') {
+                inner.rsplit_once(':').map_or(inner, |(_, a)| a)
+            } else {
+                inner
+            }
+        }
+        _ => item,
+    };
+    if spec.trim().is_empty() {
+        if angle.is_some() {
+            return Err(format!("an empty address in {:?}", item.trim()));
+        }
+        return Ok(());
+    }
+    specs.push(join_words(spec));
+    Ok(())
+}
+
+/// An addr-spec with the white space (and comments) around its dots and @ removed, as
+/// obs-local-part and obs-domain allow (RFC 5322 §4.4); white space elsewhere stays, for
+/// the address check to refuse.
+fn join_words(spec: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in spec.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' | '\t' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        word.push(c);
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = String::new();
+    for w in words {
+        let glued = out.is_empty() || out.ends_with(['.', '@']) || w.starts_with(['.', '@']);
+        if !glued {
+            out.push(' ');
+        }
+        out.push_str(&w);
+    }
+    out
+}
+
+/// A line of the input: its text without the line end, whether it had one, and its
+/// 1-based number. LF, CRLF and a bare CR each end a line.
+struct Line<'a> {
+    text: &'a [u8],
+    ended: bool,
+    number: usize,
+}
+
+struct Lines<'a> {
+    rest: &'a [u8],
+    number: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(raw: &'a [u8]) -> Lines<'a> {
+        Lines {
+            rest: raw,
+            number: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        self.number += 1;
+        let (text, ended, rest) = match self.rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(end) => {
+                let (text, tail) = self.rest.split_at(end);
+                let skip = if tail.starts_with(b"\r\n") { 2 } else { 1 };
+                (text, true, tail.get(skip..).unwrap_or_default())
+            }
+            None => (self.rest, false, &self.rest[..0]),
+        };
+        self.rest = rest;
+        Some(Line {
+            text,
+            ended,
+            number: self.number,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn parse(line: &str) -> Result<SendmailArgs, String> {
+        parse_args("sendmail", &words(line))
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn real_world_command_lines() {
+        let d = SendmailArgs::default;
+        let table: Vec<(&str, &str, SendmailArgs)> = vec![
+            (
+                "sendmail",
+                "-FCronDaemon -i -B8BITMIME -oem root",
+                SendmailArgs {
+                    recipients: strings(&["root"]),
+                    ignore_dots: true,
+                    full_name: Some("CronDaemon".into()),
+                    body_type: Some("8BITMIME".into()),
+                    ignored: strings(&["-oem"]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-t -i",
+                SendmailArgs {
+                    extract_recipients: true,
+                    ignore_dots: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-i -f me@example.com a@example.com b@example.com",
+                SendmailArgs {
+                    recipients: strings(&["a@example.com", "b@example.com"]),
+                    ignore_dots: true,
+                    from: Some("me@example.com".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-oem -oi -- a@example.com",
+                SendmailArgs {
+                    recipients: strings(&["a@example.com"]),
+                    ignore_dots: true,
+                    ignored: strings(&["-oem"]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "someone@example.com",
+                SendmailArgs {
+                    recipients: strings(&["someone@example.com"]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-t",
+                SendmailArgs {
+                    extract_recipients: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-bp",
+                SendmailArgs {
+                    action: Action::ListQueue,
+                    ..d()
+                },
+            ),
+            (
+                "mailq",
+                "",
+                SendmailArgs {
+                    action: Action::ListQueue,
+                    ..d()
+                },
+            ),
+            (
+                "/usr/bin/mailq",
+                "-v",
+                SendmailArgs {
+                    action: Action::ListQueue,
+                    verbose: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-q",
+                SendmailArgs {
+                    action: Action::FlushQueue,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-q30m",
+                SendmailArgs {
+                    action: Action::FlushQueue,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-qRexample.com",
+                SendmailArgs {
+                    action: Action::FlushQueue,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-oi -f x -- a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ignore_dots: true,
+                    from: Some("x".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-N success,delay -R hdrs -V abc a@example.com",
+                SendmailArgs {
+                    recipients: strings(&["a@example.com"]),
+                    notify: Some("SUCCESS,DELAY".into()),
+                    ret: Some("HDRS".into()),
+                    envid: Some("abc".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-Nnever -Rfull -Vid.1 -B7bit a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    notify: Some("NEVER".into()),
+                    ret: Some("FULL".into()),
+                    envid: Some("id.1".into()),
+                    body_type: Some("7BIT".into()),
+                    ..d()
+                },
+            ),
+            // Options after recipients, as GNU getopt permutes them.
+            (
+                "sendmail",
+                "a@example.com -t -i b@example.com -v",
+                SendmailArgs {
+                    recipients: strings(&["a@example.com", "b@example.com"]),
+                    extract_recipients: true,
+                    ignore_dots: true,
+                    verbose: true,
+                    ..d()
+                },
+            ),
+            // After "--", everything is a recipient.
+            (
+                "sendmail",
+                "-i -- -t a",
+                SendmailArgs {
+                    recipients: strings(&["-t", "a"]),
+                    ignore_dots: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-ti",
+                SendmailArgs {
+                    extract_recipients: true,
+                    ignore_dots: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-it -v -v",
+                SendmailArgs {
+                    extract_recipients: true,
+                    ignore_dots: true,
+                    verbose: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-vi -tfme@example.com",
+                SendmailArgs {
+                    extract_recipients: true,
+                    ignore_dots: true,
+                    verbose: true,
+                    from: Some("me@example.com".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-r bounce@example.com -F Cron a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    from: Some("bounce@example.com".into()),
+                    full_name: Some("Cron".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-rbounce@example.com -f <> a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    from: Some("<>".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-odi -odb -odq -oQ/var/spool -oee -om -O DeliveryMode=b -U -G -n -m -Ac -Am \
+                 -L tag -h 5 -X /tmp/log -C /etc/mail/submit.cf -bm -em -ep a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ignored: strings(&[
+                        "-odi",
+                        "-odb",
+                        "-odq",
+                        "-oQ/var/spool",
+                        "-oee",
+                        "-om",
+                        "-O DeliveryMode=b",
+                        "-U",
+                        "-G",
+                        "-n",
+                        "-m",
+                        "-Ac",
+                        "-Am",
+                        "-L tag",
+                        "-h 5",
+                        "-X /tmp/log",
+                        "-C /etc/mail/submit.cf",
+                        "-em",
+                        "-ep",
+                    ]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-O IgnoreDots=True a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ignore_dots: true,
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-i -oiFalse a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-bp -bm a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ..d()
+                },
+            ),
+            (
+                "sendmail",
+                "-o i a",
+                SendmailArgs {
+                    recipients: strings(&["a"]),
+                    ignore_dots: true,
+                    ..d()
+                },
+            ),
+        ];
+        for (program, line, want) in table {
+            assert_eq!(
+                parse_args(program, &words(line)),
+                Ok(want),
+                "{program} {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_may_hold_spaces_as_separate_words() {
+        let args = strings(&["-F", "Cron Daemon", "-f", "", "root"]);
+        let got = parse_args("sendmail", &args).unwrap();
+        assert_eq!(got.full_name.as_deref(), Some("Cron Daemon"));
+        assert_eq!(got.from.as_deref(), Some(""));
+        assert_eq!(got.recipients, ["root"]);
+    }
+
+    #[test]
+    fn bad_command_lines_name_the_option() {
+        for (line, want) in [
+            ("-Z a", "unknown option -Z"),
+            ("-tZ a", "unknown option -Z"),
+            ("--help", "unknown option --help"),
+            ("-f", "-f needs an address"),
+            ("-i -r", "-r needs an address"),
+            ("a -F", "-F needs a full name"),
+            (
+                "-N",
+                "-N needs never, or a list of success, failure and delay",
+            ),
+            ("-bs", "-bs (SMTP on standard input) is not supported"),
+            ("-bd", "-bd (running as a daemon) is not supported"),
+            ("-bi", "-bi (an alias database) is not supported"),
+            ("-bv a", "-bv (verifying addresses) is not supported"),
+            ("-bt", "-bt (address test mode) is not supported"),
+            ("-bx", "unknown option -bx"),
+            (
+                "-N never,success a",
+                "-N takes never, or a list of success, failure and delay, not \"never,success\"",
+            ),
+            (
+                "-N sucess a",
+                "-N takes never, or a list of success, failure and delay, not \"sucess\"",
+            ),
+            ("-R body a", "-R takes full or hdrs, not \"body\""),
+            (
+                "-B binarymime a",
+                "-B takes 7BIT or 8BITMIME, not \"binarymime\"",
+            ),
+        ] {
+            assert_eq!(parse(line), Err(want.to_owned()), "{line}");
+        }
+        let long = format!("-V {}", "x".repeat(101));
+        assert!(parse(&long).unwrap_err().starts_with("-V takes"));
+        assert!(parse_args("sendmail", &strings(&["-V", "a b"])).is_err());
+        assert!(parse_args("sendmail", &strings(&["-F", "a\nBcc: x"])).is_err());
+        let err = parse_args("newaliases", &[]).unwrap_err();
+        assert!(err.starts_with("newaliases is not supported"), "{err}");
+    }
+
+    #[test]
+    fn envelope_sender_forms() {
+        assert_eq!(envelope_sender("<>").unwrap(), None);
+        assert_eq!(envelope_sender("").unwrap(), None);
+        assert_eq!(
+            envelope_sender("<me@example.com>").unwrap().unwrap(),
+            "me@example.com"
+        );
+        assert_eq!(
+            envelope_sender("me@example.com").unwrap().unwrap(),
+            "me@example.com"
+        );
+        let err = envelope_sender("two words@example.com").unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err:?}");
+    }
+
+    fn read(input: &[u8], ignore_dots: bool) -> Vec<u8> {
+        read_message(&mut &input[..], ignore_dots).unwrap()
+    }
+
+    #[test]
+    fn a_lone_dot_ends_the_input_unless_told_otherwise() {
+        assert_eq!(read(b"a\n.\nb\n", false), b"a\n");
+        assert_eq!(read(b"a\n.\nb\n", true), b"a\n.\nb\n");
+        assert_eq!(read(b"a\r\n.\r\nb\r\n", false), b"a\r\n");
+        assert_eq!(read(b"a\r\n.\r\nb\r\n", true), b"a\r\n.\r\nb\r\n");
+        assert_eq!(read(b"a\n..\nb\n", false), b"a\n..\nb\n");
+        assert_eq!(read(b"a\n. \nb\n", false), b"a\n. \nb\n");
+        assert_eq!(read(b"a\n.x\nb", false), b"a\n.x\nb");
+        assert_eq!(read(b".\nb\n", false), b"");
+        // A final "." with no line end is still a line holding only ".".
+        assert_eq!(read(b"a\n.", false), b"a\n");
+        assert_eq!(read(b"a\n.", true), b"a\n.");
+        // Only LF ends a line here, as in Postfix.
+        assert_eq!(read(b"a\r.\rb\n", false), b"a\r.\rb\n");
+        assert_eq!(read(b"no end", false), b"no end");
+        assert_eq!(read(b"", false), b"");
+    }
+
+    const DATE: &str = "Sat, 21 Nov 2026 10:00:00 +0000";
+    const ID: &str = "id.1@host.example.test";
+
+    fn fixups(extract: bool) -> Fixups {
+        Fixups {
+            from: Mailbox::parse("Cron Daemon <root@host.example.test>").unwrap(),
+            message_id_domain: "host.example.test".into(),
+            extract_recipients: extract,
+        }
+    }
+
+    fn run(raw: &[u8]) -> Prepared {
+        prepare_with(raw, &fixups(false), DATE, ID).unwrap()
+    }
+
+    fn text(p: &Prepared) -> &str {
+        std::str::from_utf8(&p.message).unwrap()
+    }
+
+    const ADDED: &str = "Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n\
+                         Message-ID: <id.1@host.example.test>\r\n\
+                         From: \"Cron Daemon\" <root@host.example.test>\r\n";
+
+    #[test]
+    fn missing_fields_are_added_after_the_existing_ones() {
+        let p = run(b"Subject: x\nTo: a@example.test\n\nbody\n");
+        assert_eq!(
+            text(&p),
+            format!("Subject: x\r\nTo: a@example.test\r\n{ADDED}\r\nbody\r\n")
+        );
+        assert_eq!(p.added, ["Date", "Message-ID", "From"]);
+        assert!(p.header_recipients.is_empty());
+    }
+
+    #[test]
+    fn each_fixup_alone() {
+        let p = run(b"From: a@example.test\nDate: x\n\nb\n");
+        assert_eq!(
+            text(&p),
+            "From: a@example.test\r\nDate: x\r\nMessage-ID: <id.1@host.example.test>\r\n\r\nb\r\n"
+        );
+        assert_eq!(p.added, ["Message-ID"]);
+        let p = run(b"From: a@example.test\nMessage-ID: <m@x>\n\nb\n");
+        assert_eq!(
+            text(&p),
+            format!("From: a@example.test\r\nMessage-ID: <m@x>\r\nDate: {DATE}\r\n\r\nb\r\n")
+        );
+        assert_eq!(p.added, ["Date"]);
+        let p = run(b"Date: x\nMessage-ID: <m@x>\n\nb\n");
+        assert_eq!(
+            text(&p),
+            "Date: x\r\nMessage-ID: <m@x>\r\nFrom: \"Cron Daemon\" <root@host.example.test>\r\n\r\nb\r\n"
+        );
+        assert_eq!(p.added, ["From"]);
+    }
+
+    #[test]
+    fn existing_fields_are_kept_whatever_their_case() {
+        let raw = b"DATE: x\r\nmessage-id: <m@x>\r\nfRoM: a@example.test\r\n\r\nb\r\n";
+        let p = run(raw);
+        assert_eq!(p.message, raw);
+        assert!(p.added.is_empty());
+        // obs-optional: white space before the colon still names the field.
+        let p = run(b"Date : x\nMessage-ID: <m@x>\nFrom: a@example.test\n\nb\n");
+        assert!(p.added.is_empty(), "{:?}", p.added);
+    }
+
+    #[test]
+    fn from_without_a_name_and_with_one_to_encode() {
+        let mut f = fixups(false);
+        f.from = Mailbox::parse("root@host.example.test").unwrap();
+        let p = prepare_with(b"Date: x\nMessage-ID: <m@x>\n\nb\n", &f, DATE, ID).unwrap();
+        assert_eq!(
+            text(&p),
+            "Date: x\r\nMessage-ID: <m@x>\r\nFrom: <root@host.example.test>\r\n\r\nb\r\n"
+        );
+        f.from = Mailbox::parse("Jörg Müller <jm@example.test>").unwrap();
+        let p = prepare_with(b"Date: x\nMessage-ID: <m@x>\n\nb\n", &f, DATE, ID).unwrap();
+        let t = text(&p);
+        assert!(t.is_ascii(), "{t}");
+        let from = t.lines().find(|l| l.starts_with("From: ")).unwrap();
+        assert!(from.starts_with("From: =?utf-8?"), "{from}");
+        assert!(from.ends_with(" <jm@example.test>"), "{from}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&p.message)
+            .unwrap();
+        let addr = parsed.from().unwrap().first().unwrap();
+        assert_eq!(addr.name(), Some("Jörg Müller"));
+        // Specials in a name are quoted (RFC 5322 §3.2.3).
+        f.from = Mailbox {
+            name: Some("Last, \"First\"".into()),
+            address: Address::new("lf@example.test").unwrap(),
+        };
+        let p = prepare_with(b"Date: x\nMessage-ID: <m@x>\n\nb\n", &f, DATE, ID).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&p.message)
+            .unwrap();
+        let addr = parsed.from().unwrap().first().unwrap();
+        assert_eq!(addr.name(), Some("Last, \"First\""));
+        assert_eq!(addr.address(), Some("lf@example.test"));
+    }
+
+    #[test]
+    fn the_real_date_and_message_id() {
+        let p = prepare(b"Subject: x\n\nb\n", &fixups(false)).unwrap();
+        let t = text(&p);
+        let date = t.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        // "Sat, 21 Nov 2026 10:00:00 +0000" (RFC 5322 §3.3)
+        let parts: Vec<&str> = date.split(' ').collect();
+        assert_eq!(parts.len(), 6, "{date}");
+        assert!(parts[0].ends_with(','), "{date}");
+        assert_eq!(parts[5], "+0000");
+        let id = t
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .unwrap();
+        assert!(
+            id.starts_with('<') && id.ends_with("@host.example.test>"),
+            "{id}"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&p.message)
+            .unwrap();
+        assert!(parsed.date().is_some());
+        assert_eq!(parsed.message_id(), Some(&id[1..id.len() - 1]));
+    }
+
+    #[test]
+    fn bcc_is_removed_with_its_continuation_lines() {
+        let raw = b"To: a@example.test\n\
+                    Bcc: b@example.test,\n \tc@example.test\n\
+                    X-Bcc-Note: stays\n\
+                    bcc: d@example.test\n\
+                    Resent-Bcc: e@example.test\n\
+                    \x20f@example.test\n\
+                    Subject: s\n\
+                    \n\
+                    Bcc: in the body stays\n";
+        let p = prepare_with(raw, &fixups(false), "d", "i@h").unwrap();
+        assert_eq!(
+            text(&p),
+            "To: a@example.test\r\nX-Bcc-Note: stays\r\nSubject: s\r\n\
+             Date: d\r\nMessage-ID: <i@h>\r\nFrom: \"Cron Daemon\" <root@host.example.test>\r\n\
+             \r\nBcc: in the body stays\r\n"
+        );
+    }
+
+    fn recipients(raw: &[u8]) -> Vec<String> {
+        prepare_with(raw, &fixups(true), DATE, ID)
+            .unwrap()
+            .header_recipients
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn recipients_from_the_header() {
+        assert_eq!(
+            recipients(
+                b"From: f@example.test\n\
+                  To: A <a@example.test>, \"B, Bee\" <b@example.test>\n\
+                  Subject: to c@example.test\n\
+                  Cc: c@example.test (C), a@example.test\n\
+                  Bcc: d@example.test\n\
+                  Reply-To: r@example.test\n\
+                  \n\
+                  To: body@example.test\n"
+            ),
+            [
+                "a@example.test",
+                "b@example.test",
+                "c@example.test",
+                "a@example.test",
+                "d@example.test"
+            ]
+        );
+    }
+
+    #[test]
+    fn recipients_from_folded_lines_and_groups() {
+        assert_eq!(
+            recipients(
+                b"To: undisclosed-recipients:;\n\
+                  cc: team: x@example.test,\r\n\tY <y@example.test>;, z@example.test\n\
+                  TO: \"Odd <, > name\" <q@example.test>,\n <@route.test,@r2.test:o@example.test>\n\
+                  Cc: (only a comment), empty:;\n\
+                  Bcc: john . doe @ example.test, \"q\\\"o\"@[127.0.0.1]\n\
+                  \n"
+            ),
+            [
+                "x@example.test",
+                "y@example.test",
+                "z@example.test",
+                "q@example.test",
+                "o@example.test",
+                "john.doe@example.test",
+                "\"q\\\"o\"@[127.0.0.1]",
+            ]
+        );
+    }
+
+    #[test]
+    fn quoted_local_part_with_space_is_refused_by_the_address_check() {
+        let err = prepare_with(b"To: \"q u\"@example.test\n\n", &fixups(true), DATE, ID)
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::Data(_)), "{err:?}");
+    }
+
+    #[test]
+    fn resent_fields_take_over() {
+        let raw = b"To: old@example.test\n\
+                    Resent-From: me@example.test\n\
+                    Resent-To: new@example.test\n\
+                    Cc: old2@example.test\n\
+                    Resent-Cc: new2@example.test\n\
+                    Resent-Bcc: hidden@example.test\n\
+                    \n\
+                    b\n";
+        let p = prepare_with(raw, &fixups(true), DATE, ID).unwrap();
+        let got: Vec<String> = p.header_recipients.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "new@example.test",
+                "new2@example.test",
+                "hidden@example.test"
+            ]
+        );
+        assert!(!text(&p).contains("hidden"), "{}", text(&p));
+        assert!(text(&p).contains("Resent-To: new@example.test\r\n"));
+    }
+
+    #[test]
+    fn without_t_the_header_is_not_read_for_recipients() {
+        let p = prepare_with(b"To: not an address\n\nb\n", &fixups(false), DATE, ID).unwrap();
+        assert!(p.header_recipients.is_empty());
+    }
+
+    #[test]
+    fn bad_header_addresses_name_the_field_and_line() {
+        for (raw, want) in [
+            (
+                &b"Subject: s\nTo: ok@example.test,\n not an address\n\n"[..],
+                "line 2: the To header: invalid address \"not an address\": \
+                 the part before @ has a character that needs quoting",
+            ),
+            (
+                b"Subject: s\n\tmore\nCc: <a@example.test\n\n",
+                "line 3: the Cc header: \"<a@example.test\" has no closing >",
+            ),
+            (
+                b"bcc: \"unterminated@example.test\n\n",
+                "line 1: the bcc header: a quoted string has no closing quote",
+            ),
+            (
+                b"To: (unclosed a@example.test\n\n",
+                "line 1: the To header: a comment has no closing parenthesis",
+            ),
+            (
+                b"To: <>\n\n",
+                "line 1: the To header: an empty address in \"<>\"",
+            ),
+            (
+                b"To: <a@example.test> junk\n\n",
+                "line 1: the To header: \"junk\" after <...> in \"<a@example.test> junk\"",
+            ),
+            (
+                b"To: <a@x.test> <b@x.test>\n\n",
+                "line 1: the To header: a second <...> after \"<a@x.test>\": is a comma missing?",
+            ),
+            (
+                b"To: caf\xe9@example.test\n\n",
+                "line 1: the To header: the address \"caf\u{FFFD}@example.test\" is not UTF-8",
+            ),
+        ] {
+            match prepare_with(raw, &fixups(true), DATE, ID) {
+                Err(e @ Error::Data(_)) => {
+                    assert_eq!(e.to_string(), want);
+                    assert_eq!(crate::exit::code(&e), crate::exit::DATAERR);
+                }
+                Err(other) => panic!("{other:?}"),
+                Ok(p) => panic!("accepted {raw:?}: {:?}", p.header_recipients),
+            }
+        }
+    }
+
+    #[test]
+    fn input_without_a_header_is_all_body() {
+        let p = run(b"hello\n");
+        assert_eq!(text(&p), format!("{ADDED}\r\nhello\r\n"));
+        let p = run(b"hello: world? no, this\nis text\n");
+        // A first line of the form "name:" is a field, as in Postfix; the line after
+        // it that is not one starts the body, after a blank line.
+        assert_eq!(
+            text(&p),
+            format!("hello: world? no, this\r\n{ADDED}\r\nis text\r\n")
+        );
+        let p = run(b" indented first line\n");
+        assert_eq!(text(&p), format!("{ADDED}\r\n indented first line\r\n"));
+        let p = run(b"two words: x\n");
+        assert_eq!(text(&p), format!("{ADDED}\r\ntwo words: x\r\n"));
+        let p = run(b"");
+        assert_eq!(text(&p), format!("{ADDED}\r\n"));
+        // An empty first line is an empty header block, not a line of the body.
+        let p = run(b"\nbody\n");
+        assert_eq!(text(&p), format!("{ADDED}\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn a_header_with_no_body_keeps_the_blank_line() {
+        let p = run(b"Subject: x\n");
+        assert_eq!(text(&p), format!("Subject: x\r\n{ADDED}\r\n"));
+        let p = run(b"Subject: x");
+        assert_eq!(text(&p), format!("Subject: x\r\n{ADDED}\r\n"));
+        let p = run(b"Subject: x\n\n");
+        assert_eq!(text(&p), format!("Subject: x\r\n{ADDED}\r\n"));
+    }
+
+    #[test]
+    fn an_mbox_from_line_is_dropped() {
+        let p = run(b"From someone@example.test Sat Nov 21 10:00:00 2026\nSubject: x\n\nb\n");
+        assert_eq!(text(&p), format!("Subject: x\r\n{ADDED}\r\nb\r\n"));
+        let p = run(b"From someone Sat Nov 21 10:00:00 2026\nhello\n");
+        assert_eq!(text(&p), format!("{ADDED}\r\nhello\r\n"));
+        // Only on the first line.
+        let p = run(b"Subject: x\n\nFrom here on\n");
+        assert_eq!(
+            text(&p),
+            format!("Subject: x\r\n{ADDED}\r\nFrom here on\r\n")
+        );
+    }
+
+    #[test]
+    fn header_lines_up_to_998_octets() {
+        let ok = format!("Subject: {}\n\nb\n", "x".repeat(MAX_LINE - 9));
+        assert_eq!(ok.find('\n'), Some(MAX_LINE));
+        let p = run(ok.as_bytes());
+        assert!(text(&p).starts_with(&ok[..MAX_LINE]));
+        let folded = format!(
+            "To: a@example.test\nX-Long: y\n {}\n\nb\n",
+            "x".repeat(MAX_LINE)
+        );
+        match prepare_with(folded.as_bytes(), &fixups(false), DATE, ID) {
+            Err(Error::Data(msg)) => assert_eq!(
+                msg,
+                "line 3: a header line is longer than 998 octets (RFC 5322 §2.1.1)"
+            ),
+            other => panic!("{:?}", other.map(|p| p.message.len())),
+        }
+        // CRLF is not counted.
+        let crlf = format!("Subject: {}\r\n\r\nb\r\n", "x".repeat(MAX_LINE - 9));
+        assert!(prepare_with(crlf.as_bytes(), &fixups(false), DATE, ID).is_ok());
+        // The body is not held to it here.
+        let body = format!("Subject: x\n\n{}\n", "x".repeat(5000));
+        assert!(prepare_with(body.as_bytes(), &fixups(false), DATE, ID).is_ok());
+    }
+
+    #[test]
+    fn nul_in_the_header_is_refused_but_not_in_the_body() {
+        match prepare_with(b"Subject: x\nX-A: a\0b\n\nb\n", &fixups(false), DATE, ID) {
+            Err(e @ Error::Data(_)) => {
+                assert_eq!(e.to_string(), "line 2: a NUL byte in the header");
+                assert_eq!(crate::exit::code(&e), crate::exit::DATAERR);
+            }
+            other => panic!("{:?}", other.map(|p| p.message)),
+        }
+        let p = run(b"Subject: x\n\na\0b\n");
+        assert_eq!(
+            p.message,
+            format!("Subject: x\r\n{ADDED}\r\na\0b\r\n").as_bytes()
+        );
+    }
+
+    #[test]
+    fn line_ends_become_crlf_everywhere() {
+        let p = run(b"Subject: x\rTo: a@example.test\r\n folded\n\r\nl1\rl2\nl3\r\nl4\r\r\n\nend");
+        assert_eq!(
+            text(&p),
+            format!(
+                "Subject: x\r\nTo: a@example.test\r\n folded\r\n{ADDED}\r\n\
+                 l1\r\nl2\r\nl3\r\nl4\r\n\r\n\r\nend"
+            )
+        );
+        // Line numbers count each kind of line end once.
+        let raw = b"A: 1\rB: 2\r\nC: \0\n\n";
+        let err = prepare_with(raw, &fixups(false), DATE, ID).err().unwrap();
+        assert!(err.to_string().starts_with("line 3:"), "{err}");
+    }
+
+    #[test]
+    fn the_body_is_not_otherwise_touched() {
+        let body = b"..dots\n.\nFrom the start\n\xff\xfe bytes\n\tindented";
+        let mut raw = b"Subject: x\n\n".to_vec();
+        raw.extend_from_slice(body);
+        let p = run(&raw);
+        let want = format!("Subject: x\r\n{ADDED}\r\n");
+        let mut want = want.into_bytes();
+        want.extend_from_slice(b"..dots\r\n.\r\nFrom the start\r\n\xff\xfe bytes\r\n\tindented");
+        assert_eq!(p.message, want);
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_field_ends_the_header_block() {
+        let p = run(b"Subject: x\nTo: a@example.test\nnot a field\nmore\n");
+        assert_eq!(
+            text(&p),
+            format!("Subject: x\r\nTo: a@example.test\r\n{ADDED}\r\nnot a field\r\nmore\r\n")
+        );
+    }
+
+    #[test]
+    fn join_words_glues_only_around_dots_and_at() {
+        assert_eq!(join_words(" a . b @ c . d "), "a.b@c.d");
+        assert_eq!(join_words("two words@x"), "two words@x");
+        assert_eq!(join_words("\"q u\"@x"), "\"q u\"@x");
+    }
+}
