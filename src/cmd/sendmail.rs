@@ -5,7 +5,9 @@ use std::ffi::OsString;
 use outbox::cli::Cli;
 use outbox::envelope::Mailbox;
 use outbox::error::Error;
-use outbox::sendmail::{Action, Fixups, SendmailArgs, parse_args, prepare, read_message};
+use outbox::sendmail::{
+    Action, Fixups, SendmailArgs, envelope_sender, parse_args, prepare, read_message,
+};
 use outbox::{Envelope, Message, Settings, exit, settings};
 
 use super::Keep;
@@ -30,11 +32,12 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
 fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let usage = |e: outbox::envelope::AddressError| Error::Usage(e.to_string());
     // -f <> (or an empty -f) is the null sender, as bounces use (RFC 5321 §4.5.5).
-    let null_sender = matches!(args.from.as_deref(), Some("<>" | ""));
-    let from_flag = match &args.from {
-        Some(f) if !null_sender => Some(Mailbox::parse(f).map_err(usage)?),
-        _ => None,
-    };
+    let sender_flag = args.from.as_deref().map(envelope_sender).transpose()?;
+    let null_sender = matches!(sender_flag, Some(None));
+    let from_flag = sender_flag.flatten().map(|address| Mailbox {
+        name: None,
+        address,
+    });
     let cli = Cli {
         from: from_flag.as_ref().map(|m| m.address.to_string()),
         verbose: args.verbose,
