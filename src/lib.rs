@@ -35,6 +35,7 @@ pub mod envelope;
 pub mod error;
 pub mod exit;
 pub mod outcome;
+pub mod queue;
 pub mod sendmail;
 pub mod settings;
 pub mod smtp;
