@@ -46,7 +46,6 @@ pub use error::{Error, Stage};
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
-
 use smtp::auth::{Credentials, Mechanism};
 use smtp::tls::{Channel, Connection, Handshake, TlsClient, TlsMode};
 

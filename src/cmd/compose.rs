@@ -109,7 +109,10 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
     let text = read_body(cli)?;
     let envelope = Envelope::new(
         Some(from.address.clone()),
-        super::expand_all(settings, to.iter().chain(&cc).chain(&bcc).map(|m| &m.address)),
+        super::expand_all(
+            settings,
+            to.iter().chain(&cc).chain(&bcc).map(|m| &m.address),
+        ),
     );
     let draft = Draft {
         from: Some(from),

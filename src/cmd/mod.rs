@@ -84,7 +84,10 @@ pub fn deliver_or_keep(
         }
         return Ok(exit::OK);
     }
-    let queue_dir = settings.queue_dir.clone().unwrap_or_else(Queue::default_dir);
+    let queue_dir = settings
+        .queue_dir
+        .clone()
+        .unwrap_or_else(Queue::default_dir);
     let queue = match Queue::open(&queue_dir) {
         Ok(q) => q,
         Err(e) => {
@@ -98,7 +101,13 @@ pub fn deliver_or_keep(
     let now = SystemTime::now();
     let from = envelope.from.as_ref();
     if !outcome.retry.is_empty() {
-        match queue.enqueue(from, &outcome.retry, message.as_bytes(), &outcome.retry_reason, now) {
+        match queue.enqueue(
+            from,
+            &outcome.retry,
+            message.as_bytes(),
+            &outcome.retry_reason,
+            now,
+        ) {
             Ok(id) => {
                 if keep == Keep::Say || settings.verbose {
                     eprintln!(
@@ -121,8 +130,19 @@ pub fn deliver_or_keep(
     }
     if !outcome.failed.is_empty() {
         let kept = queue
-            .store_failed(from, &outcome.failed, message.as_bytes(), &outcome.failed_reason, now)
-            .map(|id| format!("; the message is kept as {id} in {}", queue.dir().join("failed").display()))
+            .store_failed(
+                from,
+                &outcome.failed,
+                message.as_bytes(),
+                &outcome.failed_reason,
+                now,
+            )
+            .map(|id| {
+                format!(
+                    "; the message is kept as {id} in {}",
+                    queue.dir().join("failed").display()
+                )
+            })
             .unwrap_or_else(|e| format!("; it could not be kept: {e}"));
         eprintln!(
             "outbox: not delivered to {}: {}{kept}",

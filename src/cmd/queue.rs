@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 
 use outbox::cli::Cli;
-use outbox::envelope::Address;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
 use outbox::queue::{Entry, Listed, Queue};
-use outbox::{Client, Envelope, Message, Settings, Transcript, exit};
+use outbox::{Client, Message, Settings, Transcript, exit};
 
 /// The queue of messages that could not be delivered yet.
 #[derive(Parser, Debug)]
@@ -48,7 +47,11 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return Ok(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return Ok(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     match cli.command {
@@ -62,7 +65,10 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 fn open_queue() -> anyhow::Result<(Queue, Settings)> {
     let config = super::load_config()?;
     let settings = Settings::resolve(&Cli::default(), config.as_ref())?;
-    let dir = settings.queue_dir.clone().unwrap_or_else(Queue::default_dir);
+    let dir = settings
+        .queue_dir
+        .clone()
+        .unwrap_or_else(Queue::default_dir);
     Ok((Queue::open(&dir)?, settings))
 }
 
@@ -76,7 +82,11 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     if entries.is_empty() {
         println!(
             "{} is empty",
-            if failed { "the failed folder" } else { "the queue" }
+            if failed {
+                "the failed folder"
+            } else {
+                "the queue"
+            }
         );
         return Ok(exit::OK);
     }
@@ -208,12 +218,16 @@ fn flush_group(
         }
     };
     for entry in entries {
-        let Some(locked) = queue.lock(&entry.id)? else {
+        // Another flush may have sent it, or tried it, since it was listed.
+        let Some(locked) = queue
+            .lock(&entry.id)?
+            .filter(|l| l.entry().is_due(SystemTime::now()))
+        else {
             totals.skipped += 1;
             continue;
         };
         let entry = locked.entry().clone();
-        let envelope = envelope_of(&entry)?;
+        let envelope = entry.envelope()?;
         let message = Message::from_bytes(locked.message()?);
         let now = SystemTime::now();
         let result = match client.as_mut().filter(|c| c.is_usable()) {
@@ -254,20 +268,6 @@ fn flush_group(
         c.finish();
     }
     Ok(())
-}
-
-fn envelope_of(entry: &Entry) -> Result<Envelope, Error> {
-    let bad = |e: outbox::envelope::AddressError| {
-        Error::Data(format!("queue entry {}: {e}", entry.id))
-    };
-    let from = entry.from.as_deref().map(Address::new).transpose().map_err(bad)?;
-    let to = entry
-        .recipients
-        .iter()
-        .map(|r| Address::new(r))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    Ok(Envelope::new(from, to))
 }
 
 /// "3m", "2h", "4d": how long ago `then` was (or how far `now` is from it).

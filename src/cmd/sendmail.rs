@@ -8,7 +8,7 @@ use outbox::error::Error;
 use outbox::sendmail::{
     Action, Fixups, SendmailArgs, envelope_sender, parse_args, prepare, read_message,
 };
-use outbox::{Envelope, Message, Settings, exit, settings};
+use outbox::{Envelope, Message, Settings, settings};
 
 use super::Keep;
 
@@ -68,7 +68,12 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
 
     let mut recipients = Vec::new();
     for r in &args.recipients {
-        recipients.extend(Mailbox::parse_list(r).map_err(usage)?.into_iter().map(|m| m.address));
+        recipients.extend(
+            Mailbox::parse_list(r)
+                .map_err(usage)?
+                .into_iter()
+                .map(|m| m.address),
+        );
     }
     recipients.extend(prepared.header_recipients.iter().cloned());
     if recipients.is_empty() {
