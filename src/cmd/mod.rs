@@ -111,10 +111,10 @@ pub fn deliver_or_keep(
             Ok(id) => {
                 if keep == Keep::Say || settings.verbose {
                     eprintln!(
-                        "outbox: queued as {id} for {} (to retry: {}): {}",
+                        "outbox: not delivered yet to {} ({}); queued as {id} in {}",
                         list(&outcome.retry),
-                        queue.dir().display(),
-                        outcome.retry_reason
+                        outcome.retry_reason,
+                        queue.dir().display()
                     );
                 }
             }
