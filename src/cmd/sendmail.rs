@@ -45,6 +45,9 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     };
     let config = super::load_config()?;
     let settings = Settings::resolve(&cli, config.as_ref())?;
+    if settings.verbose && !args.ignored.is_empty() {
+        eprintln!("* accepted and ignored: {}", args.ignored.join(" "));
+    }
 
     let raw = read_message(&mut std::io::stdin().lock(), args.ignore_dots).map_err(|source| {
         Error::LocalIo {
