@@ -18,6 +18,7 @@ mod bench;
 mod compose;
 mod errors;
 mod postfix_smoke;
+mod sendmail;
 mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;

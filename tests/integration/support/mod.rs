@@ -358,6 +358,19 @@ impl Cmd {
         c
     }
 
+    /// Start the command and return at once, for tests that signal or race the
+    /// child. Standard input, output and error are `/dev/null`; the caller must
+    /// wait for (or kill) the child.
+    pub fn spawn(&self) -> std::process::Child {
+        let cmdline = self.cmdline();
+        self.build()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"))
+    }
+
     /// Run to completion (or until the timeout, then kill it) and collect
     /// the result. Never panics because of the child's behaviour; use the
     /// `assert_*` methods of [`Output`].

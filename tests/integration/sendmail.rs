@@ -1,0 +1,1066 @@
+//! The sendmail face and the queue, end to end: the built binary run as
+//! `outbox sendmail ...` (and through symlinks named `sendmail` and `mailq`)
+//! with the exact command lines that cron, PHP, git send-email, mutt and shell
+//! scripts use, delivering to a real Postfix; then the queue: messages kept
+//! while the server is down, flushed later over one connection, deferred
+//! recipients kept, permanent refusals kept in `failed`, concurrent and killed
+//! flushes, corrupt entries and removal.
+//!
+//! Every test has its own [`TestEnv`], with `OUTBOX_CONFIG` pointing at a
+//! configuration file it writes and `OUTBOX_QUEUE_DIR` at a queue of its own.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mail_parser::MessageParser;
+
+use crate::support::postfix::{Postfix, rcpt, strip_trace_headers};
+use crate::support::{Cmd, Output, TestEnv, free_port, unique_name};
+
+/// How long to wait for a message to reach the Maildir.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One sendmail user: a test environment with its own configuration file and queue.
+struct Face {
+    env: TestEnv,
+}
+
+impl Face {
+    /// `config` is what follows `server = ...` and `timeout = ...` in `[default]`
+    /// (more keys, then other tables such as `[aliases]`).
+    fn new(server: &str, config: &str) -> Face {
+        let face = Face {
+            env: TestEnv::new(),
+        };
+        face.configure(server, config);
+        face
+    }
+
+    /// (Re)writes the configuration file.
+    fn configure(&self, server: &str, config: &str) {
+        self.env.write_file(
+            "outbox.toml",
+            format!("[default]\nserver = \"{server}\"\ntimeout = 30\n{config}"),
+        );
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.env.root().join("queue")
+    }
+
+    /// `program` in this environment, with the configuration and queue set.
+    fn program(&self, program: impl AsRef<std::path::Path>) -> Cmd {
+        let mut cmd = self.env.command(program);
+        cmd.env("OUTBOX_CONFIG", self.env.root().join("outbox.toml"))
+            .env("OUTBOX_QUEUE_DIR", self.queue_dir());
+        cmd
+    }
+
+    fn outbox(&self) -> Cmd {
+        self.program(env!("CARGO_BIN_EXE_outbox"))
+    }
+
+    /// A symlink `bin/<name>` to the outbox binary, made on first use.
+    fn link(&self, name: &str) -> PathBuf {
+        let dir = self.env.root().join("bin");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        if fs::symlink_metadata(&path).is_err() {
+            symlink(env!("CARGO_BIN_EXE_outbox"), &path).unwrap();
+        }
+        path
+    }
+
+    /// `outbox sendmail ARGS` with `stdin`.
+    fn sendmail(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = self.outbox();
+        cmd.arg("sendmail").args(args).stdin(stdin.to_vec());
+        cmd.run()
+    }
+
+    /// `sendmail ARGS` through a symlink named `sendmail`.
+    fn sendmail_link(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = self.program(self.link("sendmail"));
+        cmd.args(args).stdin(stdin.to_vec());
+        cmd.run()
+    }
+
+    /// `outbox queue ARGS`.
+    fn queue(&self, args: &[&str]) -> Output {
+        let mut cmd = self.outbox();
+        cmd.arg("queue").args(args);
+        cmd.run()
+    }
+
+    /// The ids `outbox queue list` shows (readable entries only).
+    #[track_caller]
+    fn queued_ids(&self) -> Vec<String> {
+        let out = self.queue(&["list"]);
+        out.assert_success();
+        entry_ids(&out.stdout_str())
+    }
+
+    /// Asserts that neither the queue nor its `failed` folder holds anything.
+    #[track_caller]
+    fn assert_nothing_queued(&self) {
+        let out = self.queue(&["list"]);
+        out.assert_success()
+            .assert_stdout_contains("the queue is empty");
+        let out = self.queue(&["list", "--failed"]);
+        out.assert_success()
+            .assert_stdout_contains("the failed folder is empty");
+    }
+}
+
+/// The ids of the entry lines of a `queue list` (or `mailq`) output.
+fn entry_ids(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| !l.starts_with(' ') && l.contains(" bytes  attempts "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// The `to:` line of entry `id` in a `queue list` output.
+#[track_caller]
+fn recipients_of(listing: &str, id: &str) -> String {
+    let mut lines = listing.lines().skip_while(|l| !l.starts_with(id));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("{id} not in:\n{listing}"));
+    lines
+        .next()
+        .and_then(|l| l.trim().strip_prefix("to: "))
+        .unwrap_or_else(|| panic!("no to: line for {id} in:\n{listing}"))
+        .to_owned()
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A delivered message without Postfix's trace headers, split into its header
+/// fields (name, unfolded value, in order) and its body (LF line ends).
+struct Delivered {
+    raw: Vec<u8>,
+    head: Vec<u8>,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Delivered {
+    #[track_caller]
+    fn of(raw: &[u8]) -> Delivered {
+        let raw = strip_trace_headers(raw);
+        let at = raw
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .unwrap_or_else(|| panic!("no end of header in:\n{}", lossy(&raw)));
+        let head = raw[..at + 1].to_vec();
+        let body = raw[at + 2..].to_vec();
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in lossy(&head).lines() {
+            if line.starts_with([' ', '\t']) {
+                let last = fields.last_mut().expect("continuation without a field");
+                last.1.push_str(line);
+            } else {
+                let (name, value) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("not a header field: {line:?}"));
+                fields.push((name.to_owned(), value.trim_start().to_owned()));
+            }
+        }
+        Delivered {
+            raw,
+            head,
+            fields,
+            body,
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The values of the fields called `name` (case-insensitive).
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the one field called `name`.
+    #[track_caller]
+    fn one(&self, name: &str) -> &str {
+        match self.all(name).as_slice() {
+            [v] => v,
+            other => panic!(
+                "expected one {name} field, found {}:\n{}",
+                other.len(),
+                lossy(&self.raw)
+            ),
+        }
+    }
+
+    /// Asserts there is no Bcc field, and that Date and Message-ID are valid.
+    #[track_caller]
+    fn assert_sane(&self) {
+        assert!(
+            self.all("Bcc").is_empty() && self.all("Resent-Bcc").is_empty(),
+            "a Bcc field was delivered:\n{}",
+            lossy(&self.raw)
+        );
+        let parsed = MessageParser::default().parse(&self.raw).unwrap();
+        assert!(
+            parsed.date().is_some(),
+            "no valid Date:\n{}",
+            lossy(&self.raw)
+        );
+        let id = self.one("Message-ID");
+        assert!(
+            id.starts_with('<') && id.ends_with('>') && id.contains('@'),
+            "bad Message-ID {id:?}"
+        );
+    }
+}
+
+/// The raw headers of `input` (LF line ends), up to the empty line, as lines.
+fn head_lines(input: &str) -> Vec<&str> {
+    input.lines().take_while(|l| !l.is_empty()).collect()
+}
+
+/// The envelope sender Postfix recorded (`Return-Path`).
+fn return_path(raw: &[u8]) -> String {
+    lossy(raw)
+        .lines()
+        .find_map(|l| l.strip_prefix("Return-Path: ").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Waits for the one message to `local` on the shared Postfix.
+#[track_caller]
+fn one_message(local: &str) -> Vec<u8> {
+    Postfix::shared()
+        .wait_for_messages(local, 1, WAIT)
+        .remove(0)
+}
+
+/// An address nobody listens on (connection refused), for queueing.
+fn closed_server() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Debian cron (cron 3.0pl1): `sendmail -FCronDaemon -i -B8BITMIME -oem root`, with
+/// `root` mapped by an alias. Cron writes From, To, Subject, MIME headers and
+/// X-Cron-Env, but no Date or Message-ID.
+#[test]
+fn debian_cron() {
+    let local = unique_name("sm-cron");
+    let face = Face::new(
+        &Postfix::shared().addr(),
+        &format!("[aliases]\nroot = \"{}\"\n", rcpt(&local)),
+    );
+    let body = "Sauvegarde terminée : 3 fichiers copiés, 0 erreur ✓\n\
+                /var/backups/étc.tar.gz  12 Mio\n";
+    let input = format!(
+        "From: root (Cron Daemon)\n\
+         To: root\n\
+         Subject: Cron <root@host> /usr/local/bin/backup --quiet\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=UTF-8\n\
+         Content-Transfer-Encoding: 8bit\n\
+         X-Cron-Env: <SHELL=/bin/sh>\n\
+         X-Cron-Env: <HOME=/root>\n\
+         X-Cron-Env: <PATH=/usr/bin:/bin>\n\
+         X-Cron-Env: <LOGNAME=root>\n\
+         \n\
+         {body}"
+    );
+    let out = face.sendmail(
+        &["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
+        input.as_bytes(),
+    );
+    out.assert_success()
+        .assert_stderr_empty()
+        .assert_stdout_empty();
+
+    let raw = one_message(&local);
+    let msg = Delivered::of(&raw);
+    msg.assert_sane();
+    // Cron's own fields first, unchanged and in order, then Date and Message-ID.
+    let expected: Vec<&str> = head_lines(&input);
+    let head = lossy(&msg.head);
+    let got: Vec<&str> = head.lines().collect();
+    assert_eq!(&got[..expected.len()], &expected[..], "{head}");
+    let names: Vec<&str> = got[expected.len()..]
+        .iter()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(names, ["Date", "Message-ID"], "{head}");
+    assert_eq!(msg.one("From"), "root (Cron Daemon)");
+    assert_eq!(lossy(&msg.body), body, "the UTF-8 body changed");
+    // The envelope sender is $USER at this host (no -f, no `from` configured).
+    assert!(return_path(&raw).starts_with("<tester@"), "{}", lossy(&raw));
+    face.assert_nothing_queued();
+}
+
+/// PHP's mail(): `sendmail -t -i`, recipients in To, Cc and Bcc. Each gets the
+/// message, and no copy shows the Bcc.
+#[test]
+fn php_mail() {
+    let to = unique_name("sm-php-to");
+    let cc = unique_name("sm-php-cc");
+    let bcc = unique_name("sm-php-bcc");
+    let face = Face::new(&Postfix::shared().addr(), "");
+    let input = format!(
+        "To: Alice Example <{}>\n\
+         Subject: Your order #1234\n\
+         X-PHP-Originating-Script: 33:order.php\n\
+         From: Shop <shop@example.test>\n\
+         Cc: {}\n\
+         Bcc: Auditor <{}>\n\
+         MIME-Version: 1.0\n\
+         Content-type: text/html; charset=iso-8859-1\n\
+         \n\
+         <html><body><p>Thank you for your order.</p>\n\
+         .\n\
+         <p>Total: 12.00 EUR</p></body></html>\n",
+        rcpt(&to),
+        rcpt(&cc),
+        rcpt(&bcc)
+    );
+    let out = face.sendmail(&["-t", "-i"], input.as_bytes());
+    out.assert_success().assert_stderr_empty();
+
+    for local in [&to, &cc, &bcc] {
+        let raw = one_message(local);
+        let msg = Delivered::of(&raw);
+        msg.assert_sane();
+        assert!(
+            !lossy(&msg.head).to_ascii_lowercase().contains("auditor"),
+            "the Bcc leaked:\n{}",
+            lossy(&raw)
+        );
+        assert_eq!(msg.one("From"), "Shop <shop@example.test>");
+        assert_eq!(msg.one("To"), format!("Alice Example <{}>", rcpt(&to)));
+        assert_eq!(msg.one("Cc"), rcpt(&cc));
+        assert_eq!(msg.one("Subject"), "Your order #1234");
+        assert_eq!(
+            msg.names(),
+            [
+                "To",
+                "Subject",
+                "X-PHP-Originating-Script",
+                "From",
+                "Cc",
+                "MIME-Version",
+                "Content-type",
+                "Date",
+                "Message-ID"
+            ]
+        );
+        // -i: the lone "." is part of the body.
+        let body = lossy(&msg.body);
+        assert!(body.contains("order.</p>\n.\n<p>Total"), "{body}");
+        // No -f: the envelope sender is the user, as with Postfix's sendmail.
+        assert!(return_path(&raw).starts_with("<tester@"), "{}", lossy(&raw));
+    }
+}
+
+/// git send-email: `sendmail -i -f me@example.test a@... b@...`; the message has its
+/// own Date and Message-ID and arrives byte for byte.
+#[test]
+fn git_send_email() {
+    let a = unique_name("sm-git-a");
+    let b = unique_name("sm-git-b");
+    let face = Face::new(&Postfix::shared().addr(), "");
+    let input = format!(
+        "From: Jane Developer <me@example.test>\n\
+         To: {a}\n\
+         Cc: {b}\n\
+         Subject: [PATCH v2 1/2] queue: fsync the directory after rename\n\
+         Date: Tue,  4 Mar 2025 10:15:42 +0100\n\
+         Message-ID: <20250304091542.12345-1-me@example.test>\n\
+         X-Mailer: git-send-email 2.39.5\n\
+         In-Reply-To: <cover.1741079742.git.me@example.test>\n\
+         References: <cover.1741079742.git.me@example.test>\n\
+         MIME-Version: 1.0\n\
+         Content-Transfer-Encoding: 8bit\n\
+         \n\
+         Without it a crash can lose the rename.\n\
+         ..and a line that begins with dots.\n\
+         \n\
+         Signed-off-by: Jane Développeur <me@example.test>\n\
+         ---\n \
+         src/queue.rs | 1 +\n \
+         1 file changed, 1 insertion(+)\n\
+         \n\
+         diff --git a/src/queue.rs b/src/queue.rs\n\
+         --- a/src/queue.rs\n\
+         +++ b/src/queue.rs\n\
+         @@ -10,3 +10,4 @@\n \
+         fs::rename(&a, &b)?;\n\
+         +sync_dir(dir)?;\n \
+         Ok(())\n\
+         -- \n\
+         2.39.5\n\
+         \n",
+        a = rcpt(&a),
+        b = rcpt(&b)
+    );
+    let out = face.sendmail(
+        &["-i", "-f", "me@example.test", &rcpt(&a), &rcpt(&b)],
+        input.as_bytes(),
+    );
+    out.assert_success().assert_stderr_empty();
+    for local in [&a, &b] {
+        let raw = one_message(local);
+        assert_eq!(
+            lossy(&strip_trace_headers(&raw)),
+            input,
+            "not delivered byte for byte"
+        );
+        assert_eq!(return_path(&raw), "<me@example.test>");
+    }
+}
+
+/// mutt: `sendmail -oem -oi -- a@...`; mutt writes Date and Message-ID itself.
+#[test]
+fn mutt() {
+    let local = unique_name("sm-mutt");
+    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let input = format!(
+        "Date: Wed, 5 Mar 2025 08:01:02 +0000\n\
+         From: Me <me@example.test>\n\
+         To: {to}\n\
+         Subject: Re: lunch\n\
+         Message-ID: <Z8gBXk3aT9q@example.test>\n\
+         References: <abc@example.test>\n\
+         In-Reply-To: <abc@example.test>\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=us-ascii\n\
+         Content-Disposition: inline\n\
+         User-Agent: Mutt/2.2.9 (2022-11-12)\n\
+         \n\
+         Noon is fine.\n\
+         .\n\
+         See you.\n",
+        to = rcpt(&local)
+    );
+    let out = face.sendmail(&["-oem", "-oi", "--", &rcpt(&local)], input.as_bytes());
+    out.assert_success().assert_stderr_empty();
+    let raw = one_message(&local);
+    assert_eq!(lossy(&strip_trace_headers(&raw)), input);
+    assert_eq!(return_path(&raw), "<me@example.test>");
+}
+
+/// A shell script through a symlink named `sendmail`:
+/// `printf 'Subject: x\n\nbody\n' | sendmail someone@...`. From is the configured
+/// `from`; Date and Message-ID are added.
+#[test]
+fn shell_script_through_a_symlink() {
+    let local = unique_name("sm-script");
+    let face = Face::new(
+        &Postfix::shared().addr(),
+        "from = \"Backup Script <backup@example.test>\"\n",
+    );
+    let out = face.sendmail_link(&[&rcpt(&local)], b"Subject: x\n\nbody\n");
+    out.assert_success()
+        .assert_stderr_empty()
+        .assert_stdout_empty();
+    let raw = one_message(&local);
+    let msg = Delivered::of(&raw);
+    msg.assert_sane();
+    assert_eq!(msg.names(), ["Subject", "Date", "Message-ID", "From"]);
+    assert_eq!(msg.one("Subject"), "x");
+    let parsed = MessageParser::default().parse(&msg.raw).unwrap();
+    let from = parsed.from().and_then(|f| f.first()).unwrap();
+    assert_eq!(from.address(), Some("backup@example.test"));
+    assert_eq!(from.name(), Some("Backup Script"));
+    assert_eq!(msg.body, b"body\n");
+    assert_eq!(return_path(&raw), "<backup@example.test>");
+    // The Message-ID is in the sender's domain.
+    assert!(msg.one("Message-ID").ends_with("@example.test>"));
+}
+
+/// `echo hello | sendmail NAME`: input without a header block is all body, and a
+/// local name with no alias gets the account's domain.
+#[test]
+fn echo_to_a_local_name() {
+    let local = unique_name("sm-echo");
+    let face = Face::new(&Postfix::shared().addr(), "from = \"ops@example.test\"\n");
+    let out = face.sendmail(&[&local], b"hello\n");
+    out.assert_success().assert_stderr_empty();
+    let raw = one_message(&local);
+    let msg = Delivered::of(&raw);
+    msg.assert_sane();
+    assert_eq!(msg.names(), ["Date", "Message-ID", "From"]);
+    assert_eq!(msg.one("From"), "<ops@example.test>");
+    assert_eq!(msg.body, b"hello\n");
+
+    // -v says how the name was mapped.
+    let local2 = unique_name("sm-echo");
+    let out = face.sendmail(&["-v", &local2], b"hello again\n");
+    out.assert_success()
+        .assert_stderr_contains(&format!("sending to {}", rcpt(&local2)));
+    assert_eq!(Delivered::of(&one_message(&local2)).body, b"hello again\n");
+}
+
+/// Without -i/-oi a line holding only "." ends the input; with -i it is body.
+#[test]
+fn a_lone_dot_ends_the_input_unless_i() {
+    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let input = b"Subject: dots\n\nline one\n.\nafter the dot\n";
+
+    let without = unique_name("sm-dot");
+    face.sendmail(&[&rcpt(&without)], input)
+        .assert_success()
+        .assert_stderr_empty();
+    let msg = Delivered::of(&one_message(&without));
+    assert_eq!(lossy(&msg.body), "line one\n");
+
+    let with = unique_name("sm-dot-i");
+    face.sendmail(&["-i", &rcpt(&with)], input)
+        .assert_success()
+        .assert_stderr_empty();
+    let msg = Delivered::of(&one_message(&with));
+    assert_eq!(lossy(&msg.body), "line one\n.\nafter the dot\n");
+
+    // -oi is the same as -i; CRLF input too.
+    let with_oi = unique_name("sm-dot-oi");
+    face.sendmail(
+        &["-oi", &rcpt(&with_oi)],
+        b"Subject: dots\r\n\r\nline one\r\n.\r\nafter the dot\r\n",
+    )
+    .assert_success();
+    let msg = Delivered::of(&one_message(&with_oi));
+    assert_eq!(lossy(&msg.body), "line one\n.\nafter the dot\n");
+}
+
+/// Bad command lines are 64, unusable messages 65; nothing is sent or queued.
+#[test]
+fn usage_and_data_errors() {
+    let local = unique_name("sm-err");
+    let to = rcpt(&local);
+    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let good = b"Subject: fine\n\nbody\n";
+
+    face.sendmail(&["-Z", &to], good)
+        .assert_code(64)
+        .assert_stderr_contains("-Z");
+    face.sendmail(&["--frobnicate", &to], good)
+        .assert_code(64)
+        .assert_stderr_contains("--frobnicate");
+    face.sendmail(&["-bs"], good)
+        .assert_code(64)
+        .assert_stderr_contains("-bs");
+    face.sendmail_link(&["-bs"], good).assert_code(64);
+
+    // 999 octets on line 2 (RFC 5322 §2.1.1 allows 998).
+    let long = format!(
+        "From: me@example.test\nSubject: {}\n\nbody\n",
+        "a".repeat(990)
+    );
+    assert_eq!(long.lines().nth(1).unwrap().len(), 999);
+    face.sendmail(&[&to], long.as_bytes())
+        .assert_code(65)
+        .assert_stderr_contains("line 2");
+    face.sendmail(
+        &[&to],
+        b"From: me@example.test\nSubject: nul\nX-Bad: a\0b\n\nbody\n",
+    )
+    .assert_code(65)
+    .assert_stderr_contains("line 3");
+
+    face.assert_nothing_queued();
+    // None of them reached the server (a later good one does, and is the only one).
+    let ok = format!("Subject: {}\n\nbody\n", "b".repeat(989));
+    assert_eq!(ok.lines().next().unwrap().len(), 998);
+    face.sendmail(&[&to], ok.as_bytes())
+        .assert_success()
+        .assert_stderr_empty();
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "b".repeat(989));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(Postfix::shared().messages_now(&local).len(), 1);
+}
+
+/// Lines of the mail log that say an SMTP client connected.
+fn connections(pf: &Postfix) -> (usize, usize) {
+    let log = pf.maillog();
+    let connects = log
+        .lines()
+        .filter(|l| l.contains(": connect from "))
+        .count();
+    let disconnects = log
+        .lines()
+        .filter(|l| l.contains(": disconnect from "))
+        .count();
+    (connects, disconnects)
+}
+
+/// Waits until every connection in the log has its disconnect and nothing changes
+/// for a moment; returns the number of connections.
+#[track_caller]
+fn settled_connections(pf: &Postfix) -> usize {
+    let deadline = Instant::now() + WAIT;
+    let mut last = connections(pf);
+    let mut since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = connections(pf);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if now.0 == now.1 && since.elapsed() >= Duration::from_millis(500) {
+            return now.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mail log does not settle: {last:?}\n{}",
+            pf.maillog_tail(40)
+        );
+    }
+}
+
+/// Server down: three messages are queued (exit 0, quietly) and listed by `queue
+/// list`, `sendmail -bp` and `mailq`; server up: one flush delivers each exactly once
+/// over one connection and empties the queue.
+#[test]
+fn queued_while_down_then_flushed_over_one_connection() {
+    let mut pf = Postfix::builder().start();
+    pf.stop();
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    let locals: Vec<String> = (0..3).map(|_| unique_name("sm-q")).collect();
+    for (i, local) in locals.iter().enumerate() {
+        let out = face.sendmail(
+            &["-i", &rcpt(local)],
+            format!("Subject: queued {i}\n\nmessage {i}\n").as_bytes(),
+        );
+        out.assert_success()
+            .assert_stderr_empty()
+            .assert_stdout_empty();
+    }
+
+    let list = face.queue(&["list"]);
+    list.assert_success();
+    let ids = entry_ids(&list.stdout_str());
+    assert_eq!(ids.len(), 3, "{}", list.report());
+    for (id, local) in ids.iter().zip(&locals) {
+        assert_eq!(recipients_of(&list.stdout_str(), id), rcpt(local));
+    }
+    assert!(
+        list.stdout_str().contains("last error:"),
+        "{}",
+        list.report()
+    );
+    let bp = face.sendmail(&["-bp"], b"");
+    bp.assert_success();
+    assert_eq!(entry_ids(&bp.stdout_str()), ids, "{}", bp.report());
+    let mailq = face.program(face.link("mailq")).run();
+    mailq.assert_success();
+    assert_eq!(entry_ids(&mailq.stdout_str()), ids, "{}", mailq.report());
+
+    pf.start_again();
+    let before = settled_connections(&pf);
+    let flush = face.queue(&["flush"]);
+    flush
+        .assert_success()
+        .assert_stdout_contains("delivered 3, deferred 0, failed 0");
+    for (i, local) in locals.iter().enumerate() {
+        let raw = pf.wait_for_messages(local, 1, WAIT).remove(0);
+        let msg = Delivered::of(&raw);
+        assert_eq!(msg.one("Subject"), format!("queued {i}"));
+        assert_eq!(msg.body, format!("message {i}\n").as_bytes());
+    }
+    let after = settled_connections(&pf);
+    assert_eq!(
+        after - before,
+        1,
+        "the flush used {} connections\n{}",
+        after - before,
+        pf.maillog_tail(40)
+    );
+    face.queue(&["list"])
+        .assert_success()
+        .assert_stdout_contains("the queue is empty");
+    // Nothing more arrives, and a second flush has nothing to do.
+    face.queue(&["flush"])
+        .assert_success()
+        .assert_stdout_contains("delivered 0, deferred 0, failed 0");
+    thread::sleep(Duration::from_millis(500));
+    for local in &locals {
+        assert_eq!(pf.messages_now(local).len(), 1);
+    }
+}
+
+/// One deferred recipient and one normal: the normal one has it at once, and the
+/// queue keeps only the deferred one.
+#[test]
+fn a_deferred_recipient_is_kept_alone() {
+    let normal = unique_name("sm-normal");
+    let deferred = unique_name("defer-sm");
+    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let out = face.sendmail(
+        &[&rcpt(&deferred), &rcpt(&normal)],
+        b"Subject: half now\n\nbody\n",
+    );
+    out.assert_success().assert_stderr_empty();
+    let msg = Delivered::of(&one_message(&normal));
+    assert_eq!(msg.one("Subject"), "half now");
+
+    let list = face.queue(&["list"]);
+    list.assert_success();
+    let listing = list.stdout_str();
+    let ids = entry_ids(&listing);
+    assert_eq!(ids.len(), 1, "{}", list.report());
+    assert_eq!(recipients_of(&listing, &ids[0]), rcpt(&deferred));
+    assert!(listing.contains("450"), "{}", list.report());
+    assert!(!listing.contains(&rcpt(&normal)), "{}", list.report());
+    face.queue(&["list", "--failed"])
+        .assert_stdout_contains("the failed folder is empty");
+}
+
+/// A permanent refusal in the sendmail face: exit 67, said on stderr, kept in
+/// `failed` with the server's reply, nothing in the queue.
+#[test]
+fn a_permanent_refusal_is_kept_in_failed() {
+    let rejected = unique_name("reject-sm");
+    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let out = face.sendmail(&[&rcpt(&rejected)], b"Subject: no\n\nbody\n");
+    out.assert_code(67)
+        .assert_stderr_contains(&rcpt(&rejected))
+        .assert_stderr_contains("550");
+    face.queue(&["list"])
+        .assert_success()
+        .assert_stdout_contains("the queue is empty");
+    let failed = face.queue(&["list", "--failed"]);
+    failed.assert_success();
+    let listing = failed.stdout_str();
+    let ids = entry_ids(&listing);
+    assert_eq!(ids.len(), 1, "{}", failed.report());
+    assert_eq!(recipients_of(&listing, &ids[0]), rcpt(&rejected));
+    assert!(
+        listing.contains("last error:") && listing.contains("550"),
+        "{}",
+        failed.report()
+    );
+}
+
+/// The compose face queues only when asked: `--queue` exits 0 and keeps the message,
+/// without it the exit is 75 and nothing is kept.
+#[test]
+fn compose_queues_only_with_the_flag() {
+    let mut pf = Postfix::builder().start();
+    pf.stop();
+    let local = unique_name("sm-compose");
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+
+    let mut cmd = face.outbox();
+    cmd.args(["-s", "not now", "--body", "plain", &rcpt(&local)]);
+    cmd.run().assert_code(75);
+    face.assert_nothing_queued();
+
+    let mut cmd = face.outbox();
+    cmd.args(["--queue", "-s", "later", "--body", "kept", &rcpt(&local)]);
+    cmd.run().assert_success().assert_stderr_contains("queued");
+    let ids = face.queued_ids();
+    assert_eq!(ids.len(), 1);
+
+    pf.start_again();
+    face.queue(&["flush"])
+        .assert_success()
+        .assert_stdout_contains("delivered 1,");
+    let msg = Delivered::of(&pf.wait_for_messages(&local, 1, WAIT).remove(0));
+    assert_eq!(msg.one("Subject"), "later");
+    assert!(face.queued_ids().is_empty());
+}
+
+/// The numbers a flush prints: delivered, deferred, failed, skipped.
+#[track_caller]
+fn flush_totals(out: &Output) -> [usize; 4] {
+    let text = out.stdout_str();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("delivered "))
+        .unwrap_or_else(|| out.fail("no totals line"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    numbers
+        .try_into()
+        .unwrap_or_else(|_| out.fail("bad totals line"))
+}
+
+/// Subject -> number of copies, of the messages delivered to `local`.
+fn subjects(pf: &Postfix, local: &str) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for raw in pf.messages_now(local) {
+        let msg = Delivered::of(&raw);
+        *seen.entry(msg.one("Subject").to_owned()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Queues `n` messages to `local` with the server down; returns their subjects.
+fn queue_messages(face: &Face, local: &str, n: usize, body_size: usize) -> Vec<String> {
+    let filler = format!("{}\n", "x".repeat(75)).repeat(body_size / 76 + 1);
+    (0..n)
+        .map(|i| {
+            let subject = format!("{local} message {i:02}");
+            face.sendmail(
+                &["-i", &rcpt(local)],
+                format!("Subject: {subject}\n\n{filler}").as_bytes(),
+            )
+            .assert_success()
+            .assert_stderr_empty();
+            subject
+        })
+        .collect()
+}
+
+/// Waits until every subject has arrived at least once, then for the Maildir to be
+/// still for a moment; returns the copies of each.
+#[track_caller]
+fn wait_for_subjects(pf: &Postfix, local: &str, wanted: &[String]) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = subjects(pf, local);
+        if wanted.iter().all(|s| seen.contains_key(s)) {
+            thread::sleep(Duration::from_secs(1));
+            let again = subjects(pf, local);
+            if again == seen {
+                return seen;
+            }
+            continue;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing: {:?}\n{}",
+            wanted
+                .iter()
+                .filter(|s| !seen.contains_key(*s))
+                .collect::<Vec<_>>(),
+            pf.maillog_tail(40)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two flushes at once never send the same entry twice.
+#[test]
+fn two_flushes_at_once_send_each_entry_once() {
+    let mut pf = Postfix::builder().start();
+    pf.stop();
+    let local = unique_name("sm-race");
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    let wanted = queue_messages(&face, &local, 10, 100);
+    assert_eq!(face.queued_ids().len(), 10);
+    pf.start_again();
+
+    let (a, b) = thread::scope(|s| {
+        let a = s.spawn(|| face.queue(&["flush"]));
+        let b = s.spawn(|| face.queue(&["flush"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    a.assert_success();
+    b.assert_success();
+    let (ta, tb) = (flush_totals(&a), flush_totals(&b));
+    eprintln!("concurrent flushes: {ta:?} and {tb:?} (delivered, deferred, failed, skipped)");
+    assert_eq!(ta[0] + tb[0], 10, "{}\n{}", a.report(), b.report());
+    assert_eq!(ta[1] + tb[1] + ta[2] + tb[2], 0);
+
+    let seen = wait_for_subjects(&pf, &local, &wanted);
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 1), "duplicates: {seen:?}");
+    assert!(face.queued_ids().is_empty());
+}
+
+/// A flush killed with SIGKILL at any moment loses no entry and leaves none corrupt;
+/// at most the message in flight at the kill arrives twice.
+#[test]
+fn a_flush_killed_midway_loses_nothing() {
+    let mut pf = Postfix::builder().start();
+    pf.stop();
+    let local = unique_name("sm-kill");
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    // Big enough that the transfer of 20 takes a while.
+    let wanted = queue_messages(&face, &local, 20, 64 * 1024);
+    assert_eq!(face.queued_ids().len(), 20);
+    pf.start_again();
+
+    let mut flush = face.outbox();
+    flush.args(["queue", "flush"]);
+    let mut child = flush.spawn();
+    thread::sleep(Duration::from_millis(60));
+    let finished_before_kill = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+
+    let list = face.queue(&["list"]);
+    list.assert_success();
+    assert!(
+        !list.stdout_str().contains("cannot be read"),
+        "{}",
+        list.report()
+    );
+    let left = entry_ids(&list.stdout_str()).len();
+    eprintln!(
+        "killed flush: finished before the kill: {finished_before_kill}, status {status:?}, \
+         {left} of 20 entries left"
+    );
+
+    let out = face.queue(&["flush"]);
+    out.assert_success();
+    assert_eq!(flush_totals(&out)[0], left, "{}", out.report());
+    let seen = wait_for_subjects(&pf, &local, &wanted);
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.len() <= 1 && twice.iter().all(|(_, n)| **n == 2),
+        "more duplicates than the one message in flight: {twice:?}"
+    );
+    face.queue(&["list"])
+        .assert_success()
+        .assert_stdout_contains("the queue is empty");
+}
+
+/// Corrupt entries are reported by `queue list` and left alone by `queue flush`,
+/// which delivers the others and exits 65 (EX_DATAERR) to say something is wrong.
+#[test]
+fn corrupt_entries_are_reported_and_skipped() {
+    let local = unique_name("sm-corrupt");
+    let face = Face::new(&closed_server(), "from = \"me@example.test\"\n");
+    face.sendmail(&[&rcpt(&local)], b"Subject: survivor\n\nbody\n")
+        .assert_success();
+    let good = face.queued_ids();
+    assert_eq!(good.len(), 1);
+
+    let garbage = "1600000000.000000.0badc0de";
+    let no_message = "1600000001.000000.0badf00d";
+    fs::create_dir(face.queue_dir().join(garbage)).unwrap();
+    fs::write(
+        face.queue_dir().join(garbage).join("envelope"),
+        "this is = not [ toml\n\0\u{1}",
+    )
+    .unwrap();
+    fs::write(face.queue_dir().join(garbage).join("message"), "x").unwrap();
+    // A whole entry, then its message taken away.
+    let src = face.queue_dir().join(&good[0]);
+    let dst = face.queue_dir().join(no_message);
+    fs::create_dir(&dst).unwrap();
+    fs::copy(src.join("envelope"), dst.join("envelope")).unwrap();
+
+    let list = face.queue(&["list"]);
+    list.assert_success();
+    let listing = list.stdout_str();
+    for id in [garbage, no_message] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("cannot be read")),
+            "{id} not reported:\n{}",
+            list.report()
+        );
+    }
+    assert!(listing.contains("no message file"), "{}", list.report());
+    assert_eq!(entry_ids(&listing), good);
+
+    face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let flush = face.queue(&["flush"]);
+    flush
+        .assert_code(65)
+        .assert_stderr_contains(garbage)
+        .assert_stderr_contains(no_message)
+        .assert_stdout_contains("delivered 1,");
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "survivor");
+    // The corrupt ones are left as they were, for a human to look at.
+    let list = face.queue(&["list"]);
+    assert_eq!(
+        list.stdout_str()
+            .lines()
+            .filter(|l| l.contains("cannot be read"))
+            .count(),
+        2,
+        "{}",
+        list.report()
+    );
+    assert!(entry_ids(&list.stdout_str()).is_empty());
+}
+
+/// `queue remove ID` takes an entry away; an unknown id is an error (64).
+#[test]
+fn queue_remove() {
+    let face = Face::new(&closed_server(), "from = \"me@example.test\"\n");
+    for i in 0..2 {
+        face.sendmail(
+            &[&rcpt(&unique_name("sm-remove"))],
+            format!("Subject: {i}\n\nbody\n").as_bytes(),
+        )
+        .assert_success();
+    }
+    let ids = face.queued_ids();
+    assert_eq!(ids.len(), 2);
+    face.queue(&["remove", &ids[0]])
+        .assert_success()
+        .assert_stdout_contains(&format!("removed {}", ids[0]));
+    assert_eq!(face.queued_ids(), &ids[1..]);
+    assert!(!face.queue_dir().join(&ids[0]).exists());
+
+    let unknown = "1234567890.000000.00000000";
+    face.queue(&["remove", unknown])
+        .assert_code(64)
+        .assert_stderr_contains(unknown);
+    face.queue(&["remove", &ids[0]]).assert_code(64);
+    face.queue(&["remove", "../../etc"]).assert_code(64);
+    assert_eq!(face.queued_ids(), &ids[1..]);
+    face.queue(&["remove", &ids[1]]).assert_success();
+    assert!(face.queued_ids().is_empty());
+}
+
+/// A message queued with `-t`: the envelope keeps the header recipients, and the
+/// queued copy has no Bcc either.
+#[test]
+fn a_queued_message_has_no_bcc() {
+    let to = unique_name("sm-qt-to");
+    let bcc = unique_name("sm-qt-bcc");
+    let face = Face::new(&closed_server(), "");
+    let input = format!(
+        "From: me@example.test\nTo: {}\nBcc: {}\nSubject: later\n\nbody\n",
+        rcpt(&to),
+        rcpt(&bcc)
+    );
+    face.sendmail(&["-t", "-i"], input.as_bytes())
+        .assert_success()
+        .assert_stderr_empty();
+    let list = face.queue(&["list"]);
+    let ids = entry_ids(&list.stdout_str());
+    assert_eq!(ids.len(), 1, "{}", list.report());
+    assert_eq!(
+        recipients_of(&list.stdout_str(), &ids[0]),
+        format!("{}, {}", rcpt(&to), rcpt(&bcc))
+    );
+    let stored = fs::read(face.queue_dir().join(&ids[0]).join("message")).unwrap();
+    assert!(!lossy(&stored).contains("Bcc"), "{}", lossy(&stored));
+
+    face.configure(&Postfix::shared().addr(), "");
+    face.queue(&["flush"])
+        .assert_success()
+        .assert_stdout_contains("delivered 1,");
+    for local in [&to, &bcc] {
+        let raw = one_message(local);
+        let msg = Delivered::of(&raw);
+        msg.assert_sane();
+        assert_eq!(msg.one("Subject"), "later");
+        assert!(msg.all("Bcc").is_empty());
+    }
+}
