@@ -105,6 +105,10 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Send the message with DATA even where the server offers CHUNKING (BDAT)
+    #[arg(long)]
+    pub no_chunking: bool,
+
     /// Keep a message that cannot be delivered now (4xx, server down) in the queue and
     /// exit 0; `outbox queue flush` sends it later
     #[arg(long)]

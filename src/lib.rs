@@ -70,6 +70,7 @@ pub fn submit_with(
     transcript: Option<Transcript>,
 ) -> Result<Receipt, Error> {
     let mut client = Client::connect(settings, transcript)?;
+    client.last_message_next();
     let result = client.send(envelope, message);
     client.finish();
     result
@@ -129,8 +130,9 @@ impl Client {
             Some(client) if implicit => client.handshake(tcp, Handshake::Implicit)?,
             _ => Connection::Plain(tcp),
         };
-        let mut session =
-            Session::new(connection, settings.timeouts.clone()).with_transcript(transcript);
+        let mut session = Session::new(connection, settings.timeouts.clone())
+            .with_transcript(transcript)
+            .with_chunking(settings.chunking);
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
         }
@@ -176,6 +178,11 @@ impl Client {
         let result = send_on(&mut self.session, envelope, message);
         self.needs_reset = result.is_err();
         result
+    }
+
+    /// The next message is the last: QUIT goes with it.
+    pub fn last_message_next(&mut self) {
+        self.session.quit_after_next();
     }
 
     /// Whether another message can be sent over this connection.

@@ -27,6 +27,8 @@ pub struct Settings {
     pub auth: Option<AuthSettings>,
     /// The sender the account names, for when `-f` is not given.
     pub from: Option<Mailbox>,
+    /// Use BDAT (RFC 3030) where the server offers CHUNKING.
+    pub chunking: bool,
     /// Keep a message that cannot be delivered now in the queue, and exit 0.
     pub queue: bool,
     /// The queue's directory when not the default one.
@@ -153,6 +155,7 @@ impl Settings {
             tls,
             auth,
             from: account.from,
+            chunking: !cli.no_chunking,
             queue: cli.queue || account.queue.unwrap_or(false),
             queue_dir: account.queue_dir,
             queue_lifetime: account

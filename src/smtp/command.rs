@@ -75,6 +75,11 @@ pub enum Command {
         params: Vec<Arg>,
     },
     Data,
+    /// `BDAT size [LAST]` (RFC 3030 §2); the chunk's bytes follow the line.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Quit,
     StartTls,
@@ -147,6 +152,7 @@ impl Command {
             Command::Mail { .. } => "MAIL FROM",
             Command::Rcpt { .. } => "RCPT TO",
             Command::Data => "DATA",
+            Command::Bdat { .. } => "BDAT",
             Command::Rset => "RSET",
             Command::Quit => "QUIT",
             Command::StartTls => "STARTTLS",
@@ -195,6 +201,12 @@ impl fmt::Display for Command {
                 write_params(f, params)?;
             }
             Command::Data => f.write_str("DATA")?,
+            Command::Bdat { size, last } => {
+                write!(f, "BDAT {size}")?;
+                if *last {
+                    f.write_str(" LAST")?;
+                }
+            }
             Command::Rset => f.write_str("RSET")?,
             Command::Quit => f.write_str("QUIT")?,
             Command::StartTls => f.write_str("STARTTLS")?,
@@ -247,6 +259,20 @@ mod tests {
             (Command::Data, "DATA\r\n"),
             (Command::StartTls, "STARTTLS\r\n"),
             (Command::Rset, "RSET\r\n"),
+            (
+                Command::Bdat {
+                    size: 1024,
+                    last: false,
+                },
+                "BDAT 1024\r\n",
+            ),
+            (
+                Command::Bdat {
+                    size: 0,
+                    last: true,
+                },
+                "BDAT 0 LAST\r\n",
+            ),
             (
                 Command::auth("PLAIN", Some("AGEAYg==")).unwrap(),
                 "AUTH PLAIN AGEAYg==\r\n",

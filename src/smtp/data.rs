@@ -8,9 +8,13 @@
 
 use std::io::{self, Write};
 
-/// A writer that turns message bytes into DATA bytes, streaming.
+/// A writer that turns message bytes into DATA bytes, streaming. Made with
+/// [`DotWriter::lines_only`] it only makes the line ends CRLF, as BDAT needs
+/// (RFC 3030 §2: chunks carry the message as it is, with no transparency).
 pub struct DotWriter<W: Write> {
     inner: W,
+    /// Dot-stuffing and the terminating `.CRLF` (DATA), or neither (BDAT).
+    stuff: bool,
     /// The next byte starts a line (true at the start of the message).
     line_start: bool,
     /// The last byte seen was a CR whose line end is not yet written.
@@ -24,6 +28,7 @@ impl<W: Write> DotWriter<W> {
     pub fn new(inner: W) -> DotWriter<W> {
         DotWriter {
             inner,
+            stuff: true,
             line_start: true,
             pending_cr: false,
             written: 0,
@@ -31,15 +36,32 @@ impl<W: Write> DotWriter<W> {
         }
     }
 
-    /// Ends the last line if needed and writes `.CRLF`; returns the inner writer,
-    /// not flushed, so the caller can put more in the same write.
+    /// Line ends made CRLF, and nothing else changed (for BDAT).
+    pub fn lines_only(inner: W) -> DotWriter<W> {
+        DotWriter {
+            stuff: false,
+            ..DotWriter::new(inner)
+        }
+    }
+
+    /// Ends the last line if needed and, for DATA, writes `.CRLF`; returns the inner
+    /// writer, not flushed, so the caller can put more in the same write.
     pub fn finish(mut self) -> io::Result<W> {
         if self.pending_cr || !self.line_start {
             self.inner.write_all(b"\r\n")?;
             self.lines += 1;
+            self.pending_cr = false;
+            self.line_start = true;
         }
-        self.inner.write_all(b".\r\n")?;
+        if self.stuff {
+            self.inner.write_all(b".\r\n")?;
+        }
         Ok(self.inner)
+    }
+
+    /// The inner writer, to take out what has been written so far (BDAT chunks).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
     }
 
     /// The inner writer, with the message unfinished (used when giving up).
@@ -84,7 +106,7 @@ impl<W: Write> Write for DotWriter<W> {
             self.end_line()?;
         }
         while i < buf.len() {
-            if self.line_start && buf[i] == b'.' {
+            if self.stuff && self.line_start && buf[i] == b'.' {
                 self.inner.write_all(b".")?;
             }
             // The run of ordinary bytes up to the next CR or LF goes out as one slice.
@@ -221,6 +243,15 @@ mod tests {
         let mut expected = line.clone().into_bytes();
         expected.extend_from_slice(b"\r\n.\r\n");
         check(line.as_bytes(), &expected);
+    }
+
+    #[test]
+    fn lines_only_normalises_without_stuffing_or_terminator() {
+        let mut w = DotWriter::lines_only(Vec::new());
+        w.write_all(b".a\n..b\r.\r\nlast").unwrap();
+        assert_eq!(w.finish().unwrap(), b".a\r\n..b\r\n.\r\nlast\r\n");
+        let w = DotWriter::lines_only(Vec::new());
+        assert_eq!(w.finish().unwrap(), b"");
     }
 
     #[test]

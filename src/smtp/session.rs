@@ -189,6 +189,32 @@ pub fn envelope_commands(envelope: &Envelope, params: &[&str]) -> Result<Vec<Com
     Ok(commands)
 }
 
+fn split_envelope(commands: &[Command]) -> Result<(&Command, &[Command]), Error> {
+    commands
+        .split_first()
+        .ok_or_else(|| Error::Usage("the envelope has no recipient".into()))
+}
+
+/// Where copying the message failed: reading it, or writing it out.
+enum Pumped {
+    Source(io::Error),
+    Sink(io::Error),
+}
+
+/// Copies `message` into `out` in DATA_BUFFER pieces.
+fn pump(message: &mut dyn Read, out: &mut dyn Write) -> Result<(), Pumped> {
+    let mut chunk = vec![0u8; DATA_BUFFER];
+    loop {
+        let n = match message.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Pumped::Source(e)),
+        };
+        out.write_all(&chunk[..n]).map_err(Pumped::Sink)?;
+    }
+}
+
 /// A session with a server over `S`.
 pub struct Session<S> {
     stream: S,
@@ -198,7 +224,16 @@ pub struct Session<S> {
     capabilities: Capabilities,
     /// The connection is unusable (closed, 421, garbage, timeout): no QUIT is sent.
     dead: bool,
+    /// Use BDAT where the server offers CHUNKING.
+    chunking: bool,
+    /// Send QUIT right after the next message, in the same write when pipelining:
+    /// the session has nothing more to say.
+    quit_after: bool,
 }
+
+/// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
+/// enough that a chunk in memory does not matter.
+const CHUNK_SIZE: usize = 1024 * 1024;
 
 impl<S: Read + Write + IoTimeout> Session<S> {
     pub fn new(stream: S, timeouts: Timeouts) -> Session<S> {
@@ -209,7 +244,21 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             transcript: None,
             capabilities: Capabilities::default(),
             dead: false,
+            chunking: true,
+            quit_after: false,
         }
+    }
+
+    /// Whether BDAT may be used where offered (`--no-chunking` says no).
+    pub fn with_chunking(mut self, chunking: bool) -> Session<S> {
+        self.chunking = chunking;
+        self
+    }
+
+    /// The next transaction is the last: QUIT goes with its end (pipelined where the
+    /// server allows), and the session is over after it.
+    pub fn quit_after_next(&mut self) {
+        self.quit_after = true;
     }
 
     pub fn with_transcript(mut self, transcript: Option<Transcript>) -> Session<S> {
@@ -250,38 +299,6 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         Ok(&self.capabilities)
     }
 
-    /// `RCPT TO`: 250 or 251 accept the recipient; any other 4xx or 5xx refuses this
-    /// one recipient and the session goes on. A 421, a broken connection or garbage
-    /// end the session.
-    fn rcpt_to(&mut self, to: &Address, cmd: &Command) -> Result<RecipientResult, Error> {
-        let reply = self.command(cmd, Stage::RcptTo, self.timeouts.rcpt)?;
-        let accepted = match reply.code {
-            250 | 251 => true,
-            421 => return Err(self.refused(Stage::RcptTo, reply)),
-            400..=599 => false,
-            _ => return Err(self.unexpected(Stage::RcptTo, reply, "250 or 251")),
-        };
-        Ok(RecipientResult {
-            recipient: to.clone(),
-            reply,
-            accepted,
-        })
-    }
-
-    /// `DATA` (354), the message through a DotWriter, the final dot (250).
-    pub fn data(&mut self, message: &mut dyn Read) -> Result<Reply, Error> {
-        let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
-        self.expect(Stage::Data, reply, &[354], "354")?;
-        self.set_timeout(Stage::Message, self.timeouts.data_block)?;
-        let (bytes, lines) = self.send_message(message)?;
-        if let Some(t) = &mut self.transcript {
-            t.line("> ", &format!("[message: {bytes} bytes, {lines} lines]"));
-            t.line("> ", ".");
-        }
-        let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
-        self.expect(Stage::EndOfData, reply, &[250], "250")
-    }
-
     /// `RSET`: 250. Ends a transaction that went wrong, so the next can begin on the
     /// same connection (RFC 5321 §4.1.1.5).
     pub fn rset(&mut self) -> Result<Reply, Error> {
@@ -302,9 +319,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.expect(Stage::Quit, reply, &[221], "221")
     }
 
-    /// One mail transaction: MAIL, a RCPT per recipient, and DATA if any recipient was
-    /// accepted. Refused recipients are reported in the receipt; if none is accepted,
-    /// the error lists every refusal and no data is sent.
+    /// One mail transaction: MAIL, a RCPT per recipient, and the message if any
+    /// recipient was accepted. Refused recipients are reported in the receipt; if none
+    /// is accepted, the error lists every refusal.
+    ///
+    /// Where the server offers PIPELINING (RFC 2920), MAIL, every RCPT and DATA leave in
+    /// one write, and the message, the final dot and (for the last message) QUIT in
+    /// another; every reply is still read and checked in order. Where it offers
+    /// CHUNKING (RFC 3030), the message goes in BDAT chunks instead of DATA, with no
+    /// dot-stuffing, pipelined with the envelope where PIPELINING allows.
     pub fn transaction(
         &mut self,
         envelope: &Envelope,
@@ -312,22 +335,217 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         message: &mut dyn Read,
     ) -> Result<Receipt, Error> {
         let commands = envelope_commands(envelope, params)?;
-        let (mail, rcpts) = commands
-            .split_first()
-            .ok_or_else(|| Error::Usage("the envelope has no recipient".into()))?;
+        let pipelining = self.capabilities.has("PIPELINING");
+        let chunking = self.chunking && self.capabilities.has("CHUNKING");
+        let quit = std::mem::take(&mut self.quit_after);
+        match (pipelining, chunking) {
+            (false, false) => self.lockstep(envelope, &commands, message, quit, false),
+            (false, true) => self.lockstep(envelope, &commands, message, quit, true),
+            (true, false) => self.pipelined_data(envelope, &commands, message, quit),
+            (true, true) => self.pipelined_bdat(envelope, &commands, message, quit),
+        }
+    }
+
+    /// MAIL and each RCPT wait for their reply; then DATA (or BDAT chunks, each waiting
+    /// for its reply) if anyone was accepted.
+    fn lockstep(
+        &mut self,
+        envelope: &Envelope,
+        commands: &[Command],
+        message: &mut dyn Read,
+        quit: bool,
+        chunking: bool,
+    ) -> Result<Receipt, Error> {
+        let (mail, rcpts) = split_envelope(commands)?;
         let reply = self.command(mail, Stage::MailFrom, self.timeouts.mail)?;
         self.expect(Stage::MailFrom, reply, &[250], "250")?;
-        let mut recipients = Vec::with_capacity(envelope.to.len());
+        let mut recipients = Vec::with_capacity(rcpts.len());
         for (to, cmd) in envelope.to.iter().zip(rcpts) {
-            recipients.push(self.rcpt_to(to, cmd)?);
+            self.send_group(std::slice::from_ref(cmd), Stage::RcptTo, self.timeouts.rcpt)?;
+            recipients.push(self.rcpt_reply(to)?);
         }
         if !recipients.iter().any(|r| r.accepted) {
             return Err(Error::NoRecipients {
                 refused: recipients,
             });
         }
-        let reply = self.data(message)?;
+        let reply = if chunking {
+            let chunks = self.send_chunks(message, Vec::new(), false, true)?;
+            let mut last = None;
+            for _ in 0..chunks {
+                let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+                last = Some(self.expect(Stage::EndOfData, reply, &[250], "250")?);
+            }
+            last.ok_or_else(|| Error::Usage("no chunk was sent".into()))?
+        } else {
+            let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
+            self.expect(Stage::Data, reply, &[354], "354")?;
+            self.send_body(message, false)?;
+            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            self.expect(Stage::EndOfData, reply, &[250], "250")?
+        };
+        if quit {
+            self.quit_quietly();
+        }
         Ok(Receipt { recipients, reply })
+    }
+
+    /// MAIL, the RCPTs and DATA in one write; then the message, the dot and QUIT in
+    /// another.
+    fn pipelined_data(
+        &mut self,
+        envelope: &Envelope,
+        commands: &[Command],
+        message: &mut dyn Read,
+        quit: bool,
+    ) -> Result<Receipt, Error> {
+        let mut group = commands.to_vec();
+        group.push(Command::Data);
+        self.send_group(&group, Stage::MailFrom, self.timeouts.mail)?;
+        let (mail_error, recipients) = self.envelope_replies(envelope)?;
+        let reply = self.read_reply(Stage::Data, self.timeouts.data_init)?;
+        let go_ahead = reply.code == 354;
+        let nobody = !recipients.iter().any(|r| r.accepted);
+        if go_ahead && (mail_error.is_some() || nobody) {
+            // RFC 2920 §3.1: a 354 where no transaction stands must still be ended, with
+            // an empty message, to keep the dialogue in step.
+            self.send_group_raw(b".\r\n", ".", Stage::EndOfData)?;
+            let _ = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+        }
+        if let Some(e) = mail_error {
+            return Err(e);
+        }
+        if nobody {
+            return Err(Error::NoRecipients {
+                refused: recipients,
+            });
+        }
+        self.expect(Stage::Data, reply, &[354], "354")?;
+        self.send_body(message, quit)?;
+        let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+        let reply = self.expect(Stage::EndOfData, reply, &[250], "250");
+        if quit {
+            self.read_quit_reply();
+        }
+        Ok(Receipt {
+            recipients,
+            reply: reply?,
+        })
+    }
+
+    /// MAIL, the RCPTs, every BDAT chunk and QUIT in one stream of writes; then the
+    /// replies, in order.
+    fn pipelined_bdat(
+        &mut self,
+        envelope: &Envelope,
+        commands: &[Command],
+        message: &mut dyn Read,
+        quit: bool,
+    ) -> Result<Receipt, Error> {
+        // The envelope goes in the same write as the first chunk.
+        let mut envelope_bytes = Vec::new();
+        for cmd in commands {
+            if let Some(t) = &mut self.transcript {
+                t.sent(cmd);
+            }
+            envelope_bytes.extend_from_slice(cmd.to_string().as_bytes());
+        }
+        self.check_in_step("MAIL FROM", Stage::MailFrom)?;
+        let chunks = self.send_chunks(message, envelope_bytes, quit, false)?;
+        let (mail_error, recipients) = self.envelope_replies(envelope)?;
+        let mut first_error = None;
+        let mut last = None;
+        for _ in 0..chunks {
+            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            if reply.code == 421 {
+                return Err(self.refused(Stage::EndOfData, reply));
+            }
+            match (reply.code, &first_error) {
+                (250, _) => last = Some(reply),
+                (_, None) => first_error = Some(reply),
+                _ => {}
+            }
+        }
+        if quit {
+            self.read_quit_reply();
+        }
+        if let Some(e) = mail_error {
+            return Err(e);
+        }
+        if !recipients.iter().any(|r| r.accepted) {
+            return Err(Error::NoRecipients {
+                refused: recipients,
+            });
+        }
+        if let Some(reply) = first_error {
+            return Err(self
+                .expect(Stage::EndOfData, reply, &[250], "250")
+                .unwrap_err());
+        }
+        let reply = last.ok_or_else(|| Error::Usage("no chunk was sent".into()))?;
+        Ok(Receipt { recipients, reply })
+    }
+
+    /// The replies to a pipelined MAIL and its RCPTs, in order: the MAIL refusal if
+    /// there was one (the RCPT replies are read all the same, to stay in step), and
+    /// each recipient's result. A 421, a broken connection or garbage end it all.
+    fn envelope_replies(
+        &mut self,
+        envelope: &Envelope,
+    ) -> Result<(Option<Error>, Vec<RecipientResult>), Error> {
+        let reply = self.read_reply(Stage::MailFrom, self.timeouts.mail)?;
+        let mail_error = match reply.code {
+            250 => None,
+            421 => return Err(self.refused(Stage::MailFrom, reply)),
+            _ => Some(
+                self.expect(Stage::MailFrom, reply, &[250], "250")
+                    .err()
+                    .unwrap_or(Error::Usage("MAIL FROM".into())),
+            ),
+        };
+        let mut recipients = Vec::with_capacity(envelope.to.len());
+        for to in &envelope.to {
+            recipients.push(self.rcpt_reply(to)?);
+        }
+        Ok((mail_error, recipients))
+    }
+
+    /// The reply to one RCPT: 250 or 251 accept the recipient; any other 4xx or 5xx
+    /// refuses this one recipient and the session goes on. A 421, a broken connection
+    /// or garbage end the session.
+    fn rcpt_reply(&mut self, to: &Address) -> Result<RecipientResult, Error> {
+        let reply = self.read_reply(Stage::RcptTo, self.timeouts.rcpt)?;
+        let accepted = match reply.code {
+            250 | 251 => true,
+            421 => return Err(self.refused(Stage::RcptTo, reply)),
+            400..=599 => false,
+            _ => return Err(self.unexpected(Stage::RcptTo, reply, "250 or 251")),
+        };
+        Ok(RecipientResult {
+            recipient: to.clone(),
+            reply,
+            accepted,
+        })
+    }
+
+    /// QUIT after the last message, waiting for the goodbye but caring little for it.
+    fn quit_quietly(&mut self) {
+        if self
+            .send_group(&[Command::Quit], Stage::Quit, self.timeouts.quit)
+            .is_ok()
+        {
+            self.read_quit_reply();
+        }
+    }
+
+    /// The reply to a QUIT already sent; the session is over either way.
+    fn read_quit_reply(&mut self) {
+        if let Ok(reply) = self.read_reply(Stage::Quit, self.timeouts.quit)
+            && reply.code != 221
+        {
+            self.note(&format!("unexpected reply to QUIT: {reply}"));
+        }
+        self.dead = true;
     }
 
     /// Ends the session after a failure: QUIT if the connection is still usable, with a
@@ -442,54 +660,137 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     fn command(&mut self, cmd: &Command, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
-        // In lock-step every reply has been read before the next command; bytes already
-        // waiting were sent unasked, and taking them as the next reply would let a
-        // server (or someone in the path) answer for a command it has not seen.
-        if !self.rbuf.is_empty() {
-            self.dead = true;
-            return Err(Error::Protocol {
-                stage,
-                detail: format!(
-                    "the server sent data before {} was sent: {:?}",
-                    cmd.verb(),
-                    super::reply::sanitize(&String::from_utf8_lossy(&self.rbuf))
-                ),
-            });
+        self.send_group(std::slice::from_ref(cmd), stage, timeout)?;
+        self.read_reply(stage, timeout)
+    }
+
+    /// Writes `commands` in one write (one command group, RFC 2920 §3.1).
+    fn send_group(
+        &mut self,
+        commands: &[Command],
+        stage: Stage,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        self.check_in_step(commands.first().map_or("a command", Command::verb), stage)?;
+        let mut bytes = Vec::new();
+        for cmd in commands {
+            if let Some(t) = &mut self.transcript {
+                t.sent(cmd);
+            }
+            bytes.extend_from_slice(cmd.to_string().as_bytes());
         }
+        self.write_now(&bytes, stage, timeout)
+    }
+
+    /// Writes bytes that are not a command (the dot that ends an empty message).
+    fn send_group_raw(&mut self, bytes: &[u8], shown: &str, stage: Stage) -> Result<(), Error> {
         if let Some(t) = &mut self.transcript {
-            t.sent(cmd);
+            t.line("> ", shown);
         }
+        self.write_now(bytes, stage, self.timeouts.data_block)
+    }
+
+    fn write_now(&mut self, bytes: &[u8], stage: Stage, timeout: Duration) -> Result<(), Error> {
         self.set_timeout(stage, timeout)?;
-        let bytes = cmd.to_string();
         if let Err(e) = self
             .stream
-            .write_all(bytes.as_bytes())
+            .write_all(bytes)
             .and_then(|()| self.stream.flush())
         {
             return Err(self.io_error(stage, timeout, e));
         }
-        self.read_reply(stage, timeout)
+        Ok(())
     }
 
-    fn send_message(&mut self, message: &mut dyn Read) -> Result<(u64, u64), Error> {
+    /// In lock-step every reply has been read before the next command group; bytes
+    /// already waiting were sent unasked, and taking them as the next reply would let a
+    /// server (or someone in the path) answer for a command it has not seen.
+    fn check_in_step(&mut self, verb: &str, stage: Stage) -> Result<(), Error> {
+        if self.rbuf.is_empty() {
+            return Ok(());
+        }
+        self.dead = true;
+        Err(Error::Protocol {
+            stage,
+            detail: format!(
+                "the server sent data before {verb} was sent: {:?}",
+                super::reply::sanitize(&String::from_utf8_lossy(&self.rbuf))
+            ),
+        })
+    }
+
+    /// The message through a DotWriter after DATA's 354, the final dot, and QUIT if
+    /// `quit`: the end of the message, the dot and QUIT leave in one write.
+    fn send_body(&mut self, message: &mut dyn Read, quit: bool) -> Result<(), Error> {
         let timeout = self.timeouts.data_block;
+        self.set_timeout(Stage::Message, timeout)?;
         let latched = Latched {
             inner: &mut self.stream,
             failed: false,
         };
         let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, latched));
-        let mut chunk = vec![0u8; DATA_BUFFER];
-        let sent = loop {
-            let n = match message.read(&mut chunk) {
-                Ok(0) => break Ok(()),
+        let pumped = pump(message, &mut dot);
+        let counts = (dot.bytes_in(), dot.lines_when_finished());
+        let sent = match pumped {
+            Ok(()) => dot.finish().and_then(|mut w| {
+                if quit {
+                    w.write_all(Command::Quit.to_string().as_bytes())?;
+                }
+                w.flush()
+            }),
+            Err(failure) => {
+                // What is buffered is dropped unwritten: half a message must never be
+                // followed by anything the server could take for its end.
+                let _ = dot.into_inner().into_parts();
+                match failure {
+                    Pumped::Source(source) => {
+                        // The server waits for data we cannot give; the connection is
+                        // of no more use.
+                        self.dead = true;
+                        return Err(Error::LocalIo {
+                            context: "cannot read the message".into(),
+                            source,
+                        });
+                    }
+                    Pumped::Sink(e) => Err(e),
+                }
+            }
+        };
+        if let Some(t) = &mut self.transcript {
+            t.line(
+                "> ",
+                &format!("[message: {} bytes, {} lines]", counts.0, counts.1),
+            );
+            t.line("> ", ".");
+            if quit {
+                t.sent(&Command::Quit);
+            }
+        }
+        sent.map_err(|e| self.write_failed(timeout, e))
+    }
+
+    /// The message as BDAT chunks (RFC 3030): line ends made CRLF, no dot-stuffing,
+    /// `CHUNK_SIZE` bytes a chunk, the last marked LAST; QUIT after it if `quit`.
+    /// With `each_reply`, every chunk waits for its reply but the last (lock-step);
+    /// otherwise all go out at once. Returns how many chunks' replies are still due.
+    fn send_chunks(
+        &mut self,
+        message: &mut dyn Read,
+        mut prefix: Vec<u8>,
+        quit: bool,
+        each_reply: bool,
+    ) -> Result<usize, Error> {
+        let timeout = self.timeouts.data_block;
+        self.set_timeout(Stage::Message, timeout)?;
+        let mut lines = DotWriter::lines_only(Vec::with_capacity(CHUNK_SIZE + DATA_BUFFER));
+        let mut input = vec![0u8; DATA_BUFFER];
+        let mut chunks = 0usize;
+        let mut due = 0usize;
+        loop {
+            let n = match message.read(&mut input) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
-                    // Drop what is buffered without writing it: half a message must not
-                    // be followed by anything the server could take for its end.
-                    let _ = dot.into_inner().into_parts();
-                    // The server waits for data we cannot give; the connection is of
-                    // no more use.
                     self.dead = true;
                     return Err(Error::LocalIo {
                         context: "cannot read the message".into(),
@@ -497,20 +798,83 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     });
                 }
             };
-            if let Err(e) = dot.write_all(&chunk[..n]) {
-                break Err(e);
+            if n == 0 {
+                break;
             }
-        };
-        let counts = (dot.bytes_in(), dot.lines_when_finished());
-        // The final dot goes in the same buffer as the end of the message.
-        let sent = sent.and_then(|()| dot.finish()?.flush());
-        match sent {
-            Ok(()) => Ok(counts),
-            Err(e) => {
-                let err = self.io_error(Stage::Message, timeout, e);
-                Err(self.refusal_after_failed_write().unwrap_or(err))
+            // Writing into a Vec cannot fail.
+            let _ = lines.write_all(&input[..n]);
+            if lines.get_mut().len() >= CHUNK_SIZE {
+                let chunk = std::mem::take(lines.get_mut());
+                self.send_chunk(std::mem::take(&mut prefix), &chunk, false, false)?;
+                chunks += 1;
+                if each_reply {
+                    let reply = self.read_reply(Stage::Message, self.timeouts.data_block)?;
+                    self.expect(Stage::Message, reply, &[250], "250")?;
+                } else {
+                    due += 1;
+                }
             }
         }
+        let (bytes, line_count) = (lines.bytes_in(), lines.lines_when_finished());
+        let last = lines.finish().unwrap_or_default();
+        self.send_chunk(prefix, &last, true, quit)?;
+        if let Some(t) = &mut self.transcript {
+            let in_chunks = match chunks {
+                0 => String::new(),
+                n => format!(" in {} chunks", n + 1),
+            };
+            t.line(
+                "> ",
+                &format!("[message: {bytes} bytes, {line_count} lines{in_chunks}]"),
+            );
+            if quit {
+                t.sent(&Command::Quit);
+            }
+        }
+        Ok(due + 1)
+    }
+
+    /// One chunk: `prefix` (commands that go in the same write), the BDAT line, the
+    /// bytes, and QUIT after the last if `quit`.
+    fn send_chunk(
+        &mut self,
+        mut head: Vec<u8>,
+        chunk: &[u8],
+        last: bool,
+        quit: bool,
+    ) -> Result<(), Error> {
+        let cmd = Command::Bdat {
+            size: chunk.len() as u64,
+            last,
+        };
+        if let Some(t) = &mut self.transcript {
+            t.sent(&cmd);
+        }
+        head.extend_from_slice(cmd.to_string().as_bytes());
+        let tail = match quit {
+            true => Command::Quit.to_string().into_bytes(),
+            false => Vec::new(),
+        };
+        let timeout = self.timeouts.data_block;
+        let sent = if chunk.len() + head.len() + tail.len() <= DATA_BUFFER {
+            head.extend_from_slice(chunk);
+            head.extend_from_slice(&tail);
+            self.stream.write_all(&head)
+        } else {
+            self.stream
+                .write_all(&head)
+                .and_then(|()| self.stream.write_all(chunk))
+                .and_then(|()| self.stream.write_all(&tail))
+        }
+        .and_then(|()| self.stream.flush());
+        sent.map_err(|e| self.write_failed(timeout, e))
+    }
+
+    /// A write of the message failed: the server's reason, if it left one, else the
+    /// network error.
+    fn write_failed(&mut self, timeout: Duration, e: io::Error) -> Error {
+        let err = self.io_error(Stage::Message, timeout, e);
+        self.refusal_after_failed_write().unwrap_or(err)
     }
 
     /// A server that refuses a message part-way (too big, policy) often says why and

@@ -294,8 +294,9 @@ impl Channel for ScriptedPeer {
 
 const EHLO_NAME: &str = "client.example.test";
 const GREETING: &str = "220-mx.example.test ESMTP\r\n220 ready\r\n";
+/// A server without PIPELINING or CHUNKING: every step in lock-step.
 const EHLO_REPLY: &str = "250-mx.example.test greets client.example.test\r\n\
-                          250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n";
+                          250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
 const SIMPLE_MESSAGE: &str = "Subject: hi\r\n\r\nhello\r\n";
 const SIMPLE_WIRE: &str = "Subject: hi\r\n\r\nhello\r\n.\r\n";
 
@@ -496,9 +497,9 @@ fn happy_path_transcript_byte_for_byte() {
         assert_eq!(caps.domain, "mx.example.test");
         assert_eq!(
             caps.keywords().collect::<Vec<_>>(),
-            ["PIPELINING", "SIZE", "8BITMIME"]
+            ["ENHANCEDSTATUSCODES", "8BITMIME"]
         );
-        assert_eq!(caps.size_limit(), Some(Some(10_240_000)));
+        assert_eq!(caps.size_limit(), None);
     }
 }
 

@@ -657,7 +657,10 @@ fn verbose_shows_the_dialogue_but_not_the_message() {
     ];
     let mut verbose_args = vec!["-v"];
     verbose_args.extend(args);
-    let out = outbox(&env, &verbose_args, b"");
+    // DATA's dialogue; BDAT's is checked below.
+    let mut data_args = verbose_args.clone();
+    data_args.insert(0, "--no-chunking");
+    let out = outbox(&env, &data_args, b"");
     out.assert_success();
     let stderr = out.stderr_str();
     let lines: Vec<&str> = stderr.lines().collect();
@@ -733,6 +736,43 @@ fn verbose_shows_the_dialogue_but_not_the_message() {
         message.len(),
         out.report()
     );
+
+    // Postfix offers PIPELINING and CHUNKING: by default the envelope, one BDAT LAST
+    // chunk and QUIT go together, and the four replies follow.
+    let local = unique_name("verbose-bdat");
+    let to = rcpt(&local);
+    let out = outbox(&env, &["-v", "-f", SENDER, "--body", "short", &to], b"");
+    out.assert_success();
+    let stderr = out.stderr_str();
+    let dialogue: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("> MAIL"))
+        .collect();
+    let kinds: Vec<String> = dialogue
+        .iter()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        &kinds[..7],
+        [
+            "> MAIL",
+            "> RCPT",
+            "> BDAT",
+            "> [message:",
+            "> QUIT",
+            "< 250",
+            "< 250"
+        ],
+        "{}",
+        out.report()
+    );
+    assert!(dialogue[2].ends_with(" LAST"), "{}", out.report());
+    pf_delivered_once(&local);
+}
+
+fn pf_delivered_once(local: &str) {
+    let got = Postfix::shared().wait_for_messages(local, 1, WAIT);
+    assert_eq!(got.len(), 1);
 }
 
 #[test]
