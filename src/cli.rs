@@ -105,6 +105,19 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Delivery status notifications: never, or some of success,failure,delay
+    /// (where the server offers DSN)
+    #[arg(long, value_name = "WHEN")]
+    pub notify: Option<String>,
+
+    /// What a bounce returns: full (the message) or hdrs (its headers)
+    #[arg(long, value_name = "WHAT")]
+    pub ret: Option<String>,
+
+    /// An envelope id for delivery status notifications
+    #[arg(long, value_name = "ID")]
+    pub envid: Option<String>,
+
     /// Send the message with DATA even where the server offers CHUNKING (BDAT)
     #[arg(long)]
     pub no_chunking: bool,

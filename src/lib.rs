@@ -80,6 +80,7 @@ pub fn submit_with(
 /// messages can go over it one after the other ([`Client::send`]).
 pub struct Client {
     session: Session<Connection>,
+    dsn: Dsn,
     /// The last transaction failed part-way: RSET before the next (RFC 5321 §4.1.1.5).
     needs_reset: bool,
 }
@@ -146,6 +147,7 @@ impl Client {
         match ready {
             Ok(()) => Ok(Client {
                 session,
+                dsn: settings.dsn.clone(),
                 needs_reset: false,
             }),
             Err(e) => {
@@ -175,7 +177,7 @@ impl Client {
         if self.needs_reset {
             self.session.rset()?;
         }
-        let result = send_on(&mut self.session, envelope, message);
+        let result = send_on(&mut self.session, envelope, message, &self.dsn);
         self.needs_reset = result.is_err();
         result
     }
@@ -221,7 +223,7 @@ fn deliver<S: Channel>(
     message: &Message,
 ) -> Result<Receipt, Error> {
     establish(session, settings, client, ehlo_name, credentials)?;
-    send_on(session, envelope, message)
+    send_on(session, envelope, message, &settings.dsn)
 }
 
 /// One transaction, with the MAIL parameters this server and message call for.
@@ -229,10 +231,15 @@ fn send_on<S: Channel>(
     session: &mut Session<S>,
     envelope: &Envelope,
     message: &Message,
+    dsn: &Dsn,
 ) -> Result<Receipt, Error> {
     let caps = session.capabilities();
-    let params = mail_params(|k| caps.has(k), envelope, message)?;
-    session.transaction(envelope, &params, &mut message.as_bytes())
+    let size_limit = caps.size_limit().flatten();
+    let params = parameters(|k| caps.has(k), size_limit, envelope, message, dsn)?;
+    if !dsn.is_empty() && !caps.has("DSN") {
+        session.note("the server does not offer DSN: the notification requests are left out");
+    }
+    session.transaction_with(envelope, &params, &mut message.as_bytes())
 }
 
 /// The policy of a session after connecting: greeting and EHLO, STARTTLS where the
@@ -335,17 +342,65 @@ fn authenticate<S: Channel>(
     Ok(())
 }
 
-/// The MAIL FROM parameters this message needs from a server that offers the
-/// extensions for which `offers` is true.
-pub fn mail_params(
+/// Delivery status notification requests (RFC 3461), for servers that offer DSN.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dsn {
+    /// `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY` joined by commas (§4.1).
+    pub notify: Option<String>,
+    /// `FULL` or `HDRS` (§4.3).
+    pub ret: Option<String>,
+    /// The envelope id (§4.4), as given; sent as xtext.
+    pub envid: Option<String>,
+}
+
+impl Dsn {
+    pub fn is_empty(&self) -> bool {
+        self.notify.is_none() && self.ret.is_none() && self.envid.is_none()
+    }
+}
+
+/// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parameters {
+    pub mail: Vec<String>,
+    pub rcpt: Vec<String>,
+}
+
+/// The parameters this message needs from a server that offers the extensions for
+/// which `offers` is true, and whose SIZE limit is `size_limit`. Checks what can be
+/// known before sending: a message over the limit, 8-bit data or UTF-8 addresses the
+/// server cannot take.
+pub fn parameters(
     offers: impl Fn(&str) -> bool,
+    size_limit: Option<u64>,
     envelope: &Envelope,
     message: &Message,
-) -> Result<Vec<&'static str>, Error> {
-    let mut params = Vec::new();
-    // RFC 6152: 8-bit data is announced, where the server takes it.
-    if !message.as_bytes().is_ascii() && offers("8BITMIME") {
-        params.push("BODY=8BITMIME");
+    dsn: &Dsn,
+) -> Result<Parameters, Error> {
+    let mut params = Parameters::default();
+    let bytes = message.as_bytes();
+    if offers("SIZE") {
+        let size = wire_size(bytes);
+        // RFC 1870 §6.1: a message the server has said it will refuse is not sent.
+        if let Some(limit) = size_limit
+            && size > limit
+        {
+            return Err(Error::Unsupported(format!(
+                "the message is {size} bytes, over the server's limit of {limit} bytes (SIZE)"
+            )));
+        }
+        params.mail.push(format!("SIZE={size}"));
+    }
+    if !bytes.is_ascii() {
+        // RFC 6152 §3: 8-bit data only to a server that says it takes it.
+        if !offers("8BITMIME") {
+            return Err(Error::Data(
+                "the message holds 8-bit data and the server does not offer 8BITMIME; \
+                 encode it (quoted-printable or base64) first"
+                    .into(),
+            ));
+        }
+        params.mail.push("BODY=8BITMIME".into());
     }
     // RFC 6531 §3.4: an address in UTF-8 needs SMTPUTF8, and a server without it
     // cannot take the message at all.
@@ -360,9 +415,56 @@ pub fn mail_params(
                 "an address is not ASCII, and the server does not offer SMTPUTF8 (RFC 6531)".into(),
             ));
         }
-        params.push("SMTPUTF8");
+        params.mail.push("SMTPUTF8".into());
+    }
+    if offers("DSN") {
+        if let Some(ret) = &dsn.ret {
+            params.mail.push(format!("RET={ret}"));
+        }
+        if let Some(envid) = &dsn.envid {
+            params.mail.push(format!("ENVID={}", xtext(envid)));
+        }
+        if let Some(notify) = &dsn.notify {
+            params.rcpt.push(format!("NOTIFY={notify}"));
+        }
     }
     Ok(params)
+}
+
+/// The size of the message as the server counts it (RFC 1870 §3): every line end a
+/// CRLF, the last line ended, no dot-stuffing.
+pub fn wire_size(bytes: &[u8]) -> u64 {
+    let mut size = 0u64;
+    let mut line_open = false;
+    let mut iter = bytes.iter().peekable();
+    while let Some(&b) = iter.next() {
+        match b {
+            b'\r' => {
+                iter.next_if_eq(&&b'\n');
+                size += 2;
+                line_open = false;
+            }
+            b'\n' => {
+                size += 2;
+                line_open = false;
+            }
+            _ => {
+                size += 1;
+                line_open = true;
+            }
+        }
+    }
+    if line_open { size + 2 } else { size }
+}
+
+/// xtext (RFC 3461 §4): `+`, `=` and anything outside `!`..`~` as `+XX`.
+fn xtext(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'!'..=b'~' if b != b'+' && b != b'=' => (b as char).to_string(),
+            _ => format!("+{b:02X}"),
+        })
+        .collect()
 }
 
 fn verbose_transcript(settings: &Settings) -> Option<Transcript> {
@@ -382,34 +484,87 @@ mod tests {
         )
     }
 
-    #[test]
-    fn seven_bit_ascii_needs_no_parameter() {
-        let m = Message::from_bytes(b"Subject: x\r\n\r\nbody\r\n".to_vec());
-        let e = envelope("a@example.test", "b@example.test");
-        assert!(mail_params(|_| true, &e, &m).unwrap().is_empty());
+    fn message(text: &str) -> Message {
+        Message::from_bytes(text.as_bytes().to_vec())
+    }
+
+    fn mail(offers: &[&str], e: &Envelope, m: &Message) -> Result<Vec<String>, Error> {
+        parameters(|k| offers.contains(&k), None, e, m, &Dsn::default()).map(|p| p.mail)
     }
 
     #[test]
-    fn eight_bit_data_is_announced_where_offered() {
-        let m = Message::from_bytes("Subject: x\r\n\r\nGrüße\r\n".as_bytes().to_vec());
+    fn seven_bit_ascii_needs_no_parameter() {
+        let m = message("Subject: x\r\n\r\nbody\r\n");
         let e = envelope("a@example.test", "b@example.test");
-        assert_eq!(
-            mail_params(|k| k == "8BITMIME", &e, &m).unwrap(),
-            ["BODY=8BITMIME"]
+        assert!(
+            mail(&["8BITMIME", "SMTPUTF8", "DSN"], &e, &m)
+                .unwrap()
+                .is_empty()
         );
-        assert!(mail_params(|_| false, &e, &m).unwrap().is_empty());
+    }
+
+    #[test]
+    fn eight_bit_data_is_announced_and_refused_where_not_offered() {
+        let m = message("Subject: x\r\n\r\nGrüße\r\n");
+        let e = envelope("a@example.test", "b@example.test");
+        assert_eq!(mail(&["8BITMIME"], &e, &m).unwrap(), ["BODY=8BITMIME"]);
+        let err = mail(&[], &e, &m).unwrap_err();
+        assert!(matches!(err, Error::Data(_)), "{err:?}");
+        assert_eq!(exit::code(&err), exit::DATAERR);
     }
 
     #[test]
     fn utf8_address_needs_smtputf8() {
-        let m = Message::from_bytes("From: jörg@example.test\r\n\r\nx\r\n".as_bytes().to_vec());
+        let m = message("From: jörg@example.test\r\n\r\nx\r\n");
         let e = envelope("jörg@example.test", "b@example.test");
         assert_eq!(
-            mail_params(|_| true, &e, &m).unwrap(),
+            mail(&["8BITMIME", "SMTPUTF8"], &e, &m).unwrap(),
             ["BODY=8BITMIME", "SMTPUTF8"]
         );
-        let err = mail_params(|k| k == "8BITMIME", &e, &m).unwrap_err();
+        let err = mail(&["8BITMIME"], &e, &m).unwrap_err();
         assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
         assert_eq!(exit::code(&err), exit::UNAVAILABLE);
+    }
+
+    #[test]
+    fn size_is_announced_and_a_message_over_the_limit_is_refused_before_sending() {
+        let m = message("Subject: x\n\nbody\nlast");
+        let e = envelope("a@example.test", "b@example.test");
+        // Every line end counted as CRLF, the last line ended.
+        let size = wire_size(m.as_bytes());
+        assert_eq!(size, "Subject: x\r\n\r\nbody\r\nlast\r\n".len() as u64);
+        let p = parameters(|k| k == "SIZE", Some(1000), &e, &m, &Dsn::default()).unwrap();
+        assert_eq!(p.mail, [format!("SIZE={size}")]);
+        let err = parameters(|k| k == "SIZE", Some(10), &e, &m, &Dsn::default()).unwrap_err();
+        assert_eq!(exit::code(&err), exit::UNAVAILABLE);
+        let text = err.to_string();
+        assert!(
+            text.contains(&size.to_string()) && text.contains("10 bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn wire_size_counts_crlf_forms_alike() {
+        for text in ["a\nb\n", "a\r\nb\r\n", "a\rb\r", "a\nb"] {
+            assert_eq!(wire_size(text.as_bytes()), 6, "{text:?}");
+        }
+        assert_eq!(wire_size(b""), 0);
+    }
+
+    #[test]
+    fn dsn_parameters_go_where_they_belong() {
+        let m = message("Subject: x\r\n\r\nbody\r\n");
+        let e = envelope("a@example.test", "b@example.test");
+        let dsn = Dsn {
+            notify: Some("SUCCESS,FAILURE".into()),
+            ret: Some("HDRS".into()),
+            envid: Some("id+1=2 x".into()),
+        };
+        let p = parameters(|k| k == "DSN", None, &e, &m, &dsn).unwrap();
+        assert_eq!(p.mail, ["RET=HDRS", "ENVID=id+2B1+3D2+20x"]);
+        assert_eq!(p.rcpt, ["NOTIFY=SUCCESS,FAILURE"]);
+        let p = parameters(|_| false, None, &e, &m, &dsn).unwrap();
+        assert_eq!(p, Parameters::default());
     }
 }

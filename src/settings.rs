@@ -29,6 +29,8 @@ pub struct Settings {
     pub from: Option<Mailbox>,
     /// Use BDAT (RFC 3030) where the server offers CHUNKING.
     pub chunking: bool,
+    /// Delivery status notifications asked for (RFC 3461).
+    pub dsn: crate::Dsn,
     /// Keep a message that cannot be delivered now in the queue, and exit 0.
     pub queue: bool,
     /// The queue's directory when not the default one.
@@ -156,6 +158,7 @@ impl Settings {
             auth,
             from: account.from,
             chunking: !cli.no_chunking,
+            dsn: dsn_settings(cli)?,
             queue: cli.queue || account.queue.unwrap_or(false),
             queue_dir: account.queue_dir,
             queue_lifetime: account
@@ -224,6 +227,46 @@ impl Settings {
             secret,
         }))
     }
+}
+
+/// `--notify`, `--ret`, `--envid`, checked and in the form RFC 3461 writes them.
+fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
+    let notify = match &cli.notify {
+        None => None,
+        Some(text) => {
+            let words: Vec<String> = text
+                .split(',')
+                .map(|w| w.trim().to_ascii_uppercase())
+                .collect();
+            let known = |w: &String| ["SUCCESS", "FAILURE", "DELAY"].contains(&w.as_str());
+            // §4.1: NEVER stands alone; the others combine.
+            let valid = (words.len() == 1 && words[0] == "NEVER")
+                || (!words.is_empty() && words.iter().all(known));
+            if !valid {
+                return Err(Error::Usage(format!(
+                    "--notify {text:?}: give never, or some of success,failure,delay"
+                )));
+            }
+            Some(words.join(","))
+        }
+    };
+    let ret = match cli.ret.as_deref().map(str::to_ascii_uppercase) {
+        None => None,
+        Some(r) if r == "FULL" || r == "HDRS" => Some(r),
+        Some(r) => return Err(Error::Usage(format!("--ret {r:?}: give full or hdrs"))),
+    };
+    if let Some(envid) = &cli.envid
+        && (envid.is_empty() || envid.len() > 100 || !envid.bytes().all(|b| (32..127).contains(&b)))
+    {
+        return Err(Error::Usage(
+            "--envid: give 1 to 100 printable ASCII characters (RFC 3461 §4.4)".into(),
+        ));
+    }
+    Ok(crate::Dsn {
+        notify,
+        ret,
+        envid: cli.envid.clone(),
+    })
 }
 
 fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, Error> {

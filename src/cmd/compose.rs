@@ -18,7 +18,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     let (draft, envelope) = draft_and_envelope(cli, &settings)?;
     let message = compose::build(&draft, &settings::fqdn())?;
     if cli.dry_run {
-        dry_run(&envelope, &message)?;
+        dry_run(&settings, &envelope, &message)?;
         return Ok(exit::OK);
     }
     if settings.queue {
@@ -171,10 +171,12 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
 /// Shows what would go on the wire: the envelope commands, DATA, and the message
 /// exactly as it would follow DATA (CRLF lines, dot-stuffed, with the final dot). The
 /// server is taken to offer every extension the message could use.
-fn dry_run(envelope: &Envelope, message: &Message) -> Result<(), Error> {
-    let params = outbox::mail_params(|_| true, envelope, message)?;
+fn dry_run(settings: &Settings, envelope: &Envelope, message: &Message) -> Result<(), Error> {
+    let params = outbox::parameters(|_| true, None, envelope, message, &settings.dsn)?;
+    let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
+    let rcpt: Vec<&str> = params.rcpt.iter().map(String::as_str).collect();
     let mut head = String::new();
-    for cmd in envelope_commands(envelope, &params)? {
+    for cmd in envelope_commands(envelope, &mail, &rcpt)? {
         head.push_str(&cmd.to_string());
     }
     head.push_str(&Command::Data.to_string());

@@ -41,6 +41,9 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let cli = Cli {
         from: from_flag.as_ref().map(|m| m.address.to_string()),
         verbose: args.verbose,
+        notify: args.notify.clone(),
+        ret: args.ret.clone(),
+        envid: args.envid.clone(),
         ..Cli::default()
     };
     let config = super::load_config()?;

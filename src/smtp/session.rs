@@ -176,15 +176,19 @@ impl<W: Write> Write for Latched<'_, W> {
 
 /// The commands of a transaction's envelope: `MAIL FROM` with `params`, then one
 /// `RCPT TO` per recipient. Every address is checked before anything is sent.
-pub fn envelope_commands(envelope: &Envelope, params: &[&str]) -> Result<Vec<Command>, Error> {
+pub fn envelope_commands(
+    envelope: &Envelope,
+    mail_params: &[&str],
+    rcpt_params: &[&str],
+) -> Result<Vec<Command>, Error> {
     if envelope.to.is_empty() {
         return Err(Error::Usage("the envelope has no recipient".into()));
     }
     let usage = |e: super::command::CommandError| Error::Usage(e.to_string());
     let from = envelope.from.as_ref().map_or("", Address::as_str);
-    let mut commands = vec![Command::mail_from(from, params).map_err(usage)?];
+    let mut commands = vec![Command::mail_from(from, mail_params).map_err(usage)?];
     for to in &envelope.to {
-        commands.push(Command::rcpt_to(to.as_str(), &[]).map_err(usage)?);
+        commands.push(Command::rcpt_to(to.as_str(), rcpt_params).map_err(usage)?);
     }
     Ok(commands)
 }
@@ -334,7 +338,23 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         params: &[&str],
         message: &mut dyn Read,
     ) -> Result<Receipt, Error> {
-        let commands = envelope_commands(envelope, params)?;
+        let params = crate::Parameters {
+            mail: params.iter().map(|p| (*p).to_owned()).collect(),
+            rcpt: Vec::new(),
+        };
+        self.transaction_with(envelope, &params, message)
+    }
+
+    /// As [`Session::transaction`], with parameters for RCPT TO too (DSN's NOTIFY).
+    pub fn transaction_with(
+        &mut self,
+        envelope: &Envelope,
+        params: &crate::Parameters,
+        message: &mut dyn Read,
+    ) -> Result<Receipt, Error> {
+        let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
+        let rcpt: Vec<&str> = params.rcpt.iter().map(String::as_str).collect();
+        let commands = envelope_commands(envelope, &mail, &rcpt)?;
         let pipelining = self.capabilities.has("PIPELINING");
         let chunking = self.chunking && self.capabilities.has("CHUNKING");
         let quit = std::mem::take(&mut self.quit_after);

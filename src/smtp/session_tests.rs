@@ -363,8 +363,14 @@ fn plain_delivery(
     session.greeting()?;
     session.ehlo(EHLO_NAME)?;
     let caps = session.capabilities();
-    let params = crate::mail_params(|k| caps.has(k), envelope, message)?;
-    session.transaction(envelope, &params, &mut message.as_bytes())
+    let params = crate::parameters(
+        |k| caps.has(k),
+        caps.size_limit().flatten(),
+        envelope,
+        message,
+        &crate::Dsn::default(),
+    )?;
+    session.transaction_with(envelope, &params, &mut message.as_bytes())
 }
 
 /// Drives a session as `submit_with` does: greeting, EHLO, transaction, then QUIT on

@@ -17,6 +17,7 @@ mod support;
 mod bench;
 mod compose;
 mod errors;
+mod esmtp;
 mod postfix_smoke;
 mod sendmail;
 mod support_auth_selftest;
