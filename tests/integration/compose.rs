@@ -299,9 +299,14 @@ fn delivered_message_is_exactly_the_dry_run() {
     };
     dry.assert_success();
     let (envelope, message) = split_dry_run(&dry.stdout);
+    // A dry run takes the server to offer every extension: SIZE is the message's size
+    // in CRLF form, before dot-stuffing (RFC 1870 §3).
     assert_eq!(
         envelope,
-        format!("MAIL FROM:<{SENDER}>\r\nRCPT TO:<{to}>\r\nDATA\r\n")
+        format!(
+            "MAIL FROM:<{SENDER}> SIZE={}\r\nRCPT TO:<{to}>\r\nDATA\r\n",
+            message.len()
+        )
     );
 
     outbox(&env, &args, body).assert_success();
@@ -886,7 +891,8 @@ fn utf8_sender_goes_with_smtputf8() {
     out.assert_success();
     // RFC 6531: the UTF-8 path needs the SMTPUTF8 parameter, and the UTF-8 header the
     // 8-bit body type (RFC 6152).
-    out.assert_stderr_contains("> MAIL FROM:<jörg@example.test> BODY=8BITMIME SMTPUTF8");
+    out.assert_stderr_contains("> MAIL FROM:<jörg@example.test> SIZE=");
+    out.assert_stderr_contains(" BODY=8BITMIME SMTPUTF8\n");
     let raw = delivered(&local);
     assert!(
         raw.starts_with("Return-Path: <jörg@example.test>\n".as_bytes()),
