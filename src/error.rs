@@ -73,9 +73,13 @@ pub enum Error {
         detail: String,
         temporary: bool,
     },
-    /// The server lacks something this message needs (an extension, a mechanism).
+    /// The server lacks something the session needs (STARTTLS, AUTH, a mechanism).
     #[error("{0}")]
     Unsupported(String),
+    /// This message cannot go to this server as it is (over its SIZE limit, UTF-8
+    /// addresses without SMTPUTF8): trying again will not help.
+    #[error("{0}")]
+    Unsendable(String),
     /// The server's certificate does not verify (untrusted issuer, wrong name, expired).
     #[error("the certificate of {server} is not trusted: {detail}")]
     Certificate { server: String, detail: String },

@@ -29,7 +29,7 @@ pub fn code(err: &Error) -> u8 {
             temporary: true, ..
         } => TEMPFAIL,
         Error::NoHost { .. } => NOHOST,
-        Error::Unsupported(_) => UNAVAILABLE,
+        Error::Unsupported(_) | Error::Unsendable(_) => UNAVAILABLE,
         Error::Certificate { .. } | Error::Auth(_) => NOPERM,
         Error::Tls { .. } => PROTOCOL,
         Error::Connect { .. }

@@ -385,7 +385,7 @@ pub fn parameters(
         if let Some(limit) = size_limit
             && size > limit
         {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::Unsendable(format!(
                 "the message is {size} bytes, over the server's limit of {limit} bytes (SIZE)"
             )));
         }
@@ -411,7 +411,7 @@ pub fn parameters(
         .any(|a| !a.as_str().is_ascii());
     if utf8 {
         if !offers("SMTPUTF8") {
-            return Err(Error::Unsupported(
+            return Err(Error::Unsendable(
                 "an address is not ASCII, and the server does not offer SMTPUTF8 (RFC 6531)".into(),
             ));
         }
@@ -522,7 +522,7 @@ mod tests {
             ["BODY=8BITMIME", "SMTPUTF8"]
         );
         let err = mail(&["8BITMIME"], &e, &m).unwrap_err();
-        assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+        assert!(matches!(err, Error::Unsendable(_)), "{err:?}");
         assert_eq!(exit::code(&err), exit::UNAVAILABLE);
     }
 

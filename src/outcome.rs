@@ -29,13 +29,13 @@ impl Outcome {
             Err(Error::NoRecipients { refused }) => Outcome::of_recipients(refused),
             Err(e) => {
                 let mut outcome = Outcome::default();
-                if exit::code(e) == exit::TEMPFAIL {
-                    outcome.retry = envelope.to.clone();
-                    outcome.retry_reason = e.to_string();
-                } else {
+                if refuses_the_message(e) {
                     outcome.failed = envelope.to.clone();
                     outcome.failed_reason = e.to_string();
                     outcome.failed_code = exit::code(e);
+                } else {
+                    outcome.retry = envelope.to.clone();
+                    outcome.retry_reason = e.to_string();
                 }
                 outcome
             }
@@ -65,6 +65,25 @@ impl Outcome {
             .join("; ");
         outcome.failed_code = exit::refusals_code(&failed).unwrap_or(exit::OK);
         outcome
+    }
+}
+
+/// Whether `e` says this message will never go: the server refused it for good, or it
+/// cannot be sent as it is. Anything else (the server down, a 4xx, TLS, AUTH or a
+/// password command failing, a server out of step) may pass, so the message waits
+/// in the queue rather than being given up.
+fn refuses_the_message(e: &Error) -> bool {
+    match e {
+        Error::Refused { stage, reply } => {
+            reply.is_permanent()
+                && matches!(
+                    stage,
+                    Stage::MailFrom | Stage::RcptTo | Stage::Data | Stage::Message | Stage::EndOfData
+                )
+        }
+        Error::Data(_) | Error::Unsendable(_) => true,
+        Error::Hint { error, .. } => refuses_the_message(error),
+        _ => false,
     }
 }
 
@@ -154,6 +173,34 @@ mod tests {
         assert_eq!(o.retry.len(), 3);
         assert!(o.failed.is_empty());
         assert_eq!(o.failed_code, 0);
+    }
+
+    #[test]
+    fn local_and_session_troubles_wait_in_the_queue() {
+        for err in [
+            Error::Config("the password command failed".into()),
+            Error::Auth("server signature mismatch".into()),
+            Error::Refused {
+                stage: Stage::Auth,
+                reply: reply(535),
+            },
+            Error::Refused {
+                stage: Stage::StartTls,
+                reply: reply(454),
+            },
+            Error::Protocol {
+                stage: Stage::Greeting,
+                detail: "garbage".into(),
+            },
+            Error::Unsupported("no STARTTLS".into()),
+        ] {
+            let o = Outcome::of(&envelope(), &Err(err));
+            assert_eq!(o.retry.len(), 3);
+            assert!(o.failed.is_empty());
+        }
+        let o = Outcome::of(&envelope(), &Err(Error::Unsendable("too big".into())));
+        assert_eq!(o.failed.len(), 3);
+        assert_eq!(o.failed_code, 69);
     }
 
     #[test]

@@ -371,31 +371,6 @@ impl Queue {
         discard(&self.root, &dir, id)
     }
 
-    /// Moves entries queued more than `lifetime` before `now` to `failed`, with the
-    /// reason "expired after N days" and the last error; returns their ids. Entries
-    /// being delivered are left for the next time.
-    pub fn expire(&self, lifetime: Duration, now: SystemTime) -> Result<Vec<String>, Error> {
-        let mut expired = Vec::new();
-        for listed in self.list()? {
-            let Listed::Entry(entry) = listed else {
-                continue;
-            };
-            if entry.age(now) <= lifetime {
-                continue;
-            }
-            let Some(locked) = self.lock(&entry.id)? else {
-                continue;
-            };
-            let mut reason = format!("expired after {}", describe_duration(locked.entry.age(now)));
-            if let Some(last) = &locked.entry.last_error {
-                reason.push_str(&format!(" (last error: {last})"));
-            }
-            locked.fail(&reason)?;
-            expired.push(entry.id);
-        }
-        Ok(expired)
-    }
-
     fn store(
         &self,
         dest: &Path,
@@ -525,13 +500,9 @@ impl Locked {
         &self.entry
     }
 
-    /// The message, whole in memory; [`Locked::open_message`] streams it.
+    /// The message, whole in memory.
     pub fn message(&self) -> Result<Vec<u8>, Error> {
         fs::read(self.dir.join(MESSAGE)).map_err(self.read_error())
-    }
-
-    pub fn open_message(&self) -> Result<File, Error> {
-        File::open(self.dir.join(MESSAGE)).map_err(self.read_error())
     }
 
     /// After an attempt: keeps only `remaining` (the others were accepted), records
@@ -817,7 +788,6 @@ fn passwd_home() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::AtomicUsize;
 
@@ -946,13 +916,6 @@ mod tests {
         let locked = q.lock(&id).unwrap().unwrap();
         assert_eq!(locked.entry(), entry);
         assert!(locked.message().unwrap() == message);
-        let mut streamed = Vec::new();
-        locked
-            .open_message()
-            .unwrap()
-            .read_to_end(&mut streamed)
-            .unwrap();
-        assert!(streamed == message);
         // Nothing is left in the staging area.
         assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
     }
@@ -1097,33 +1060,6 @@ mod tests {
         assert!(q.lock(&id).unwrap().is_none());
         q.remove(&id).unwrap();
         assert!(q.list_failed().unwrap().is_empty());
-    }
-
-    #[test]
-    fn expire_moves_old_entries_but_not_locked_ones() {
-        let t = TempDir::new();
-        let q = t.queue();
-        let day = 86400;
-        let old = enqueue_to(&q, &["a@example.test"], at(T0));
-        let old_locked = enqueue_to(&q, &["b@example.test"], at(T0 + 1));
-        let young = enqueue_to(&q, &["c@example.test"], at(T0 + 4 * day));
-        let held = q.lock(&old_locked).unwrap().unwrap();
-        let now = at(T0 + 5 * day + 3600);
-        let expired = q.expire(Duration::from_secs(5 * day), now).unwrap();
-        assert_eq!(expired, [old]);
-        let failed = entries(q.list_failed().unwrap());
-        assert_eq!(failed.len(), 1);
-        assert_eq!(
-            failed[0].last_error.as_deref(),
-            Some("expired after 5 days (last error: 421 try later)")
-        );
-        let left: Vec<String> = q.list().unwrap().iter().map(|l| l.id().into()).collect();
-        assert_eq!(left, [old_locked.clone(), young]);
-        drop(held);
-        assert_eq!(
-            q.expire(Duration::from_secs(5 * day), now).unwrap(),
-            [old_locked]
-        );
     }
 
     #[test]

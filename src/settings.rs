@@ -171,6 +171,37 @@ impl Settings {
         })
     }
 
+    /// The queue's directory: `queue_dir` from the configuration, else the default.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.queue_dir
+            .clone()
+            .unwrap_or_else(crate::queue::Queue::default_dir)
+    }
+
+    /// An address with a domain: a bare local name (`-f root`, an alias target
+    /// `admin`) gets the local domain, as a relay would refuse it without one.
+    pub fn qualify(&self, address: Address) -> Address {
+        if address.domain().is_some() {
+            return address;
+        }
+        Address::new(&format!("{address}@{}", self.local_domain)).unwrap_or(address)
+    }
+
+    /// The sender: `given` (`-f`, a bare name qualified), else the account's `from`,
+    /// else `$USER@fqdn`.
+    pub fn sender(&self, given: Option<Mailbox>) -> Result<Mailbox, Error> {
+        match (given, &self.from) {
+            (Some(m), _) => Ok(Mailbox {
+                name: m.name,
+                address: self.qualify(m.address),
+            }),
+            (None, Some(f)) => Ok(f.clone()),
+            (None, None) => default_sender().ok_or_else(|| {
+                Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
+            }),
+        }
+    }
+
     /// What a recipient stands for. A local name (no `@`, as cron's `root`) becomes its
     /// alias, else the `default` alias, else the name at the local domain; the second
     /// value says what was done, for `-v`. An address with a domain is left alone.
@@ -179,16 +210,17 @@ impl Settings {
             return (vec![recipient.clone()], None);
         }
         let name = recipient.as_str();
-        if let Some(list) = self
+        // Local names compare without case, as mail systems' aliases do.
+        let alias = self
             .aliases
-            .get(name)
-            .or_else(|| self.aliases.get("default"))
-        {
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .or_else(|| self.aliases.get_key_value("default"));
+        if let Some((_, list)) = alias {
+            let list: Vec<Address> = list.iter().map(|a| self.qualify(a.clone())).collect();
             let shown: Vec<&str> = list.iter().map(Address::as_str).collect();
-            return (
-                list.clone(),
-                Some(format!("{name} is an alias for {}", shown.join(", "))),
-            );
+            let note = format!("{name} is an alias for {}", shown.join(", "));
+            return (list, Some(note));
         }
         match Address::new(&format!("{name}@{}", self.local_domain)) {
             Ok(full) => {
@@ -582,6 +614,16 @@ mod tests {
         .unwrap();
         let s = Settings::resolve(&cli, Some(&config)).unwrap();
         assert_eq!(s.expand(&a("anyone")).0, [a("catchall@example.test")]);
+
+        // Targets without a domain get the local one; names compare without case.
+        let config = Config::parse(
+            "[default]\nfrom = \"me@example.test\"\n[aliases]\nroot = \"admin\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert_eq!(s.expand(&a("ROOT")).0, [a("admin@example.test")]);
+        assert_eq!(s.qualify(a("root")), a("root@example.test"));
     }
 
     #[test]

@@ -60,7 +60,6 @@ fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
 /// The sender is `-f`, else the account's `from`, else `$USER@fqdn`; local names
 /// among the recipients go through the aliases.
 fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope), Error> {
-    let account_from = settings.from.as_ref();
     let to = mailboxes(&cli.recipients)?;
     let cc = mailboxes(&cli.cc)?;
     let bcc = mailboxes(&cli.bcc)?;
@@ -69,13 +68,8 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
             "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
         ));
     }
-    let from = match (&cli.from, account_from) {
-        (Some(f), _) => Mailbox::parse(f).map_err(usage)?,
-        (None, Some(f)) => f.clone(),
-        (None, None) => settings::default_sender().ok_or_else(|| {
-            Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
-        })?,
-    };
+    let given = cli.from.as_deref().map(Mailbox::parse).transpose().map_err(usage)?;
+    let from = settings.sender(given)?;
     if let Some(subject) = &cli.subject
         && subject.chars().any(|c| c.is_control() && c != '\t')
     {

@@ -67,8 +67,8 @@ pub enum Keep {
 /// Sends the message; what cannot be delivered now goes to the queue (exit 0, as a
 /// sendmail that has accepted a message for delivery), and what is refused for good
 /// is kept in the queue's `failed` folder and reported, with the exit code it calls
-/// for. If the queue cannot be written, the exit code is 75 so the caller keeps the
-/// message itself.
+/// for. If what needs queueing cannot be queued, the exit code is 75 so the caller
+/// keeps the message itself.
 pub fn deliver_or_keep(
     settings: &Settings,
     envelope: &Envelope,
@@ -78,80 +78,56 @@ pub fn deliver_or_keep(
     warn_about_tls(settings);
     let result = outbox::submit(settings, envelope, message);
     let outcome = Outcome::of(envelope, &result);
-    if outcome.retry.is_empty() && outcome.failed.is_empty() {
-        if settings.verbose {
-            eprintln!("* accepted for {} recipients", outcome.accepted.len());
-        }
-        return Ok(exit::OK);
+    if settings.verbose && !outcome.accepted.is_empty() {
+        eprintln!("* accepted for {}", list(&outcome.accepted));
     }
-    let queue_dir = settings
-        .queue_dir
-        .clone()
-        .unwrap_or_else(Queue::default_dir);
-    let queue = match Queue::open(&queue_dir) {
-        Ok(q) => q,
-        Err(e) => {
-            eprintln!("outbox: the message could not be delivered and cannot be queued: {e}");
-            if let Err(delivery) = &result {
-                eprintln!("outbox: delivery failed: {delivery}");
-            }
-            return Ok(exit::TEMPFAIL);
-        }
-    };
     let now = SystemTime::now();
     let from = envelope.from.as_ref();
+    let queue = || Queue::open(&settings.queue_dir());
     if !outcome.retry.is_empty() {
-        match queue.enqueue(
-            from,
-            &outcome.retry,
-            message.as_bytes(),
-            &outcome.retry_reason,
-            now,
-        ) {
-            Ok(id) => {
+        let queued = queue().and_then(|q| {
+            q.enqueue(from, &outcome.retry, message.as_bytes(), &outcome.retry_reason, now)
+                .map(|id| (id, q))
+        });
+        match queued {
+            Ok((id, q)) => {
                 if keep == Keep::Say || settings.verbose {
                     eprintln!(
                         "outbox: not delivered yet to {} ({}); queued as {id} in {}",
                         list(&outcome.retry),
                         outcome.retry_reason,
-                        queue.dir().display()
+                        q.dir().display()
                     );
                 }
             }
             Err(e) => {
                 eprintln!(
-                    "outbox: not delivered to {} ({}), and cannot be queued: {e}",
+                    "outbox: not delivered to {} ({}), and it cannot be queued: {e}",
                     list(&outcome.retry),
                     outcome.retry_reason
                 );
+                report_failed(&outcome, "");
                 return Ok(exit::TEMPFAIL);
             }
         }
     }
-    if !outcome.failed.is_empty() {
-        let kept = queue
-            .store_failed(
-                from,
-                &outcome.failed,
-                message.as_bytes(),
-                &outcome.failed_reason,
-                now,
-            )
-            .map(|id| {
-                format!(
-                    "; the message is kept as {id} in {}",
-                    queue.dir().join("failed").display()
-                )
-            })
-            .unwrap_or_else(|e| format!("; it could not be kept: {e}"));
-        eprintln!(
-            "outbox: not delivered to {}: {}{kept}",
-            list(&outcome.failed),
-            outcome.failed_reason
-        );
-        return Ok(outcome.failed_code);
+    if outcome.failed.is_empty() {
+        return Ok(exit::OK);
     }
-    Ok(exit::OK)
+    let kept = queue()
+        .and_then(|q| {
+            q.store_failed(from, &outcome.failed, message.as_bytes(), &outcome.failed_reason, now)
+                .map(|id| format!("; kept as {id} in {}", q.dir().join("failed").display()))
+        })
+        .unwrap_or_else(|e| format!("; it could not be kept: {e}"));
+    report_failed(&outcome, &kept);
+    Ok(outcome.failed_code)
+}
+
+fn report_failed(outcome: &Outcome, kept: &str) {
+    if !outcome.failed.is_empty() {
+        eprintln!("outbox: not delivered: {}{kept}", outcome.failed_reason);
+    }
 }
 
 fn list(addresses: &[Address]) -> String {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
@@ -9,7 +10,8 @@ use clap::{Parser, Subcommand};
 use outbox::cli::Cli;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
-use outbox::queue::{Entry, Listed, Queue};
+use outbox::config::Config;
+use outbox::queue::{Entry, Listed, Queue, describe_duration};
 use outbox::{Client, Message, Settings, Transcript, exit};
 
 /// The queue of messages that could not be delivered yet.
@@ -61,19 +63,15 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     }
 }
 
-/// The queue the configuration names, or the default one.
-fn open_queue() -> anyhow::Result<(Queue, Settings)> {
+/// The configuration's default settings, and the queue they name.
+fn open_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
     let config = super::load_config()?;
     let settings = Settings::resolve(&Cli::default(), config.as_ref())?;
-    let dir = settings
-        .queue_dir
-        .clone()
-        .unwrap_or_else(Queue::default_dir);
-    Ok((Queue::open(&dir)?, settings))
+    Ok((Queue::open(&settings.queue_dir())?, settings, config))
 }
 
 pub fn list(failed: bool) -> anyhow::Result<u8> {
-    let (queue, _) = open_queue()?;
+    let (queue, _, _) = open_queue()?;
     let entries = if failed {
         queue.list_failed()?
     } else {
@@ -97,7 +95,7 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
                 println!(
                     "{}  {:>6}  {:>8} bytes  attempts {}  from <{}>",
                     e.id,
-                    age(e.created, now),
+                    describe_duration(e.age(now)),
                     e.size,
                     e.attempts,
                     e.from.as_deref().unwrap_or("")
@@ -107,7 +105,8 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
                     println!("    last error: {error}");
                 }
                 if !failed && !e.is_due(now) {
-                    println!("    next attempt in {}", age(now, e.next_attempt));
+                    let wait = e.next_attempt.duration_since(now).unwrap_or_default();
+                    println!("    next attempt in {}", describe_duration(wait));
                 }
             }
             Listed::Corrupt { id, problem } => println!("{id}  (cannot be read: {problem})"),
@@ -117,7 +116,7 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
 }
 
 fn remove(ids: &[String]) -> anyhow::Result<u8> {
-    let (queue, _) = open_queue()?;
+    let (queue, _, _) = open_queue()?;
     let mut code = exit::OK;
     for id in ids {
         match queue.remove(id) {
@@ -133,55 +132,69 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
 
 /// Delivers what is due. Entries are grouped by the settings their sender picks (the
 /// account whose `from` it is, else the default), and each group goes over one
-/// connection. Old entries move to `failed` first.
+/// connection. An entry past the queue lifetime gets one last try, then moves to
+/// `failed`. Trouble with one entry is reported and the flush goes on.
 pub fn flush(verbose: bool) -> anyhow::Result<u8> {
-    let (queue, base) = open_queue()?;
+    let (queue, base, config) = open_queue()?;
     let now = SystemTime::now();
-    for id in queue.expire(base.queue_lifetime, now)? {
-        eprintln!(
-            "outbox: {id} has waited longer than {} days and was moved to failed",
-            base.queue_lifetime.as_secs() / 86_400
-        );
-    }
-    let config = outbox::config::Config::load_default()?;
     let mut groups: BTreeMap<String, (Settings, Vec<Entry>)> = BTreeMap::new();
     let mut code = exit::OK;
     for listed in queue.list()? {
-        match listed {
-            Listed::Entry(entry) if entry.is_due(now) => {
-                let cli = Cli {
-                    from: entry.from.clone(),
-                    verbose,
-                    ..Cli::default()
-                };
-                let settings = Settings::resolve(&cli, config.as_ref())?;
-                let key = format!(
-                    "{}|{}",
-                    settings.server,
-                    settings.auth.as_ref().map_or("", |a| a.user.as_str())
-                );
-                groups
-                    .entry(key)
-                    .or_insert_with(|| (settings, Vec::new()))
-                    .1
-                    .push(entry);
-            }
-            Listed::Entry(_) => {}
+        let entry = match listed {
+            Listed::Entry(entry) => entry,
             Listed::Corrupt { id, problem } => {
                 eprintln!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
                 code = exit::DATAERR;
+                continue;
+            }
+        };
+        if !entry.is_due(now) && entry.age(now) < base.queue_lifetime {
+            continue;
+        }
+        let cli = Cli {
+            from: entry.from.clone(),
+            verbose,
+            ..Cli::default()
+        };
+        match Settings::resolve(&cli, config.as_ref()) {
+            Ok(settings) => groups
+                .entry(session_key(&settings))
+                .or_insert_with(|| (settings, Vec::new()))
+                .1
+                .push(entry),
+            Err(e) => {
+                eprintln!("outbox: {}: {e}; left in the queue", entry.id);
+                code = exit::code(&e);
             }
         }
     }
     let mut totals = Totals::default();
     for (settings, entries) in groups.values() {
-        flush_group(&queue, settings, entries, &mut totals)?;
+        flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
     }
-    println!(
-        "delivered {}, deferred {}, failed {}, skipped (in use) {}",
-        totals.delivered, totals.deferred, totals.failed, totals.skipped
-    );
+    if totals.errors > 0 {
+        code = exit::IOERR;
+    }
+    // Quiet for cron, which mails whatever a job prints.
+    if verbose || std::io::stdout().is_terminal() {
+        println!(
+            "delivered {}, deferred {}, failed {}, skipped (in use) {}",
+            totals.delivered, totals.deferred, totals.failed, totals.skipped
+        );
+    }
     Ok(code)
+}
+
+/// What makes two entries go over the same session.
+fn session_key(s: &Settings) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}",
+        s.server,
+        s.auth.as_ref().map(|a| &a.user),
+        s.tls,
+        s.ehlo_name,
+        s.timeouts
+    )
 }
 
 #[derive(Default)]
@@ -190,93 +203,125 @@ struct Totals {
     deferred: usize,
     failed: usize,
     skipped: usize,
+    errors: usize,
 }
 
 fn flush_group(
     queue: &Queue,
     settings: &Settings,
+    lifetime: Duration,
     entries: &[Entry],
     totals: &mut Totals,
-) -> anyhow::Result<()> {
+) {
     let transcript = settings
         .verbose
         .then(|| Transcript::new(Box::new(std::io::stderr())));
     let mut client = match Client::connect(settings, transcript) {
-        Ok(c) => Some(c),
+        Ok(c) => c,
         Err(e) => {
-            // Nobody is reached: every entry waits for the next flush.
-            let reason = e.to_string();
+            // Nobody is reached: every entry waits for the next flush, or, past the
+            // lifetime, is given up.
+            eprintln!("outbox: cannot reach {}: {e}", settings.server);
             for entry in entries {
-                if let Some(locked) = queue.lock(&entry.id)? {
-                    let remaining = locked.entry().recipients.clone();
-                    locked.retry_later(&remaining, &reason, SystemTime::now())?;
-                    totals.deferred += 1;
+                let done = queue.lock(&entry.id).and_then(|locked| match locked {
+                    Some(locked) => {
+                        let remaining = locked.entry().recipients.clone();
+                        settle_later(locked, &remaining, &e.to_string(), lifetime, totals)
+                    }
+                    None => Ok(()),
+                });
+                if let Err(err) = done {
+                    eprintln!("outbox: {}: {err}", entry.id);
+                    totals.errors += 1;
                 }
             }
-            eprintln!("outbox: cannot reach {}: {reason}", settings.server);
-            return Ok(());
+            return;
         }
     };
     for entry in entries {
-        // Another flush may have sent it, or tried it, since it was listed.
-        let Some(locked) = queue
-            .lock(&entry.id)?
-            .filter(|l| l.entry().is_due(SystemTime::now()))
-        else {
-            totals.skipped += 1;
-            continue;
-        };
-        let entry = locked.entry().clone();
-        let envelope = entry.envelope()?;
-        let message = Message::from_bytes(locked.message()?);
-        let now = SystemTime::now();
-        let result = match client.as_mut().filter(|c| c.is_usable()) {
-            Some(c) => c.send(&envelope, &message),
-            None => Err(Error::Closed {
-                stage: outbox::Stage::MailFrom,
-            }),
-        };
-        let outcome = Outcome::of(&envelope, &result);
-        if !outcome.failed.is_empty() {
-            queue.store_failed(
-                envelope.from.as_ref(),
-                &outcome.failed,
-                message.as_bytes(),
-                &outcome.failed_reason,
-                now,
-            )?;
-            eprintln!(
-                "outbox: {}: refused for good for {}: {}",
-                entry.id,
-                outcome.failed.len(),
-                outcome.failed_reason
-            );
-            totals.failed += 1;
+        // A connection that broke leaves the rest untouched for the next flush.
+        if !client.is_usable() {
+            break;
         }
-        if outcome.retry.is_empty() {
-            locked.delivered()?;
-            if outcome.failed.is_empty() {
-                totals.delivered += 1;
-            }
-        } else {
-            let remaining: Vec<String> = outcome.retry.iter().map(|a| a.to_string()).collect();
-            locked.retry_later(&remaining, &outcome.retry_reason, now)?;
-            totals.deferred += 1;
+        if let Err(e) = flush_one(queue, &mut client, &entry.id, lifetime, totals) {
+            eprintln!("outbox: {}: {e}", entry.id);
+            totals.errors += 1;
         }
     }
-    if let Some(c) = client {
-        c.finish();
-    }
-    Ok(())
+    client.finish();
 }
 
-/// "3m", "2h", "4d": how long ago `then` was (or how far `now` is from it).
-fn age(then: SystemTime, now: SystemTime) -> String {
-    let secs = now.duration_since(then).unwrap_or(Duration::ZERO).as_secs();
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86_400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
+fn flush_one(
+    queue: &Queue,
+    client: &mut Client,
+    id: &str,
+    lifetime: Duration,
+    totals: &mut Totals,
+) -> Result<(), Error> {
+    // Another flush may have sent it, or tried it, since it was listed.
+    let now = SystemTime::now();
+    let Some(locked) = queue
+        .lock(id)?
+        .filter(|l| l.entry().is_due(now) || l.entry().age(now) >= lifetime)
+    else {
+        totals.skipped += 1;
+        return Ok(());
+    };
+    let entry = locked.entry().clone();
+    let envelope = entry.envelope()?;
+    let message = Message::from_bytes(locked.message()?);
+    let result = client.send(&envelope, &message);
+    let outcome = Outcome::of(&envelope, &result);
+    if outcome.accepted.is_empty() && outcome.retry.is_empty() {
+        // Refused for good, for everyone: the entry itself moves to failed.
+        eprintln!("outbox: {id}: not delivered: {}", outcome.failed_reason);
+        totals.failed += 1;
+        return locked.fail(&outcome.failed_reason);
     }
+    if !outcome.failed.is_empty() {
+        let kept = queue.store_failed(
+            envelope.from.as_ref(),
+            &outcome.failed,
+            message.as_bytes(),
+            &outcome.failed_reason,
+            now,
+        )?;
+        eprintln!(
+            "outbox: {id}: not delivered: {}; kept as {kept} in failed",
+            outcome.failed_reason
+        );
+        totals.failed += 1;
+    }
+    if outcome.retry.is_empty() {
+        totals.delivered += 1;
+        return locked.delivered();
+    }
+    let remaining: Vec<String> = outcome.retry.iter().map(|a| a.to_string()).collect();
+    settle_later(locked, &remaining, &outcome.retry_reason, lifetime, totals)
+}
+
+/// Keeps an entry for later, or, past the queue lifetime, gives it up.
+fn settle_later(
+    locked: outbox::queue::Locked,
+    remaining: &[String],
+    reason: &str,
+    lifetime: Duration,
+    totals: &mut Totals,
+) -> Result<(), Error> {
+    let now = SystemTime::now();
+    let age = locked.entry().age(now);
+    if age >= lifetime {
+        eprintln!(
+            "outbox: {} has waited {} and is given up: {reason}",
+            locked.entry().id,
+            describe_duration(age)
+        );
+        totals.failed += 1;
+        return locked.fail(&format!(
+            "given up after {}; last error: {reason}",
+            describe_duration(age)
+        ));
+    }
+    totals.deferred += 1;
+    locked.retry_later(remaining, reason, now)
 }

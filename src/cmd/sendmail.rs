@@ -58,7 +58,13 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
             source,
         }
     })?;
-    let header_from = header_from(args, from_flag.as_ref(), &settings)?;
+    // The From a message gets when it has none: -F as the name, the sender as the
+    // address.
+    let sender_box = settings.sender(from_flag)?;
+    let header_from = Mailbox {
+        name: args.full_name.clone().or(sender_box.name.clone()),
+        address: sender_box.address.clone(),
+    };
     let fixups = Fixups {
         message_id_domain: header_from
             .address
@@ -93,29 +99,9 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let sender = if null_sender {
         None
     } else {
-        Some(from_flag.map_or(header_from.address, |m| m.address))
+        Some(sender_box.address)
     };
     let envelope = Envelope::new(sender, super::expand_all(&settings, &recipients));
     let message = Message::from_bytes(prepared.message);
     super::deliver_or_keep(&settings, &envelope, &message, Keep::Quietly)
-}
-
-/// The From a message gets when it has none: `-F` as the name, and `-f`, the account's
-/// `from`, or `$USER@fqdn` as the address.
-fn header_from(
-    args: &SendmailArgs,
-    from_flag: Option<&Mailbox>,
-    settings: &Settings,
-) -> Result<Mailbox, Error> {
-    let base = match (from_flag, &settings.from) {
-        (Some(f), _) => f.clone(),
-        (None, Some(f)) => f.clone(),
-        (None, None) => settings::default_sender().ok_or_else(|| {
-            Error::Usage("cannot tell who is sending ($USER is not set): give -f ADDR".into())
-        })?,
-    };
-    Ok(Mailbox {
-        name: args.full_name.clone().or(base.name),
-        address: base.address,
-    })
 }
