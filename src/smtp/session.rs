@@ -424,13 +424,23 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.send_group(&group, Stage::MailFrom, self.timeouts.mail)?;
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
         let reply = self.read_reply(Stage::Data, self.timeouts.data_init)?;
+        // RFC 5321 §3.8: a 421 closes the connection, whatever error is reported.
+        if reply.code == 421 {
+            self.dead = true;
+        }
         let go_ahead = reply.code == 354;
         let nobody = !recipients.iter().any(|r| r.accepted);
         if go_ahead && (mail_error.is_some() || nobody) {
             // RFC 2920 §3.1: a 354 where no transaction stands must still be ended, with
             // an empty message, to keep the dialogue in step.
             self.send_group_raw(b".\r\n", ".", Stage::EndOfData)?;
-            let _ = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            if self
+                .read_reply(Stage::EndOfData, self.timeouts.data_end)?
+                .code
+                == 421
+            {
+                self.dead = true;
+            }
         }
         if let Some(e) = mail_error {
             return Err(e);

@@ -1535,3 +1535,783 @@ fn an_overlong_initial_response_goes_after_an_empty_challenge() {
     assert!(written.ends_with(&format!("{expected}\r\n")));
     assert!(!show(&buf.0.lock().unwrap()).contains(&long_token));
 }
+
+// PIPELINING (RFC 2920) and CHUNKING (RFC 3030).
+
+/// A server that pipelines but takes no BDAT.
+const EHLO_PIPELINING: &str = "250-mx.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+/// A server that takes BDAT but does not pipeline.
+const EHLO_CHUNKING: &str = "250-mx.example.test\r\n250-CHUNKING\r\n250 8BITMIME\r\n";
+/// A server that offers both.
+const EHLO_BOTH: &str = "250-mx.example.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+const QUIT: &str = "QUIT\r\n";
+const MAIL_B_C: &str = "MAIL FROM:<a@example.test>\r\n\
+                        RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n";
+const MAIL_B: &str = "MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\n";
+const SEND_EHLO: &str = "EHLO client.example.test\r\n";
+
+/// What a session's last transaction left behind.
+struct Last {
+    result: Result<Receipt, Error>,
+    /// Whether the session could take another command right after the transaction.
+    usable: bool,
+    peer: ScriptedPeer,
+}
+
+/// Greeting, EHLO, and one transaction announced as the last (`quit_after_next`), so
+/// QUIT goes with its end; then, as `Client` does, `abort` after a failure and QUIT
+/// after a success only where the session is still usable.
+fn last_message(
+    peer: ScriptedPeer,
+    chunking: bool,
+    transcript: Option<Transcript>,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Last {
+    let mut session = Session::new(peer, Timeouts::default())
+        .with_transcript(transcript)
+        .with_chunking(chunking);
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session.quit_after_next();
+    let caps = session.capabilities();
+    let message = Message::from_bytes(message.to_vec());
+    let params = crate::mail_params(|k| caps.has(k), envelope, &message).unwrap();
+    let result = session.transaction(envelope, &params, &mut message.as_bytes());
+    let usable = session.is_usable();
+    match &result {
+        Err(_) => session.abort(),
+        Ok(_) if session.is_usable() => {
+            session.quit().unwrap();
+        }
+        Ok(_) => {}
+    }
+    Last {
+        result,
+        usable,
+        peer: session.into_inner(),
+    }
+}
+
+/// How often the client waited for the server: reads that open the session or follow
+/// a write. Further reads of bytes already sent cost no round trip.
+fn waits(peer: &ScriptedPeer) -> usize {
+    let mut waiting = true;
+    let mut n = 0;
+    for e in peer.events() {
+        match e {
+            Event::Write { bytes, .. } if !bytes.is_empty() => waiting = true,
+            Event::Read { .. } | Event::ReadTimedOut { .. } if waiting => {
+                n += 1;
+                waiting = false;
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+fn writes(peer: &ScriptedPeer) -> Vec<String> {
+    peer.writes().into_iter().map(show).collect()
+}
+
+/// The message as BDAT carries it, worked out here independently of DotWriter: every
+/// CRLF, bare CR and bare LF a CRLF, the last line ended, nothing else changed.
+fn crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 16);
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if input.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A BDAT chunk as sent: declared size, LAST or not, the bytes.
+type Chunk = (usize, bool, Vec<u8>);
+
+/// Splits `wire` (starting at a BDAT command) into its chunks up to and including the
+/// one marked LAST: each chunk's declared size, LAST flag and bytes; and what follows.
+fn bdat_chunks(mut wire: &[u8]) -> (Vec<Chunk>, &[u8]) {
+    let mut chunks = Vec::new();
+    loop {
+        assert!(
+            wire.starts_with(b"BDAT "),
+            "{:?}",
+            show(&wire[..wire.len().min(40)])
+        );
+        let end = wire.windows(2).position(|w| w == b"\r\n").unwrap();
+        let line = show(&wire[5..end]);
+        let (size, last) = match line.strip_suffix(" LAST") {
+            Some(n) => (n.parse::<usize>().unwrap(), true),
+            None => (line.parse::<usize>().unwrap(), false),
+        };
+        let data = wire[end + 2..end + 2 + size].to_vec();
+        wire = &wire[end + 2 + size..];
+        chunks.push((size, last, data));
+        if last {
+            return (chunks, wire);
+        }
+    }
+}
+
+#[test]
+fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 sender ok\r\n250 2.1.5 b ok\r\n251 2.1.5 c forwarded\r\n354 go ahead\r\n",
+        "250 2.0.0 queued as P1\r\n221 2.0.0 bye\r\n",
+    ];
+    for chunk in [ALL_AT_ONCE, 1, 5] {
+        let r = last_message(
+            ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
+            true,
+            None,
+            &envelope(&["b@example.test", "c@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert_eq!(
+            writes(&r.peer),
+            [
+                SEND_EHLO.to_owned(),
+                format!("{MAIL_B_C}DATA\r\n"),
+                format!("{SIMPLE_WIRE}{QUIT}"),
+            ],
+            "chunk {chunk}"
+        );
+        let receipt = r.result.unwrap();
+        let got: Vec<_> = receipt
+            .recipients
+            .iter()
+            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
+            .collect();
+        assert_eq!(
+            got,
+            [("b@example.test", true, 250), ("c@example.test", true, 251)]
+        );
+        assert_eq!(receipt.reply.code, 250);
+        assert_eq!(receipt.reply.lines, ["2.0.0 queued as P1"]);
+        assert!(receipt.refused().is_empty());
+        // The 221 was read, and the session is over: no second QUIT.
+        assert_eq!(r.peer.unread(), 0, "chunk {chunk}");
+        assert!(!r.usable);
+        assert_eq!(count(r.peer.written(), b"QUIT"), 1);
+        // Greeting, EHLO, the envelope group, the end of data with QUIT.
+        assert_eq!(waits(&r.peer), 4, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn pipelining_and_chunking_send_envelope_bdat_message_and_quit_in_one_write() {
+    // Bare LFs, a lone dot line, lines starting with dots, no final line end.
+    let message = b"Subject: dots\n\n.\n..two\n.x\r\nend";
+    let wire = b"Subject: dots\r\n\r\n.\r\n..two\r\n.x\r\nend\r\n";
+    assert_eq!(crlf(message), wire);
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued as C1\r\n221 2.0.0 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        message,
+    );
+    let receipt = r.result.unwrap();
+    assert_eq!(receipt.reply.lines, ["2.0.0 queued as C1"]);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B}BDAT {} LAST\r\n{}{QUIT}", wire.len(), show(wire)),
+        ]
+    );
+    // No dot-stuffing and no terminating dot under BDAT.
+    assert_eq!(count(r.peer.written(), b"..."), 0);
+    assert!(!show(r.peer.written()).contains("\r\n.\r\nQUIT"));
+    assert_eq!(r.peer.unread(), 0);
+    assert!(!r.usable);
+    // Greeting, EHLO, everything else.
+    assert_eq!(waits(&r.peer), 3);
+}
+
+#[test]
+fn chunking_without_pipelining_goes_in_lock_step() {
+    let message = b"Subject: x\n\n.dot\n";
+    let wire = crlf(message);
+    let script = [
+        GREETING,
+        EHLO_CHUNKING,
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "250 2.0.0 queued as L1\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        message,
+    );
+    let receipt = r.result.unwrap();
+    assert_eq!(receipt.reply.lines, ["2.0.0 queued as L1"]);
+    assert_eq!(r.quit.unwrap().unwrap().code, 221);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            "MAIL FROM:<a@example.test>\r\n".to_owned(),
+            "RCPT TO:<b@example.test>\r\n".to_owned(),
+            format!("BDAT {} LAST\r\n{}", wire.len(), show(&wire)),
+            QUIT.to_owned(),
+        ]
+    );
+    assert_eq!(count(r.peer.written(), b"DATA"), 0);
+    assert_eq!(r.peer.unread(), 0);
+    assert_eq!(waits(&r.peer), 6);
+
+    // The same with QUIT announced: it follows the BDAT reply, on its own.
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        message,
+    );
+    r.result.unwrap();
+    assert_eq!(writes(&r.peer)[4], QUIT);
+    assert_eq!(r.peer.unread(), 0);
+    assert!(!r.usable);
+}
+
+/// 2.5 MiB of 80-byte lines ending in bare LF, with a CRLF split across the reads of
+/// the message (64 KiB each) after which the first two chunks are cut: the CR ends
+/// one read and the LF starts the next.
+fn large_message() -> Vec<u8> {
+    let mut message: Vec<u8> = (0..2_621_440)
+        .map(|i| if i % 80 == 79 { b'\n' } else { b'a' })
+        .collect();
+    for read in [16, 32] {
+        let at = read * 64 * 1024;
+        message[at - 1] = b'\r';
+        message[at] = b'\n';
+    }
+    message
+}
+
+#[track_caller]
+fn check_large_chunks(chunks: &[Chunk], normalised: &[u8]) {
+    assert_eq!(chunks.len(), 3);
+    for (size, _, data) in chunks {
+        assert_eq!(*size, data.len());
+    }
+    let lasts: Vec<bool> = chunks.iter().map(|c| c.1).collect();
+    assert_eq!(lasts, [false, false, true], "only the last is LAST");
+    assert!(chunks[0].0 >= CHUNK_SIZE && chunks[1].0 >= CHUNK_SIZE);
+    assert_eq!(
+        chunks.iter().map(|c| c.0).sum::<usize>(),
+        normalised.len(),
+        "the sizes add up to the message"
+    );
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.2.iter().copied()).collect();
+    assert!(joined == normalised, "the chunks are the message, in order");
+    // The CRLF split across reads stays one line end, in the next chunk.
+    for k in 1..3 {
+        assert!(!chunks[k - 1].2.ends_with(b"\r"), "chunk {k}");
+        assert!(chunks[k].2.starts_with(b"\r\na"), "chunk {}", k + 1);
+    }
+}
+
+#[test]
+fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
+    let message = large_message();
+    let normalised = crlf(&message);
+    // 32768 bare LFs and two CRLFs, each one line end.
+    assert_eq!(count(&normalised, b"\r\n"), message.len() / 80 + 2);
+    assert_eq!(normalised.len(), message.len() + message.len() / 80);
+
+    // Pipelined: everything goes out, then every reply is read in order.
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 chunk 1\r\n250 2.0.0 chunk 2\r\n\
+         250 2.0.0 all queued as C3\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        &message,
+    );
+    assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as C3"]);
+    assert_eq!(r.peer.unread(), 0);
+    assert!(!r.usable);
+    assert_eq!(waits(&r.peer), 3);
+    let wire = r.peer.written();
+    let after_ehlo = &wire[SEND_EHLO.len()..];
+    assert!(after_ehlo.starts_with(MAIL_B.as_bytes()));
+    let (chunks, rest) = bdat_chunks(&after_ehlo[MAIL_B.len()..]);
+    check_large_chunks(&chunks, &normalised);
+    assert_eq!(show(rest), QUIT);
+
+    // Lock-step: each chunk waits for its reply.
+    let script = [
+        GREETING,
+        EHLO_CHUNKING,
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "250 2.0.0 chunk 1\r\n",
+        "250 2.0.0 chunk 2\r\n",
+        "250 2.0.0 all queued as L3\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        &message,
+    );
+    assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as L3"]);
+    assert_eq!(r.peer.unread(), 0);
+    let wire = r.peer.written();
+    let after_envelope = &wire[SEND_EHLO.len() + MAIL_B.len()..];
+    let (chunks, rest) = bdat_chunks(after_envelope);
+    check_large_chunks(&chunks, &normalised);
+    assert_eq!(show(rest), QUIT);
+    // Greeting, EHLO, MAIL, RCPT, three chunks, QUIT.
+    assert_eq!(waits(&r.peer), 8);
+}
+
+#[test]
+fn no_chunking_uses_data_where_bdat_is_offered() {
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 ok\r\n250 ok\r\n354 go\r\n",
+        "250 queued\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        false,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    r.result.unwrap();
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B}DATA\r\n"),
+            format!("{SIMPLE_WIRE}{QUIT}"),
+        ]
+    );
+    assert_eq!(count(r.peer.written(), b"BDAT"), 0);
+    assert_eq!(r.peer.unread(), 0);
+}
+
+#[test]
+fn pipelined_mail_refused_reads_every_reply_and_sends_no_message() {
+    // The server refuses the sender; RCPT and DATA get 503 and are read all the same.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
+         503 5.5.1 no valid recipients\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::Refused { stage, reply } => {
+            assert_eq!(*stage, Stage::MailFrom);
+            assert_eq!(reply.code, 550);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit::code(&err), 69);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B_C}DATA\r\n"),
+            QUIT.to_owned()
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0, "the 503s and the 221 were read");
+
+    // A server that says 354 anyway gets an empty message: the dot alone.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
+         354 go ahead\r\n",
+        "503 5.5.1 no transaction\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused { stage: Stage::MailFrom, reply } if reply.code == 550),
+        "{err:?}"
+    );
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B_C}DATA\r\n"),
+            ".\r\n".to_owned(),
+            QUIT.to_owned()
+        ]
+    );
+    assert_eq!(count(r.peer.written(), b"Subject"), 0);
+    assert_eq!(r.peer.unread(), 0);
+}
+
+#[track_caller]
+fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
+    match err {
+        Error::NoRecipients { refused } => {
+            let got: Vec<_> = refused
+                .iter()
+                .map(|f| (f.recipient.as_str(), f.reply.code))
+                .collect();
+            assert_eq!(got, want);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pipelined_every_recipient_refused() {
+    // DATA refused too: no message.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n450 4.2.1 c busy\r\n\
+         554 5.5.1 no valid recipients\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 450)]);
+    assert_eq!(exit::code(&err), 67);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B_C}DATA\r\n"),
+            QUIT.to_owned()
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0);
+
+    // DATA answered 354 all the same: RFC 2920 §3.1, the dot alone ends it.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n550 5.1.1 no c\r\n354 go ahead\r\n",
+        "554 5.5.1 no valid recipients\r\n",
+        "221 bye\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 550)]);
+    assert_eq!(exit::code(&err), 67);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B_C}DATA\r\n"),
+            ".\r\n".to_owned(),
+            QUIT.to_owned()
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0);
+
+    // Under BDAT the message has already left with the envelope; the BDAT refusal is
+    // read and the error is still about the recipients.
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n554 5.5.1 no valid recipients\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert_no_recipients(&err, &[("b@example.test", 550)]);
+    assert_eq!(r.peer.unread(), 0);
+    assert!(!r.usable);
+    assert_eq!(count(r.peer.written(), b"QUIT"), 1);
+}
+
+#[test]
+fn pipelined_one_refused_recipient_of_two() {
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n354 go\r\n",
+        "250 2.0.0 queued\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let receipt = r.result.unwrap();
+    let refused = receipt.refused();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].recipient, "b@example.test");
+    assert_eq!(refused[0].reply.lines, ["5.1.1 no such user"]);
+    assert!(receipt.recipients[1].accepted);
+    assert_eq!(exit::refusals_code(&refused), Some(67));
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B_C}DATA\r\n"),
+            format!("{SIMPLE_WIRE}{QUIT}"),
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0);
+
+    // The same under BDAT.
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.1 busy\r\n250 2.0.0 queued\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let receipt = r.result.unwrap();
+    let refused = receipt.refused();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].recipient, "c@example.test");
+    assert_eq!(exit::refusals_code(&refused), Some(75));
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!(
+                "{MAIL_B_C}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
+                SIMPLE_MESSAGE.len()
+            ),
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0);
+}
+
+#[test]
+fn pipelined_421_to_a_recipient_ends_it_all() {
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n421 4.3.2 shutting down\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test", "c@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused { stage: Stage::RcptTo, reply } if reply.code == 421),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(&err), 75);
+    assert!(!r.usable);
+    // Neither the message nor a QUIT: the server has gone.
+    assert_eq!(
+        writes(&r.peer),
+        [SEND_EHLO.to_owned(), format!("{MAIL_B_C}DATA\r\n")]
+    );
+    assert_eq!(r.peer.unread(), 0);
+}
+
+#[test]
+fn bdat_refused_after_the_data_is_unavailable() {
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n554 5.6.0 content rejected\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    match &err {
+        Error::Refused { stage, reply } => {
+            assert_eq!(*stage, Stage::EndOfData);
+            assert_eq!(reply.code, 554);
+            assert_eq!(reply.lines, ["5.6.0 content rejected"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit::code(&err), 69);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!(
+                "{MAIL_B}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
+                SIMPLE_MESSAGE.len()
+            ),
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0, "the 221 was read");
+    assert!(!r.usable);
+}
+
+#[test]
+fn end_of_data_refused_with_quit_pipelined_still_reads_the_goodbye() {
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 ok\r\n250 ok\r\n354 go\r\n",
+        "451 4.3.0 try again later\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused { stage: Stage::EndOfData, reply } if reply.code == 451),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(&err), 75);
+    assert_eq!(
+        writes(&r.peer),
+        [
+            SEND_EHLO.to_owned(),
+            format!("{MAIL_B}DATA\r\n"),
+            format!("{SIMPLE_WIRE}{QUIT}"),
+        ]
+    );
+    assert_eq!(r.peer.unread(), 0, "the 221 was read");
+    assert!(!r.usable);
+    assert_eq!(count(r.peer.written(), b"QUIT"), 1, "no second QUIT");
+}
+
+#[test]
+fn transcript_of_a_pipelined_bdat_session() {
+    let buf = SharedBuf::default();
+    let message = "Subject: secret\r\n\r\nbody\n";
+    let wire_len = crlf(message.as_bytes()).len();
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        Some(Transcript::new(Box::new(buf.clone()))),
+        &envelope(&["b@example.test"]),
+        message.as_bytes(),
+    );
+    r.result.unwrap();
+    let transcript = show(&buf.0.lock().unwrap());
+    assert_eq!(
+        transcript,
+        format!(
+            "< 220-mx.example.test ESMTP\n\
+             < 220 ready\n\
+             > EHLO client.example.test\n\
+             < 250-mx.example.test\n\
+             < 250-PIPELINING\n\
+             < 250 CHUNKING\n\
+             > MAIL FROM:<a@example.test>\n\
+             > RCPT TO:<b@example.test>\n\
+             > BDAT {wire_len} LAST\n\
+             > [message: {} bytes, 3 lines]\n\
+             > QUIT\n\
+             < 250 2.1.0 ok\n\
+             < 250 2.1.5 ok\n\
+             < 250 2.0.0 queued\n\
+             < 221 bye\n",
+            message.len()
+        )
+    );
+    assert!(!transcript.contains("secret"));
+}
+
+#[test]
+fn pipelined_421_to_data_after_refusals_ends_the_session() {
+    // Every recipient refused, then the server closes with 421 to DATA: the refusals
+    // are the error, but the connection is gone, so no QUIT and no next message on it.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n421 4.3.2 closing\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let err = session
+        .transaction(
+            &envelope(&["b@example.test"]),
+            &[],
+            &mut SIMPLE_MESSAGE.as_bytes(),
+        )
+        .unwrap_err();
+    assert_no_recipients(&err, &[("b@example.test", 550)]);
+    assert!(!session.is_usable());
+    session.abort();
+    let peer = session.into_inner();
+    assert_eq!(
+        writes(&peer),
+        [SEND_EHLO.to_owned(), format!("{MAIL_B}DATA\r\n")]
+    );
+}
