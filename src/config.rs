@@ -196,6 +196,18 @@ impl Config {
                 None => format!("{}:{line}: {message}", path.display()),
             })
         })?;
+        // The queue is one per user: an account of its own would hold mail that no
+        // flush (which reads [default]) ever finds.
+        if let Some((name, _)) = file
+            .account
+            .iter()
+            .find(|(_, a)| a.queue_dir.is_some() || a.queue_lifetime.is_some())
+        {
+            return Err(Error::Config(format!(
+                "{}: [account.{name}]: queue_dir and queue_lifetime belong in [default]",
+                path.display()
+            )));
+        }
         Ok(Config {
             path: path.to_owned(),
             default: file.default,
@@ -475,6 +487,8 @@ password = "hunter2-secret"
         assert_eq!(root, ["admin@example.test", "ops@example.test"]);
         let m = config_error("[aliases]\nroot = \"not an address\"\n");
         assert!(m.starts_with("/etc/outbox/config.toml:2: root:"), "{m}");
+        let m = config_error("[account.a]\nqueue_dir = \"/tmp/q\"\n");
+        assert!(m.contains("belong in [default]"), "{m}");
         let m = config_error("[default]\nqueue_lifetime = 0\n");
         assert!(m.contains("queue_lifetime"), "{m}");
     }

@@ -192,10 +192,6 @@ impl Client {
         self.session.is_usable()
     }
 
-    pub fn note(&mut self, text: &str) {
-        self.session.note(text);
-    }
-
     /// Ends the session with QUIT where the connection still allows it. Whatever was
     /// accepted is the server's already: a failed goodbye changes nothing.
     pub fn finish(mut self) {
@@ -262,10 +258,16 @@ fn establish<S: Channel>(
         };
     if wants_starttls {
         if !session.capabilities().has("STARTTLS") {
+            let why = match settings.tls.mode {
+                TlsMode::StartTls => "STARTTLS was asked for (--tls starttls)",
+                _ => {
+                    "outbox does not send in clear to a server that is not on this machine \
+                      unless told to"
+                }
+            };
             return Err(Error::Unsupported(format!(
-                "{} does not offer STARTTLS, and outbox does not send in clear to a server \
-                 that is not on this machine unless told to: try the submission port 587, \
-                 or port 465 with --tls implicit; --tls none sends in clear",
+                "{} does not offer STARTTLS, and {why}: try the submission port 587, or port \
+                 465 with --tls implicit; --tls none sends in clear",
                 settings.server
             )));
         }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let first = args.get(1).and_then(|a| a.to_str());
     let result = match (program.as_str(), first) {
         // Installed as sendmail (or mailq), outbox speaks sendmail(1).
-        ("sendmail" | "mailq", _) => cmd::sendmail::run(&program, &args[1..]),
+        ("sendmail" | "mailq" | "newaliases", _) => cmd::sendmail::run(&program, &args[1..]),
         (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
         (_, Some("queue")) => cmd::queue::run(&args[2..]),
         _ => match Cli::try_parse_from(&args) {

@@ -78,7 +78,11 @@ fn refuses_the_message(e: &Error) -> bool {
             reply.is_permanent()
                 && matches!(
                     stage,
-                    Stage::MailFrom | Stage::RcptTo | Stage::Data | Stage::Message | Stage::EndOfData
+                    Stage::MailFrom
+                        | Stage::RcptTo
+                        | Stage::Data
+                        | Stage::Message
+                        | Stage::EndOfData
                 )
         }
         Error::Data(_) | Error::Unsendable(_) => true,

@@ -334,7 +334,8 @@ fn prepare_with(
 ) -> Result<Prepared, Error> {
     let mut lines = Lines::new(raw).peekable();
     // An mbox "From " separator line is the mailbox's, not the message's.
-    lines.next_if(|l| l.text.starts_with(b"From "));
+    // "From : x" (space before the colon, RFC 5322 §4.5) is a header, not that line.
+    lines.next_if(|l| l.text.starts_with(b"From ") && field_name(l.text).is_none());
 
     let mut fields: Vec<Field> = Vec::new();
     let starts_with_field = lines
@@ -1431,6 +1432,12 @@ mod tests {
         let p = run(b"From someone@example.test Sat Nov 21 10:00:00 2026\nSubject: x\n\nb\n");
         assert_eq!(text(&p), format!("Subject: x\r\n{ADDED}\r\nb\r\n"));
         let p = run(b"From someone Sat Nov 21 10:00:00 2026\nhello\n");
+        let kept = run(b"From : a@example.test\nSubject: x\n\nb\n");
+        assert!(
+            String::from_utf8_lossy(&kept.message).starts_with("From : a@example.test\r\n"),
+            "{}",
+            String::from_utf8_lossy(&kept.message)
+        );
         assert_eq!(text(&p), format!("{ADDED}\r\nhello\r\n"));
         // Only on the first line.
         let p = run(b"Subject: x\n\nFrom here on\n");

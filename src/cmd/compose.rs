@@ -68,7 +68,12 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
             "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
         ));
     }
-    let given = cli.from.as_deref().map(Mailbox::parse).transpose().map_err(usage)?;
+    let given = cli
+        .from
+        .as_deref()
+        .map(Mailbox::parse)
+        .transpose()
+        .map_err(usage)?;
     let from = settings.sender(given)?;
     if let Some(subject) = &cli.subject
         && subject.chars().any(|c| c.is_control() && c != '\t')

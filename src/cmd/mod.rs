@@ -86,8 +86,14 @@ pub fn deliver_or_keep(
     let queue = || Queue::open(&settings.queue_dir());
     if !outcome.retry.is_empty() {
         let queued = queue().and_then(|q| {
-            q.enqueue(from, &outcome.retry, message.as_bytes(), &outcome.retry_reason, now)
-                .map(|id| (id, q))
+            q.enqueue(
+                from,
+                &outcome.retry,
+                message.as_bytes(),
+                &outcome.retry_reason,
+                now,
+            )
+            .map(|id| (id, q))
         });
         match queued {
             Ok((id, q)) => {
@@ -116,8 +122,14 @@ pub fn deliver_or_keep(
     }
     let kept = queue()
         .and_then(|q| {
-            q.store_failed(from, &outcome.failed, message.as_bytes(), &outcome.failed_reason, now)
-                .map(|id| format!("; kept as {id} in {}", q.dir().join("failed").display()))
+            q.store_failed(
+                from,
+                &outcome.failed,
+                message.as_bytes(),
+                &outcome.failed_reason,
+                now,
+            )
+            .map(|id| format!("; kept as {id} in {}", q.dir().join("failed").display()))
         })
         .unwrap_or_else(|e| format!("; it could not be kept: {e}"));
     report_failed(&outcome, &kept);

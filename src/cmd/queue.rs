@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 
 use outbox::cli::Cli;
+use outbox::config::Config;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
-use outbox::config::Config;
 use outbox::queue::{Entry, Listed, Queue, describe_duration};
 use outbox::{Client, Message, Settings, Transcript, exit};
 

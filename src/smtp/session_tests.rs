@@ -1576,8 +1576,15 @@ fn last_message(
     session.quit_after_next();
     let caps = session.capabilities();
     let message = Message::from_bytes(message.to_vec());
-    let params = crate::mail_params(|k| caps.has(k), envelope, &message).unwrap();
-    let result = session.transaction(envelope, &params, &mut message.as_bytes());
+    let params = crate::parameters(
+        |k| caps.has(k),
+        caps.size_limit().flatten(),
+        envelope,
+        &message,
+        &crate::Dsn::default(),
+    )
+    .unwrap();
+    let result = session.transaction_with(envelope, &params, &mut message.as_bytes());
     let usable = session.is_usable();
     match &result {
         Err(_) => session.abort(),

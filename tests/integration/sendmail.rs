@@ -669,7 +669,7 @@ fn queued_while_down_then_flushed_over_one_connection() {
 
     pf.start_again();
     let before = settled_connections(&pf);
-    let flush = face.queue(&["flush"]);
+    let flush = face.queue(&["flush", "-v"]);
     flush
         .assert_success()
         .assert_stdout_contains("delivered 3, deferred 0, failed 0");
@@ -691,7 +691,7 @@ fn queued_while_down_then_flushed_over_one_connection() {
         .assert_success()
         .assert_stdout_contains("the queue is empty");
     // Nothing more arrives, and a second flush has nothing to do.
-    face.queue(&["flush"])
+    face.queue(&["flush", "-v"])
         .assert_success()
         .assert_stdout_contains("delivered 0, deferred 0, failed 0");
     thread::sleep(Duration::from_millis(500));
@@ -774,7 +774,7 @@ fn compose_queues_only_with_the_flag() {
     assert_eq!(ids.len(), 1);
 
     pf.start_again();
-    face.queue(&["flush"])
+    face.queue(&["flush", "-v"])
         .assert_success()
         .assert_stdout_contains("delivered 1,");
     let msg = Delivered::of(&pf.wait_for_messages(&local, 1, WAIT).remove(0));
@@ -867,8 +867,8 @@ fn two_flushes_at_once_send_each_entry_once() {
     pf.start_again();
 
     let (a, b) = thread::scope(|s| {
-        let a = s.spawn(|| face.queue(&["flush"]));
-        let b = s.spawn(|| face.queue(&["flush"]));
+        let a = s.spawn(|| face.queue(&["flush", "-v"]));
+        let b = s.spawn(|| face.queue(&["flush", "-v"]));
         (a.join().unwrap(), b.join().unwrap())
     });
     a.assert_success();
@@ -898,7 +898,7 @@ fn a_flush_killed_midway_loses_nothing() {
     pf.start_again();
 
     let mut flush = face.outbox();
-    flush.args(["queue", "flush"]);
+    flush.args(["queue", "flush", "-v"]);
     let mut child = flush.spawn();
     thread::sleep(Duration::from_millis(60));
     let finished_before_kill = child.try_wait().unwrap().is_some();
@@ -918,7 +918,7 @@ fn a_flush_killed_midway_loses_nothing() {
          {left} of 20 entries left"
     );
 
-    let out = face.queue(&["flush"]);
+    let out = face.queue(&["flush", "-v"]);
     out.assert_success();
     assert_eq!(flush_totals(&out)[0], left, "{}", out.report());
     let seen = wait_for_subjects(&pf, &local, &wanted);
@@ -975,7 +975,7 @@ fn corrupt_entries_are_reported_and_skipped() {
     assert_eq!(entry_ids(&listing), good);
 
     face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
-    let flush = face.queue(&["flush"]);
+    let flush = face.queue(&["flush", "-v"]);
     flush
         .assert_code(65)
         .assert_stderr_contains(garbage)
@@ -1053,7 +1053,7 @@ fn a_queued_message_has_no_bcc() {
     assert!(!lossy(&stored).contains("Bcc"), "{}", lossy(&stored));
 
     face.configure(&Postfix::shared().addr(), "");
-    face.queue(&["flush"])
+    face.queue(&["flush", "-v"])
         .assert_success()
         .assert_stdout_contains("delivered 1,");
     for local in [&to, &bcc] {
