@@ -118,6 +118,11 @@ pub struct Cli {
     #[arg(long, value_name = "ID")]
     pub envid: Option<String>,
 
+    /// Speak LMTP (RFC 2033) to a delivery agent, over TCP (port 24 by default) or a
+    /// Unix socket (--server unix:/path)
+    #[arg(long)]
+    pub lmtp: bool,
+
     /// Send the message with DATA even where the server offers CHUNKING (BDAT)
     #[arg(long)]
     pub no_chunking: bool,

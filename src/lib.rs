@@ -106,34 +106,35 @@ impl Client {
         if let Some(t) = &mut transcript {
             t.note(&format!("connecting to {}", settings.server));
         }
-        let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
-        if let Some(t) = &mut transcript
-            && let Ok(peer) = tcp.peer_addr()
-        {
-            t.note(&format!("connected to {peer}"));
-        }
-        let ehlo_name = settings
-            .ehlo_name
-            .clone()
-            .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
+        let (connection, ehlo_name, implicit) = match settings.server.unix_path() {
+            Some(path) => {
+                let unix = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+                    Error::Connect {
+                        server: settings.server.to_string(),
+                        source,
+                    }
+                })?;
+                if let Some(t) = &mut transcript {
+                    t.note(&format!("connected to {}", path.display()));
+                }
+                let ehlo_name = settings
+                    .ehlo_name
+                    .clone()
+                    .unwrap_or_else(|| settings::default_ehlo_name(None));
+                (Connection::Unix(unix), ehlo_name, false)
+            }
+            None => connect_tcp(settings, &mut transcript)?,
+        };
         let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
             options: &settings.tls,
             host: &settings.server.host,
             port: settings.server.port,
             timeout: settings.timeouts.greeting,
         });
-        let implicit = match settings.tls.mode {
-            TlsMode::Implicit => true,
-            TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
-            TlsMode::StartTls | TlsMode::None => false,
-        };
-        let connection = match &client {
-            Some(client) if implicit => client.handshake(tcp, Handshake::Implicit)?,
-            _ => Connection::Plain(tcp),
-        };
         let mut session = Session::new(connection, settings.timeouts.clone())
             .with_transcript(transcript)
-            .with_chunking(settings.chunking);
+            .with_chunking(settings.chunking)
+            .with_lmtp(settings.lmtp);
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
         }
@@ -201,6 +202,41 @@ impl Client {
             self.session.note(&format!("QUIT failed: {e}"));
         }
     }
+}
+
+/// A TCP connection to the server, under TLS at once where the mode says so; with
+/// the EHLO name and whether TLS was implicit.
+fn connect_tcp(
+    settings: &Settings,
+    transcript: &mut Option<Transcript>,
+) -> Result<(Connection, String, bool), Error> {
+    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
+    if let Some(t) = transcript
+        && let Ok(peer) = tcp.peer_addr()
+    {
+        t.note(&format!("connected to {peer}"));
+    }
+    let ehlo_name = settings
+        .ehlo_name
+        .clone()
+        .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
+    let implicit = match settings.tls.mode {
+        TlsMode::Implicit => true,
+        TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
+        TlsMode::StartTls | TlsMode::None => false,
+    };
+    let connection = if implicit {
+        let client = TlsClient {
+            options: &settings.tls,
+            host: &settings.server.host,
+            port: settings.server.port,
+            timeout: settings.timeouts.greeting,
+        };
+        client.handshake(tcp, Handshake::Implicit)?
+    } else {
+        Connection::Plain(tcp)
+    };
+    Ok((connection, ehlo_name, implicit))
 }
 
 /// Implicit TLS for submission (RFC 8314 §3.3).

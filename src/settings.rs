@@ -29,6 +29,8 @@ pub struct Settings {
     pub from: Option<Mailbox>,
     /// Use BDAT (RFC 3030) where the server offers CHUNKING.
     pub chunking: bool,
+    /// Speak LMTP (RFC 2033), as to a mailbox server's delivery agent.
+    pub lmtp: bool,
     /// Delivery status notifications asked for (RFC 3461).
     pub dsn: crate::Dsn,
     /// Keep a message that cannot be delivered now in the queue, and exit 0.
@@ -98,11 +100,12 @@ impl Settings {
         };
 
         let mode = cli.tls.or(account.tls).unwrap_or_default();
-        // RFC 8314 §3.3: implicit TLS for submission is on port 465.
-        let default_port = if mode == TlsMode::Implicit {
-            465
-        } else {
-            DEFAULT_PORT
+        // RFC 8314 §3.3: implicit TLS for submission is on port 465; LMTP servers
+        // (Dovecot, Cyrus) listen on 24 by custom.
+        let default_port = match (mode, cli.lmtp) {
+            (TlsMode::Implicit, _) => 465,
+            (_, true) => 24,
+            _ => DEFAULT_PORT,
         };
         let server = match (&cli.server, &account.server) {
             (Some(s), _) => ServerAddr::parse_or(s, default_port).map_err(Error::Usage)?,
@@ -158,6 +161,7 @@ impl Settings {
             auth,
             from: account.from,
             chunking: !cli.no_chunking,
+            lmtp: cli.lmtp,
             dsn: dsn_settings(cli)?,
             queue: cli.queue || account.queue.unwrap_or(false),
             queue_dir: account.queue_dir,

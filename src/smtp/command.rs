@@ -64,6 +64,8 @@ impl fmt::Display for Arg {
 pub enum Command {
     Ehlo(Arg),
     Helo(Arg),
+    /// LMTP's greeting (RFC 2033 §4.1), in place of EHLO.
+    Lhlo(Arg),
     /// `MAIL FROM:<path> params`; an empty path is the null reverse-path `<>`.
     Mail {
         from: Arg,
@@ -95,6 +97,10 @@ pub enum Command {
 impl Command {
     pub fn ehlo(domain: &str) -> Result<Command, CommandError> {
         Command::Ehlo(Arg::non_empty("EHLO name", domain)?).checked()
+    }
+
+    pub fn lhlo(domain: &str) -> Result<Command, CommandError> {
+        Command::Lhlo(Arg::non_empty("LHLO name", domain)?).checked()
     }
 
     pub fn helo(domain: &str) -> Result<Command, CommandError> {
@@ -149,6 +155,7 @@ impl Command {
         match self {
             Command::Ehlo(_) => "EHLO",
             Command::Helo(_) => "HELO",
+            Command::Lhlo(_) => "LHLO",
             Command::Mail { .. } => "MAIL FROM",
             Command::Rcpt { .. } => "RCPT TO",
             Command::Data => "DATA",
@@ -192,6 +199,7 @@ impl fmt::Display for Command {
         match self {
             Command::Ehlo(d) => write!(f, "EHLO {d}")?,
             Command::Helo(d) => write!(f, "HELO {d}")?,
+            Command::Lhlo(d) => write!(f, "LHLO {d}")?,
             Command::Mail { from, params } => {
                 write!(f, "MAIL FROM:<{from}>")?;
                 write_params(f, params)?;
@@ -242,6 +250,10 @@ mod tests {
             (
                 Command::helo("[127.0.0.1]").unwrap(),
                 "HELO [127.0.0.1]\r\n",
+            ),
+            (
+                Command::lhlo("client.example.test").unwrap(),
+                "LHLO client.example.test\r\n",
             ),
             (
                 Command::mail_from("a@example.test", &[]).unwrap(),

@@ -233,6 +233,8 @@ pub struct Session<S> {
     /// Send QUIT right after the next message, in the same write when pipelining:
     /// the session has nothing more to say.
     quit_after: bool,
+    /// LMTP (RFC 2033): LHLO, and a reply per accepted recipient after the message.
+    lmtp: bool,
 }
 
 /// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
@@ -250,7 +252,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             dead: false,
             chunking: true,
             quit_after: false,
+            lmtp: false,
         }
+    }
+
+    /// Speak LMTP (RFC 2033) rather than SMTP.
+    pub fn with_lmtp(mut self, lmtp: bool) -> Session<S> {
+        self.lmtp = lmtp;
+        self
     }
 
     /// Whether BDAT may be used where offered (`--no-chunking` says no).
@@ -289,6 +298,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
     pub fn ehlo(&mut self, name: &str) -> Result<&Capabilities, Error> {
+        if self.lmtp {
+            // RFC 2033 §4.1: LHLO, and no HELO to fall back to.
+            let lhlo = Command::lhlo(name).map_err(|e| Error::Usage(e.to_string()))?;
+            let reply = self.command(&lhlo, Stage::Ehlo, self.timeouts.ehlo)?;
+            let reply = self.expect(Stage::Ehlo, reply, &[250], "250")?;
+            self.capabilities = Capabilities::from_ehlo(&reply);
+            return Ok(&self.capabilities);
+        }
         let ehlo = Command::ehlo(name).map_err(|e| Error::Usage(e.to_string()))?;
         let reply = self.command(&ehlo, Stage::Ehlo, self.timeouts.ehlo)?;
         if reply.is_permanent() {
@@ -389,21 +406,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 refused: recipients,
             });
         }
-        let reply = if chunking {
-            let chunks = self.send_chunks(message, Vec::new(), false, true)?;
-            let mut last = None;
-            for _ in 0..chunks {
-                let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
-                last = Some(self.expect(Stage::EndOfData, reply, &[250], "250")?);
-            }
-            last.ok_or_else(|| Error::Usage("no chunk was sent".into()))?
+        if chunking {
+            // Every chunk but the last has had its reply; the last's is the message's.
+            self.send_chunks(message, Vec::new(), false, true)?;
         } else {
             let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
             self.expect(Stage::Data, reply, &[354], "354")?;
             self.send_body(message, false)?;
-            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
-            self.expect(Stage::EndOfData, reply, &[250], "250")?
-        };
+        }
+        let reply = self.end_of_data(&mut recipients)?;
         if quit {
             self.quit_quietly();
         }
@@ -451,9 +462,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             });
         }
         self.expect(Stage::Data, reply, &[354], "354")?;
+        let mut recipients = recipients;
         self.send_body(message, quit)?;
-        let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
-        let reply = self.expect(Stage::EndOfData, reply, &[250], "250");
+        let reply = self.end_of_data(&mut recipients);
         if quit {
             self.read_quit_reply();
         }
@@ -483,37 +494,76 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.check_in_step("MAIL FROM", Stage::MailFrom)?;
         let chunks = self.send_chunks(message, envelope_bytes, quit, false)?;
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
+        let mut recipients = recipients;
+        let no_transaction = mail_error.is_some() || !recipients.iter().any(|r| r.accepted);
+        // The replies to the chunks before the last.
         let mut first_error = None;
-        let mut last = None;
-        for _ in 0..chunks {
+        for _ in 1..chunks {
             let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
             if reply.code == 421 {
                 return Err(self.refused(Stage::EndOfData, reply));
             }
-            match (reply.code, &first_error) {
-                (250, _) => last = Some(reply),
-                (_, None) => first_error = Some(reply),
-                _ => {}
+            if reply.code != 250 && first_error.is_none() {
+                first_error = Some(reply);
             }
         }
+        // The last chunk's reply is the message's (one per recipient under LMTP), unless
+        // no transaction stands: then it is one refusal.
+        let ended = if no_transaction || first_error.is_some() {
+            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            if reply.code == 421 {
+                return Err(self.refused(Stage::EndOfData, reply));
+            }
+            Err(first_error.unwrap_or(reply))
+        } else {
+            Ok(self.end_of_data(&mut recipients))
+        };
         if quit {
             self.read_quit_reply();
         }
         if let Some(e) = mail_error {
             return Err(e);
         }
-        if !recipients.iter().any(|r| r.accepted) {
+        if !recipients.iter().any(|r| r.accepted) && ended.is_err() {
             return Err(Error::NoRecipients {
                 refused: recipients,
             });
         }
-        if let Some(reply) = first_error {
-            return Err(self
+        match ended {
+            Ok(reply) => Ok(Receipt {
+                recipients,
+                reply: reply?,
+            }),
+            Err(reply) => Err(self
                 .expect(Stage::EndOfData, reply, &[250], "250")
-                .unwrap_err());
+                .err()
+                .unwrap_or(Error::Usage("a chunk was refused".into()))),
         }
-        let reply = last.ok_or_else(|| Error::Usage("no chunk was sent".into()))?;
-        Ok(Receipt { recipients, reply })
+    }
+
+    /// The reply to the end of the message. Under LMTP (RFC 2033 §4.2) there is one
+    /// per accepted recipient, in RCPT order, and each recipient's result becomes that
+    /// reply; if none took the message, the error lists them all.
+    fn end_of_data(&mut self, recipients: &mut [RecipientResult]) -> Result<Reply, Error> {
+        if !self.lmtp {
+            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            return self.expect(Stage::EndOfData, reply, &[250], "250");
+        }
+        let mut first_ok = None;
+        for r in recipients.iter_mut().filter(|r| r.accepted) {
+            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
+            if reply.code == 421 {
+                return Err(self.refused(Stage::EndOfData, reply));
+            }
+            r.accepted = reply.code == 250;
+            if r.accepted && first_ok.is_none() {
+                first_ok = Some(reply.clone());
+            }
+            r.reply = reply;
+        }
+        first_ok.ok_or_else(|| Error::NoRecipients {
+            refused: recipients.to_vec(),
+        })
     }
 
     /// The replies to a pipelined MAIL and its RCPTs, in order: the MAIL refusal if

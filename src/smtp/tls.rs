@@ -103,13 +103,16 @@ pub trait Channel: Read + Write + IoTimeout {
 pub enum Connection {
     Plain(TcpStream),
     Tls(Box<SslStream<TcpStream>>),
+    /// A Unix socket: this machine, and no TLS.
+    Unix(std::os::unix::net::UnixStream),
 }
 
 impl Connection {
-    fn tcp(&self) -> &TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Connection::Plain(s) => s,
-            Connection::Tls(s) => s.get_ref(),
+            Connection::Plain(s) => Some(s),
+            Connection::Tls(s) => Some(s.get_ref()),
+            Connection::Unix(_) => None,
         }
     }
 }
@@ -120,15 +123,26 @@ impl Channel for Connection {
     }
 
     fn peer_is_loopback(&self) -> bool {
-        self.tcp().peer_addr().is_ok_and(|a| a.ip().is_loopback())
+        match self.tcp() {
+            Some(tcp) => tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()),
+            None => true,
+        }
     }
 
     fn start_tls(&mut self, client: &TlsClient<'_>) -> Result<(), Error> {
-        let Connection::Plain(tcp) = self else {
-            return Err(Error::Protocol {
-                stage: Stage::StartTls,
-                detail: "TLS is already on".into(),
-            });
+        let tcp = match self {
+            Connection::Plain(tcp) => tcp,
+            Connection::Tls(_) => {
+                return Err(Error::Protocol {
+                    stage: Stage::StartTls,
+                    detail: "TLS is already on".into(),
+                });
+            }
+            Connection::Unix(_) => {
+                return Err(Error::Usage(
+                    "TLS over a Unix socket is not supported".into(),
+                ));
+            }
         };
         // The clone shares the socket; dropping the plain handle leaves it open.
         let tcp = tcp.try_clone().map_err(|source| Error::Network {
@@ -182,6 +196,7 @@ impl Read for Connection {
         match self {
             Connection::Plain(s) => s.read(buf),
             Connection::Tls(s) => s.read(buf),
+            Connection::Unix(s) => s.read(buf),
         }
     }
 }
@@ -191,6 +206,7 @@ impl Write for Connection {
         match self {
             Connection::Plain(s) => s.write(buf),
             Connection::Tls(s) => s.write(buf),
+            Connection::Unix(s) => s.write(buf),
         }
     }
 
@@ -198,13 +214,22 @@ impl Write for Connection {
         match self {
             Connection::Plain(s) => s.flush(),
             Connection::Tls(s) => s.flush(),
+            Connection::Unix(s) => s.flush(),
         }
     }
 }
 
 impl IoTimeout for Connection {
     fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        prepare_socket(self.tcp(), timeout)
+        match self {
+            Connection::Unix(s) => {
+                let t = Some(timeout.max(Duration::from_millis(1)));
+                s.set_read_timeout(t)?;
+                s.set_write_timeout(t)
+            }
+            Connection::Plain(s) => prepare_socket(s, timeout),
+            Connection::Tls(s) => prepare_socket(s.get_ref(), timeout),
+        }
     }
 }
 

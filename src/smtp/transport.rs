@@ -23,7 +23,17 @@ impl ServerAddr {
     }
 
     /// As [`ServerAddr::parse`], with `default_port` when the text names none.
+    /// `unix:/path` names a Unix socket (for LMTP, as Dovecot and Cyrus offer).
     pub fn parse_or(text: &str, default_port: u16) -> Result<ServerAddr, String> {
+        if let Some(path) = text.trim().strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("invalid server {text:?}: give unix:/absolute/path"));
+            }
+            return Ok(ServerAddr {
+                host: format!("unix:{path}"),
+                port: 0,
+            });
+        }
         let bad = |why: &str| format!("invalid server {text:?}: {why}");
         let text = text.trim();
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
@@ -76,6 +86,11 @@ impl ServerAddr {
         })
     }
 
+    /// The socket's path, when the server is a Unix socket.
+    pub fn unix_path(&self) -> Option<&std::path::Path> {
+        self.host.strip_prefix("unix:").map(std::path::Path::new)
+    }
+
     /// The host as an IP address, when it is one.
     pub fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
@@ -84,7 +99,9 @@ impl ServerAddr {
 
 impl fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.unix_path().is_some() {
+            f.write_str(&self.host)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -192,6 +209,21 @@ mod tests {
         ] {
             assert!(ServerAddr::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn unix_sockets() {
+        let a = ServerAddr::parse("unix:/run/dovecot/lmtp").unwrap();
+        assert_eq!(
+            a.unix_path(),
+            Some(std::path::Path::new("/run/dovecot/lmtp"))
+        );
+        assert_eq!(a.to_string(), "unix:/run/dovecot/lmtp");
+        assert!(ServerAddr::parse("unix:relative").is_err());
+        assert_eq!(
+            ServerAddr::parse("mx.example.test").unwrap().unix_path(),
+            None
+        );
     }
 
     #[test]
