@@ -18,6 +18,7 @@ mod bench;
 mod compose;
 mod errors;
 mod esmtp;
+mod lmtp;
 mod postfix_smoke;
 mod sendmail;
 mod support_auth_selftest;
