@@ -152,6 +152,106 @@ impl fmt::Display for Address {
     }
 }
 
+impl Address {
+    /// The address with its domain in A-labels (RFC 5890 §2.3.2.1, Punycode per RFC
+    /// 3492), for a server without SMTPUTF8. `None` if the local part is not ASCII: no
+    /// encoding can carry that to such a server. Labels are only lower-cased before
+    /// encoding, not mapped as UTS #46 would; that covers names as people type them.
+    pub fn to_ascii(&self) -> Option<Address> {
+        let (local, domain) = match self.0.rsplit_once('@') {
+            Some((l, d)) => (l, Some(d)),
+            None => (self.0.as_str(), None),
+        };
+        if !local.is_ascii() {
+            return None;
+        }
+        let Some(domain) = domain else {
+            return Some(self.clone());
+        };
+        let labels: Option<Vec<String>> = domain
+            .split('.')
+            .map(|label| {
+                if label.is_ascii() {
+                    Some(label.to_owned())
+                } else {
+                    punycode(&label.to_lowercase()).map(|p| format!("xn--{p}"))
+                }
+            })
+            .collect();
+        Address::new(&format!("{local}@{}", labels?.join("."))).ok()
+    }
+}
+
+/// Punycode (RFC 3492 §6.3) of one label.
+fn punycode(label: &str) -> Option<String> {
+    const BASE: u32 = 36;
+    const TMIN: u32 = 1;
+    const TMAX: u32 = 26;
+    const SKEW: u32 = 38;
+    const DAMP: u32 = 700;
+    let digit = |d: u32| -> char {
+        match d {
+            0..=25 => char::from(b'a' + d as u8),
+            _ => char::from(b'0' + (d - 26) as u8),
+        }
+    };
+    // §6.1: bias adaptation.
+    let adapt = |delta: u32, points: u32, first: bool| -> u32 {
+        let mut delta = if first { delta / DAMP } else { delta / 2 };
+        delta += delta / points;
+        let mut k = 0;
+        while delta > ((BASE - TMIN) * TMAX) / 2 {
+            delta /= BASE - TMIN;
+            k += BASE;
+        }
+        k + ((BASE - TMIN + 1) * delta) / (delta + SKEW)
+    };
+    let input: Vec<u32> = label.chars().map(u32::from).collect();
+    let mut output: String = label.chars().filter(char::is_ascii).collect();
+    let basic = output.chars().count() as u32;
+    let mut handled = basic;
+    if basic > 0 {
+        output.push('-');
+    }
+    let (mut n, mut delta, mut bias) = (128u32, 0u32, 72u32);
+    while (handled as usize) < input.len() {
+        let m = input.iter().copied().filter(|&c| c >= n).min()?;
+        delta = delta.checked_add((m - n).checked_mul(handled + 1)?)?;
+        n = m;
+        for &c in &input {
+            if c < n {
+                delta = delta.checked_add(1)?;
+            }
+            if c == n {
+                let mut q = delta;
+                let mut k = BASE;
+                loop {
+                    let t = if k <= bias {
+                        TMIN
+                    } else if k >= bias + TMAX {
+                        TMAX
+                    } else {
+                        k - bias
+                    };
+                    if q < t {
+                        break;
+                    }
+                    output.push(digit(t + (q - t) % (BASE - t)));
+                    q = (q - t) / (BASE - t);
+                    k += BASE;
+                }
+                output.push(digit(q));
+                bias = adapt(delta, handled + 1, handled == basic);
+                delta = 0;
+                handled += 1;
+            }
+        }
+        delta = delta.checked_add(1)?;
+        n = n.checked_add(1)?;
+    }
+    Some(output)
+}
+
 /// An address with an optional display name, as written in a header:
 /// `"Ops Team" <ops@example.com>`, `Ops <ops@example.com>` or `ops@example.com`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,6 +396,37 @@ mod tests {
         assert!(Address::new(&long_local).is_err());
         let long = format!("a@{}.test", "b".repeat(250));
         assert!(Address::new(&long).is_err());
+    }
+
+    #[test]
+    fn punycode_matches_rfc_3492_and_known_names() {
+        assert_eq!(punycode("bücher").as_deref(), Some("bcher-kva"));
+        assert_eq!(punycode("münchen").as_deref(), Some("mnchen-3ya"));
+        assert_eq!(punycode("例え").as_deref(), Some("r8jz45g"));
+        assert_eq!(punycode("テスト").as_deref(), Some("zckzah"));
+        // RFC 3492 §7.1 (A), Arabic (Egyptian).
+        assert_eq!(
+            punycode("\u{0644}\u{064A}\u{0647}\u{0645}\u{0627}\u{0628}\u{062A}\u{0643}\u{0644}\u{0645}\u{0648}\u{0634}\u{0639}\u{0631}\u{0628}\u{064A}\u{061F}").as_deref(),
+            Some("egbpdaj6bu4bxfgehfvwxn")
+        );
+    }
+
+    #[test]
+    fn addresses_in_a_labels() {
+        let a = |s: &str| Address::new(s).unwrap();
+        assert_eq!(
+            a("info@例え.テスト").to_ascii(),
+            Some(a("info@xn--r8jz45g.xn--zckzah"))
+        );
+        assert_eq!(
+            a("x@Bücher.example").to_ascii(),
+            Some(a("x@xn--bcher-kva.example"))
+        );
+        assert_eq!(
+            a("plain@example.test").to_ascii(),
+            Some(a("plain@example.test"))
+        );
+        assert_eq!(a("jörg@example.test").to_ascii(), None);
     }
 
     #[test]

@@ -266,12 +266,39 @@ fn send_on<S: Channel>(
     dsn: &Dsn,
 ) -> Result<Receipt, Error> {
     let caps = session.capabilities();
+    let ascii;
+    let envelope = if caps.has("SMTPUTF8") {
+        envelope
+    } else {
+        ascii = ascii_envelope(envelope)?;
+        &ascii
+    };
     let size_limit = caps.size_limit().flatten();
     let params = parameters(|k| caps.has(k), size_limit, envelope, message, dsn)?;
     if !dsn.is_empty() && !caps.has("DSN") {
         session.note("the server does not offer DSN: the notification requests are left out");
     }
     session.transaction_with(envelope, &params, &mut message.as_bytes())
+}
+
+/// The envelope for a server without SMTPUTF8: internationalised domains in A-labels;
+/// a local part that is not ASCII cannot be sent there at all (RFC 6531 §3.2).
+fn ascii_envelope(envelope: &Envelope) -> Result<Envelope, Error> {
+    let convert = |a: &Address| {
+        a.to_ascii().ok_or_else(|| {
+            Error::Unsendable(format!(
+                "the address <{a}> has a local part that is not ASCII, and the server \
+                 does not offer SMTPUTF8 (RFC 6531)"
+            ))
+        })
+    };
+    let from = envelope.from.as_ref().map(convert).transpose()?;
+    let to = envelope
+        .to
+        .iter()
+        .map(convert)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Envelope::new(from, to))
 }
 
 /// The policy of a session after connecting: greeting and EHLO, STARTTLS where the
@@ -560,6 +587,17 @@ mod tests {
             ["BODY=8BITMIME", "SMTPUTF8"]
         );
         let err = mail(&["8BITMIME"], &e, &m).unwrap_err();
+        assert!(matches!(err, Error::Unsendable(_)), "{err:?}");
+        assert_eq!(exit::code(&err), exit::UNAVAILABLE);
+    }
+
+    #[test]
+    fn without_smtputf8_domains_go_as_a_labels_and_utf8_local_parts_are_refused() {
+        let e = envelope("a@bücher.example", "info@例え.テスト");
+        let ascii = ascii_envelope(&e).unwrap();
+        assert_eq!(ascii.from.unwrap().as_str(), "a@xn--bcher-kva.example");
+        assert_eq!(ascii.to[0].as_str(), "info@xn--r8jz45g.xn--zckzah");
+        let err = ascii_envelope(&envelope("jörg@example.test", "b@example.test")).unwrap_err();
         assert!(matches!(err, Error::Unsendable(_)), "{err:?}");
         assert_eq!(exit::code(&err), exit::UNAVAILABLE);
     }

@@ -191,3 +191,69 @@ fn without_chunking_the_same_message_arrives_the_same() {
     );
     assert!(delivered[0].ends_with("\n.line 2999\n"));
 }
+
+#[test]
+fn without_smtputf8_an_idn_domain_goes_as_a_labels() {
+    use crate::support::fake::{FakeServer, Step, send};
+    // A server that offers 8BITMIME but not SMTPUTF8.
+    let server = FakeServer::start(vec![
+        send("220 fake.example.test ESMTP\r\n"),
+        Step::Line,
+        send("250-fake.example.test\r\n250 8BITMIME\r\n"),
+        Step::Line,
+        send("250 ok\r\n"),
+        Step::Line,
+        send("250 ok\r\n"),
+        Step::Line,
+        send("354 go on\r\n"),
+        Step::Data,
+        send("250 queued\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args([
+        "--server",
+        server.addr(),
+        "-f",
+        "a@bücher.example",
+        "--body",
+        "idn",
+        "info@例え.テスト",
+    ]);
+    cmd.run().assert_success();
+    let got = server.received_string();
+    assert!(
+        got.contains("MAIL FROM:<a@xn--bcher-kva.example> BODY=8BITMIME\r\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("RCPT TO:<info@xn--r8jz45g.xn--zckzah>\r\n"),
+        "{got}"
+    );
+
+    // A local part in UTF-8 has no such form: refused, clearly, before any MAIL.
+    let server = FakeServer::start(vec![
+        send("220 fake.example.test ESMTP\r\n"),
+        Step::Line,
+        send("250-fake.example.test\r\n250 8BITMIME\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args([
+        "--server",
+        server.addr(),
+        "-f",
+        "a@example.test",
+        "--body",
+        "idn",
+        "jörg@example.test",
+    ]);
+    let out = cmd.run();
+    out.assert_code(69).assert_stderr_contains("SMTPUTF8");
+    let got = server.received_string();
+    assert!(!got.contains("MAIL"), "{got}");
+}
