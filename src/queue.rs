@@ -449,6 +449,27 @@ impl Queue {
         }
     }
 
+    /// Best effort: removes the entries that were delivered or removed (they are out
+    /// of the queue already, in `tmp/`), unless a process still holds one.
+    pub fn sweep(&self) {
+        let Ok(items) = fs::read_dir(self.root.join(TMP)) else {
+            return;
+        };
+        for item in items.flatten() {
+            let path = item.path();
+            if !item.file_name().to_string_lossy().contains(".removed.") {
+                continue;
+            }
+            let unlocked = match File::open(path.join(LOCK)) {
+                Ok(lock) => lock.try_lock().is_ok(),
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            };
+            if unlocked {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+    }
+
     /// Best effort: removes from `tmp/` what is unlocked and older than
     /// [`STALE_AFTER`], i.e. what a crash left. Anything in use is locked or young.
     fn clean_tmp(&self, now: SystemTime) {
@@ -585,12 +606,10 @@ fn discard(root: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     let tmp = root.join(TMP);
     let grave = tmp.join(format!("{id}.removed.{:08x}", random_u32()));
     fs::rename(dir, &grave).map_err(&write)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent).map_err(&write)?;
-    }
-    sync_dir(&tmp).map_err(&write)?;
-    // It is out of the queue now; if this fails, a later open() finishes the job.
-    let _ = fs::remove_dir_all(&grave);
+    // No fsync, and no removal yet: a crash that undid this rename would bring the
+    // entry back, to be sent once more, never lost; and a flush of many messages
+    // would spend more on syncing and unlinking than on sending. `Queue::sweep`
+    // removes what is out of the queue.
     Ok(())
 }
 
@@ -1032,6 +1051,9 @@ mod tests {
         let ids: Vec<String> = q.list().unwrap().iter().map(|l| l.id().into()).collect();
         assert_eq!(ids, [keep]);
         assert!(!q.dir().join(&id).exists());
+        // Out of the queue at once; gone from the disk when swept.
+        assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 1);
+        q.sweep();
         assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
         assert!(q.list_failed().unwrap().is_empty());
     }

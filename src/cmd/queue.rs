@@ -120,7 +120,10 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
     let mut code = exit::OK;
     for id in ids {
         match queue.remove(id) {
-            Ok(()) => println!("removed {id}"),
+            Ok(()) => {
+                queue.sweep();
+                println!("removed {id}");
+            }
             Err(e) => {
                 eprintln!("outbox: {id}: {e}");
                 code = exit::code(&e);
@@ -172,6 +175,7 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
     for (settings, entries) in groups.values() {
         flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
     }
+    queue.sweep();
     if totals.errors > 0 {
         code = exit::IOERR;
     }
