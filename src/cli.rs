@@ -135,6 +135,11 @@ pub struct Cli {
     /// Show the SMTP dialogue on standard error
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Print one JSON object on standard output: the server, TLS, the extensions used,
+    /// each recipient's reply, the queue id, the time each stage took, and any error
+    #[arg(long, conflicts_with = "dry_run")]
+    pub json: bool,
 }
 
 fn parse_tls(text: &str) -> Result<TlsMode, String> {
@@ -241,6 +246,12 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    #[test]
+    fn json_and_dry_run_conflict() {
+        assert!(parse(&["--json", "a@example.test"]).unwrap().json);
+        assert!(parse(&["--json", "--dry-run", "a@example.test"]).is_err());
     }
 
     #[test]

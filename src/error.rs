@@ -52,6 +52,28 @@ impl fmt::Display for Stage {
     }
 }
 
+impl Stage {
+    /// The stage as a name for machines (`--json`): `rcpt_to`, `end_of_data`, ...
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "ehlo",
+            Stage::Helo => "helo",
+            Stage::StartTls => "starttls",
+            Stage::TlsHandshake => "tls_handshake",
+            Stage::Auth => "auth",
+            Stage::MailFrom => "mail_from",
+            Stage::RcptTo => "rcpt_to",
+            Stage::Data => "data",
+            Stage::Message => "message",
+            Stage::EndOfData => "end_of_data",
+            Stage::Rset => "rset",
+            Stage::Quit => "quit",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line is wrong.
@@ -125,6 +147,41 @@ pub enum Error {
     LocalIo { context: String, source: io::Error },
 }
 
+impl Error {
+    /// The stage of the session the error happened at, where it is one.
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            Error::NoHost { .. } | Error::Connect { .. } => Some(Stage::Connect),
+            Error::Certificate { .. } | Error::Tls { .. } => Some(Stage::TlsHandshake),
+            Error::Auth(_) => Some(Stage::Auth),
+            Error::Timeout { stage, .. }
+            | Error::Closed { stage }
+            | Error::Network { stage, .. }
+            | Error::Protocol { stage, .. }
+            | Error::Unexpected { stage, .. }
+            | Error::Refused { stage, .. } => Some(*stage),
+            Error::NoRecipients { .. } => Some(Stage::RcptTo),
+            Error::Hint { error, .. } => error.stage(),
+            Error::Usage(_)
+            | Error::Data(_)
+            | Error::NoInput { .. }
+            | Error::Config(_)
+            | Error::Unsupported(_)
+            | Error::Unsendable(_)
+            | Error::LocalIo { .. } => None,
+        }
+    }
+
+    /// The server's reply, when the error is what the server said.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Error::Refused { reply, .. } | Error::Unexpected { reply, .. } => Some(reply),
+            Error::Hint { error, .. } => error.reply(),
+            _ => None,
+        }
+    }
+}
+
 /// A reply under a one-line summary, each line indented and sanitised.
 fn indent(reply: &Reply) -> String {
     reply
@@ -142,4 +199,67 @@ pub fn list(refused: &[RecipientResult]) -> String {
         .map(|r| format!("  <{}>:\n{}", r.recipient, indent(&r.reply)))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::reply::parse_reply;
+
+    fn reply(wire: &str) -> Reply {
+        parse_reply(wire.as_bytes()).unwrap().unwrap().0
+    }
+
+    /// ENHANCEDSTATUSCODES (RFC 2034): the `x.y.z` the server sent is in every summary.
+    #[test]
+    fn refusals_show_the_enhanced_code() {
+        let refused = Error::Refused {
+            stage: Stage::MailFrom,
+            reply: reply("553-5.7.1 <a@example.test>: sender rejected\r\n553 5.7.1 see policy\r\n"),
+        };
+        let text = refused.to_string();
+        assert!(
+            text.contains("553-5.7.1 <a@example.test>: sender rejected"),
+            "{text}"
+        );
+        assert_eq!(refused.stage(), Some(Stage::MailFrom));
+        assert_eq!(
+            refused
+                .reply()
+                .and_then(|r| r.enhanced)
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("5.7.1")
+        );
+        let nobody = Error::NoRecipients {
+            refused: vec![RecipientResult {
+                recipient: crate::Address::new("x@example.test").unwrap(),
+                reply: reply("550 5.1.1 <x@example.test>: Recipient address rejected\r\n"),
+                accepted: false,
+            }],
+        };
+        assert!(
+            nobody.to_string().contains("550 5.1.1 <x@example.test>"),
+            "{nobody}"
+        );
+        assert_eq!(nobody.stage(), Some(Stage::RcptTo));
+        let hinted = Error::Hint {
+            error: Box::new(refused),
+            hint: "h".into(),
+        };
+        assert!(hinted.to_string().contains("5.7.1"));
+        assert_eq!(hinted.stage(), Some(Stage::MailFrom));
+    }
+
+    #[test]
+    fn stages_have_machine_names() {
+        assert_eq!(Stage::RcptTo.key(), "rcpt_to");
+        assert_eq!(Stage::EndOfData.key(), "end_of_data");
+        let closed = Error::Closed {
+            stage: Stage::Greeting,
+        };
+        assert_eq!(closed.stage(), Some(Stage::Greeting));
+        assert!(closed.reply().is_none());
+        assert_eq!(Error::Usage("x".into()).stage(), None);
+    }
 }

@@ -35,7 +35,9 @@ pub mod envelope;
 pub mod error;
 pub mod exit;
 pub mod outcome;
+pub mod progress;
 pub mod queue;
+pub mod report;
 pub mod sendmail;
 pub mod settings;
 pub mod smtp;
@@ -43,9 +45,14 @@ pub mod smtp;
 pub use compose::Message;
 pub use envelope::{Address, Envelope, Mailbox};
 pub use error::{Error, Stage};
+pub use report::Report;
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
+use std::time::Instant;
+
+use progress::Progress;
+use report::{Phase, TlsStart};
 use smtp::auth::{Credentials, Mechanism};
 use smtp::tls::{Channel, Connection, Handshake, TlsClient, TlsMode};
 
@@ -69,11 +76,53 @@ pub fn submit_with(
     message: &Message,
     transcript: Option<Transcript>,
 ) -> Result<Receipt, Error> {
-    let mut client = Client::connect(settings, transcript)?;
-    client.last_message_next();
-    let result = client.send(envelope, message);
-    client.finish();
-    result
+    let options = Options {
+        transcript,
+        progress: None,
+    };
+    submit_reported(settings, envelope, message, options).0
+}
+
+/// What a submission shows as it goes.
+#[derive(Default)]
+pub struct Options {
+    /// Where the dialogue goes (`-v`).
+    pub transcript: Option<Transcript>,
+    /// Told of the message's bytes as they go out.
+    pub progress: Option<Box<dyn Progress>>,
+}
+
+impl Options {
+    /// The transcript on standard error if the settings ask for it (`-v`); no progress.
+    pub fn for_settings(settings: &Settings) -> Options {
+        Options {
+            transcript: verbose_transcript(settings),
+            progress: None,
+        }
+    }
+}
+
+/// As [`submit`], with the report of what the session did (for `--json`): filled
+/// as far as the session went, on failure too.
+pub fn submit_reported(
+    settings: &Settings,
+    envelope: &Envelope,
+    message: &Message,
+    options: Options,
+) -> (Result<Receipt, Error>, Report) {
+    let start = Instant::now();
+    let mut report = Report::for_server(&settings.server);
+    let (result, mut report) = match Client::open(settings, options.transcript, &mut report) {
+        Ok(mut client) => {
+            client.set_progress(options.progress);
+            client.last_message_next();
+            let result = client.send(envelope, message);
+            (result, client.finish())
+        }
+        Err(e) => (Err(e), report),
+    };
+    report.total = Some(start.elapsed());
+    (result, report)
 }
 
 /// A session ready for mail: greeted, TLS and AUTH done as the settings ask. Many
@@ -87,9 +136,16 @@ pub struct Client {
 
 impl Client {
     /// Connects and gets the session ready: greeting, EHLO, STARTTLS, AUTH.
-    pub fn connect(
+    pub fn connect(settings: &Settings, transcript: Option<Transcript>) -> Result<Client, Error> {
+        Client::open(settings, transcript, &mut Report::default())
+    }
+
+    /// As [`Client::connect`]. On failure, `report` says how far the session went; on
+    /// success the client carries the report on ([`Client::report`]).
+    pub fn open(
         settings: &Settings,
         mut transcript: Option<Transcript>,
+        report: &mut Report,
     ) -> Result<Client, Error> {
         // Before connecting: a prompt must not keep a server waiting.
         let credentials = settings.credentials()?;
@@ -108,12 +164,14 @@ impl Client {
         }
         let (connection, ehlo_name, implicit) = match settings.server.unix_path() {
             Some(path) => {
-                let unix = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
-                    Error::Connect {
-                        server: settings.server.to_string(),
-                        source,
-                    }
+                report.timeline.enter(Phase::Connect);
+                let unix = std::os::unix::net::UnixStream::connect(path);
+                report.timeline.stop();
+                let unix = unix.map_err(|source| Error::Connect {
+                    server: settings.server.to_string(),
+                    source,
                 })?;
+                report.peer = Some(path.display().to_string());
                 if let Some(t) = &mut transcript {
                     t.note(&format!("connected to {}", path.display()));
                 }
@@ -123,7 +181,7 @@ impl Client {
                     .unwrap_or_else(|| settings::default_ehlo_name(None));
                 (Connection::Unix(unix), ehlo_name, false)
             }
-            None => connect_tcp(settings, &mut transcript)?,
+            None => connect_tcp(settings, &mut transcript, report)?,
         };
         let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
             options: &settings.tls,
@@ -134,9 +192,11 @@ impl Client {
         let mut session = Session::new(connection, settings.timeouts.clone())
             .with_transcript(transcript)
             .with_chunking(settings.chunking)
-            .with_lmtp(settings.lmtp);
+            .with_lmtp(settings.lmtp)
+            .with_report(std::mem::take(report));
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
+            session.report_mut().tls = Some((TlsStart::Implicit, info));
         }
         let ready = establish(
             &mut session,
@@ -153,6 +213,7 @@ impl Client {
             }),
             Err(e) => {
                 session.abort();
+                *report = std::mem::take(session.report_mut());
                 // A server that speaks implicit TLS says nothing until the client starts
                 // a handshake: a silent greeting on such a port is the likely mistake.
                 Err(match e {
@@ -193,14 +254,26 @@ impl Client {
         self.session.is_usable()
     }
 
+    /// Tells `progress` of each message's bytes as they go out.
+    pub fn set_progress(&mut self, progress: Option<Box<dyn Progress>>) {
+        self.session.set_progress(progress);
+    }
+
+    /// What the session has done so far.
+    pub fn report(&self) -> &Report {
+        self.session.report()
+    }
+
     /// Ends the session with QUIT where the connection still allows it. Whatever was
-    /// accepted is the server's already: a failed goodbye changes nothing.
-    pub fn finish(mut self) {
+    /// accepted is the server's already: a failed goodbye changes nothing. Returns the
+    /// report of the session.
+    pub fn finish(mut self) -> Report {
         if self.session.is_usable()
             && let Err(e) = self.session.quit()
         {
             self.session.note(&format!("QUIT failed: {e}"));
         }
+        std::mem::take(self.session.report_mut())
     }
 }
 
@@ -209,12 +282,17 @@ impl Client {
 fn connect_tcp(
     settings: &Settings,
     transcript: &mut Option<Transcript>,
+    report: &mut Report,
 ) -> Result<(Connection, String, bool), Error> {
-    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect)?;
-    if let Some(t) = transcript
-        && let Ok(peer) = tcp.peer_addr()
-    {
-        t.note(&format!("connected to {peer}"));
+    report.timeline.enter(Phase::Connect);
+    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect);
+    report.timeline.stop();
+    let tcp = tcp?;
+    if let Ok(peer) = tcp.peer_addr() {
+        report.peer = Some(peer.to_string());
+        if let Some(t) = transcript {
+            t.note(&format!("connected to {peer}"));
+        }
     }
     let ehlo_name = settings
         .ehlo_name
@@ -232,7 +310,10 @@ fn connect_tcp(
             port: settings.server.port,
             timeout: settings.timeouts.greeting,
         };
-        client.handshake(tcp, Handshake::Implicit)?
+        report.timeline.enter(Phase::Tls);
+        let shaken = client.handshake(tcp, Handshake::Implicit);
+        report.timeline.stop();
+        shaken?
     } else {
         Connection::Plain(tcp)
     };
@@ -277,6 +358,9 @@ fn send_on<S: Channel>(
     let params = parameters(|k| caps.has(k), size_limit, envelope, message, dsn)?;
     if !dsn.is_empty() && !caps.has("DSN") {
         session.note("the server does not offer DSN: the notification requests are left out");
+    }
+    if session.has_progress() {
+        session.set_message_size(Some(wire_size(message.as_bytes())));
     }
     session.transaction_with(envelope, &params, &mut message.as_bytes())
 }
@@ -346,6 +430,7 @@ fn establish<S: Channel>(
         }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
+            session.report_mut().tls = Some((TlsStart::StartTls, info));
         }
         session.ehlo(ehlo_name)?;
     }

@@ -9,10 +9,28 @@ use outbox::error::{self, Error};
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
-use outbox::{Message, Settings, exit, settings};
+use outbox::{Message, Report, Settings, exit, settings};
 
 /// The compose face: build the message from flags and body, then send it (or show it).
+/// With `--json`, standard output gets one JSON object whatever happens.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let result = compose_and_send(cli);
+    if cli.json
+        && let Err(e) = &result
+    {
+        // A failure before any session: the JSON says only the error.
+        let err = e.downcast_ref::<Error>();
+        let code = err.map_or(exit::SOFTWARE, exit::code);
+        let json = outbox::report::json_error(&Report::default(), e.to_string(), err, code);
+        super::print_json(&json);
+    }
+    result
+}
+
+/// Everything but the JSON of an early failure. Once a session has begun, its
+/// failures are said here and the exit code returned, so that `run` does not speak
+/// of them again.
+fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     let config = super::load_config()?;
     let settings = Settings::resolve(cli, config.as_ref())?;
     let (draft, envelope) = draft_and_envelope(cli, &settings)?;
@@ -21,11 +39,26 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         dry_run(&settings, &envelope, &message)?;
         return Ok(exit::OK);
     }
+    let show = super::Show {
+        json: cli.json,
+        progress: true,
+    };
     if settings.queue {
-        return super::deliver_or_keep(&settings, &envelope, &message, super::Keep::Say);
+        return super::deliver_or_keep(&settings, &envelope, &message, super::Keep::Say, show);
     }
     super::warn_about_tls(&settings);
-    let receipt = outbox::submit(&settings, &envelope, &message)?;
+    let (result, report) = super::submit(&settings, &envelope, &message, show);
+    let code = super::result_code(&result);
+    if cli.json {
+        super::print_json(&outbox::report::json(&report, &result, code));
+    }
+    let receipt = match result {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            eprintln!("outbox: {e}");
+            return Ok(code);
+        }
+    };
     let refused = receipt.refused();
     if !refused.is_empty() {
         eprintln!(
@@ -42,7 +75,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             receipt.recipients.len()
         );
     }
-    Ok(exit::refusals_code(&refused).unwrap_or(exit::OK))
+    Ok(code)
 }
 
 fn usage(e: impl std::fmt::Display) -> Error {

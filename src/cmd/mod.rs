@@ -4,14 +4,16 @@ pub mod compose;
 pub mod queue;
 pub mod sendmail;
 
+use std::io::Write;
 use std::time::SystemTime;
 
 use outbox::config::Config;
 use outbox::envelope::Address;
 use outbox::outcome::Outcome;
 use outbox::queue::Queue;
+use outbox::smtp::session::Receipt;
 use outbox::smtp::tls::TlsMode;
-use outbox::{Envelope, Message, Settings, exit};
+use outbox::{Envelope, Error, Message, Report, Settings, exit};
 
 /// The configuration file, with its warnings said.
 pub fn load_config() -> Result<Option<Config>, outbox::Error> {
@@ -64,6 +66,49 @@ pub enum Keep {
     Quietly,
 }
 
+/// What a face shows of a submission besides its messages on standard error.
+#[derive(Clone, Copy, Default)]
+pub struct Show {
+    /// One JSON object on standard output (`--json`).
+    pub json: bool,
+    /// A progress bar for a large message, where standard error is a terminal.
+    pub progress: bool,
+}
+
+/// Sends the message as `show` asks: the report of the session comes with the result.
+pub fn submit(
+    settings: &Settings,
+    envelope: &Envelope,
+    message: &Message,
+    show: Show,
+) -> (Result<Receipt, Error>, Report) {
+    let mut options = outbox::Options::for_settings(settings);
+    if show.progress {
+        options.progress = outbox::progress::for_terminal(settings.verbose);
+    }
+    outbox::submit_reported(settings, envelope, message, options)
+}
+
+/// Prints `json` on standard output, on one line. A reader that has gone away
+/// (`| head`) is no failure; another trouble is said, but changes no exit code:
+/// the message went or did not go all the same.
+pub fn print_json(json: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{json}").and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("outbox: cannot write the JSON report to standard output: {e}");
+    }
+}
+
+/// The exit code of a submission's result: the error's, or the worst refusal's.
+pub fn result_code(result: &Result<Receipt, Error>) -> u8 {
+    match result {
+        Ok(receipt) => exit::refusals_code(&receipt.refused()).unwrap_or(exit::OK),
+        Err(e) => exit::code(e),
+    }
+}
+
 /// Sends the message; what cannot be delivered now goes to the queue (exit 0, as a
 /// sendmail that has accepted a message for delivery), and what is refused for good
 /// is kept in the queue's `failed` folder and reported, with the exit code it calls
@@ -74,10 +119,33 @@ pub fn deliver_or_keep(
     envelope: &Envelope,
     message: &Message,
     keep: Keep,
+    show: Show,
 ) -> anyhow::Result<u8> {
     warn_about_tls(settings);
-    let result = outbox::submit(settings, envelope, message);
-    let outcome = Outcome::of(envelope, &result);
+    let (result, report) = submit(settings, envelope, message, show);
+    let mut kept = serde_json::Map::new();
+    let code = keep_what_failed(settings, envelope, message, keep, &result, &mut kept);
+    if show.json {
+        let mut json = outbox::report::json(&report, &result, code);
+        if let Some(object) = json.as_object_mut() {
+            object.extend(kept);
+        }
+        print_json(&json);
+    }
+    Ok(code)
+}
+
+/// The queueing part of [`deliver_or_keep`]: returns the exit code, and notes in
+/// `kept` (for `--json`) where what was not delivered is kept.
+fn keep_what_failed(
+    settings: &Settings,
+    envelope: &Envelope,
+    message: &Message,
+    keep: Keep,
+    result: &Result<Receipt, Error>,
+    kept: &mut serde_json::Map<String, serde_json::Value>,
+) -> u8 {
+    let outcome = Outcome::of(envelope, result);
     if settings.verbose && !outcome.accepted.is_empty() {
         eprintln!("* accepted for {}", list(&outcome.accepted));
     }
@@ -97,6 +165,13 @@ pub fn deliver_or_keep(
         });
         match queued {
             Ok((id, q)) => {
+                kept.insert(
+                    "queued".into(),
+                    serde_json::json!({
+                        "id": id.to_string(),
+                        "recipients": outcome.retry.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }),
+                );
                 if keep == Keep::Say || settings.verbose {
                     eprintln!(
                         "outbox: not delivered yet to {} ({}); queued as {id} in {}",
@@ -113,27 +188,32 @@ pub fn deliver_or_keep(
                     outcome.retry_reason
                 );
                 report_failed(&outcome, "");
-                return Ok(exit::TEMPFAIL);
+                return exit::TEMPFAIL;
             }
         }
     }
     if outcome.failed.is_empty() {
-        return Ok(exit::OK);
+        return exit::OK;
     }
-    let kept = queue()
-        .and_then(|q| {
-            q.store_failed(
-                from,
-                &outcome.failed,
-                message.as_bytes(),
-                &outcome.failed_reason,
-                now,
-            )
-            .map(|id| format!("; kept as {id} in {}", q.dir().join("failed").display()))
-        })
-        .unwrap_or_else(|e| format!("; it could not be kept: {e}"));
-    report_failed(&outcome, &kept);
-    Ok(outcome.failed_code)
+    let stored = queue().and_then(|q| {
+        q.store_failed(
+            from,
+            &outcome.failed,
+            message.as_bytes(),
+            &outcome.failed_reason,
+            now,
+        )
+        .map(|id| (id, q))
+    });
+    let said = match stored {
+        Ok((id, q)) => {
+            kept.insert("failed_kept_as".into(), id.to_string().into());
+            format!("; kept as {id} in {}", q.dir().join("failed").display())
+        }
+        Err(e) => format!("; it could not be kept: {e}"),
+    };
+    report_failed(&outcome, &said);
+    outcome.failed_code
 }
 
 fn report_failed(outcome: &Outcome, kept: &str) {

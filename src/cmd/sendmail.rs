@@ -103,5 +103,11 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     };
     let envelope = Envelope::new(sender, super::expand_all(&settings, &recipients));
     let message = Message::from_bytes(prepared.message);
-    super::deliver_or_keep(&settings, &envelope, &message, Keep::Quietly)
+    super::deliver_or_keep(
+        &settings,
+        &envelope,
+        &message,
+        Keep::Quietly,
+        super::Show::default(),
+    )
 }

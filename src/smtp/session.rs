@@ -15,6 +15,8 @@ use super::extension::Capabilities;
 use super::reply::{Reply, parse_reply};
 use crate::envelope::{Address, Envelope};
 use crate::error::{Error, Stage};
+use crate::progress::Progress;
+use crate::report::{Phase, Report};
 
 /// Bytes gathered before a write to the socket while sending the message.
 const DATA_BUFFER: usize = 64 * 1024;
@@ -174,6 +176,26 @@ impl<W: Write> Write for Latched<'_, W> {
     }
 }
 
+/// The stream while the message is sent, telling `progress` of each write.
+struct Counted<'a, W> {
+    inner: W,
+    progress: Option<&'a mut Box<dyn Progress>>,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(p) = &mut self.progress {
+            p.advance(n as u64);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The commands of a transaction's envelope: `MAIL FROM` with `params`, then one
 /// `RCPT TO` per recipient. Every address is checked before anything is sent.
 pub fn envelope_commands(
@@ -235,6 +257,12 @@ pub struct Session<S> {
     quit_after: bool,
     /// LMTP (RFC 2033): LHLO, and a reply per accepted recipient after the message.
     lmtp: bool,
+    /// What the session has done, and how long each stage took.
+    report: Report,
+    /// Told of the message's bytes as they go out.
+    progress: Option<Box<dyn Progress>>,
+    /// The size of the next message on the wire, where known (for `progress`).
+    message_size: Option<u64>,
 }
 
 /// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
@@ -253,7 +281,49 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             chunking: true,
             quit_after: false,
             lmtp: false,
+            report: Report::default(),
+            progress: None,
+            message_size: None,
         }
+    }
+
+    /// Starts from `report` (what was done before the session: the connection).
+    pub fn with_report(mut self, report: Report) -> Session<S> {
+        self.report = report;
+        self
+    }
+
+    /// What the session has done so far.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    pub fn report_mut(&mut self) -> &mut Report {
+        &mut self.report
+    }
+
+    /// Tells `progress` of the message's bytes as they are written.
+    pub fn set_progress(&mut self, progress: Option<Box<dyn Progress>>) {
+        self.progress = progress;
+    }
+
+    /// Whether a progress is told of the message's bytes.
+    pub fn has_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
+    /// The size on the wire of the next message, where known: the total of its
+    /// progress.
+    pub fn set_message_size(&mut self, size: Option<u64>) {
+        self.message_size = size;
+    }
+
+    /// Runs `f` as `phase` of the timeline.
+    fn timed<T>(&mut self, phase: Phase, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.report.timeline.enter(phase);
+        let out = f(self);
+        self.report.timeline.stop();
+        out
     }
 
     /// Speak LMTP (RFC 2033) rather than SMTP.
@@ -292,19 +362,29 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// Reads the server's greeting: 220 (RFC 5321 §4.3.2).
     pub fn greeting(&mut self) -> Result<Reply, Error> {
-        let reply = self.read_reply(Stage::Greeting, self.timeouts.greeting)?;
-        self.expect(Stage::Greeting, reply, &[220], "220")
+        self.timed(Phase::Greeting, |s| {
+            let reply = s.read_reply(Stage::Greeting, s.timeouts.greeting)?;
+            s.report.greeting = reply.lines.first().cloned();
+            s.expect(Stage::Greeting, reply, &[220], "220")
+        })
     }
 
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
     pub fn ehlo(&mut self, name: &str) -> Result<&Capabilities, Error> {
+        self.timed(Phase::Ehlo, |s| s.ehlo_untimed(name))?;
+        self.report.server_name = Some(self.capabilities.domain.clone());
+        self.report.offered = self.capabilities.keywords().map(str::to_owned).collect();
+        Ok(&self.capabilities)
+    }
+
+    fn ehlo_untimed(&mut self, name: &str) -> Result<(), Error> {
         if self.lmtp {
             // RFC 2033 §4.1: LHLO, and no HELO to fall back to.
             let lhlo = Command::lhlo(name).map_err(|e| Error::Usage(e.to_string()))?;
             let reply = self.command(&lhlo, Stage::Ehlo, self.timeouts.ehlo)?;
             let reply = self.expect(Stage::Ehlo, reply, &[250], "250")?;
             self.capabilities = Capabilities::from_ehlo(&reply);
-            return Ok(&self.capabilities);
+            return Ok(());
         }
         let ehlo = Command::ehlo(name).map_err(|e| Error::Usage(e.to_string()))?;
         let reply = self.command(&ehlo, Stage::Ehlo, self.timeouts.ehlo)?;
@@ -317,14 +397,16 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             let reply = self.expect(Stage::Ehlo, reply, &[250], "250")?;
             self.capabilities = Capabilities::from_ehlo(&reply);
         }
-        Ok(&self.capabilities)
+        Ok(())
     }
 
     /// `RSET`: 250. Ends a transaction that went wrong, so the next can begin on the
     /// same connection (RFC 5321 §4.1.1.5).
     pub fn rset(&mut self) -> Result<Reply, Error> {
-        let reply = self.command(&Command::Rset, Stage::Rset, self.timeouts.mail)?;
-        self.expect(Stage::Rset, reply, &[250], "250")
+        self.timed(Phase::Rset, |s| {
+            let reply = s.command(&Command::Rset, Stage::Rset, s.timeouts.mail)?;
+            s.expect(Stage::Rset, reply, &[250], "250")
+        })
     }
 
     /// Whether the connection can carry another command (no 421, close, garbage or
@@ -335,9 +417,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// `QUIT`: 221.
     pub fn quit(&mut self) -> Result<Reply, Error> {
-        let reply = self.command(&Command::Quit, Stage::Quit, self.timeouts.quit)?;
-        self.dead = true;
-        self.expect(Stage::Quit, reply, &[221], "221")
+        self.timed(Phase::Quit, |s| {
+            let reply = s.command(&Command::Quit, Stage::Quit, s.timeouts.quit)?;
+            s.dead = true;
+            s.expect(Stage::Quit, reply, &[221], "221")
+        })
     }
 
     /// One mail transaction: MAIL, a RCPT per recipient, and the message if any
@@ -375,11 +459,37 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let pipelining = self.capabilities.has("PIPELINING");
         let chunking = self.chunking && self.capabilities.has("CHUNKING");
         let quit = std::mem::take(&mut self.quit_after);
-        match (pipelining, chunking) {
-            (false, false) => self.lockstep(envelope, &commands, message, quit, false),
-            (false, true) => self.lockstep(envelope, &commands, message, quit, true),
-            (true, false) => self.pipelined_data(envelope, &commands, message, quit),
-            (true, true) => self.pipelined_bdat(envelope, &commands, message, quit),
+        self.note_extensions(params, pipelining, chunking);
+        self.timed(Phase::Envelope, |s| match (pipelining, chunking) {
+            (false, false) => s.lockstep(envelope, &commands, message, quit, false),
+            (false, true) => s.lockstep(envelope, &commands, message, quit, true),
+            (true, false) => s.pipelined_data(envelope, &commands, message, quit),
+            (true, true) => s.pipelined_bdat(envelope, &commands, message, quit),
+        })
+    }
+
+    /// Notes in the report which extensions this transaction uses.
+    fn note_extensions(&mut self, params: &crate::Parameters, pipelining: bool, chunking: bool) {
+        let report = &mut self.report;
+        report.begin_transaction();
+        if pipelining {
+            report.uses("PIPELINING");
+        }
+        if chunking {
+            report.uses("CHUNKING");
+        }
+        for p in params.mail.iter().chain(&params.rcpt) {
+            let key = p.split('=').next().unwrap_or_default().to_ascii_uppercase();
+            match key.as_str() {
+                "SIZE" => report.uses("SIZE"),
+                "BODY" if p.eq_ignore_ascii_case("BODY=8BITMIME") => report.uses("8BITMIME"),
+                "SMTPUTF8" => report.uses("SMTPUTF8"),
+                "RET" | "ENVID" | "NOTIFY" | "ORCPT" => report.uses("DSN"),
+                _ => {}
+            }
+        }
+        if self.capabilities.has("ENHANCEDSTATUSCODES") {
+            report.uses("ENHANCEDSTATUSCODES");
         }
     }
 
@@ -406,6 +516,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 refused: recipients,
             });
         }
+        self.report.timeline.enter(Phase::Data);
         if chunking {
             // Every chunk but the last has had its reply; the last's is the message's.
             self.send_chunks(message, Vec::new(), false, true)?;
@@ -434,6 +545,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         group.push(Command::Data);
         self.send_group(&group, Stage::MailFrom, self.timeouts.mail)?;
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
+        self.report.timeline.enter(Phase::Data);
         let reply = self.read_reply(Stage::Data, self.timeouts.data_init)?;
         // RFC 5321 §3.8: a 421 closes the connection, whatever error is reported.
         if reply.code == 421 {
@@ -492,6 +604,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             envelope_bytes.extend_from_slice(cmd.to_string().as_bytes());
         }
         self.check_in_step("MAIL FROM", Stage::MailFrom)?;
+        // The envelope leaves with the message: from here on it is all data.
+        self.report.timeline.enter(Phase::Data);
         let chunks = self.send_chunks(message, envelope_bytes, quit, false)?;
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
         let mut recipients = recipients;
@@ -601,15 +715,18 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             400..=599 => false,
             _ => return Err(self.unexpected(Stage::RcptTo, reply, "250 or 251")),
         };
-        Ok(RecipientResult {
+        let result = RecipientResult {
             recipient: to.clone(),
             reply,
             accepted,
-        })
+        };
+        self.report.recipients.push(result.clone());
+        Ok(result)
     }
 
     /// QUIT after the last message, waiting for the goodbye but caring little for it.
     fn quit_quietly(&mut self) {
+        self.report.timeline.enter(Phase::Quit);
         if self
             .send_group(&[Command::Quit], Stage::Quit, self.timeouts.quit)
             .is_ok()
@@ -620,6 +737,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// The reply to a QUIT already sent; the session is over either way.
     fn read_quit_reply(&mut self) {
+        self.report.timeline.enter(Phase::Quit);
         if let Ok(reply) = self.read_reply(Stage::Quit, self.timeouts.quit)
             && reply.code != 221
         {
@@ -647,6 +765,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         mechanism: Mechanism,
         credentials: &Credentials,
     ) -> Result<Reply, Error> {
+        self.timed(Phase::Auth, |s| s.auth_untimed(mechanism, credentials))
+    }
+
+    fn auth_untimed(
+        &mut self,
+        mechanism: Mechanism,
+        credentials: &Credentials,
+    ) -> Result<Reply, Error> {
         let usage = |e: CommandError| Error::Usage(e.to_string());
         let mut exchange = Exchange::new(mechanism, credentials);
         // RFC 4954 §4: an empty initial response is sent as "=".
@@ -666,6 +792,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             match reply.code {
                 235 => {
                     exchange.finish().map_err(|e| Error::Auth(e.to_string()))?;
+                    self.report.auth = Some(mechanism.name().to_owned());
                     return Ok(reply);
                 }
                 334 => {
@@ -701,13 +828,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// `STARTTLS`: 220 (RFC 3207 §4). The caller then hands the stream to
     /// [`Session::upgrade`].
     pub fn starttls(&mut self) -> Result<Reply, Error> {
-        let reply = self.command(&Command::StartTls, Stage::StartTls, self.timeouts.ehlo)?;
-        match reply.code {
-            220 => Ok(reply),
-            // Any other answer, odd or not, means no TLS; exit::reply_code makes that
-            // "unavailable" (69), as nothing safe is left to do.
-            _ => Err(self.refused(Stage::StartTls, reply)),
-        }
+        self.timed(Phase::StartTls, |s| {
+            let reply = s.command(&Command::StartTls, Stage::StartTls, s.timeouts.ehlo)?;
+            match reply.code {
+                220 => Ok(reply),
+                // Any other answer, odd or not, means no TLS; exit::reply_code makes that
+                // "unavailable" (69), as nothing safe is left to do.
+                _ => Err(s.refused(Stage::StartTls, reply)),
+            }
+        })
     }
 
     /// Runs `handshake` on the stream (a TLS handshake after STARTTLS, which turns the
@@ -722,7 +851,10 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let discarded = self.rbuf.len();
         self.rbuf.clear();
         self.capabilities = Capabilities::default();
-        if let Err(e) = handshake(&mut self.stream) {
+        self.report.timeline.enter(Phase::StartTls);
+        let shaken = handshake(&mut self.stream);
+        self.report.timeline.stop();
+        if let Err(e) = shaken {
             // Half a handshake leaves nothing a QUIT could be sent over.
             self.dead = true;
             return Err(e);
@@ -804,13 +936,21 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     fn send_body(&mut self, message: &mut dyn Read, quit: bool) -> Result<(), Error> {
         let timeout = self.timeouts.data_block;
         self.set_timeout(Stage::Message, timeout)?;
+        if let Some(p) = &mut self.progress {
+            p.start(self.message_size.take());
+        }
         let latched = Latched {
             inner: &mut self.stream,
             failed: false,
         };
-        let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, latched));
+        let counted = Counted {
+            inner: latched,
+            progress: self.progress.as_mut(),
+        };
+        let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, counted));
         let pumped = pump(message, &mut dot);
         let counts = (dot.bytes_in(), dot.lines_when_finished());
+        self.report.message = Some(counts);
         let sent = match pumped {
             Ok(()) => dot.finish().and_then(|mut w| {
                 if quit {
@@ -827,6 +967,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                         // The server waits for data we cannot give; the connection is
                         // of no more use.
                         self.dead = true;
+                        if let Some(p) = &mut self.progress {
+                            p.finish(false);
+                        }
                         return Err(Error::LocalIo {
                             context: "cannot read the message".into(),
                             source,
@@ -836,6 +979,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 }
             }
         };
+        if let Some(p) = &mut self.progress {
+            p.finish(sent.is_ok());
+        }
         if let Some(t) = &mut self.transcript {
             t.line(
                 "> ",
@@ -854,6 +1000,23 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// With `each_reply`, every chunk waits for its reply but the last (lock-step);
     /// otherwise all go out at once. Returns how many chunks' replies are still due.
     fn send_chunks(
+        &mut self,
+        message: &mut dyn Read,
+        prefix: Vec<u8>,
+        quit: bool,
+        each_reply: bool,
+    ) -> Result<usize, Error> {
+        if let Some(p) = &mut self.progress {
+            p.start(self.message_size.take());
+        }
+        let due = self.send_chunks_untracked(message, prefix, quit, each_reply);
+        if let Some(p) = &mut self.progress {
+            p.finish(due.is_ok());
+        }
+        due
+    }
+
+    fn send_chunks_untracked(
         &mut self,
         message: &mut dyn Read,
         mut prefix: Vec<u8>,
@@ -896,6 +1059,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             }
         }
         let (bytes, line_count) = (lines.bytes_in(), lines.lines_when_finished());
+        self.report.message = Some((bytes, line_count));
         let last = lines.finish().unwrap_or_default();
         self.send_chunk(prefix, &last, true, quit)?;
         if let Some(t) = &mut self.transcript {
@@ -939,12 +1103,21 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let sent = if chunk.len() + head.len() + tail.len() <= DATA_BUFFER {
             head.extend_from_slice(chunk);
             head.extend_from_slice(&tail);
-            self.stream.write_all(&head)
+            self.stream.write_all(&head).inspect(|()| {
+                if let Some(p) = &mut self.progress {
+                    p.advance(chunk.len() as u64);
+                }
+            })
         } else {
-            self.stream
+            let mut counted = Counted {
+                inner: &mut self.stream,
+                progress: self.progress.as_mut(),
+            };
+            counted
+                .inner
                 .write_all(&head)
-                .and_then(|()| self.stream.write_all(chunk))
-                .and_then(|()| self.stream.write_all(&tail))
+                .and_then(|()| counted.write_all(chunk))
+                .and_then(|()| counted.inner.write_all(&tail))
         }
         .and_then(|()| self.stream.flush());
         sent.map_err(|e| self.write_failed(timeout, e))

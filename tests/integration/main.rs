@@ -20,6 +20,7 @@ mod errors;
 mod esmtp;
 mod lmtp;
 mod postfix_smoke;
+mod report;
 mod sendmail;
 mod support_auth_selftest;
 mod support_selftest;
