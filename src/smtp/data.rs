@@ -85,6 +85,27 @@ impl<W: Write> DotWriter<W> {
         self.lines + u64::from(self.pending_cr || !self.line_start)
     }
 
+    /// Where the stretch of `buf` from `start` that needs no change ends, and how many
+    /// CRLF line ends it holds. It stops at a CR or LF that is not part of a CRLF
+    /// (and at a CR that ends `buf`, whose LF may come next), and for DATA after a
+    /// CRLF followed by a dot.
+    fn clean_run(&self, buf: &[u8], start: usize) -> (usize, u64) {
+        let mut at = start;
+        let mut crlfs = 0;
+        while let Some(p) = memchr::memchr2(b'\r', b'\n', &buf[at..]) {
+            let eol = at + p;
+            if buf[eol] != b'\r' || buf.get(eol + 1) != Some(&b'\n') {
+                return (eol, crlfs);
+            }
+            at = eol + 2;
+            crlfs += 1;
+            if self.stuff && buf.get(at) == Some(&b'.') {
+                return (at, crlfs);
+            }
+        }
+        (buf.len(), crlfs)
+    }
+
     fn end_line(&mut self) -> io::Result<()> {
         self.inner.write_all(b"\r\n")?;
         self.line_start = true;
@@ -109,18 +130,22 @@ impl<W: Write> Write for DotWriter<W> {
             if self.stuff && self.line_start && buf[i] == b'.' {
                 self.inner.write_all(b".")?;
             }
-            // The run of ordinary bytes up to the next CR or LF goes out as one slice.
-            let run_end = buf[i..]
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .map_or(buf.len(), |p| i + p);
+            // The longest stretch that goes out unchanged, as one slice: ordinary
+            // bytes and CRLF line ends, up to a bare CR or LF, or (for DATA) a line
+            // that starts with a dot.
+            let (run_end, crlfs) = self.clean_run(buf, i);
             if run_end > i {
                 self.inner.write_all(&buf[i..run_end])?;
-                self.line_start = false;
+                self.lines += crlfs;
+                self.line_start = buf[run_end - 1] == b'\n';
             }
             i = run_end;
             if i == buf.len() {
                 break;
+            }
+            if buf[i] != b'\r' && buf[i] != b'\n' {
+                // Stopped before a line that starts with a dot: stuffed above.
+                continue;
             }
             if buf[i] == b'\n' {
                 i += 1;
@@ -267,6 +292,82 @@ mod tests {
         w.write_all(b"\n").unwrap();
         assert_eq!(w.lines(), 3);
         assert_eq!(w.lines_when_finished(), 3);
+    }
+
+    /// What the writer must produce, byte by byte: every line end CRLF, a dot that
+    /// starts a line doubled (DATA), the last line ended, `.CRLF` (DATA); and the
+    /// number of lines.
+    fn model(input: &[u8], stuff: bool) -> (Vec<u8>, u64) {
+        let mut out = Vec::new();
+        let mut lines = 0;
+        let mut line_start = true;
+        let mut i = 0;
+        while i < input.len() {
+            match input[i] {
+                b'\r' | b'\n' => {
+                    if input[i] == b'\r' && input.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                    out.extend_from_slice(b"\r\n");
+                    lines += 1;
+                    line_start = true;
+                }
+                b => {
+                    if stuff && line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    line_start = false;
+                }
+            }
+            i += 1;
+        }
+        if !line_start {
+            out.extend_from_slice(b"\r\n");
+            lines += 1;
+        }
+        if stuff {
+            out.extend_from_slice(b".\r\n");
+        }
+        (out, lines)
+    }
+
+    #[test]
+    fn random_input_in_random_pieces_matches_the_model() {
+        let alphabet = [b'\r', b'\n', b'.', b'x', b'y', b'\r', b'\n'];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m as u64) as usize
+        };
+        for _ in 0..3000 {
+            let len = next(60);
+            let input: Vec<u8> = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            for stuff in [true, false] {
+                let (expected, lines) = model(&input, stuff);
+                let mut w = if stuff {
+                    DotWriter::new(Vec::new())
+                } else {
+                    DotWriter::lines_only(Vec::new())
+                };
+                let mut at = 0;
+                while at < input.len() {
+                    let n = 1 + next(input.len() - at);
+                    w.write_all(&input[at..at + n]).unwrap();
+                    at += n;
+                }
+                assert_eq!(w.bytes_in(), input.len() as u64);
+                assert_eq!(w.lines_when_finished(), lines, "{input:?}");
+                let out = w.finish().unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&expected),
+                    "{input:?} stuff={stuff}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1047,8 +1047,12 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             // Writing into a Vec cannot fail.
             let _ = lines.write_all(&input[..n]);
             if lines.get_mut().len() >= CHUNK_SIZE {
-                let chunk = std::mem::take(lines.get_mut());
+                let mut chunk = std::mem::take(lines.get_mut());
                 self.send_chunk(std::mem::take(&mut prefix), &chunk, false, false)?;
+                // The same buffer holds the next chunk: memory stays flat however
+                // large the message.
+                chunk.clear();
+                *lines.get_mut() = chunk;
                 chunks += 1;
                 if each_reply {
                     let reply = self.read_reply(Stage::Message, self.timeouts.data_block)?;
