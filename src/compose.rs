@@ -1,8 +1,22 @@
 //! Building a message from flags (the compose face) with mail-builder.
+//!
+//! mail-builder writes the headers, the MIME structure and the text parts. A large
+//! attachment is not read into memory: its part is given `Content-Transfer-Encoding:
+//! base64` and a placeholder body, and the [`Message`] reads the file when it is sent,
+//! base64-encoding it on the fly in the 76-column CRLF lines mail-builder itself
+//! writes. For any type but `text/*` the result is byte for byte what mail-builder
+//! writes with the whole file in memory. Small attachments (at most [`INLINE_MAX`]
+//! bytes, or [`TEXT_INLINE_MAX`] for `text/*`) and anything that is not a regular
+//! file (a pipe, `/dev/stdin`) are read when the message is built and go through
+//! mail-builder whole, as before: so a small text file still gets mail-builder's
+//! choice of 7bit, quoted-printable or base64, while a larger one always goes base64
+//! (valid for any type, and what mail-builder picks for every other type).
 
 use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
+use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,29 +30,7 @@ use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::envelope::Mailbox;
 use crate::error::Error;
-
-/// A finished message, ready for DATA.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Message {
-    bytes: Vec<u8>,
-}
-
-impl Message {
-    /// A message from bytes that are already a whole RFC 5322 message.
-    pub fn from_bytes(bytes: Vec<u8>) -> Message {
-        Message { bytes }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Message({} bytes)", self.bytes.len())
-    }
-}
+pub use crate::message::Message;
 
 /// A file to attach, with its MIME type and the name the recipient sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,22 +207,162 @@ pub fn parse_header(spec: &str) -> Result<(String, HeaderValue), Error> {
     Ok((name.to_owned(), value))
 }
 
+/// Attachments of at most this many bytes are read when the message is built.
+pub const INLINE_MAX: u64 = 64 * 1024;
+/// `text/*` attachments of at most this many bytes are read when the message is built,
+/// so that mail-builder chooses their transfer encoding.
+pub const TEXT_INLINE_MAX: u64 = 1024 * 1024;
+
+/// Which attachments are read into memory when the message is built; the others are
+/// read as it is sent.
+#[derive(Clone, Copy, Debug)]
+struct Inline {
+    any: Option<u64>,
+    text: Option<u64>,
+}
+
+impl Inline {
+    const DEFAULT: Inline = Inline {
+        any: Some(INLINE_MAX),
+        text: Some(TEXT_INLINE_MAX),
+    };
+
+    fn takes(&self, attachment: &Attachment, size: u64) -> bool {
+        let is_text = attachment
+            .content_type
+            .get(..5)
+            .is_some_and(|t| t.eq_ignore_ascii_case("text/"));
+        let within = |max: Option<u64>| max.is_some_and(|m| size <= m);
+        within(self.any) || (is_text && within(self.text))
+    }
+}
+
+/// An attachment's body: read already, or a file to read as the message is sent.
+enum Content {
+    InMemory(Vec<u8>),
+    Streamed { file: File, size: u64 },
+}
+
 /// Builds the message. `domain` names this host in the Message-ID when the sender's
-/// address has no domain.
+/// address has no domain. Every attachment is opened here: one that cannot be is
+/// `Error::NoInput`, before anything is sent.
 pub fn build(draft: &Draft, domain: &str) -> Result<Message, Error> {
-    let attachments = draft
+    build_with(draft, domain, Inline::DEFAULT)
+}
+
+fn build_with(draft: &Draft, domain: &str, inline: Inline) -> Result<Message, Error> {
+    let contents = draft
         .attachments
         .iter()
-        .map(|a| {
-            std::fs::read(&a.path)
-                .map(|bytes| (a, bytes))
-                .map_err(|source| Error::NoInput {
-                    path: a.path.clone(),
-                    source,
-                })
-        })
+        .map(|a| open_attachment(a, inline))
         .collect::<Result<Vec<_>, Error>>()?;
+    let nonce = nonce();
+    let tokens: Vec<String> = (0..contents.len())
+        .map(|i| format!("outbox-attachment-body-{nonce}-{i}"))
+        .collect();
+    let parts = draft
+        .attachments
+        .iter()
+        .zip(&contents)
+        .zip(&tokens)
+        .map(|((a, content), token)| match content {
+            Content::InMemory(bytes) => attachment_part(a, bytes),
+            // A part with a Content-Transfer-Encoding is written as it is: the
+            // placeholder marks where the encoded file goes.
+            Content::Streamed { .. } => {
+                attachment_part(a, token.as_bytes()).transfer_encoding("base64")
+            }
+        })
+        .collect();
+    let written = headers(draft, domain)
+        .body(body(draft, parts))
+        .write_to_vec()
+        .map_err(|e| Error::Data(format!("cannot build the message: {e}")))?;
 
+    // The placeholders out, each file's place noted.
+    let mut skeleton = Vec::with_capacity(written.len());
+    let mut splices = Vec::new();
+    let mut from = 0;
+    for ((a, content), token) in draft.attachments.iter().zip(contents).zip(&tokens) {
+        let Content::Streamed { file, size } = content else {
+            continue;
+        };
+        let token = token.as_bytes();
+        let at = find(&written[from..], token)
+            .map(|i| from + i)
+            .filter(|&at| find(&written[at + token.len()..], token).is_none())
+            .ok_or_else(|| {
+                Error::Data(format!(
+                    "cannot build the message: no single place for the body of {}",
+                    a.path.display()
+                ))
+            })?;
+        skeleton.extend_from_slice(&written[from..at]);
+        splices.push((skeleton.len(), file, a.path.clone(), size));
+        from = at + token.len();
+    }
+    skeleton.extend_from_slice(&written[from..]);
+    drop(written);
+    Message::spliced(skeleton, splices)
+        .map_err(|e| Error::Data(format!("cannot build the message: {e}")))
+}
+
+/// Opens an attachment, and reads it if it is small or not a regular file.
+fn open_attachment(a: &Attachment, inline: Inline) -> Result<Content, Error> {
+    let no_input = |source| Error::NoInput {
+        path: a.path.clone(),
+        source,
+    };
+    let mut file = File::open(&a.path).map_err(no_input)?;
+    let meta = file.metadata().map_err(no_input)?;
+    if meta.is_dir() {
+        return Err(no_input(io::Error::from(io::ErrorKind::IsADirectory)));
+    }
+    if !meta.is_file() || inline.takes(a, meta.len()) {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(no_input)?;
+        return Ok(Content::InMemory(bytes));
+    }
+    Ok(Content::Streamed {
+        file,
+        size: meta.len(),
+    })
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = 0;
+    while let Some(p) = haystack.get(i..)?.iter().position(|&b| b == first) {
+        let at = i + p;
+        if haystack.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// 128 random bits in hex, for placeholders no text can hold by chance.
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without the system's randomness, time and process; a placeholder found
+        // more than once is refused anyway.
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        bytes[..8].copy_from_slice(&h.finish().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The message's headers, as outbox writes them.
+fn headers<'x>(draft: &'x Draft, domain: &str) -> MessageBuilder<'x> {
     let custom = |name: &str| {
         draft
             .headers
@@ -277,7 +409,11 @@ pub fn build(draft: &Draft, domain: &str) -> Result<Message, Error> {
             HeaderValue::Raw(raw) => b.header(name.as_str(), Raw::new(raw.as_str())),
         };
     }
+    b
+}
 
+/// The text (and HTML) body, and the attachment parts after it.
+fn body<'x>(draft: &'x Draft, attachments: Vec<MimePart<'x>>) -> MimePart<'x> {
     let text = text_part("text/plain", &draft.text);
     let body = match &draft.html {
         Some(html) => MimePart::new(
@@ -286,26 +422,21 @@ pub fn build(draft: &Draft, domain: &str) -> Result<Message, Error> {
         ),
         None => text,
     };
-    let body = if attachments.is_empty() {
+    if attachments.is_empty() {
         body
     } else {
         let mut parts = vec![body];
-        for (a, bytes) in &attachments {
-            parts.push(
-                MimePart::new(
-                    ContentType::new(a.content_type.as_str()),
-                    BodyPart::Binary(Cow::Borrowed(bytes)),
-                )
-                .attachment(a.name.as_str()),
-            );
-        }
+        parts.extend(attachments);
         MimePart::new("multipart/mixed", parts)
-    };
-    let bytes = b
-        .body(body)
-        .write_to_vec()
-        .map_err(|e| Error::Data(format!("cannot build the message: {e}")))?;
-    Ok(Message { bytes })
+    }
+}
+
+fn attachment_part<'x>(a: &'x Attachment, body: &'x [u8]) -> MimePart<'x> {
+    MimePart::new(
+        ContentType::new(a.content_type.as_str()),
+        BodyPart::Binary(Cow::Borrowed(body)),
+    )
+    .attachment(a.name.as_str())
 }
 
 /// A text part. UTF-8 text goes as mail-builder encodes it. Bytes that are not UTF-8
@@ -387,7 +518,7 @@ mod tests {
     }
 
     fn text_of(m: &Message) -> String {
-        String::from_utf8(m.as_bytes().to_vec()).unwrap()
+        String::from_utf8(m.to_vec().unwrap()).unwrap()
     }
 
     #[test]
@@ -588,6 +719,213 @@ mod tests {
     fn crlf_lines_makes_every_line_end_crlf() {
         assert_eq!(crlf_lines(b"a\nb\rc\r\nd\r"), b"a\r\nb\r\nc\r\nd\r\n");
         assert_eq!(crlf_lines(b""), b"");
+    }
+
+    impl Inline {
+        /// Every regular file streamed, however small.
+        const NEVER: Inline = Inline {
+            any: None,
+            text: None,
+        };
+    }
+
+    /// The message as outbox built it before attachments streamed: every file read
+    /// into memory and handed to mail-builder whole.
+    fn build_in_memory(draft: &Draft, domain: &str) -> Vec<u8> {
+        let files: Vec<Vec<u8>> = draft
+            .attachments
+            .iter()
+            .map(|a| std::fs::read(&a.path).unwrap())
+            .collect();
+        let parts = draft
+            .attachments
+            .iter()
+            .zip(&files)
+            .map(|(a, bytes)| attachment_part(a, bytes))
+            .collect();
+        headers(draft, domain)
+            .body(body(draft, parts))
+            .write_to_vec()
+            .unwrap()
+    }
+
+    /// `bytes` with each MIME boundary (random in mail-builder) replaced by one
+    /// numbered in order of appearance.
+    fn fixed_boundaries(bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let marker = b"boundary=\"";
+        let mut n = 0;
+        let mut from = 0;
+        while let Some(i) = find(&out[from..], marker) {
+            let start = from + i + marker.len();
+            let len = out[start..].iter().position(|&b| b == b'"').unwrap();
+            let boundary = out[start..start + len].to_vec();
+            let fixed = format!("BOUNDARY-{n}").into_bytes();
+            n += 1;
+            let mut replaced = Vec::with_capacity(out.len());
+            let mut at = 0;
+            while let Some(j) = find(&out[at..], &boundary) {
+                replaced.extend_from_slice(&out[at..at + j]);
+                replaced.extend_from_slice(&fixed);
+                at += j + boundary.len();
+            }
+            replaced.extend_from_slice(&out[at..]);
+            out = replaced;
+            from = start;
+        }
+        out
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    struct Files(PathBuf);
+
+    impl Files {
+        fn new(tag: &str) -> Files {
+            let dir = std::env::temp_dir().join(format!(
+                "outbox-compose-{tag}-{}-{}",
+                std::process::id(),
+                nonce()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Files(dir)
+        }
+
+        fn add(&self, name: &str, bytes: &[u8]) -> Attachment {
+            let path = self.0.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            Attachment::parse(path.to_str().unwrap()).unwrap()
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fixed_draft(attachments: Vec<Attachment>) -> Draft {
+        Draft {
+            from: Some(mailbox("Ops <ops@example.test>")),
+            to: vec![mailbox("a@example.test")],
+            subject: Some("files".into()),
+            headers: vec![
+                parse_header("Date: Sat, 21 Nov 2026 10:00:00 +0000").unwrap(),
+                parse_header("Message-ID: <fixed@example.test>").unwrap(),
+            ],
+            text: b"See the files.\n".to_vec(),
+            html: Some(b"<p>See the files.</p>".to_vec()),
+            attachments,
+            ..Draft::default()
+        }
+    }
+
+    #[test]
+    fn streamed_attachments_are_what_mail_builder_writes_in_memory() {
+        let files = Files::new("same");
+        let sizes = [0usize, 1, 56, 57, 58, 1024 * 1024 + 3];
+        let attachments: Vec<Attachment> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| files.add(&format!("f{i}.bin"), &pseudo_random(n, i as u64 + 7)))
+            .collect();
+        // Each size alone, then all of them in one message.
+        let mut drafts: Vec<Draft> = attachments
+            .iter()
+            .map(|a| fixed_draft(vec![a.clone()]))
+            .collect();
+        drafts.push(fixed_draft(attachments.clone()));
+        for draft in &drafts {
+            let expected = fixed_boundaries(&build_in_memory(draft, "h"));
+            for inline in [Inline::NEVER, Inline::DEFAULT] {
+                let message = build_with(draft, "h", inline).unwrap();
+                let got = message.to_vec().unwrap();
+                assert!(
+                    fixed_boundaries(&got) == expected,
+                    "{:?} differs with {inline:?}:\n{}",
+                    draft.attachments,
+                    String::from_utf8_lossy(&got[..got.len().min(4000)])
+                );
+                assert_eq!(message.len(), got.len() as u64);
+                assert_eq!(message.wire_size(), crate::wire_size(&got));
+                assert!(!message.is_8bit());
+            }
+            let streamed = build_with(draft, "h", Inline::NEVER).unwrap();
+            assert_eq!(streamed.reads_files(), !draft.attachments.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_large_text_attachment_goes_base64_and_a_small_one_as_mail_builder_chooses() {
+        use base64::Engine;
+        let files = Files::new("text");
+        let text = "line, with, commas\n".repeat(100);
+        let a = files.add("data.csv", text.as_bytes());
+        let draft = fixed_draft(vec![a]);
+        let small = text_of(&build(&draft, "h").unwrap());
+        assert!(
+            small.contains("Content-Transfer-Encoding: 7bit\r\n"),
+            "{small}"
+        );
+        let streamed = text_of(&build_with(&draft, "h", Inline::NEVER).unwrap());
+        let head = "filename=\"data.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+        let at = streamed.find(head).unwrap_or_else(|| panic!("{streamed}")) + head.len();
+        let encoded = &streamed[at..streamed[at..].find("\r\n\r\n--").unwrap() + at];
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.replace("\r\n", ""))
+            .unwrap();
+        assert_eq!(decoded, text.as_bytes());
+    }
+
+    #[test]
+    fn an_attachment_is_opened_when_built_and_read_when_sent() {
+        let files = Files::new("open");
+        let data = pseudo_random(200_000, 3);
+        let a = files.add("kept.bin", &data);
+        let draft = fixed_draft(vec![a.clone()]);
+        let message = build(&draft, "h").unwrap();
+        assert!(message.reads_files());
+        let expected = message.to_vec().unwrap();
+        // Removed after the message is built: the open file is still read.
+        std::fs::remove_file(&a.path).unwrap();
+        assert!(message.to_vec().unwrap() == expected);
+
+        // A file that shrinks before it is sent is an error naming it.
+        let b = files.add("shrinks.bin", &data);
+        let message = build(&fixed_draft(vec![b.clone()]), "h").unwrap();
+        std::fs::write(&b.path, b"short").unwrap();
+        let err = message.to_vec().unwrap_err();
+        assert!(err.to_string().contains("shrinks.bin"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_is_no_attachment_and_a_device_is_read_whole() {
+        let files = Files::new("dir");
+        let dir = Attachment::parse(files.0.to_str().unwrap()).unwrap();
+        let err = build(&fixed_draft(vec![dir]), "h").unwrap_err();
+        assert!(matches!(err, Error::NoInput { .. }), "{err:?}");
+        let null = Attachment::parse("/dev/null").unwrap();
+        let message = build(&fixed_draft(vec![null]), "h").unwrap();
+        assert!(!message.reads_files());
+        assert!(text_of(&message).contains("filename=\"null\""));
+    }
+
+    #[test]
+    fn placeholders_are_found_once() {
+        assert_eq!(find(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find(b"ab", b"abc"), None);
+        assert_eq!(find(b"aab", b"ab"), Some(1));
+        assert_eq!(find(b"x", b""), None);
     }
 
     #[test]

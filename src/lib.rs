@@ -34,6 +34,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod exit;
+pub mod message;
 pub mod outcome;
 pub mod progress;
 pub mod queue;
@@ -42,9 +43,9 @@ pub mod sendmail;
 pub mod settings;
 pub mod smtp;
 
-pub use compose::Message;
 pub use envelope::{Address, Envelope, Mailbox};
 pub use error::{Error, Stage};
+pub use message::Message;
 pub use report::Report;
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
@@ -360,9 +361,9 @@ fn send_on<S: Channel>(
         session.note("the server does not offer DSN: the notification requests are left out");
     }
     if session.has_progress() {
-        session.set_message_size(Some(wire_size(message.as_bytes())));
+        session.set_message_size(Some(message.wire_size()));
     }
-    session.transaction_with(envelope, &params, &mut message.as_bytes())
+    session.transaction_with(envelope, &params, &mut message.reader())
 }
 
 /// The envelope for a server without SMTPUTF8: internationalised domains in A-labels;
@@ -528,9 +529,8 @@ pub fn parameters(
     dsn: &Dsn,
 ) -> Result<Parameters, Error> {
     let mut params = Parameters::default();
-    let bytes = message.as_bytes();
     if offers("SIZE") {
-        let size = wire_size(bytes);
+        let size = message.wire_size();
         // RFC 1870 §6.1: a message the server has said it will refuse is not sent.
         if let Some(limit) = size_limit
             && size > limit
@@ -541,7 +541,9 @@ pub fn parameters(
         }
         params.mail.push(format!("SIZE={size}"));
     }
-    if !bytes.is_ascii() {
+    // Known without reading the message: bytes in memory were looked at when it was
+    // made, and what a composed message reads from files goes base64 (ASCII).
+    if message.is_8bit() {
         // RFC 6152 §3: 8-bit data only to a server that says it takes it.
         if !offers("8BITMIME") {
             return Err(Error::Data(
@@ -584,27 +586,9 @@ pub fn parameters(
 /// The size of the message as the server counts it (RFC 1870 §3): every line end a
 /// CRLF, the last line ended, no dot-stuffing.
 pub fn wire_size(bytes: &[u8]) -> u64 {
-    let mut size = 0u64;
-    let mut line_open = false;
-    let mut iter = bytes.iter().peekable();
-    while let Some(&b) = iter.next() {
-        match b {
-            b'\r' => {
-                iter.next_if_eq(&&b'\n');
-                size += 2;
-                line_open = false;
-            }
-            b'\n' => {
-                size += 2;
-                line_open = false;
-            }
-            _ => {
-                size += 1;
-                line_open = true;
-            }
-        }
-    }
-    if line_open { size + 2 } else { size }
+    let mut counter = message::WireCounter::default();
+    counter.feed(bytes);
+    counter.finish()
 }
 
 /// xtext (RFC 3461 §4): `+`, `=` and anything outside `!`..`~` as `+XX`.
@@ -692,7 +676,8 @@ mod tests {
         let m = message("Subject: x\n\nbody\nlast");
         let e = envelope("a@example.test", "b@example.test");
         // Every line end counted as CRLF, the last line ended.
-        let size = wire_size(m.as_bytes());
+        let size = m.wire_size();
+        assert_eq!(size, wire_size(b"Subject: x\n\nbody\nlast"));
         assert_eq!(size, "Subject: x\r\n\r\nbody\r\nlast\r\n".len() as u64);
         let p = parameters(|k| k == "SIZE", Some(1000), &e, &m, &Dsn::default()).unwrap();
         assert_eq!(p.mail, [format!("SIZE={size}")]);

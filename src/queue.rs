@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Address, Envelope};
 use crate::error::Error;
+use crate::message::Message;
 
 const TMP: &str = "tmp";
 const FAILED: &str = "failed";
@@ -278,12 +279,15 @@ impl Queue {
 
     /// Stores a message for later delivery to `recipients`, due at once, with
     /// `reason` (why it could not be delivered now) as its last error; returns its
-    /// id. When this returns, the entry is on disk (fsynced).
+    /// id. When this returns, the entry is on disk (fsynced). The message is written
+    /// as it is read: a composed message's attachments are read and encoded into the
+    /// queue's file a block at a time, never whole in memory, and the entry no longer
+    /// needs them.
     pub fn enqueue(
         &self,
         from: Option<&Address>,
         recipients: &[Address],
-        message: &[u8],
+        message: &Message,
         reason: &str,
         now: SystemTime,
     ) -> Result<String, Error> {
@@ -296,7 +300,7 @@ impl Queue {
         &self,
         from: Option<&Address>,
         recipients: &[Address],
-        message: &[u8],
+        message: &Message,
         reason: &str,
         now: SystemTime,
     ) -> Result<String, Error> {
@@ -376,7 +380,7 @@ impl Queue {
         dest: &Path,
         from: Option<&Address>,
         recipients: &[Address],
-        message: &[u8],
+        message: &Message,
         reason: &str,
         now: SystemTime,
     ) -> Result<String, Error> {
@@ -395,14 +399,17 @@ impl Queue {
             attempts: 0,
             last_error: (!reason.is_empty()).then(|| reason.to_owned()),
             next_attempt: now,
-            size: message.len() as u64,
+            size: message.len(),
         };
         let result = (|| {
             let write = io_error(format!("cannot write to the queue {}", self.root.display()));
             // Locked so that a concurrent open() does not take it for a crash's leftover.
             let lock = create_file(&staging.join(LOCK), b"").map_err(&write)?;
             lock.try_lock().map_err(|e| write(e.into()))?;
-            create_file(&staging.join(MESSAGE), message).map_err(&write)?;
+            // Streamed: a composed message's attachments are read (and encoded) a
+            // block at a time, never whole in memory.
+            create_file_with(&staging.join(MESSAGE), |f| message.write_to(f).map(drop))
+                .map_err(&write)?;
             let text = EnvelopeFile::of(&entry).to_toml()?;
             create_file(&staging.join(ENVELOPE), text.as_bytes()).map_err(&write)?;
             sync_dir(&staging).map_err(&write)?;
@@ -524,6 +531,15 @@ impl Locked {
     /// The message, whole in memory.
     pub fn message(&self) -> Result<Vec<u8>, Error> {
         fs::read(self.dir.join(MESSAGE)).map_err(self.read_error())
+    }
+
+    /// The message, read from its file as it is sent (memory does not grow with its
+    /// size). The file is read through once here for its size and 8-bit check.
+    pub fn open_message(&self) -> Result<Message, Error> {
+        let path = self.dir.join(MESSAGE);
+        File::open(&path)
+            .and_then(|file| Message::from_file(file, &path))
+            .map_err(self.read_error())
     }
 
     /// After an attempt: keeps only `remaining` (the others were accepted), records
@@ -744,12 +760,23 @@ fn io_error(context: String) -> impl Fn(io::Error) -> Error {
 
 /// A new file holding `bytes`, on disk when this returns.
 fn create_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
-    let mut file = OpenOptions::new()
+    create_file_with(path, |f| f.write_all(bytes))
+}
+
+/// A new file holding what `fill` writes (through a buffer), on disk when this
+/// returns.
+fn create_file_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<File> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .open(path)?;
-    file.write_all(bytes)?;
+    let mut out = io::BufWriter::with_capacity(64 * 1024, file);
+    fill(&mut out)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     Ok(file)
 }
@@ -848,12 +875,16 @@ mod tests {
 
     const T0: u64 = 1_750_000_000;
 
+    fn msg(bytes: &[u8]) -> Message {
+        Message::from_bytes(bytes.to_vec())
+    }
+
     fn enqueue_to(q: &Queue, to: &[&str], now: SystemTime) -> String {
         let to: Vec<Address> = to.iter().map(|a| addr(a)).collect();
         q.enqueue(
             Some(&addr("me@example.test")),
             &to,
-            b"Subject: x\r\n\r\nbody\r\n",
+            &msg(b"Subject: x\r\n\r\nbody\r\n"),
             "421 try later",
             now,
         )
@@ -898,13 +929,13 @@ mod tests {
             .enqueue(
                 Some(&addr("me@example.test")),
                 &[addr("a@example.test"), addr("b@example.test")],
-                &message,
+                &msg(&message),
                 "421 4.3.2 shutting down",
                 now,
             )
             .unwrap();
         let bounce = q
-            .enqueue(None, &[addr("c@example.test")], b"x\r\n", "", now)
+            .enqueue(None, &[addr("c@example.test")], &msg(b"x\r\n"), "", now)
             .unwrap();
         assert_ne!(id, bounce);
 
@@ -935,6 +966,9 @@ mod tests {
         let locked = q.lock(&id).unwrap().unwrap();
         assert_eq!(locked.entry(), entry);
         assert!(locked.message().unwrap() == message);
+        let opened = locked.open_message().unwrap();
+        assert!(opened.to_vec().unwrap() == message);
+        assert_eq!(opened.wire_size(), crate::wire_size(&message));
         // Nothing is left in the staging area.
         assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
     }
@@ -1092,7 +1126,7 @@ mod tests {
             .store_failed(
                 Some(&addr("me@example.test")),
                 &[addr("nobody@example.test")],
-                b"Subject: x\r\n\r\nbody\r\n",
+                &msg(b"Subject: x\r\n\r\nbody\r\n"),
                 "550 5.1.1 <nobody@example.test>: user unknown",
                 at(T0),
             )
@@ -1274,7 +1308,7 @@ mod tests {
             .unwrap();
         assert_eq!(mode(&entry.join(ENVELOPE)), 0o600);
         let failed = q
-            .store_failed(None, &[addr("a@example.test")], b"x", "550", at(T0))
+            .store_failed(None, &[addr("a@example.test")], &msg(b"x"), "550", at(T0))
             .unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o700);
         assert_eq!(
@@ -1297,7 +1331,7 @@ mod tests {
     fn enqueue_needs_a_recipient() {
         let t = TempDir::new();
         let q = t.queue();
-        assert!(q.enqueue(None, &[], b"x", "", at(T0)).is_err());
+        assert!(q.enqueue(None, &[], &msg(b"x"), "", at(T0)).is_err());
         assert!(q.list().unwrap().is_empty());
         assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
     }

@@ -217,14 +217,40 @@ fn dry_run(settings: &Settings, envelope: &Envelope, message: &Message) -> Resul
         source,
     };
     let mut out = io::stdout().lock();
-    let written = out.write_all(head.as_bytes()).and_then(|()| {
-        let mut dot = DotWriter::new(&mut out);
-        dot.write_all(message.as_bytes())?;
-        dot.finish()?.flush()
-    });
-    match written {
-        // A reader that stops early (`| head`) wanted no more; that is not a failure.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(stdout_err),
+    if let Err(e) = out.write_all(head.as_bytes()) {
+        return quiet_broken_pipe(e).map_err(stdout_err);
+    }
+    // The message streams through: its attachments are read and encoded a block at a
+    // time, as when it is sent.
+    let mut dot = DotWriter::new(io::BufWriter::with_capacity(64 * 1024, &mut out));
+    let mut reader = message.reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(Error::LocalIo {
+                    context: "cannot read the message".into(),
+                    source,
+                });
+            }
+        };
+        if let Err(e) = dot.write_all(&buf[..n]) {
+            return quiet_broken_pipe(e).map_err(stdout_err);
+        }
+    }
+    dot.finish()
+        .and_then(|mut out| out.flush())
+        .or_else(quiet_broken_pipe)
+        .map_err(stdout_err)
+}
+
+/// A reader that stops early (`| head`) wanted no more; that is not a failure.
+fn quiet_broken_pipe(e: io::Error) -> io::Result<()> {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(e),
     }
 }

@@ -113,7 +113,8 @@ pub fn result_code(result: &Result<Receipt, Error>) -> u8 {
 /// sendmail that has accepted a message for delivery), and what is refused for good
 /// is kept in the queue's `failed` folder and reported, with the exit code it calls
 /// for. If what needs queueing cannot be queued, the exit code is 75 so the caller
-/// keeps the message itself.
+/// keeps the message itself. The queue's copy is streamed from the message (see
+/// [`outbox::queue::Queue::enqueue`]): a composed message is not made whole in memory.
 pub fn deliver_or_keep(
     settings: &Settings,
     envelope: &Envelope,
@@ -154,14 +155,8 @@ fn keep_what_failed(
     let queue = || Queue::open(&settings.queue_dir());
     if !outcome.retry.is_empty() {
         let queued = queue().and_then(|q| {
-            q.enqueue(
-                from,
-                &outcome.retry,
-                message.as_bytes(),
-                &outcome.retry_reason,
-                now,
-            )
-            .map(|id| (id, q))
+            q.enqueue(from, &outcome.retry, message, &outcome.retry_reason, now)
+                .map(|id| (id, q))
         });
         match queued {
             Ok((id, q)) => {
@@ -196,14 +191,8 @@ fn keep_what_failed(
         return exit::OK;
     }
     let stored = queue().and_then(|q| {
-        q.store_failed(
-            from,
-            &outcome.failed,
-            message.as_bytes(),
-            &outcome.failed_reason,
-            now,
-        )
-        .map(|id| (id, q))
+        q.store_failed(from, &outcome.failed, message, &outcome.failed_reason, now)
+            .map(|id| (id, q))
     });
     let said = match stored {
         Ok((id, q)) => {

@@ -12,7 +12,7 @@ use outbox::config::Config;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
 use outbox::queue::{Entry, Listed, Queue, describe_duration};
-use outbox::{Client, Message, Settings, Transcript, exit};
+use outbox::{Client, Settings, Transcript, exit};
 
 /// The queue of messages that could not be delivered yet.
 #[derive(Parser, Debug)]
@@ -273,7 +273,7 @@ fn flush_one(
     };
     let entry = locked.entry().clone();
     let envelope = entry.envelope()?;
-    let message = Message::from_bytes(locked.message()?);
+    let message = locked.open_message()?;
     let result = client.send(&envelope, &message);
     let outcome = Outcome::of(&envelope, &result);
     if outcome.accepted.is_empty() && outcome.retry.is_empty() {
@@ -286,7 +286,7 @@ fn flush_one(
         let kept = queue.store_failed(
             envelope.from.as_ref(),
             &outcome.failed,
-            message.as_bytes(),
+            &message,
             &outcome.failed_reason,
             now,
         )?;

@@ -370,7 +370,7 @@ fn plain_delivery(
         message,
         &crate::Dsn::default(),
     )?;
-    session.transaction_with(envelope, &params, &mut message.as_bytes())
+    session.transaction_with(envelope, &params, &mut message.reader())
 }
 
 /// Drives a session as `submit_with` does: greeting, EHLO, transaction, then QUIT on
@@ -1584,7 +1584,7 @@ fn last_message(
         &crate::Dsn::default(),
     )
     .unwrap();
-    let result = session.transaction_with(envelope, &params, &mut message.as_bytes());
+    let result = session.transaction_with(envelope, &params, &mut message.reader());
     let usable = session.is_usable();
     match &result {
         Err(_) => session.abort(),
@@ -2377,7 +2377,7 @@ fn reported(
         &crate::Dsn::default(),
     )
     .unwrap();
-    let result = session.transaction_with(&envelope(to), &params, &mut message.as_bytes());
+    let result = session.transaction_with(&envelope(to), &params, &mut message.reader());
     let told = told.lock().unwrap().clone();
     (session, told, result)
 }

@@ -15,6 +15,7 @@
 mod support;
 
 mod bench;
+mod big_attachment;
 mod compose;
 mod errors;
 mod esmtp;

@@ -782,6 +782,42 @@ fn compose_queues_only_with_the_flag() {
     assert!(face.queued_ids().is_empty());
 }
 
+/// A composed message with a large attachment is queued streaming: the queue keeps
+/// the whole encoded message, so the file may go before the flush, which delivers it
+/// intact (the flush reads the queued message from its file too).
+#[test]
+fn compose_queues_a_streamed_attachment_whole() {
+    use mail_parser::MimeHeaders;
+    let mut pf = Postfix::builder().start();
+    pf.stop();
+    let local = unique_name("sm-attach");
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    // Over the size read into memory when the message is built.
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = face.env.write_file("data.bin", &data);
+
+    let mut cmd = face.outbox();
+    cmd.args(["--queue", "-s", "attached", "--body", "see file"])
+        .arg("-a")
+        .arg(&file)
+        .arg(rcpt(&local));
+    cmd.run().assert_success().assert_stderr_contains("queued");
+    assert_eq!(face.queued_ids().len(), 1);
+    fs::remove_file(&file).unwrap();
+
+    pf.start_again();
+    face.queue(&["flush", "-v"])
+        .assert_success()
+        .assert_stdout_contains("delivered 1,");
+    let raw = pf.wait_for_messages(&local, 1, WAIT).remove(0);
+    let msg = MessageParser::default().parse(&raw).unwrap();
+    let part = msg.attachment(0).expect("the attachment");
+    assert_eq!(part.attachment_name(), Some("data.bin"));
+    assert!(part.contents() == data.as_slice(), "the attachment differs");
+}
+
 /// The numbers a flush prints: delivered, deferred, failed, skipped.
 #[track_caller]
 fn flush_totals(out: &Output) -> [usize; 4] {

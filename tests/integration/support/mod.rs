@@ -371,6 +371,18 @@ impl Cmd {
             .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"))
     }
 
+    /// As [`Cmd::spawn`], with standard error going to `stderr` (a file the test
+    /// reads afterwards, so a failure can say why).
+    pub fn spawn_with_stderr(&self, stderr: fs::File) -> std::process::Child {
+        let cmdline = self.cmdline();
+        self.build()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"))
+    }
+
     /// Run to completion (or until the timeout, then kill it) and collect
     /// the result. Never panics because of the child's behaviour; use the
     /// `assert_*` methods of [`Output`].
