@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wall time of one small message per process against Postfix's smtp-sink on loopback,
-# outbox beside curl (and msmtp, swaks, s-nail when installed), medians and ratios.
+# outbox beside curl, msmtp, swaks and s-nail (those installed), medians and ratios.
 # Usage: bench/small-message.sh [RUNS]   (default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,11 +47,14 @@ fi
 if command -v swaks >/dev/null; then
   result[swaks]=$(median_ms swaks --server 127.0.0.1 --port "$port" --from a@example.test --to b@example.test --data "$msg")
 fi
+if command -v s-nail >/dev/null; then
+  result[s-nail]=$(median_ms sh -c "printf 'hello\n' | s-nail -n -# -S v15-compat -S nosave -S smtp-auth=none -S mta=smtp://127.0.0.1:$port -r a@example.test -s bench b@example.test")
+fi
 rm -f "$msg"
 
 echo "one small message, one process, median of $runs runs (smtp-sink on 127.0.0.1:$port):"
 printf '  %-7s %8.2f ms\n' outbox "${result[outbox]}"
-for tool in curl msmtp swaks; do
+for tool in curl msmtp swaks s-nail; do
   [ -n "${result[$tool]:-}" ] || continue
   ratio=$(awk -v a="${result[outbox]}" -v b="${result[$tool]}" 'BEGIN { print a / b }')
   printf '  %-7s %8.2f ms   outbox/%s = %.2f\n' "$tool" "${result[$tool]}" "$tool" "$ratio"
