@@ -27,21 +27,11 @@ install() {
 [ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is needed: apt-get install time" >&2; exit 1; }
 command -v s-nail >/dev/null || install s-nail
 
-command -v smtp-sink >/dev/null || PATH=$PATH:/usr/sbin
-command -v smtp-sink >/dev/null || { echo "smtp-sink not found: apt-get install postfix" >&2; exit 1; }
-cargo build --release -q
-outbox=$PWD/target/release/outbox
-
+. bench/common.sh
+build_outbox
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-if [ "$(id -u)" = 0 ]; then as_user=(-u nobody); else as_user=(); fi
-smtp-sink "${as_user[@]}" 127.0.0.1:"$port" 256 >/dev/null 2>&1 &
-sink=$!
-trap 'kill $sink 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-  sleep 0.1
-done
+port=$(free_port)
+start_sink "$port"
 
 file=$work/attachment.bin
 head -c $((mb * 1000 * 1000)) /dev/urandom >"$file"

@@ -6,13 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
-command -v smtp-sink >/dev/null || PATH=$PATH:/usr/sbin
-cargo build --release -q
-outbox=$PWD/target/release/outbox
+. bench/common.sh
+build_outbox
 work=$(mktemp -d)
-sink=
-trap 'kill $sink 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+trap 'rm -rf "$work"' EXIT
+port=$(free_port)
 printf '[default]\nserver = "127.0.0.1:%s"\nfrom = "bench@example.test"\n' "$port" >"$work/config.toml"
 export OUTBOX_CONFIG=$work/config.toml OUTBOX_QUEUE_DIR=$work/queue
 
@@ -22,10 +20,7 @@ for i in $(seq "$n"); do
 done
 queued=$(find "$OUTBOX_QUEUE_DIR" -mindepth 1 -maxdepth 1 -name '1*' | wc -l)
 
-if [ "$(id -u)" = 0 ]; then as_user=(-u nobody); else as_user=(); fi
-smtp-sink "${as_user[@]}" 127.0.0.1:"$port" 256 >/dev/null 2>&1 &
-sink=$!
-sleep 0.3
+start_sink "$port"
 
 start=$EPOCHREALTIME
 "$outbox" queue flush

@@ -7,17 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v strace >/dev/null || apt-get install -y -q strace >/dev/null
-command -v smtp-sink >/dev/null || PATH=$PATH:/usr/sbin
-cargo build --release -q
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-if [ "$(id -u)" = 0 ]; then as_user=(-u nobody); else as_user=(); fi
-smtp-sink "${as_user[@]}" 127.0.0.1:"$port" 64 >/dev/null 2>&1 &
-sink=$!
-trap 'kill $sink 2>/dev/null' EXIT
-sleep 0.3
+. bench/common.sh
+build_outbox
+port=$(free_port)
+start_sink "$port"
 trace=$(mktemp)
 strace -f -e trace=connect,sendto,recvfrom,read,write -o "$trace" \
-    target/release/outbox --server 127.0.0.1:"$port" -f a@example.test --body hello b@example.test
+    "$outbox" --server 127.0.0.1:"$port" -f a@example.test --body hello b@example.test
 python3 - "$trace" <<'PY'
 import re, sys
 fd = None

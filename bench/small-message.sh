@@ -6,20 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
 
-command -v smtp-sink >/dev/null || PATH=$PATH:/usr/sbin
-command -v smtp-sink >/dev/null || { echo "smtp-sink not found: apt-get install postfix" >&2; exit 1; }
-cargo build --release -q
-outbox=$PWD/target/release/outbox
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-if [ "$(id -u)" = 0 ]; then as_user=(-u nobody); else as_user=(); fi
-smtp-sink "${as_user[@]}" 127.0.0.1:"$port" 256 >/dev/null 2>&1 &
-sink=$!
-trap 'kill $sink 2>/dev/null' EXIT
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-  sleep 0.1
-done
+. bench/common.sh
+build_outbox
+port=$(free_port)
+start_sink "$port"
 
 msg=$(mktemp)
 printf 'From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\nhello\r\n' >"$msg"
