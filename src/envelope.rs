@@ -174,7 +174,10 @@ impl Address {
                 if label.is_ascii() {
                     Some(label.to_owned())
                 } else {
-                    punycode(&label.to_lowercase()).map(|p| format!("xn--{p}"))
+                    punycode(&label.to_lowercase())
+                        .map(|p| format!("xn--{p}"))
+                        // RFC 1035 §2.3.4: 63 octets a label, A-labels included.
+                        .filter(|a| a.len() <= 63)
                 }
             })
             .collect();
@@ -427,6 +430,8 @@ mod tests {
             Some(a("plain@example.test"))
         );
         assert_eq!(a("jörg@example.test").to_ascii(), None);
+        let long = format!("x@{}.example", "ü".repeat(60));
+        assert_eq!(a(&long).to_ascii(), None);
     }
 
     #[test]

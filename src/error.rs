@@ -139,6 +139,12 @@ pub enum Error {
     /// A 4xx or 5xx reply.
     #[error("the server refused {stage}:\n{}", indent(reply))]
     Refused { stage: Stage, reply: Reply },
+    /// Under LMTP, every recipient refused the message after its data (RFC 2033 §4.2).
+    #[error(
+        "the message was refused after its data by every recipient:\n{}",
+        list(refused)
+    )]
+    RefusedAfterData { refused: Vec<RecipientResult> },
     /// Every recipient was refused, so no message was sent.
     #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
     NoRecipients { refused: Vec<RecipientResult> },
@@ -161,6 +167,7 @@ impl Error {
             | Error::Unexpected { stage, .. }
             | Error::Refused { stage, .. } => Some(*stage),
             Error::NoRecipients { .. } => Some(Stage::RcptTo),
+            Error::RefusedAfterData { .. } => Some(Stage::EndOfData),
             Error::Hint { error, .. } => error.stage(),
             Error::Usage(_)
             | Error::Data(_)

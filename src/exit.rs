@@ -39,6 +39,11 @@ pub fn code(err: &Error) -> u8 {
         Error::Protocol { .. } | Error::Unexpected { .. } => PROTOCOL,
         Error::Refused { stage, reply } => reply_code(*stage, reply),
         Error::NoRecipients { refused } => refusals_code(refused).unwrap_or(SOFTWARE),
+        Error::RefusedAfterData { refused } => refused
+            .iter()
+            .map(|r| reply_code(Stage::EndOfData, &r.reply))
+            .max_by_key(|&c| c != TEMPFAIL)
+            .unwrap_or(SOFTWARE),
         Error::LocalIo { .. } => IOERR,
         Error::Hint { error, .. } => code(error),
     }

@@ -592,7 +592,7 @@ pub fn wire_size(bytes: &[u8]) -> u64 {
 }
 
 /// xtext (RFC 3461 §4): `+`, `=` and anything outside `!`..`~` as `+XX`.
-fn xtext(text: &str) -> String {
+pub(crate) fn xtext(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'!'..=b'~' if b != b'+' && b != b'=' => (b as char).to_string(),

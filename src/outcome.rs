@@ -25,8 +25,11 @@ impl Outcome {
     /// Sorts each recipient of `envelope` by what `result` says of it.
     pub fn of(envelope: &Envelope, result: &Result<Receipt, Error>) -> Outcome {
         match result {
-            Ok(receipt) => Outcome::of_recipients(&receipt.recipients),
-            Err(Error::NoRecipients { refused }) => Outcome::of_recipients(refused),
+            Ok(receipt) => Outcome::of_recipients(&receipt.recipients, Stage::RcptTo),
+            Err(Error::NoRecipients { refused }) => Outcome::of_recipients(refused, Stage::RcptTo),
+            Err(Error::RefusedAfterData { refused }) => {
+                Outcome::of_recipients(refused, Stage::EndOfData)
+            }
             Err(e) => {
                 let mut outcome = Outcome::default();
                 if refuses_the_message(e) {
@@ -42,14 +45,16 @@ impl Outcome {
         }
     }
 
-    fn of_recipients(results: &[RecipientResult]) -> Outcome {
+    /// Each result as a refusal at `stage` would be counted (a 552 to RCPT is "too many
+    /// recipients", to retry; after the data it is a full mailbox).
+    fn of_recipients(results: &[RecipientResult], stage: Stage) -> Outcome {
         let mut outcome = Outcome::default();
         let mut retry_replies = Vec::new();
         let mut failed = Vec::new();
         for r in results {
             if r.accepted {
                 outcome.accepted.push(r.recipient.clone());
-            } else if exit::reply_code(Stage::RcptTo, &r.reply) == exit::TEMPFAIL {
+            } else if exit::reply_code(stage, &r.reply) == exit::TEMPFAIL {
                 outcome.retry.push(r.recipient.clone());
                 retry_replies.push(format!("<{}>: {}", r.recipient, one_line(&r.reply)));
             } else {

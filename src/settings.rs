@@ -292,7 +292,10 @@ fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
         Some(r) => return Err(Error::Usage(format!("--ret {r:?}: give full or hdrs"))),
     };
     if let Some(envid) = &cli.envid
-        && (envid.is_empty() || envid.len() > 100 || !envid.bytes().all(|b| (32..127).contains(&b)))
+        && (envid.is_empty()
+            || !envid.bytes().all(|b| (32..127).contains(&b))
+            // RFC 3461 §4.4: at most 100 characters as sent, in xtext.
+            || crate::xtext(envid).len() > 100)
     {
         return Err(Error::Usage(
             "--envid: give 1 to 100 printable ASCII characters (RFC 3461 §4.4)".into(),

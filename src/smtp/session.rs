@@ -241,6 +241,16 @@ fn pump(message: &mut dyn Read, out: &mut dyn Write) -> Result<(), Pumped> {
     }
 }
 
+/// What sending a message as BDAT chunks left to do.
+struct Chunked {
+    /// Chunks whose replies are still to be read.
+    due: usize,
+    /// The envelope's replies, when they were read between chunks.
+    replies: Option<(Option<Error>, Vec<RecipientResult>)>,
+    /// The last chunk went out (false: stopped after the first, with no transaction).
+    ended: bool,
+}
+
 /// A session with a server over `S`.
 pub struct Session<S> {
     stream: S,
@@ -519,7 +529,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.report.timeline.enter(Phase::Data);
         if chunking {
             // Every chunk but the last has had its reply; the last's is the message's.
-            self.send_chunks(message, Vec::new(), false, true)?;
+            self.send_chunks(message, Vec::new(), false, true, None)?;
         } else {
             let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
             self.expect(Stage::Data, reply, &[354], "354")?;
@@ -606,13 +616,20 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.check_in_step("MAIL FROM", Stage::MailFrom)?;
         // The envelope leaves with the message: from here on it is all data.
         self.report.timeline.enter(Phase::Data);
-        let chunks = self.send_chunks(message, envelope_bytes, quit, false)?;
-        let (mail_error, recipients) = self.envelope_replies(envelope)?;
+        let chunked = self.send_chunks(message, envelope_bytes, quit, false, Some(envelope))?;
+        let chunks = chunked.due;
+        let quit = quit && chunked.ended;
+        let (mail_error, recipients) = match chunked.replies {
+            Some(replies) => replies,
+            None => self.envelope_replies(envelope)?,
+        };
         let mut recipients = recipients;
         let no_transaction = mail_error.is_some() || !recipients.iter().any(|r| r.accepted);
-        // The replies to the chunks before the last.
+        // The replies to the chunks before the last (to every chunk sent, when the
+        // message was cut short because no transaction stood).
         let mut first_error = None;
-        for _ in 1..chunks {
+        let before_last = if chunked.ended { chunks - 1 } else { chunks };
+        for _ in 0..before_last {
             let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
             if reply.code == 421 {
                 return Err(self.refused(Stage::EndOfData, reply));
@@ -623,7 +640,13 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
         // The last chunk's reply is the message's (one per recipient under LMTP), unless
         // no transaction stands: then it is one refusal.
-        let ended = if no_transaction || first_error.is_some() {
+        let ended = if !chunked.ended {
+            Err(first_error.unwrap_or_else(|| Reply {
+                code: 503,
+                enhanced: None,
+                lines: vec!["no transaction".into()],
+            }))
+        } else if no_transaction || first_error.is_some() {
             let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
             if reply.code == 421 {
                 return Err(self.refused(Stage::EndOfData, reply));
@@ -648,10 +671,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 recipients,
                 reply: reply?,
             }),
-            Err(reply) => Err(self
-                .expect(Stage::EndOfData, reply, &[250], "250")
-                .err()
-                .unwrap_or(Error::Usage("a chunk was refused".into()))),
+            // A 2xx other than 250 to a chunk is no refusal, but out of step all the same.
+            Err(reply) => Err(match reply.code {
+                400..=599 => self.refused(Stage::EndOfData, reply),
+                _ => self.unexpected(Stage::EndOfData, reply, "250"),
+            }),
         }
     }
 
@@ -674,8 +698,16 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 first_ok = Some(reply.clone());
             }
             r.reply = reply;
+            if let Some(seen) = self
+                .report
+                .recipients
+                .iter_mut()
+                .find(|s| s.recipient == r.recipient)
+            {
+                *seen = r.clone();
+            }
         }
-        first_ok.ok_or_else(|| Error::NoRecipients {
+        first_ok.ok_or_else(|| Error::RefusedAfterData {
             refused: recipients.to_vec(),
         })
     }
@@ -1005,11 +1037,12 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         prefix: Vec<u8>,
         quit: bool,
         each_reply: bool,
-    ) -> Result<usize, Error> {
+        envelope: Option<&Envelope>,
+    ) -> Result<Chunked, Error> {
         if let Some(p) = &mut self.progress {
             p.start(self.message_size.take());
         }
-        let due = self.send_chunks_untracked(message, prefix, quit, each_reply);
+        let due = self.send_chunks_untracked(message, prefix, quit, each_reply, envelope);
         if let Some(p) = &mut self.progress {
             p.finish(due.is_ok());
         }
@@ -1022,7 +1055,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         mut prefix: Vec<u8>,
         quit: bool,
         each_reply: bool,
-    ) -> Result<usize, Error> {
+        envelope: Option<&Envelope>,
+    ) -> Result<Chunked, Error> {
+        let mut replies = None;
         let timeout = self.timeouts.data_block;
         self.set_timeout(Stage::Message, timeout)?;
         let mut lines = DotWriter::lines_only(Vec::with_capacity(CHUNK_SIZE + DATA_BUFFER));
@@ -1060,6 +1095,21 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 } else {
                     due += 1;
                 }
+                // A message longer than one chunk waits, after its first, for the
+                // envelope's replies: no use sending the rest to a refused sender or
+                // to nobody.
+                if let (Some(envelope), None) = (envelope, &replies) {
+                    let (mail_error, recipients) = self.envelope_replies(envelope)?;
+                    let stands = mail_error.is_none() && recipients.iter().any(|r| r.accepted);
+                    replies = Some((mail_error, recipients));
+                    if !stands {
+                        return Ok(Chunked {
+                            due,
+                            replies,
+                            ended: false,
+                        });
+                    }
+                }
             }
         }
         let (bytes, line_count) = (lines.bytes_in(), lines.lines_when_finished());
@@ -1079,7 +1129,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 t.sent(&Command::Quit);
             }
         }
-        Ok(due + 1)
+        Ok(Chunked {
+            due: due + 1,
+            replies,
+            ended: true,
+        })
     }
 
     /// One chunk: `prefix` (commands that go in the same write), the BDAT line, the

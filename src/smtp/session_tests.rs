@@ -2567,3 +2567,77 @@ fn progress_hears_of_a_failed_transfer() {
     assert_eq!(told.finished, [false]);
     assert!(told.bytes < message.len() as u64);
 }
+
+#[test]
+fn a_large_bdat_message_stops_after_one_chunk_when_mail_is_refused() {
+    // The first chunk goes with the envelope; the rest waits for the envelope's
+    // replies, so a refused sender does not cost the upload of a whole large message.
+    let script = [
+        HELLO,
+        EHLO_BOTH,
+        "550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
+        "221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        &large_message(),
+    );
+    let err = r.result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Refused {
+                stage: Stage::MailFrom,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let written = r.peer.written();
+    assert!(
+        written.len() < CHUNK_SIZE + DATA_BUFFER + 4096,
+        "{} bytes written for a refused sender",
+        written.len()
+    );
+    assert!(
+        show(written).ends_with("QUIT\r\n"),
+        "the session ends politely"
+    );
+}
+
+#[test]
+fn lmtp_refusals_after_the_data_are_not_nothing_sent() {
+    let script = [
+        "220 lmtp.example.test LMTP\r\n",
+        "250-lmtp.example.test\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        "552 5.2.2 <b@example.test> mailbox full\r\n452 4.2.2 <c@example.test> over quota\r\n",
+        "221 bye\r\n",
+    ];
+    let mut session =
+        Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default()).with_lmtp(true);
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let err = session
+        .transaction(
+            &envelope(&["b@example.test", "c@example.test"]),
+            &[],
+            &mut SIMPLE_MESSAGE.as_bytes(),
+        )
+        .unwrap_err();
+    match &err {
+        Error::RefusedAfterData { refused } => {
+            assert_eq!(refused.len(), 2);
+            assert!(refused.iter().all(|r| !r.accepted));
+            assert_eq!(refused[0].reply.code, 552);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.to_string().contains("nothing was sent"), "{err}");
+    // A full mailbox after the data is permanent (69), and it outranks the 452.
+    assert_eq!(exit::code(&err), 69);
+    assert!(show(session.into_inner().written()).starts_with("LHLO client.example.test\r\n"));
+}
