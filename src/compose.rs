@@ -307,6 +307,9 @@ fn build_with(draft: &Draft, domain: &str, inline: Inline) -> Result<Message, Er
         .map_err(|e| Error::Data(format!("cannot build the message: {e}")))
 }
 
+/// Most bytes read from an attachment that is not a regular file (a pipe, a device).
+const MAX_UNSIZED_ATTACHMENT: u64 = 64 << 20;
+
 /// Opens an attachment, and reads it if it is small or not a regular file.
 fn open_attachment(a: &Attachment, inline: Inline) -> Result<Content, Error> {
     let no_input = |source| Error::NoInput {
@@ -319,8 +322,21 @@ fn open_attachment(a: &Attachment, inline: Inline) -> Result<Content, Error> {
         return Err(no_input(io::Error::from(io::ErrorKind::IsADirectory)));
     }
     if !meta.is_file() || inline.takes(a, meta.len()) {
+        // A pipe or device has no size to announce, so it is read first; with a bound,
+        // as `-a /dev/zero` would otherwise fill memory.
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(no_input)?;
+        (&mut file)
+            .take(MAX_UNSIZED_ATTACHMENT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(no_input)?;
+        if bytes.len() as u64 > MAX_UNSIZED_ATTACHMENT {
+            return Err(Error::Data(format!(
+                "{} is not a regular file and holds more than {} MiB: save it to a file \
+                 and attach that",
+                a.path.display(),
+                MAX_UNSIZED_ATTACHMENT >> 20
+            )));
+        }
         return Ok(Content::InMemory(bytes));
     }
     Ok(Content::Streamed {
@@ -667,6 +683,16 @@ mod tests {
         assert!(text.contains("Content-Type: text/html"), "{text}");
         assert!(text.contains("Content-Type: text/csv"), "{text}");
         assert!(text.contains("filename=\"data.csv\""), "{text}");
+    }
+
+    #[test]
+    fn an_endless_device_is_refused_not_read_forever() {
+        let draft = Draft {
+            attachments: vec![Attachment::parse("/dev/zero").unwrap()],
+            ..Draft::default()
+        };
+        let err = build(&draft, "h").unwrap_err();
+        assert!(matches!(err, Error::Data(_)), "{err:?}");
     }
 
     #[test]
