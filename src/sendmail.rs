@@ -216,10 +216,16 @@ fn sendmail_bool(value: &str) -> bool {
     value.is_empty() || value.starts_with(['t', 'T', 'y', 'Y'])
 }
 
-/// The `-N` value in the form of RFC 3461 §4.1: NEVER alone, or any of SUCCESS,
-/// FAILURE, DELAY.
+/// The `-N` value in the form of RFC 3461 §4.1.
 fn notify(value: &str) -> Result<String, String> {
-    let bad = || format!("-N takes never, or a list of success, failure and delay, not {value:?}");
+    dsn_notify(value).ok_or_else(|| {
+        format!("-N takes never, or a list of success, failure and delay, not {value:?}")
+    })
+}
+
+/// A NOTIFY value (`-N`, `--notify`) in the form of RFC 3461 §4.1: NEVER alone, or any
+/// of SUCCESS, FAILURE, DELAY; `None` if it is neither.
+pub fn dsn_notify(value: &str) -> Option<String> {
     let words: Vec<String> = value
         .split(',')
         .map(|w| w.trim().to_ascii_uppercase())
@@ -231,10 +237,7 @@ fn notify(value: &str) -> Result<String, String> {
             .iter()
             .all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(&w.as_str()))
     };
-    if !valid {
-        return Err(bad());
-    }
-    Ok(words.join(","))
+    valid.then(|| words.join(","))
 }
 
 /// The envelope sender from the value of `-f`/`-r`: `None` for the null sender (`<>`,

@@ -269,22 +269,11 @@ impl Settings {
 fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
     let notify = match &cli.notify {
         None => None,
-        Some(text) => {
-            let words: Vec<String> = text
-                .split(',')
-                .map(|w| w.trim().to_ascii_uppercase())
-                .collect();
-            let known = |w: &String| ["SUCCESS", "FAILURE", "DELAY"].contains(&w.as_str());
-            // §4.1: NEVER stands alone; the others combine.
-            let valid = (words.len() == 1 && words[0] == "NEVER")
-                || (!words.is_empty() && words.iter().all(known));
-            if !valid {
-                return Err(Error::Usage(format!(
-                    "--notify {text:?}: give never, or some of success,failure,delay"
-                )));
-            }
-            Some(words.join(","))
-        }
+        Some(text) => Some(crate::sendmail::dsn_notify(text).ok_or_else(|| {
+            Error::Usage(format!(
+                "--notify {text:?}: give never, or some of success,failure,delay"
+            ))
+        })?),
     };
     let ret = match cli.ret.as_deref().map(str::to_ascii_uppercase) {
         None => None,
