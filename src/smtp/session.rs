@@ -23,15 +23,37 @@ const DATA_BUFFER: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A stream whose reads and writes can be given a deadline.
+/// A stream whose reads and writes can be given a time limit.
 pub trait IoTimeout {
-    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// Called before each read, which waits for the server. `timeout`, when given,
+    /// bounds this read and the later ones; `None` keeps the last bound.
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Bounds each later write.
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()>;
 }
 
 impl IoTimeout for std::net::TcpStream {
-    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        super::tls::prepare_socket(self, timeout)
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        super::tls::prepare_read(self, timeout)
     }
+
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        std::net::TcpStream::set_write_timeout(self, Some(socket_timeout(timeout)))
+    }
+}
+
+/// A socket timeout for `t`: zero would mean "no limit" to the socket.
+pub(crate) fn socket_timeout(t: Duration) -> Duration {
+    t.max(Duration::from_millis(1))
+}
+
+/// Whether a socket timeout of `set` can stand for a wanted one of `want`: a little
+/// longer, by at most 1/64 of it and never more than a second. Every change of a
+/// socket's timeout is a system call; over a flush of many messages the same few
+/// limits come back again and again.
+fn close_enough(set: Option<Duration>, want: Duration) -> bool {
+    let slack = (want / 64).min(Duration::from_secs(1));
+    set.is_some_and(|set| set >= want && set - want <= slack)
 }
 
 /// How long to wait at each step. The defaults are RFC 5321 §4.5.3.2's.
@@ -273,6 +295,9 @@ pub struct Session<S> {
     progress: Option<Box<dyn Progress>>,
     /// The size of the next message on the wire, where known (for `progress`).
     message_size: Option<u64>,
+    /// The read and write timeouts last given to the stream.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 /// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
@@ -294,6 +319,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             report: Report::default(),
             progress: None,
             message_size: None,
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -883,6 +910,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let discarded = self.rbuf.len();
         self.rbuf.clear();
         self.capabilities = Capabilities::default();
+        // The handshake sets timeouts of its own.
+        self.read_timeout = None;
+        self.write_timeout = None;
         self.report.timeline.enter(Phase::StartTls);
         let shaken = handshake(&mut self.stream);
         self.report.timeline.stop();
@@ -1229,7 +1259,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     after: timeout,
                 });
             }
-            self.set_timeout(stage, left)?;
+            self.prepare_read(stage, left)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.dead = true;
@@ -1242,10 +1272,30 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
     }
 
-    fn set_timeout(&mut self, stage: Stage, timeout: Duration) -> Result<(), Error> {
+    /// Before a read that may wait up to `left`.
+    fn prepare_read(&mut self, stage: Stage, left: Duration) -> Result<(), Error> {
+        let change = !close_enough(self.read_timeout, left);
+        let timeout = change.then(|| socket_timeout(left));
         self.stream
-            .set_io_timeout(timeout)
-            .map_err(|source| Error::Network { stage, source })
+            .prepare_read(timeout)
+            .map_err(|source| Error::Network { stage, source })?;
+        if change {
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    /// Before writes, each of which may wait up to `timeout`.
+    fn set_timeout(&mut self, stage: Stage, timeout: Duration) -> Result<(), Error> {
+        if close_enough(self.write_timeout, timeout) {
+            return Ok(());
+        }
+        let timeout = socket_timeout(timeout);
+        self.stream
+            .set_write_timeout(timeout)
+            .map_err(|source| Error::Network { stage, source })?;
+        self.write_timeout = Some(timeout);
+        Ok(())
     }
 
     fn io_error(&mut self, stage: Stage, after: Duration, e: io::Error) -> Error {

@@ -31,8 +31,10 @@ pub(crate) const ALL_AT_ONCE: usize = usize::MAX;
 /// One call the client made on the peer, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// `set_io_timeout`.
+    /// `prepare_read` with a new timeout, or `set_write_timeout`.
     SetTimeout(Duration),
+    /// `prepare_read` keeping the timeout it had.
+    PrepareRead,
     /// A read and the bytes it returned (none: end of stream), with the timeout then in force.
     Read {
         bytes: Vec<u8>,
@@ -72,7 +74,8 @@ pub(crate) struct ScriptedPeer {
     at_end: AtEnd,
     /// The front turn may be read: the client has written since the last turn ended.
     open: bool,
-    timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     /// Writes fail with this kind once this many bytes have been taken.
     fail_writes: Option<(usize, io::ErrorKind)>,
     written: Vec<u8>,
@@ -99,7 +102,8 @@ impl ScriptedPeer {
             chunk: ALL_AT_ONCE,
             at_end,
             open: true,
-            timeout: None,
+            read_timeout: None,
+            write_timeout: None,
             fail_writes: None,
             written: Vec::new(),
             events: Vec::new(),
@@ -190,7 +194,7 @@ impl ScriptedPeer {
 
 impl Read for ScriptedPeer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = self.timeout;
+        let timeout = self.read_timeout;
         let Some(turn) = self.turns.front() else {
             return match self.at_end {
                 AtEnd::Eof => {
@@ -247,7 +251,7 @@ impl Write for ScriptedPeer {
         self.written.extend_from_slice(&buf[..take]);
         self.events.push(Event::Write {
             bytes: buf[..take].to_vec(),
-            timeout: self.timeout,
+            timeout: self.write_timeout,
         });
         if take > 0 {
             self.open = true;
@@ -262,9 +266,20 @@ impl Write for ScriptedPeer {
 }
 
 impl IoTimeout for ScriptedPeer {
-    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match timeout {
+            Some(t) => {
+                self.events.push(Event::SetTimeout(t));
+                self.read_timeout = Some(t);
+            }
+            None => self.events.push(Event::PrepareRead),
+        }
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.events.push(Event::SetTimeout(timeout));
-        self.timeout = Some(timeout);
+        self.write_timeout = Some(timeout);
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
-use super::session::IoTimeout;
+use super::session::{IoTimeout, socket_timeout};
 use crate::error::{Error, Stage};
 
 /// When to use TLS.
@@ -220,15 +220,23 @@ impl Write for Connection {
 }
 
 impl IoTimeout for Connection {
-    fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
-            Connection::Unix(s) => {
-                let t = Some(timeout.max(Duration::from_millis(1)));
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
-            }
-            Connection::Plain(s) => prepare_socket(s, timeout),
-            Connection::Tls(s) => prepare_socket(s.get_ref(), timeout),
+            Connection::Unix(s) => match timeout {
+                Some(t) => s.set_read_timeout(Some(socket_timeout(t))),
+                None => Ok(()),
+            },
+            Connection::Plain(s) => prepare_read(s, timeout),
+            Connection::Tls(s) => prepare_read(s.get_ref(), timeout),
+        }
+    }
+
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let t = Some(socket_timeout(timeout));
+        match self {
+            Connection::Unix(s) => s.set_write_timeout(t),
+            Connection::Plain(s) => TcpStream::set_write_timeout(s, t),
+            Connection::Tls(s) => s.get_ref().set_write_timeout(t),
         }
     }
 }
@@ -303,19 +311,20 @@ fn has_hashed_links(dir: &Path) -> bool {
     })
 }
 
-/// Readies the socket for the next step: both timeouts (zero would mean "none", so it
-/// is raised to 1 ms), and, on Linux, an immediate ACK for what comes next.
+/// Readies the socket for a wait for the server: the read timeout when `timeout` gives
+/// one, and, on Linux, an immediate ACK for what comes next.
 ///
 /// SMTP is a dialogue of small writes. A server that leaves Nagle's algorithm on holds
 /// its second small write (after TLS: a session ticket, then the reply) until the first
 /// is acknowledged, and the client's delayed ACK makes that a 40 ms stall per step.
 /// Linux forgets TCP_QUICKACK after a while, so it is asked for before every wait.
-pub fn prepare_socket(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
+pub fn prepare_read(tcp: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     socket2::SockRef::from(tcp).set_tcp_quickack(true)?;
-    let t = Some(timeout.max(Duration::from_millis(1)));
-    tcp.set_read_timeout(t)?;
-    tcp.set_write_timeout(t)
+    match timeout {
+        Some(t) => tcp.set_read_timeout(Some(socket_timeout(t))),
+        None => Ok(()),
+    }
 }
 
 /// Which handshake this is, for what to advise when it fails.
@@ -345,7 +354,9 @@ impl TlsClient<'_> {
             detail,
         };
         let context = context(self.options)?;
-        prepare_socket(&tcp, self.timeout).map_err(|e| tls_err(e.to_string()))?;
+        prepare_read(&tcp, Some(self.timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(socket_timeout(self.timeout))))
+            .map_err(|e| tls_err(e.to_string()))?;
         let mut ssl = Ssl::new(&context).map_err(|e| tls_err(reasons(&e)))?;
         let ip = self.host.parse::<IpAddr>().ok();
         // RFC 6066 §3: SNI carries host names only, never addresses.
