@@ -245,6 +245,100 @@ impl Client {
         result
     }
 
+    /// Sends the messages `series` gives, one after the other, and tells it what became
+    /// of each, in order. Over a server that offers PIPELINING (with DATA: not when BDAT
+    /// is in use), the end of each message leaves in the same write as the next one's
+    /// MAIL, RCPTs and DATA, and the last one's with QUIT: one wait for the server per
+    /// message, where [`Client::send`] needs two. The series ends when `series` has no
+    /// more, or when the connection is lost.
+    pub fn send_series<S: Series>(&mut self, series: &mut S) {
+        if !self.session.pipelines_data() {
+            while self.is_usable() {
+                let Some(out) = series.next() else { break };
+                let result = self.send(&out.envelope, &out.message);
+                series.done(out, Some(result));
+            }
+            return;
+        }
+        // A message whose envelope was accepted and which has had DATA's 354: its
+        // content is owed.
+        let mut ready: Option<(Outgoing<S::Tag>, Vec<RecipientResult>)> = None;
+        loop {
+            let upcoming = self.next_prepared(series);
+            let then = match &upcoming {
+                Some((_, _, group)) => group.clone(),
+                None if ready.is_some() => vec![smtp::command::Command::Quit],
+                None => return,
+            };
+            match ready.take() {
+                Some((out, mut recipients)) => {
+                    if self.session.has_progress() {
+                        self.session.set_message_size(Some(out.message.wire_size()));
+                    }
+                    let result = self
+                        .session
+                        .send_body(&mut out.message.reader(), &then)
+                        .and_then(|()| self.session.end_of_data(&mut recipients))
+                        .map(|reply| Receipt { recipients, reply });
+                    series.done(out, Some(result));
+                    if upcoming.is_none() {
+                        self.session.read_quit_reply();
+                        return;
+                    }
+                }
+                None => {
+                    if let Err(e) = self.session.send_data_group(&then) {
+                        if let Some((out, _, _)) = upcoming {
+                            series.done(out, Some(Err(e)));
+                        }
+                        return;
+                    }
+                }
+            }
+            let Some((out, envelope, _)) = upcoming else {
+                return;
+            };
+            if !self.is_usable() {
+                // Its commands went, if at all, after an end that broke the connection.
+                series.done(out, None);
+                return;
+            }
+            match self.session.data_replies(&envelope) {
+                Ok(recipients) => ready = Some((out, recipients)),
+                Err(e) => {
+                    series.done(out, Some(Err(e)));
+                    // A MAIL that was accepted is still open (RFC 5321 §4.1.1.5).
+                    if self.is_usable() && self.session.rset().is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next message of `series` this server can take, with its envelope as sent and
+    /// its command group; those it cannot are done with at once.
+    fn next_prepared<S: Series>(
+        &mut self,
+        series: &mut S,
+    ) -> Option<(Outgoing<S::Tag>, Envelope, Vec<smtp::command::Command>)> {
+        if !self.is_usable() {
+            return None;
+        }
+        loop {
+            let out = series.next()?;
+            let prepared = prepare(&mut self.session, &out.envelope, &out.message, &self.dsn)
+                .and_then(|(envelope, params)| {
+                    let group = self.session.data_group(&envelope, &params)?;
+                    Ok((envelope, group))
+                });
+            match prepared {
+                Ok((envelope, group)) => return Some((out, envelope, group)),
+                Err(e) => series.done(out, Some(Err(e))),
+            }
+        }
+    }
+
     /// The next message is the last: QUIT goes with it.
     pub fn last_message_next(&mut self) {
         self.session.quit_after_next();
@@ -276,6 +370,23 @@ impl Client {
         }
         std::mem::take(self.session.report_mut())
     }
+}
+
+/// One message of a series ([`Client::send_series`]), with what its sender knows it by.
+pub struct Outgoing<T> {
+    pub tag: T,
+    pub envelope: Envelope,
+    pub message: Message,
+}
+
+/// Where the messages of [`Client::send_series`] come from, and where their results go.
+pub trait Series {
+    type Tag;
+    /// The next message to send; `None` when there are no more.
+    fn next(&mut self) -> Option<Outgoing<Self::Tag>>;
+    /// What became of a message `next` gave; results come in the order the messages
+    /// were given. `None`: it was not tried, the connection was lost before it.
+    fn done(&mut self, message: Outgoing<Self::Tag>, result: Option<Result<Receipt, Error>>);
 }
 
 /// A TCP connection to the server, under TLS at once where the mode says so; with
@@ -347,23 +458,33 @@ fn send_on<S: Channel>(
     message: &Message,
     dsn: &Dsn,
 ) -> Result<Receipt, Error> {
-    let caps = session.capabilities();
-    let ascii;
-    let envelope = if caps.has("SMTPUTF8") {
-        envelope
-    } else {
-        ascii = ascii_envelope(envelope)?;
-        &ascii
-    };
-    let size_limit = caps.size_limit().flatten();
-    let params = parameters(|k| caps.has(k), size_limit, envelope, message, dsn)?;
-    if !dsn.is_empty() && !caps.has("DSN") {
-        session.note("the server does not offer DSN: the notification requests are left out");
-    }
+    let (envelope, params) = prepare(session, envelope, message, dsn)?;
     if session.has_progress() {
         session.set_message_size(Some(message.wire_size()));
     }
-    session.transaction_with(envelope, &params, &mut message.reader())
+    session.transaction_with(&envelope, &params, &mut message.reader())
+}
+
+/// The envelope as this server can take it, and the parameters this server and
+/// message call for.
+fn prepare<S: Channel>(
+    session: &mut Session<S>,
+    envelope: &Envelope,
+    message: &Message,
+    dsn: &Dsn,
+) -> Result<(Envelope, Parameters), Error> {
+    let caps = session.capabilities();
+    let envelope = if caps.has("SMTPUTF8") {
+        envelope.clone()
+    } else {
+        ascii_envelope(envelope)?
+    };
+    let size_limit = caps.size_limit().flatten();
+    let params = parameters(|k| caps.has(k), size_limit, &envelope, message, dsn)?;
+    if !dsn.is_empty() && !caps.has("DSN") {
+        session.note("the server does not offer DSN: the notification requests are left out");
+    }
+    Ok((envelope, params))
 }
 
 /// The envelope for a server without SMTPUTF8: internationalised domains in A-labels;

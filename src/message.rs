@@ -91,6 +91,31 @@ impl std::fmt::Debug for Message {
     }
 }
 
+/// The `size` bytes of `file`; `None` if it has more or fewer. One read when it has
+/// just `size`: the room for a byte more comes back empty only at the end of a file.
+fn read_whole(file: &File, size: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = vec![0u8; size + 1];
+    let mut got = 0;
+    loop {
+        match file.read_at(&mut bytes[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got >= size {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if got != size {
+        return Ok(None);
+    }
+    bytes.truncate(size);
+    Ok(Some(bytes))
+}
+
 impl Message {
     /// A message from bytes that are already a whole RFC 5322 message.
     pub fn from_bytes(bytes: Vec<u8>) -> Message {
@@ -107,10 +132,19 @@ impl Message {
 
     /// A message that is the whole of `file` (a queued message), read as it is sent.
     /// The file is read through once here, for its size on the wire and whether it
-    /// holds 8-bit data; it must not change afterwards.
+    /// holds 8-bit data; it must not change afterwards. A file smaller than one block
+    /// is read here once and kept in memory instead.
     pub fn from_file(file: File, path: &Path) -> io::Result<Message> {
         let annotate = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         let size = file.metadata().map_err(annotate)?.len();
+        if let Ok(small) = usize::try_from(size)
+            && small < RAW_BLOCK
+        {
+            return read_whole(&file, small)
+                .map_err(annotate)?
+                .map(Message::from_bytes)
+                .ok_or_else(|| changed(path, size));
+        }
         let mut counter = WireCounter::default();
         let mut eight_bit = false;
         let mut buf = vec![0u8; RAW_BLOCK];

@@ -28,7 +28,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -334,11 +334,15 @@ impl Queue {
         let Some(lock) = take_lock(&dir)? else {
             return Ok(None);
         };
-        match read_entry(&dir, id) {
-            Ok(entry) => Ok(Some(Locked {
+        // Whoever moves or removes an entry does so holding its lock: if the entry is
+        // still where it was, the lock taken is its lock (read_entry finds it gone
+        // otherwise).
+        match read_entry(&dir, id, true) {
+            Ok((entry, message)) => Ok(Some(Locked {
                 root: self.root.clone(),
                 dir,
                 entry,
+                message,
                 _lock: lock,
             })),
             Err(Unreadable::Gone) => Ok(None),
@@ -363,7 +367,8 @@ impl Queue {
             // Not something this code made, but it sits where an entry would.
             return fs::remove_file(&dir).map_err(io_error(format!("cannot remove {id}")));
         }
-        let Some(_lock) = take_lock(&dir)? else {
+        let lock = take_lock(&dir)?.filter(|lock| still_at(lock, &dir.join(LOCK)));
+        let Some(_lock) = lock else {
             return Err(Error::LocalIo {
                 context: format!("cannot remove queue entry {id}"),
                 source: io::Error::new(
@@ -457,21 +462,22 @@ impl Queue {
     }
 
     /// Best effort: removes the entries that were delivered or removed (they are out
-    /// of the queue already, in `tmp/`), unless a process still holds one.
+    /// of the queue already, in `tmp/`). Nothing reads an entry's files once it is
+    /// there, whoever still holds its lock.
     pub fn sweep(&self) {
         let Ok(items) = fs::read_dir(self.root.join(TMP)) else {
             return;
         };
         for item in items.flatten() {
-            let path = item.path();
             if !item.file_name().to_string_lossy().contains(".removed.") {
                 continue;
             }
-            let unlocked = match File::open(path.join(LOCK)) {
-                Ok(lock) => lock.try_lock().is_ok(),
-                Err(e) => e.kind() == io::ErrorKind::NotFound,
-            };
-            if unlocked {
+            let path = item.path();
+            // The files an entry has, by name: cheaper than listing the directory.
+            for name in [LOCK, MESSAGE, ENVELOPE] {
+                let _ = fs::remove_file(path.join(name));
+            }
+            if fs::remove_dir(&path).is_err() {
                 let _ = fs::remove_dir_all(&path);
             }
         }
@@ -520,6 +526,8 @@ pub struct Locked {
     root: PathBuf,
     dir: PathBuf,
     entry: Entry,
+    /// The message file, opened when the entry was read.
+    message: Option<File>,
     _lock: File,
 }
 
@@ -535,10 +543,13 @@ impl Locked {
 
     /// The message, read from its file as it is sent (memory does not grow with its
     /// size). The file is read through once here for its size and 8-bit check.
-    pub fn open_message(&self) -> Result<Message, Error> {
+    pub fn open_message(&mut self) -> Result<Message, Error> {
         let path = self.dir.join(MESSAGE);
-        File::open(&path)
-            .and_then(|file| Message::from_file(file, &path))
+        let file = match self.message.take() {
+            Some(file) => Ok(file),
+            None => File::open(&path),
+        };
+        file.and_then(|file| Message::from_file(file, &path))
             .map_err(self.read_error())
     }
 
@@ -620,7 +631,7 @@ fn write_envelope(dir: &Path, entry: &Entry) -> Result<(), Error> {
 fn discard(root: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     let write = io_error(format!("cannot remove queue entry {id}"));
     let tmp = root.join(TMP);
-    let grave = tmp.join(format!("{id}.removed.{:08x}", random_u32()));
+    let grave = tmp.join(format!("{id}.removed.{:08x}", unique_u32()));
     fs::rename(dir, &grave).map_err(&write)?;
     // No fsync, and no removal yet: a crash that undid this rename would bring the
     // entry back, to be sent once more, never lost; and a flush of many messages
@@ -630,7 +641,9 @@ fn discard(root: &Path, dir: &Path, id: &str) -> Result<(), Error> {
 }
 
 /// The lock of the entry in `dir`: `None` when someone else holds it, or when the
-/// entry is not there (any more).
+/// entry is not there. Between the open and the lock, the holder before may have moved
+/// or removed the entry: then the lock is that of a file no longer there, which the
+/// caller checks.
 fn take_lock(dir: &Path) -> Result<Option<File>, Error> {
     let path = dir.join(LOCK);
     let failed = io_error(format!("cannot lock {}", dir.display()));
@@ -649,11 +662,6 @@ fn take_lock(dir: &Path) -> Result<Option<File>, Error> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(None),
         Err(TryLockError::Error(e)) => return Err(failed(e)),
-    }
-    // Between our open and our lock, the holder before us may have removed or moved
-    // the entry: then we hold the lock of a file that is no longer there.
-    if !still_at(&lock, &path) {
-        return Ok(None);
     }
     Ok(Some(lock))
 }
@@ -680,8 +688,8 @@ fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
         if check_id(&id).is_err() {
             continue;
         }
-        match read_entry(&item.path(), &id) {
-            Ok(entry) => listed.push(Listed::Entry(entry)),
+        match read_entry(&item.path(), &id, false) {
+            Ok((entry, _)) => listed.push(Listed::Entry(entry)),
             Err(Unreadable::Gone) => {}
             Err(Unreadable::Corrupt(problem)) => listed.push(Listed::Corrupt { id, problem }),
         }
@@ -690,37 +698,62 @@ fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
     Ok(listed)
 }
 
-/// Reads and checks the entry in `dir`. An entry moved away meanwhile is `Gone`.
-fn read_entry(dir: &Path, id: &str) -> Result<Entry, Unreadable> {
+/// Reads and checks the entry in `dir`. An entry moved away meanwhile is `Gone`. With
+/// `open`, the message file is opened, and given back open.
+fn read_entry(dir: &Path, id: &str, open: bool) -> Result<(Entry, Option<File>), Unreadable> {
     let problem = |what: &str, e: io::Error| {
+        match fs::symlink_metadata(dir) {
+            Err(_) => return Unreadable::Gone,
+            Ok(m) if !m.is_dir() => return Unreadable::Corrupt("it is not a directory".into()),
+            Ok(_) => {}
+        }
         if e.kind() == io::ErrorKind::NotFound {
-            if fs::symlink_metadata(dir).is_err() {
-                return Unreadable::Gone;
-            }
             return Unreadable::Corrupt(format!("it has no {what} file"));
         }
         Unreadable::Corrupt(format!("cannot read its {what}: {e}"))
     };
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(Unreadable::Corrupt("it is not a directory".into())),
-        Err(_) => return Err(Unreadable::Gone),
-    }
-    let text = fs::read_to_string(dir.join(ENVELOPE)).map_err(|e| problem(ENVELOPE, e))?;
+    let text = read_small(&dir.join(ENVELOPE)).map_err(|e| problem(ENVELOPE, e))?;
     let file: EnvelopeFile = toml::from_str(&text).map_err(|e| {
         Unreadable::Corrupt(format!("its envelope is not valid: {}", e.message().trim()))
     })?;
     let entry = file.into_entry(id).map_err(Unreadable::Corrupt)?;
-    let len = fs::metadata(dir.join(MESSAGE))
-        .map_err(|e| problem(MESSAGE, e))?
-        .len();
+    let path = dir.join(MESSAGE);
+    let (len, message) = if open {
+        let file = File::open(&path).map_err(|e| problem(MESSAGE, e))?;
+        let len = file.metadata().map_err(|e| problem(MESSAGE, e))?.len();
+        (len, Some(file))
+    } else {
+        let len = fs::metadata(&path).map_err(|e| problem(MESSAGE, e))?.len();
+        (len, None)
+    };
     if len != entry.size {
         return Err(Unreadable::Corrupt(format!(
             "its message has {len} bytes, its envelope says {}",
             entry.size
         )));
     }
-    Ok(entry)
+    Ok((entry, message))
+}
+
+/// A small text file (an envelope), read without asking its size first (as
+/// `fs::read_to_string` does, with two more system calls).
+fn read_small(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut bytes = vec![0u8; 1024];
+    let mut got = 0;
+    loop {
+        if got == bytes.len() {
+            bytes.resize(got * 2, 0);
+        }
+        match file.read(&mut bytes[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(got);
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Ids come from users too: one plain path component of safe characters, never `.`,
@@ -784,6 +817,16 @@ fn create_file_with(
 /// Makes the names in `dir` (created, renamed, removed) durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Distinct at each call within the process (for 2^32 calls), and random across
+/// processes: one call for the system's randomness per process, not one per name.
+fn unique_u32() -> u32 {
+    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(random_u32);
+    // An odd step visits every u32 before coming back.
+    base.wrapping_add((COUNT.fetch_add(1, Ordering::Relaxed) as u32).wrapping_mul(0x9e37_79b9))
 }
 
 fn random_u32() -> u32 {
@@ -963,7 +1006,7 @@ mod tests {
         assert_eq!(envelope.from, None);
         assert_eq!(envelope.to, vec![addr("c@example.test")]);
 
-        let locked = q.lock(&id).unwrap().unwrap();
+        let mut locked = q.lock(&id).unwrap().unwrap();
         assert_eq!(locked.entry(), entry);
         assert!(locked.message().unwrap() == message);
         let opened = locked.open_message().unwrap();

@@ -11,8 +11,8 @@ use outbox::cli::Cli;
 use outbox::config::Config;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
-use outbox::queue::{Entry, Listed, Queue, describe_duration};
-use outbox::{Client, Settings, Transcript, exit};
+use outbox::queue::{Entry, Listed, Locked, Queue, describe_duration};
+use outbox::{Client, Outgoing, Receipt, Series, Settings, Transcript, exit};
 
 /// The queue of messages that could not be delivered yet.
 #[derive(Parser, Debug)]
@@ -242,40 +242,89 @@ fn flush_group(
             return;
         }
     };
-    for entry in entries {
-        // A connection that broke leaves the rest untouched for the next flush.
-        if !client.is_usable() {
-            break;
-        }
-        if let Err(e) = flush_one(queue, &mut client, &entry.id, lifetime, totals) {
-            eprintln!("outbox: {}: {e}", entry.id);
-            totals.errors += 1;
-        }
-    }
+    let mut run = FlushRun {
+        queue,
+        lifetime,
+        entries: entries.iter(),
+        totals,
+    };
+    client.send_series(&mut run);
     client.finish();
 }
 
-fn flush_one(
-    queue: &Queue,
-    client: &mut Client,
-    id: &str,
+/// The entries of one group as a series of messages over one connection.
+struct FlushRun<'a> {
+    queue: &'a Queue,
     lifetime: Duration,
-    totals: &mut Totals,
-) -> Result<(), Error> {
-    // Another flush may have sent it, or tried it, since it was listed.
+    entries: std::slice::Iter<'a, Entry>,
+    totals: &'a mut Totals,
+}
+
+impl Series for FlushRun<'_> {
+    type Tag = Locked;
+
+    /// The next entry that is still due and free: locked, with its message open.
+    fn next(&mut self) -> Option<Outgoing<Locked>> {
+        for entry in self.entries.by_ref() {
+            match take(self.queue, &entry.id, self.lifetime) {
+                Ok(Some(out)) => return Some(out),
+                Ok(None) => self.totals.skipped += 1,
+                Err(e) => {
+                    eprintln!("outbox: {}: {e}", entry.id);
+                    self.totals.errors += 1;
+                }
+            }
+        }
+        None
+    }
+
+    fn done(&mut self, out: Outgoing<Locked>, result: Option<Result<Receipt, Error>>) {
+        // Not tried (the connection was lost first): left as it was for the next flush.
+        let Some(result) = result else { return };
+        let id = out.tag.entry().id.clone();
+        if let Err(e) = settle(self.queue, out, &result, self.lifetime, self.totals) {
+            eprintln!("outbox: {id}: {e}");
+            self.totals.errors += 1;
+        }
+    }
+}
+
+/// Entry `id`, locked, if it is still due: another flush may have sent it, or tried
+/// it, since it was listed.
+fn take(queue: &Queue, id: &str, lifetime: Duration) -> Result<Option<Outgoing<Locked>>, Error> {
     let now = SystemTime::now();
-    let Some(locked) = queue
+    let Some(mut locked) = queue
         .lock(id)?
         .filter(|l| l.entry().is_due(now) || l.entry().age(now) >= lifetime)
     else {
-        totals.skipped += 1;
-        return Ok(());
+        return Ok(None);
     };
-    let entry = locked.entry().clone();
-    let envelope = entry.envelope()?;
+    let envelope = locked.entry().envelope()?;
     let message = locked.open_message()?;
-    let result = client.send(&envelope, &message);
-    let outcome = Outcome::of(&envelope, &result);
+    Ok(Some(Outgoing {
+        tag: locked,
+        envelope,
+        message,
+    }))
+}
+
+/// What one attempt at an entry leaves: removed, kept for later (with the recipients
+/// still to do), or moved to failed.
+fn settle(
+    queue: &Queue,
+    out: Outgoing<Locked>,
+    result: &Result<Receipt, Error>,
+    lifetime: Duration,
+    totals: &mut Totals,
+) -> Result<(), Error> {
+    let Outgoing {
+        tag: locked,
+        envelope,
+        message,
+    } = out;
+    let id = locked.entry().id.clone();
+    let now = SystemTime::now();
+    let outcome = Outcome::of(&envelope, result);
     if outcome.accepted.is_empty() && outcome.retry.is_empty() {
         // Refused for good, for everyone: the entry itself moves to failed.
         eprintln!("outbox: {id}: not delivered: {}", outcome.failed_reason);
@@ -306,7 +355,7 @@ fn flush_one(
 
 /// Keeps an entry for later, or, past the queue lifetime, gives it up.
 fn settle_later(
-    locked: outbox::queue::Locked,
+    locked: Locked,
     remaining: &[String],
     reason: &str,
     lifetime: Duration,

@@ -560,7 +560,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         } else {
             let reply = self.command(&Command::Data, Stage::Data, self.timeouts.data_init)?;
             self.expect(Stage::Data, reply, &[354], "354")?;
-            self.send_body(message, false)?;
+            self.send_body(message, &[])?;
         }
         let reply = self.end_of_data(&mut recipients)?;
         if quit {
@@ -581,6 +581,53 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let mut group = commands.to_vec();
         group.push(Command::Data);
         self.send_group(&group, Stage::MailFrom, self.timeouts.mail)?;
+        let mut recipients = self.data_replies(envelope)?;
+        let then: &[Command] = if quit { &[Command::Quit] } else { &[] };
+        self.send_body(message, then)?;
+        let reply = self.end_of_data(&mut recipients);
+        if quit {
+            self.read_quit_reply();
+        }
+        Ok(Receipt {
+            recipients,
+            reply: reply?,
+        })
+    }
+
+    /// Whether messages go with DATA over a pipelining server: PIPELINING offered, and
+    /// BDAT not in use.
+    pub(crate) fn pipelines_data(&self) -> bool {
+        self.capabilities.has("PIPELINING") && !(self.chunking && self.capabilities.has("CHUNKING"))
+    }
+
+    /// The command group that opens a pipelined DATA transaction: MAIL, a RCPT per
+    /// recipient, DATA. The transaction counts as begun in the report.
+    pub(crate) fn data_group(
+        &mut self,
+        envelope: &Envelope,
+        params: &crate::Parameters,
+    ) -> Result<Vec<Command>, Error> {
+        let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
+        let rcpt: Vec<&str> = params.rcpt.iter().map(String::as_str).collect();
+        let mut group = envelope_commands(envelope, &mail, &rcpt)?;
+        group.push(Command::Data);
+        self.note_extensions(params, true, false);
+        Ok(group)
+    }
+
+    /// Writes a command group (as made by [`Session::data_group`]) on its own.
+    pub(crate) fn send_data_group(&mut self, group: &[Command]) -> Result<(), Error> {
+        self.send_group(group, Stage::MailFrom, self.timeouts.mail)
+    }
+
+    /// The replies to a pipelined MAIL, its RCPTs and DATA, in order. Ready for the
+    /// message (354, some recipient accepted): each recipient's result. Otherwise the
+    /// error, with the dialogue kept in step.
+    pub(crate) fn data_replies(
+        &mut self,
+        envelope: &Envelope,
+    ) -> Result<Vec<RecipientResult>, Error> {
+        self.report.timeline.enter(Phase::Envelope);
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
         self.report.timeline.enter(Phase::Data);
         let reply = self.read_reply(Stage::Data, self.timeouts.data_init)?;
@@ -611,16 +658,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             });
         }
         self.expect(Stage::Data, reply, &[354], "354")?;
-        let mut recipients = recipients;
-        self.send_body(message, quit)?;
-        let reply = self.end_of_data(&mut recipients);
-        if quit {
-            self.read_quit_reply();
-        }
-        Ok(Receipt {
-            recipients,
-            reply: reply?,
-        })
+        Ok(recipients)
     }
 
     /// MAIL, the RCPTs, every BDAT chunk and QUIT in one stream of writes; then the
@@ -709,7 +747,10 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// The reply to the end of the message. Under LMTP (RFC 2033 §4.2) there is one
     /// per accepted recipient, in RCPT order, and each recipient's result becomes that
     /// reply; if none took the message, the error lists them all.
-    fn end_of_data(&mut self, recipients: &mut [RecipientResult]) -> Result<Reply, Error> {
+    pub(crate) fn end_of_data(
+        &mut self,
+        recipients: &mut [RecipientResult],
+    ) -> Result<Reply, Error> {
         if !self.lmtp {
             let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
             return self.expect(Stage::EndOfData, reply, &[250], "250");
@@ -795,7 +836,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     /// The reply to a QUIT already sent; the session is over either way.
-    fn read_quit_reply(&mut self) {
+    pub(crate) fn read_quit_reply(&mut self) {
         self.report.timeline.enter(Phase::Quit);
         if let Ok(reply) = self.read_reply(Stage::Quit, self.timeouts.quit)
             && reply.code != 221
@@ -993,9 +1034,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         })
     }
 
-    /// The message through a DotWriter after DATA's 354, the final dot, and QUIT if
-    /// `quit`: the end of the message, the dot and QUIT leave in one write.
-    fn send_body(&mut self, message: &mut dyn Read, quit: bool) -> Result<(), Error> {
+    /// The message through a DotWriter after DATA's 354, the final dot, and the commands
+    /// `then` (QUIT, or the next message's command group: RFC 2920 §3.1 lets message
+    /// content open a group): the end of the message, the dot and `then` leave in one
+    /// write.
+    pub(crate) fn send_body(
+        &mut self,
+        message: &mut dyn Read,
+        then: &[Command],
+    ) -> Result<(), Error> {
         let timeout = self.timeouts.data_block;
         self.set_timeout(Stage::Message, timeout)?;
         if let Some(p) = &mut self.progress {
@@ -1015,8 +1062,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.report.message = Some(counts);
         let sent = match pumped {
             Ok(()) => dot.finish().and_then(|mut w| {
-                if quit {
-                    w.write_all(Command::Quit.to_string().as_bytes())?;
+                for cmd in then {
+                    w.write_all(cmd.to_string().as_bytes())?;
                 }
                 w.flush()
             }),
@@ -1050,8 +1097,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 &format!("[message: {} bytes, {} lines]", counts.0, counts.1),
             );
             t.line("> ", ".");
-            if quit {
-                t.sent(&Command::Quit);
+            for cmd in then {
+                t.sent(cmd);
             }
         }
         sent.map_err(|e| self.write_failed(timeout, e))
