@@ -463,11 +463,12 @@ impl Queue {
 
     /// Best effort: removes the entries that were delivered or removed (they are out
     /// of the queue already, in `tmp/`). Nothing reads an entry's files once it is
-    /// there, whoever still holds its lock.
-    pub fn sweep(&self) {
+    /// there, whoever still holds its lock. Returns how many it found.
+    pub fn sweep(&self) -> usize {
         let Ok(items) = fs::read_dir(self.root.join(TMP)) else {
-            return;
+            return 0;
         };
+        let mut found = 0;
         for item in items.flatten() {
             if !item.file_name().to_string_lossy().contains(".removed.") {
                 continue;
@@ -480,7 +481,9 @@ impl Queue {
             if fs::remove_dir(&path).is_err() {
                 let _ = fs::remove_dir_all(&path);
             }
+            found += 1;
         }
+        found
     }
 
     /// Best effort: removes from `tmp/` what is unlocked and older than

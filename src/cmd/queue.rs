@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
@@ -172,9 +173,22 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
         }
     }
     let mut totals = Totals::default();
-    for (settings, entries) in groups.values() {
-        flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
-    }
+    let sending = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        // Removing a delivered entry's files takes more system calls than sending it:
+        // that goes on beside the sending, on another thread.
+        scope.spawn(|| {
+            while sending.load(Ordering::Relaxed) {
+                if queue.sweep() == 0 {
+                    std::thread::sleep(SWEEP_PAUSE);
+                }
+            }
+        });
+        for (settings, entries) in groups.values() {
+            flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
+        }
+        sending.store(false, Ordering::Relaxed);
+    });
     queue.sweep();
     if totals.errors > 0 {
         code = exit::IOERR;
@@ -188,6 +202,9 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
     }
     Ok(code)
 }
+
+/// How long the sweeping thread waits when it found nothing to remove.
+const SWEEP_PAUSE: Duration = Duration::from_millis(5);
 
 /// What makes two entries go over the same session.
 fn session_key(s: &Settings) -> String {
