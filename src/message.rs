@@ -53,6 +53,8 @@ struct Source {
     file: File,
     /// For error messages.
     path: PathBuf,
+    /// Where its bytes begin in the file; they run to its end.
+    start: u64,
     /// Its size when the message was built.
     size: u64,
     encoding: Encoding,
@@ -91,13 +93,14 @@ impl std::fmt::Debug for Message {
     }
 }
 
-/// The `size` bytes of `file`; `None` if it has more or fewer. One read when it has
-/// just `size`: the room for a byte more comes back empty only at the end of a file.
-fn read_whole(file: &File, size: usize) -> io::Result<Option<Vec<u8>>> {
+/// The `size` bytes of `file` from `start` to its end; `None` if it has more or
+/// fewer. One read when it has just that: the room for a byte more comes back empty
+/// only at the end of a file.
+pub(crate) fn read_whole(file: &File, start: u64, size: usize) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = vec![0u8; size + 1];
     let mut got = 0;
     loop {
-        match file.read_at(&mut bytes[got..], got as u64) {
+        match file.read_at(&mut bytes[got..], start + got as u64) {
             Ok(0) => break,
             Ok(n) => {
                 got += n;
@@ -130,17 +133,27 @@ impl Message {
         }
     }
 
-    /// A message that is the whole of `file` (a queued message), read as it is sent.
-    /// The file is read through once here, for its size on the wire and whether it
-    /// holds 8-bit data; it must not change afterwards. A file smaller than one block
-    /// is read here once and kept in memory instead.
+    /// A message that is the whole of `file`, read as it is sent.
     pub fn from_file(file: File, path: &Path) -> io::Result<Message> {
+        Message::from_file_at(file, path, 0)
+    }
+
+    /// A message that is the rest of `file` from byte `start` on (a queued message),
+    /// read as it is sent. The file is read through once here, for its size on the
+    /// wire and whether it holds 8-bit data; it must not change afterwards. A message
+    /// smaller than one block is read here once and kept in memory instead.
+    pub fn from_file_at(file: File, path: &Path, start: u64) -> io::Result<Message> {
         let annotate = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-        let size = file.metadata().map_err(annotate)?.len();
+        let size = file
+            .metadata()
+            .map_err(annotate)?
+            .len()
+            .checked_sub(start)
+            .ok_or_else(|| changed(path, 0))?;
         if let Ok(small) = usize::try_from(size)
             && small < RAW_BLOCK
         {
-            return read_whole(&file, small)
+            return read_whole(&file, start, small)
                 .map_err(annotate)?
                 .map(Message::from_bytes)
                 .ok_or_else(|| changed(path, size));
@@ -148,7 +161,7 @@ impl Message {
         let mut counter = WireCounter::default();
         let mut eight_bit = false;
         let mut buf = vec![0u8; RAW_BLOCK];
-        let mut offset = 0u64;
+        let mut offset = start;
         loop {
             let n = match file.read_at(&mut buf, offset) {
                 Ok(0) => break,
@@ -161,7 +174,7 @@ impl Message {
             eight_bit |= !block.is_ascii();
             offset += n as u64;
         }
-        if offset != size {
+        if offset - start != size {
             return Err(changed(path, size));
         }
         Ok(Message {
@@ -170,6 +183,7 @@ impl Message {
                 at: 0,
                 file,
                 path: path.to_owned(),
+                start,
                 size,
                 encoding: Encoding::Raw,
             }],
@@ -202,6 +216,7 @@ impl Message {
                 at,
                 file,
                 path,
+                start: 0,
                 size,
                 encoding: Encoding::Base64,
             };
@@ -370,7 +385,10 @@ impl<'a> SourceReader<'a> {
         self.input.resize(want, 0);
         let mut got = 0;
         while got < want {
-            match source.file.read_at(&mut self.input[got..], self.offset) {
+            match source
+                .file
+                .read_at(&mut self.input[got..], source.start + self.offset)
+            {
                 Ok(0) => return Err(changed(&source.path, source.size)),
                 Ok(n) => {
                     got += n;
@@ -385,7 +403,7 @@ impl<'a> SourceReader<'a> {
             // would make the message longer than announced.
             let mut probe = [0u8; 1];
             loop {
-                match source.file.read_at(&mut probe, self.offset) {
+                match source.file.read_at(&mut probe, source.start + self.offset) {
                     Ok(0) => break,
                     Ok(_) => return Err(changed(&source.path, source.size)),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

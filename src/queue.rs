@@ -4,22 +4,29 @@
 //! Layout (directories 0700, files 0600):
 //!
 //! ```text
-//! <queue>/<id>/message        the message, byte for byte as it will be sent
-//! <queue>/<id>/envelope       TOML: sender, recipients still to do, attempts, times
-//! <queue>/<id>/lock           flock(2)ed by whoever delivers, moves or removes the entry
-//! <queue>/failed/<id>/...     entries given up on, same layout
-//! <queue>/tmp/                staging on the same filesystem, so that renames are atomic
+//! <queue>/<id>            an entry: a first line, the envelope (TOML), the message
+//! <queue>/failed/<id>     entries given up on, the same way
+//! <queue>/tmp/            staging and removal, on the same filesystem, so that renames
+//!                         are atomic
 //! ```
 //!
-//! An entry only ever appears or disappears by one `rename(2)` of its whole directory,
-//! made after every file in it is fsynced and followed by an fsync of the directories
-//! involved; the envelope of a queued entry is replaced the same way. So a crash at
-//! any moment leaves an entry either absent or whole, with its old or its new
-//! envelope. What a crash can leave behind sits in `tmp/`, which is never listed and
-//! is cleaned by a later [`Queue::open`].
+//! An entry is one file, as in nullmailer's queue and Postfix's: its first line is
+//! `outbox-queue 2 N`, then come N bytes of envelope (sender, recipients still to do,
+//! created, attempts, last error, next attempt, size), then the message byte for byte
+//! as it will be sent. One file makes each step one system call: an entry appears,
+//! changes and disappears by one `rename(2)`; its lock is an flock(2) on the file
+//! itself; and removing a delivered entry frees one file, where a directory of files
+//! cost four unlinks (which, on a filesystem that discards freed blocks, cost more
+//! than sending the message).
+//!
+//! An entry is written in `tmp/`, fsynced, then renamed into place and the directory
+//! fsynced; a new envelope means a new file (the message copied in the kernel),
+//! renamed over the old. So a crash at any moment leaves an entry either absent or
+//! whole, with its old or its new envelope. What a crash can leave behind sits in
+//! `tmp/`, which is never listed and is cleaned by a later [`Queue::open`].
 //!
 //! Ids are `<seconds>.<microseconds>.<random>` of the time of queueing: they sort
-//! oldest first, and a directory is only taken when no other has the name.
+//! oldest first, and a name is only taken when no other entry has it.
 //!
 //! Retries back off exponentially: after the n-th failed attempt from the queue the
 //! entry waits 5 min × 2^(n-1), at most 4 hours (5, 10, 20, 40, 80, 160, 240, 240...).
@@ -28,8 +35,8 @@
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,17 +49,21 @@ use crate::message::Message;
 
 const TMP: &str = "tmp";
 const FAILED: &str = "failed";
-const MESSAGE: &str = "message";
-const ENVELOPE: &str = "envelope";
-/// The next envelope, written in full before it is renamed over [`ENVELOPE`].
-const ENVELOPE_NEW: &str = "envelope.new";
-const LOCK: &str = "lock";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
-/// The envelope format this code writes and reads.
-const FORMAT: u32 = 1;
+/// What an entry's first line begins with.
+const MAGIC: &str = "outbox-queue";
+/// The entry format this code writes and reads.
+const FORMAT: u32 = 2;
+/// The longest first line: the magic, the format and the envelope's length.
+const MAX_FIRST_LINE: usize = 64;
+/// The longest envelope taken (a recipient list that long is not ours).
+const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
+/// Bytes read at once from the start of an entry: the envelope, and the message too
+/// when it is small.
+const HEAD_READ: usize = 64 * 1024;
 
 /// The first wait after a failed attempt from the queue.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
@@ -60,7 +71,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
 const MAX_BACKOFF: Duration = Duration::from_secs(4 * 60 * 60);
 
 /// Something in `tmp/` this old and unlocked was left by a crash. Young and unlocked
-/// can be a staging directory between its creation and the lock taken in it.
+/// can be a staging file between its creation and the lock taken on it.
 const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// Longest id accepted from a user; ours are 27 characters.
@@ -76,7 +87,7 @@ pub struct Queue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listed {
     Entry(Entry),
-    /// An entry whose files cannot be used, and why.
+    /// An entry whose file cannot be used, and why.
     Corrupt {
         id: String,
         problem: String,
@@ -92,7 +103,7 @@ impl Listed {
     }
 }
 
-/// What the envelope file of an entry says.
+/// What the envelope of an entry says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub id: String,
@@ -157,11 +168,10 @@ pub fn describe_duration(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-/// The envelope file. Times are seconds since the epoch; `from = ""` is the null
-/// sender, so that a lost key is an error rather than a silent `<>`.
+/// The envelope. Times are seconds since the epoch; `from = ""` is the null sender,
+/// so that a lost key is an error rather than a silent `<>`.
 #[derive(Debug, Serialize, Deserialize)]
 struct EnvelopeFile {
-    format: u32,
     from: String,
     recipients: Vec<String>,
     created: u64,
@@ -175,7 +185,6 @@ struct EnvelopeFile {
 impl EnvelopeFile {
     fn of(entry: &Entry) -> EnvelopeFile {
         EnvelopeFile {
-            format: FORMAT,
             from: entry.from.clone().unwrap_or_default(),
             recipients: entry.recipients.clone(),
             created: secs(entry.created),
@@ -186,22 +195,20 @@ impl EnvelopeFile {
         }
     }
 
-    fn to_toml(&self) -> Result<String, Error> {
-        toml::to_string(self).map_err(|e| Error::LocalIo {
+    /// The head of an entry file: its first line and the envelope.
+    fn head(&self) -> Result<Vec<u8>, Error> {
+        let text = toml::to_string(self).map_err(|e| Error::LocalIo {
             context: "cannot write a queue envelope".into(),
             source: io::Error::other(e),
-        })
+        })?;
+        let mut head = format!("{MAGIC} {FORMAT} {}\n", text.len()).into_bytes();
+        head.extend_from_slice(text.as_bytes());
+        Ok(head)
     }
 
     /// The entry it describes, with every address checked, since they go into SMTP
     /// commands.
     fn into_entry(self, id: &str) -> Result<Entry, String> {
-        if self.format != FORMAT {
-            return Err(format!(
-                "the envelope has format {}; this outbox reads format {FORMAT}",
-                self.format
-            ));
-        }
         let from = if self.from.is_empty() {
             None
         } else {
@@ -241,6 +248,15 @@ enum Unreadable {
     /// It was moved or removed while we looked: not a problem, just not there.
     Gone,
     Corrupt(String),
+}
+
+/// An entry as read from its file.
+struct Loaded {
+    entry: Entry,
+    /// Where the message begins in the file.
+    start: u64,
+    /// The message, when it was read along with the envelope.
+    message: Option<Vec<u8>>,
 }
 
 impl Queue {
@@ -327,23 +343,21 @@ impl Queue {
     /// Takes entry `id` for delivery. `Ok(None)` when another process holds it, or
     /// has finished with it (it is no longer in the queue): two flushes never send
     /// the same entry twice. The entry returned is read under the lock, so it shows
-    /// what the last holder wrote.
+    /// what the last holder wrote; a small message is read with it.
     pub fn lock(&self, id: &str) -> Result<Option<Locked>, Error> {
         check_id(id)?;
-        let dir = self.root.join(id);
-        let Some(lock) = take_lock(&dir)? else {
+        let path = self.root.join(id);
+        let Some((file, meta)) = take_lock(&path)? else {
             return Ok(None);
         };
-        // Whoever moves or removes an entry does so holding its lock: if the entry is
-        // still where it was, the lock taken is its lock (read_entry finds it gone
-        // otherwise).
-        match read_entry(&dir, id, true) {
-            Ok((entry, message)) => Ok(Some(Locked {
+        match read_entry(&file, &meta, id, true) {
+            Ok(read) => Ok(Some(Locked {
                 root: self.root.clone(),
-                dir,
-                entry,
-                message,
-                _lock: lock,
+                path,
+                entry: read.entry,
+                start: read.start,
+                message: read.message,
+                file,
             })),
             Err(Unreadable::Gone) => Ok(None),
             Err(Unreadable::Corrupt(problem)) => Err(corrupt(id, problem)),
@@ -356,19 +370,22 @@ impl Queue {
         check_id(id)?;
         let found = [self.root.join(id), self.root.join(FAILED).join(id)]
             .into_iter()
-            .find_map(|dir| fs::symlink_metadata(&dir).ok().map(|m| (dir, m)));
-        let Some((dir, meta)) = found else {
+            .find_map(|path| fs::symlink_metadata(&path).ok().map(|m| (path, m)));
+        let Some((path, meta)) = found else {
             return Err(Error::Usage(format!(
                 "there is no entry {id} in the queue {}",
                 self.root.display()
             )));
         };
-        if !meta.is_dir() {
-            // Not something this code made, but it sits where an entry would.
-            return fs::remove_file(&dir).map_err(io_error(format!("cannot remove {id}")));
+        let failed = io_error(format!("cannot remove {id}"));
+        if meta.is_dir() {
+            // Not something this code makes, but it sits where an entry would.
+            return fs::remove_dir_all(&path).map_err(failed);
         }
-        let lock = take_lock(&dir)?.filter(|lock| still_at(lock, &dir.join(LOCK)));
-        let Some(_lock) = lock else {
+        if !meta.is_file() {
+            return fs::remove_file(&path).map_err(failed);
+        }
+        let Some(_lock) = take_lock(&path)? else {
             return Err(Error::LocalIo {
                 context: format!("cannot remove queue entry {id}"),
                 source: io::Error::new(
@@ -377,7 +394,7 @@ impl Queue {
                 ),
             });
         };
-        discard(&self.root, &dir, id)
+        discard(&self.root, &path, id)
     }
 
     fn store(
@@ -395,7 +412,8 @@ impl Queue {
             ));
         }
         let tmp = self.root.join(TMP);
-        let (id, staging) = self.new_staging(now)?;
+        let write = io_error(format!("cannot write to the queue {}", self.root.display()));
+        let (id, staging, file) = self.new_staging(now).map_err(&write)?;
         let entry = Entry {
             id: id.clone(),
             from: from.map(|a| a.as_str().to_owned()),
@@ -407,17 +425,16 @@ impl Queue {
             size: message.len(),
         };
         let result = (|| {
-            let write = io_error(format!("cannot write to the queue {}", self.root.display()));
-            // Locked so that a concurrent open() does not take it for a crash's leftover.
-            let lock = create_file(&staging.join(LOCK), b"").map_err(&write)?;
-            lock.try_lock().map_err(|e| write(e.into()))?;
+            let head = EnvelopeFile::of(&entry).head()?;
             // Streamed: a composed message's attachments are read (and encoded) a
             // block at a time, never whole in memory.
-            create_file_with(&staging.join(MESSAGE), |f| message.write_to(f).map(drop))
+            let mut out = io::BufWriter::with_capacity(HEAD_READ, &file);
+            out.write_all(&head)
+                .and_then(|()| message.write_to(&mut out).map(drop))
+                .and_then(|()| out.flush())
                 .map_err(&write)?;
-            let text = EnvelopeFile::of(&entry).to_toml()?;
-            create_file(&staging.join(ENVELOPE), text.as_bytes()).map_err(&write)?;
-            sync_dir(&staging).map_err(&write)?;
+            drop(out);
+            file.sync_all().map_err(&write)?;
             fs::rename(&staging, dest.join(&id)).map_err(&write)?;
             sync_dir(dest).map_err(&write)?;
             sync_dir(&tmp).map_err(&write)
@@ -425,14 +442,15 @@ impl Queue {
         if result.is_err() {
             // Nothing half-written stays behind (after a successful rename this finds
             // nothing).
-            let _ = fs::remove_dir_all(&staging);
+            let _ = fs::remove_file(&staging);
         }
         result.map(|()| id)
     }
 
-    /// A fresh id and its staging directory in `tmp/`, made with a name no entry,
-    /// failed entry or staging directory has.
-    fn new_staging(&self, now: SystemTime) -> Result<(String, PathBuf), Error> {
+    /// A fresh id and its staging file in `tmp/`, made (and locked, so that a
+    /// concurrent `open` does not take it for a crash's leftover) with a name no
+    /// entry, failed entry or staging file has.
+    fn new_staging(&self, now: SystemTime) -> io::Result<(String, PathBuf, File)> {
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         loop {
             let id = format!(
@@ -448,21 +466,19 @@ impl Queue {
                 continue;
             }
             let staging = self.root.join(TMP).join(&id);
-            match DirBuilder::new().mode(DIR_MODE).create(&staging) {
-                Ok(()) => return Ok((id, staging)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(io_error(format!(
-                        "cannot write to the queue {}",
-                        self.root.display()
-                    ))(e));
+            match create_new(&staging) {
+                Ok(file) => {
+                    file.try_lock().map_err(io::Error::from)?;
+                    return Ok((id, staging, file));
                 }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// Best effort: removes the entries that were delivered or removed (they are out
-    /// of the queue already, in `tmp/`). Nothing reads an entry's files once it is
+    /// of the queue already, in `tmp/`). Nothing reads an entry's file once it is
     /// there, whoever still holds its lock. Returns how many it found.
     pub fn sweep(&self) -> usize {
         let Ok(items) = fs::read_dir(self.root.join(TMP)) else {
@@ -474,11 +490,7 @@ impl Queue {
                 continue;
             }
             let path = item.path();
-            // The files an entry has, by name: cheaper than listing the directory.
-            for name in [LOCK, MESSAGE, ENVELOPE] {
-                let _ = fs::remove_file(path.join(name));
-            }
-            if fs::remove_dir(&path).is_err() {
+            if fs::remove_file(&path).is_err() {
                 let _ = fs::remove_dir_all(&path);
             }
             found += 1;
@@ -505,19 +517,15 @@ impl Queue {
             if !old {
                 continue;
             }
-            if !meta.is_dir() {
-                let _ = fs::remove_file(&path);
+            if meta.is_dir() {
+                let _ = fs::remove_dir_all(&path);
                 continue;
             }
-            let _lock = match File::open(path.join(LOCK)) {
-                Ok(lock) => match lock.try_lock() {
-                    Ok(()) => Some(lock),
-                    Err(_) => continue,
-                },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(_) => continue,
-            };
-            let _ = fs::remove_dir_all(&path);
+            // A file still locked is being written.
+            let unlocked = File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+            if unlocked {
+                let _ = fs::remove_file(&path);
+            }
         }
     }
 }
@@ -527,11 +535,14 @@ impl Queue {
 #[derive(Debug)]
 pub struct Locked {
     root: PathBuf,
-    dir: PathBuf,
+    path: PathBuf,
     entry: Entry,
-    /// The message file, opened when the entry was read.
-    message: Option<File>,
-    _lock: File,
+    /// Where the message begins in the file.
+    start: u64,
+    /// The message, when it was small enough to be read with the envelope.
+    message: Option<Vec<u8>>,
+    /// The entry's file, flock(2)ed.
+    file: File,
 }
 
 impl Locked {
@@ -541,18 +552,25 @@ impl Locked {
 
     /// The message, whole in memory.
     pub fn message(&self) -> Result<Vec<u8>, Error> {
-        fs::read(self.dir.join(MESSAGE)).map_err(self.read_error())
+        if let Some(m) = &self.message {
+            return Ok(m.clone());
+        }
+        let size = usize::try_from(self.entry.size).map_err(|_| self.too_big())?;
+        crate::message::read_whole(&self.file, self.start, size)
+            .map_err(self.read_error())?
+            .ok_or_else(|| self.too_big())
     }
 
-    /// The message, read from its file as it is sent (memory does not grow with its
-    /// size). The file is read through once here for its size and 8-bit check.
+    /// The message: in memory if it was read with the envelope, else read from the
+    /// file as it is sent (memory does not grow with its size; the file is read
+    /// through once here for its size and 8-bit check).
     pub fn open_message(&mut self) -> Result<Message, Error> {
-        let path = self.dir.join(MESSAGE);
-        let file = match self.message.take() {
-            Some(file) => Ok(file),
-            None => File::open(&path),
-        };
-        file.and_then(|file| Message::from_file(file, &path))
+        if let Some(m) = self.message.take() {
+            return Ok(Message::from_bytes(m));
+        }
+        self.file
+            .try_clone()
+            .and_then(|file| Message::from_file_at(file, &self.path, self.start))
             .map_err(self.read_error())
     }
 
@@ -578,30 +596,69 @@ impl Locked {
         entry.attempts = entry.attempts.saturating_add(1);
         entry.last_error = (!error.is_empty()).then(|| error.to_owned());
         entry.next_attempt = now + backoff(entry.attempts);
-        write_envelope(&self.dir, &self.entry)
+        let dir = self.root.clone();
+        self.rewrite(&dir)
     }
 
     /// Delivered to everyone: the entry leaves the queue in one rename, then is
     /// deleted.
     pub fn delivered(self) -> Result<(), Error> {
-        discard(&self.root, &self.dir, &self.entry.id)
+        discard(&self.root, &self.path, &self.entry.id)
     }
 
     /// A permanent failure: the entry moves to `failed`, with `reason` as its last
     /// error.
     pub fn fail(mut self, reason: &str) -> Result<(), Error> {
         self.entry.last_error = Some(reason.to_owned());
-        // The reason first: a crash before the move leaves the entry queued, to be
-        // tried (and refused) once more; after it, the reason is already there.
-        write_envelope(&self.dir, &self.entry)?;
-        let failed = self.root.join(FAILED);
+        // The new entry goes into failed before the old one leaves the queue: a crash
+        // between leaves it in both, to be tried (and refused) once more.
+        self.rewrite(&self.root.join(FAILED))?;
         let write = io_error(format!(
             "cannot move queue entry {} to failed",
             self.entry.id
         ));
-        fs::rename(&self.dir, failed.join(&self.entry.id)).map_err(&write)?;
-        sync_dir(&failed).map_err(&write)?;
+        fs::remove_file(&self.path).map_err(&write)?;
         sync_dir(&self.root).map_err(&write)
+    }
+
+    /// Writes the entry with its envelope as it is now, and the message copied from
+    /// the old file, as `<dest>/<id>` (replacing what is there, in one rename).
+    fn rewrite(&self, dest: &Path) -> Result<(), Error> {
+        let id = &self.entry.id;
+        let write = io_error(format!("cannot update queue entry {id}"));
+        let head = EnvelopeFile::of(&self.entry).head()?;
+        let staging = self
+            .root
+            .join(TMP)
+            .join(format!("{id}.new.{:08x}", unique_u32()));
+        let result = (|| {
+            let mut out = create_new(&staging)?;
+            out.write_all(&head)?;
+            let mut from = &self.file;
+            from.seek(SeekFrom::Start(self.start))?;
+            // Between two files, io::copy has the kernel copy (copy_file_range).
+            let copied = io::copy(&mut from.take(self.entry.size), &mut out)?;
+            if copied != self.entry.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the message is shorter than its envelope says",
+                ));
+            }
+            out.sync_all()?;
+            fs::rename(&staging, dest.join(id))?;
+            sync_dir(dest)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&staging);
+        }
+        result.map_err(write)
+    }
+
+    fn too_big(&self) -> Error {
+        corrupt(
+            &self.entry.id,
+            "its message is not the size its envelope says".into(),
+        )
     }
 
     fn read_error(&self) -> impl Fn(io::Error) -> Error + use<> {
@@ -609,33 +666,14 @@ impl Locked {
     }
 }
 
-/// Replaces the envelope of the entry in `dir` in one rename, so a reader or a crash
-/// sees the old one or the new one, whole.
-fn write_envelope(dir: &Path, entry: &Entry) -> Result<(), Error> {
-    let write = io_error(format!("cannot update queue entry {}", entry.id));
-    let text = EnvelopeFile::of(entry).to_toml()?;
-    let new = dir.join(ENVELOPE_NEW);
-    // A crash may have left one: it is overwritten, never read.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&new)
-        .map_err(&write)?;
-    file.write_all(text.as_bytes()).map_err(&write)?;
-    file.sync_all().map_err(&write)?;
-    fs::rename(&new, dir.join(ENVELOPE)).map_err(&write)?;
-    sync_dir(dir).map_err(&write)
-}
-
-/// Takes `dir` out of its folder in one rename into `tmp/`, then deletes it. The
-/// caller holds its lock, which moves with it, so a cleaner leaves it alone.
-fn discard(root: &Path, dir: &Path, id: &str) -> Result<(), Error> {
+/// Takes the entry at `path` out of its folder in one rename into `tmp/`, to be
+/// deleted by [`Queue::sweep`]. The caller holds its lock.
+fn discard(root: &Path, path: &Path, id: &str) -> Result<(), Error> {
     let write = io_error(format!("cannot remove queue entry {id}"));
-    let tmp = root.join(TMP);
-    let grave = tmp.join(format!("{id}.removed.{:08x}", unique_u32()));
-    fs::rename(dir, &grave).map_err(&write)?;
+    let grave = root
+        .join(TMP)
+        .join(format!("{id}.removed.{:08x}", unique_u32()));
+    fs::rename(path, &grave).map_err(&write)?;
     // No fsync, and no removal yet: a crash that undid this rename would bring the
     // entry back, to be sent once more, never lost; and a flush of many messages
     // would spend more on syncing and unlinking than on sending. `Queue::sweep`
@@ -643,37 +681,33 @@ fn discard(root: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The lock of the entry in `dir`: `None` when someone else holds it, or when the
-/// entry is not there. Between the open and the lock, the holder before may have moved
-/// or removed the entry: then the lock is that of a file no longer there, which the
-/// caller checks.
-fn take_lock(dir: &Path) -> Result<Option<File>, Error> {
-    let path = dir.join(LOCK);
-    let failed = io_error(format!("cannot lock {}", dir.display()));
-    let lock = match OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(&path)
-    {
-        Ok(lock) => lock,
+/// The entry file at `path`, open and flock(2)ed: `None` when someone else holds it,
+/// or when the entry is not there (any more). The holder before us may have replaced
+/// (new envelope), moved or removed it between our open and our lock: then the lock
+/// is that of a file no longer at `path`, and it is not taken.
+fn take_lock(path: &Path) -> Result<Option<(File, fs::Metadata)>, Error> {
+    let failed = io_error(format!("cannot lock {}", path.display()));
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(e)),
     };
-    match lock.try_lock() {
+    match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(None),
         Err(TryLockError::Error(e)) => return Err(failed(e)),
     }
-    Ok(Some(lock))
+    match still_at(&file, path) {
+        Some(meta) => Ok(Some((file, meta))),
+        None => Ok(None),
+    }
 }
 
-/// Whether `path` still names the file open as `file`.
-fn still_at(file: &File, path: &Path) -> bool {
+/// The metadata of the file open as `file`, if `path` still names it.
+fn still_at(file: &File, path: &Path) -> Option<fs::Metadata> {
     match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
+        (Ok(a), Ok(b)) if a.dev() == b.dev() && a.ino() == b.ino() => Some(a),
+        _ => None,
     }
 }
 
@@ -691,8 +725,14 @@ fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
         if check_id(&id).is_err() {
             continue;
         }
-        match read_entry(&item.path(), &id, false) {
-            Ok((entry, _)) => listed.push(Listed::Entry(entry)),
+        let path = item.path();
+        let read = match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
+            Ok((file, meta)) => read_entry(&file, &meta, &id, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Unreadable::Gone),
+            Err(e) => Err(Unreadable::Corrupt(format!("cannot read it: {e}"))),
+        };
+        match read {
+            Ok(read) => listed.push(Listed::Entry(read.entry)),
             Err(Unreadable::Gone) => {}
             Err(Unreadable::Corrupt(problem)) => listed.push(Listed::Corrupt { id, problem }),
         }
@@ -701,62 +741,96 @@ fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
     Ok(listed)
 }
 
-/// Reads and checks the entry in `dir`. An entry moved away meanwhile is `Gone`. With
-/// `open`, the message file is opened, and given back open.
-fn read_entry(dir: &Path, id: &str, open: bool) -> Result<(Entry, Option<File>), Unreadable> {
-    let problem = |what: &str, e: io::Error| {
-        match fs::symlink_metadata(dir) {
-            Err(_) => return Unreadable::Gone,
-            Ok(m) if !m.is_dir() => return Unreadable::Corrupt("it is not a directory".into()),
-            Ok(_) => {}
+/// Reads and checks the entry open as `file`. With `message`, a message small enough
+/// comes along, read in the same system call as the envelope.
+fn read_entry(
+    file: &File,
+    meta: &fs::Metadata,
+    id: &str,
+    message: bool,
+) -> Result<Loaded, Unreadable> {
+    let unreadable = |e: io::Error| Unreadable::Corrupt(format!("cannot read it: {e}"));
+    if meta.is_dir() {
+        return Err(Unreadable::Corrupt(
+            "it is a directory, not a queue file".into(),
+        ));
+    }
+    let len = meta.len();
+    let first = if message { HEAD_READ } else { 4096 };
+    let mut head = vec![0u8; usize::try_from(len).map_or(first, |l| l.min(first))];
+    file.read_exact_at(&mut head, 0).map_err(unreadable)?;
+    let (start, envelope_len) = parse_first_line(&head).map_err(Unreadable::Corrupt)?;
+    let end = start + envelope_len;
+    if head.len() < end {
+        if len < end as u64 {
+            return Err(Unreadable::Corrupt("its envelope is cut short".into()));
         }
-        if e.kind() == io::ErrorKind::NotFound {
-            return Unreadable::Corrupt(format!("it has no {what} file"));
-        }
-        Unreadable::Corrupt(format!("cannot read its {what}: {e}"))
-    };
-    let text = read_small(&dir.join(ENVELOPE)).map_err(|e| problem(ENVELOPE, e))?;
-    let file: EnvelopeFile = toml::from_str(&text).map_err(|e| {
+        let have = head.len();
+        head.resize(end, 0);
+        file.read_exact_at(&mut head[have..], have as u64)
+            .map_err(unreadable)?;
+    }
+    let text = std::str::from_utf8(&head[start..end])
+        .map_err(|_| Unreadable::Corrupt("its envelope is not UTF-8".into()))?;
+    let envelope: EnvelopeFile = toml::from_str(text).map_err(|e| {
         Unreadable::Corrupt(format!("its envelope is not valid: {}", e.message().trim()))
     })?;
-    let entry = file.into_entry(id).map_err(Unreadable::Corrupt)?;
-    let path = dir.join(MESSAGE);
-    let (len, message) = if open {
-        let file = File::open(&path).map_err(|e| problem(MESSAGE, e))?;
-        let len = file.metadata().map_err(|e| problem(MESSAGE, e))?.len();
-        (len, Some(file))
-    } else {
-        let len = fs::metadata(&path).map_err(|e| problem(MESSAGE, e))?.len();
-        (len, None)
-    };
-    if len != entry.size {
+    let entry = envelope.into_entry(id).map_err(Unreadable::Corrupt)?;
+    let size = len - end as u64;
+    if size != entry.size {
         return Err(Unreadable::Corrupt(format!(
-            "its message has {len} bytes, its envelope says {}",
+            "its message has {size} bytes, its envelope says {}",
             entry.size
         )));
     }
-    Ok((entry, message))
+    let message = (message && head.len() as u64 == len).then(|| head.split_off(end));
+    Ok(Loaded {
+        entry,
+        start: end as u64,
+        message,
+    })
 }
 
-/// A small text file (an envelope), read without asking its size first (as
-/// `fs::read_to_string` does, with two more system calls).
-fn read_small(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut bytes = vec![0u8; 1024];
-    let mut got = 0;
-    loop {
-        if got == bytes.len() {
-            bytes.resize(got * 2, 0);
-        }
-        match file.read(&mut bytes[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// `outbox-queue 2 N\n`: where the envelope begins, and its length N.
+fn parse_first_line(head: &[u8]) -> Result<(usize, usize), String> {
+    let not_ours = || "it is not a queue file of this outbox".to_owned();
+    let nl = head
+        .iter()
+        .take(MAX_FIRST_LINE)
+        .position(|&b| b == b'\n')
+        .ok_or_else(not_ours)?;
+    let line = std::str::from_utf8(&head[..nl]).map_err(|_| not_ours())?;
+    let mut words = line.split(' ');
+    if words.next() != Some(MAGIC) {
+        return Err(not_ours());
     }
-    bytes.truncate(got);
-    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let format: u32 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(not_ours)?;
+    if format != FORMAT {
+        return Err(format!(
+            "it has format {format}; this outbox reads format {FORMAT}"
+        ));
+    }
+    let len: usize = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .filter(|&n| n <= MAX_ENVELOPE)
+        .ok_or_else(not_ours)?;
+    if words.next().is_some() {
+        return Err(not_ours());
+    }
+    Ok((nl + 1, len))
+}
+
+/// A new file (0600) that was not there.
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
 }
 
 /// Ids come from users too: one plain path component of safe characters, never `.`,
@@ -792,29 +866,6 @@ fn io_error(context: String) -> impl Fn(io::Error) -> Error {
         context: context.clone(),
         source,
     }
-}
-
-/// A new file holding `bytes`, on disk when this returns.
-fn create_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
-    create_file_with(path, |f| f.write_all(bytes))
-}
-
-/// A new file holding what `fill` writes (through a buffer), on disk when this
-/// returns.
-fn create_file_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)?;
-    let mut out = io::BufWriter::with_capacity(64 * 1024, file);
-    fill(&mut out)?;
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
-    Ok(file)
 }
 
 /// Makes the names in `dir` (created, renamed, removed) durable.
@@ -1054,18 +1105,32 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_on_an_entry_removed_meanwhile_is_not_taken() {
+    fn a_lock_on_an_entry_removed_or_replaced_meanwhile_is_not_taken() {
         let t = TempDir::new();
         let q = t.queue();
         let id = enqueue_to(&q, &["a@example.test"], at(T0));
-        let lock_path = q.dir().join(&id).join(LOCK);
-        // As a second flush would, having opened the lock file before the first one
+        let path = q.dir().join(&id);
+        // As a second flush would, having opened the entry before the first one
         // finished.
-        let waiting = File::open(&lock_path).unwrap();
+        let waiting = File::open(&path).unwrap();
         q.lock(&id).unwrap().unwrap().delivered().unwrap();
         waiting.try_lock().unwrap();
-        assert!(!still_at(&waiting, &lock_path));
+        assert!(still_at(&waiting, &path).is_none());
         assert!(q.lock(&id).unwrap().is_none());
+
+        // A new envelope is a new file: the old one's lock is no longer the entry's.
+        let id = enqueue_to(&q, &["a@example.test"], at(T0));
+        let path = q.dir().join(&id);
+        let waiting = File::open(&path).unwrap();
+        q.lock(&id)
+            .unwrap()
+            .unwrap()
+            .retry_later(&["a@example.test".into()], "451", at(T0))
+            .unwrap();
+        waiting.try_lock().unwrap();
+        assert!(still_at(&waiting, &path).is_none());
+        let again = q.lock(&id).unwrap().unwrap();
+        assert_eq!(again.entry().attempts, 1);
     }
 
     #[test]
@@ -1102,7 +1167,15 @@ mod tests {
         let entry = entries(q.list().unwrap()).remove(0);
         assert_eq!(entry.attempts, 2);
         assert_eq!(entry.next_attempt, later + Duration::from_secs(600));
-        assert!(!q.dir().join(&id).join(ENVELOPE_NEW).exists());
+        // The message came along, and nothing is left in the staging area.
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        assert_eq!(locked.message().unwrap(), b"Subject: x\r\n\r\nbody\r\n");
+        assert_eq!(
+            locked.open_message().unwrap().to_vec().unwrap(),
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
+        drop(locked);
+        assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
 
         // Nothing left to do: the entry goes.
         q.lock(&id)
@@ -1156,8 +1229,9 @@ mod tests {
             failed[0].last_error.as_deref(),
             Some("550 5.1.1 no such user")
         );
-        let message = fs::read(q.dir().join(FAILED).join(&id).join(MESSAGE)).unwrap();
-        assert_eq!(message, b"Subject: x\r\n\r\nbody\r\n");
+        let file = fs::read(q.dir().join(FAILED).join(&id)).unwrap();
+        assert!(file.ends_with(b"\nSubject: x\r\n\r\nbody\r\n"));
+        assert!(!q.dir().join(&id).exists());
         // A failed entry is no longer offered for delivery, but can be removed.
         assert!(q.lock(&id).unwrap().is_none());
         q.remove(&id).unwrap();
@@ -1193,20 +1267,42 @@ mod tests {
         let t = TempDir::new();
         let q = t.queue();
         let good = enqueue_to(&q, &["a@example.test"], at(T0 + 5));
+        let head = |id: &str| {
+            let bytes = fs::read(q.dir().join(id)).unwrap();
+            let text = String::from_utf8(bytes).unwrap();
+            let body = text.find("Subject").unwrap();
+            (text[..body].to_owned(), text[body..].to_owned())
+        };
+        // The envelope's length in the first line is kept right, to reach the TOML.
+        let with_envelope = |id: &str, toml: &str| {
+            let (_, body) = head(id);
+            let text = format!("{MAGIC} {FORMAT} {}\n{toml}{body}", toml.len());
+            fs::write(q.dir().join(id), text).unwrap();
+        };
         let garbage = enqueue_to(&q, &["a@example.test"], at(T0 + 1));
-        fs::write(q.dir().join(&garbage).join(ENVELOPE), "from = [[[\n").unwrap();
-        let no_message = enqueue_to(&q, &["a@example.test"], at(T0 + 2));
-        fs::remove_file(q.dir().join(&no_message).join(MESSAGE)).unwrap();
+        with_envelope(&garbage, "from = [[[\n");
+        let not_ours = enqueue_to(&q, &["a@example.test"], at(T0 + 2));
+        fs::write(q.dir().join(&not_ours), "Subject: x\r\n\r\nbody\r\n").unwrap();
         let truncated = enqueue_to(&q, &["a@example.test"], at(T0 + 3));
-        fs::write(q.dir().join(&truncated).join(MESSAGE), "Subj").unwrap();
+        let (first, _) = head(&truncated);
+        fs::write(q.dir().join(&truncated), format!("{first}Subj")).unwrap();
         let bad_rcpt = enqueue_to(&q, &["a@example.test"], at(T0 + 4));
-        let path = q.dir().join(&bad_rcpt).join(ENVELOPE);
-        let text = fs::read_to_string(&path).unwrap();
-        fs::write(&path, text.replace("a@example.test", "a@x\\r\\nRSET")).unwrap();
-        let empty = format!("{T0}.000000.00000000");
-        fs::create_dir(q.dir().join(&empty)).unwrap();
-        let plain_file = format!("{T0}.000000.00000001");
-        fs::write(q.dir().join(&plain_file), "?").unwrap();
+        let (first, _) = head(&bad_rcpt);
+        let toml = first.split_once('\n').unwrap().1;
+        with_envelope(&bad_rcpt, &toml.replace("a@example.test", "a@x\\r\\nRSET"));
+        let cut = format!("{T0}.000000.0000000e");
+        fs::write(q.dir().join(&cut), format!("{MAGIC} {FORMAT} 500\nfrom = ")).unwrap();
+        let future = format!("{T0}.000000.0000000f");
+        fs::write(
+            q.dir().join(&future),
+            format!("{MAGIC} 3 10\nfrom = \"\"\n"),
+        )
+        .unwrap();
+        let dir = format!("{T0}.000000.00000000");
+        fs::create_dir(q.dir().join(&dir)).unwrap();
+        fs::write(q.dir().join(&dir).join("message"), "x").unwrap();
+        let empty = format!("{T0}.000000.00000001");
+        fs::write(q.dir().join(&empty), "").unwrap();
         // Not named like an entry: not one.
         fs::create_dir(q.dir().join(".hidden")).unwrap();
 
@@ -1216,24 +1312,29 @@ mod tests {
             other => panic!("{id}: {other:?}"),
         };
         assert!(problem(&garbage).starts_with("its envelope is not valid"));
-        assert_eq!(problem(&no_message), "it has no message file");
+        assert_eq!(problem(&not_ours), "it is not a queue file of this outbox");
         assert_eq!(
             problem(&truncated),
             "its message has 4 bytes, its envelope says 20"
         );
         assert!(problem(&bad_rcpt).contains("control character"));
-        assert_eq!(problem(&empty), "it has no envelope file");
-        assert_eq!(problem(&plain_file), "it is not a directory");
-        assert_eq!(listed.len(), 7);
+        assert_eq!(problem(&cut), "its envelope is cut short");
+        assert_eq!(
+            problem(&future),
+            "it has format 3; this outbox reads format 2"
+        );
+        assert_eq!(problem(&dir), "it is a directory, not a queue file");
+        assert_eq!(problem(&empty), "it is not a queue file of this outbox");
+        assert_eq!(listed.len(), 9);
         assert!(matches!(listed.last(), Some(Listed::Entry(e)) if e.id == good));
 
         let err = q.lock(&garbage).unwrap_err();
         assert!(err.to_string().contains("is corrupt"), "{err}");
         // Corrupt entries can be removed.
-        for id in [&garbage, &no_message, &empty, &plain_file] {
+        for id in [&garbage, &not_ours, &dir, &empty] {
             q.remove(id).unwrap();
         }
-        assert_eq!(q.list().unwrap().len(), 3);
+        assert_eq!(q.list().unwrap().len(), 5);
     }
 
     #[test]
@@ -1242,35 +1343,38 @@ mod tests {
         let q = t.queue();
         let tmp = q.dir().join(TMP);
         let stale = SystemTime::now() - 2 * STALE_AFTER;
-        // A crash between the message and the envelope.
+        let age = |p: &Path| File::open(p).unwrap().set_modified(stale).unwrap();
+        // A crash while staging an entry, or a new envelope.
         let half = tmp.join(format!("{T0}.000000.0000000a"));
-        fs::create_dir(&half).unwrap();
-        fs::write(half.join(MESSAGE), "Subject: x\r\n").unwrap();
-        fs::write(half.join(LOCK), "").unwrap();
-        File::open(&half).unwrap().set_modified(stale).unwrap();
-        // A crash right after the directory was made.
-        let bare = tmp.join(format!("{T0}.000000.0000000b"));
+        fs::write(&half, "outbox-queue 2 100\nfrom").unwrap();
+        age(&half);
+        let new = tmp.join(format!("{T0}.000000.0000000b.new.00000001"));
+        fs::write(&new, "outbox-queue 2 100\nfrom").unwrap();
+        age(&new);
+        // A directory, as an older layout left them.
+        let bare = tmp.join(format!("{T0}.000000.0000000c"));
         fs::create_dir(&bare).unwrap();
-        File::open(&bare).unwrap().set_modified(stale).unwrap();
+        fs::write(bare.join("message"), "x").unwrap();
+        age(&bare);
         // Another process staging right now: young.
-        let young = tmp.join(format!("{T0}.000000.0000000c"));
-        fs::create_dir(&young).unwrap();
-        // Another process deleting an old entry it moved here: locked.
-        let removing = tmp.join(format!("{T0}.000000.0000000d.removed.00000000"));
-        fs::create_dir(&removing).unwrap();
-        let held = File::create(removing.join(LOCK)).unwrap();
+        let young = tmp.join(format!("{T0}.000000.0000000d"));
+        fs::write(&young, "").unwrap();
+        // Another process staging slowly: locked.
+        let slow = tmp.join(format!("{T0}.000000.0000000e"));
+        let held = File::create(&slow).unwrap();
         held.lock().unwrap();
-        File::open(&removing).unwrap().set_modified(stale).unwrap();
+        age(&slow);
 
         assert!(q.list().unwrap().is_empty());
         let q = Queue::open(q.dir()).unwrap();
         assert!(!half.exists());
+        assert!(!new.exists());
         assert!(!bare.exists());
         assert!(young.exists());
-        assert!(removing.exists());
+        assert!(slow.exists());
         drop(held);
         let _ = Queue::open(q.dir()).unwrap();
-        assert!(!removing.exists());
+        assert!(!slow.exists());
         assert!(young.exists());
     }
 
@@ -1279,7 +1383,9 @@ mod tests {
         let t = TempDir::new();
         let q = t.queue();
         let id = enqueue_to(&q, &["a@example.test"], at(T0));
-        fs::write(q.dir().join(&id).join(ENVELOPE_NEW), "format = 1\nfro").unwrap();
+        // What a rewrite leaves when it stops half-way: a file in tmp, never read.
+        let half = q.dir().join(TMP).join(format!("{id}.new.00000000"));
+        fs::write(&half, "outbox-queue 2 9\nfro").unwrap();
         let entry = entries(q.list().unwrap()).remove(0);
         assert_eq!(entry.recipients, ["a@example.test"]);
         q.lock(&id)
@@ -1296,7 +1402,7 @@ mod tests {
         let q = t.queue();
         let outside = t.0.join("victim");
         fs::create_dir(&outside).unwrap();
-        fs::write(outside.join(ENVELOPE), "x").unwrap();
+        fs::write(outside.join("entry"), "x").unwrap();
         for id in [
             "../victim",
             "..",
@@ -1315,7 +1421,7 @@ mod tests {
             );
             assert!(matches!(q.lock(id), Err(Error::Usage(_))), "lock {id:?}");
         }
-        assert!(outside.join(ENVELOPE).exists());
+        assert!(outside.join("entry").exists());
         assert!(q.dir().join(TMP).is_dir());
         assert!(q.dir().join(FAILED).is_dir());
 
@@ -1343,24 +1449,19 @@ mod tests {
             assert_eq!(mode(&dir), 0o700, "{}", dir.display());
         }
         let entry = q.dir().join(&id);
-        assert_eq!(mode(&entry), 0o700);
-        for f in [MESSAGE, ENVELOPE, LOCK] {
-            assert_eq!(mode(&entry.join(f)), 0o600, "{f}");
-        }
+        assert_eq!(mode(&entry), 0o600);
         q.lock(&id)
             .unwrap()
             .unwrap()
             .retry_later(&["a@example.test".into()], "451", at(T0))
             .unwrap();
-        assert_eq!(mode(&entry.join(ENVELOPE)), 0o600);
+        assert_eq!(mode(&entry), 0o600);
         let failed = q
             .store_failed(None, &[addr("a@example.test")], &msg(b"x"), "550", at(T0))
             .unwrap();
-        assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o700);
-        assert_eq!(
-            mode(&q.dir().join(FAILED).join(&failed).join(MESSAGE)),
-            0o600
-        );
+        assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o600);
+        q.lock(&id).unwrap().unwrap().fail("550").unwrap();
+        assert_eq!(mode(&q.dir().join(FAILED).join(&id)), 0o600);
     }
 
     #[test]

@@ -981,24 +981,20 @@ fn corrupt_entries_are_reported_and_skipped() {
     assert_eq!(good.len(), 1);
 
     let garbage = "1600000000.000000.0badc0de";
-    let no_message = "1600000001.000000.0badf00d";
-    fs::create_dir(face.queue_dir().join(garbage)).unwrap();
+    let truncated = "1600000001.000000.0badf00d";
     fs::write(
-        face.queue_dir().join(garbage).join("envelope"),
-        "this is = not [ toml\n\0\u{1}",
+        face.queue_dir().join(garbage),
+        "outbox-queue 2 20\nthis is = not [ toml\n\0\u{1}",
     )
     .unwrap();
-    fs::write(face.queue_dir().join(garbage).join("message"), "x").unwrap();
-    // A whole entry, then its message taken away.
-    let src = face.queue_dir().join(&good[0]);
-    let dst = face.queue_dir().join(no_message);
-    fs::create_dir(&dst).unwrap();
-    fs::copy(src.join("envelope"), dst.join("envelope")).unwrap();
+    // A whole entry, then the end of its message cut off.
+    let whole = fs::read(face.queue_dir().join(&good[0])).unwrap();
+    fs::write(face.queue_dir().join(truncated), &whole[..whole.len() - 3]).unwrap();
 
     let list = face.queue(&["list"]);
     list.assert_success();
     let listing = list.stdout_str();
-    for id in [garbage, no_message] {
+    for id in [garbage, truncated] {
         assert!(
             listing
                 .lines()
@@ -1007,7 +1003,11 @@ fn corrupt_entries_are_reported_and_skipped() {
             list.report()
         );
     }
-    assert!(listing.contains("no message file"), "{}", list.report());
+    assert!(
+        listing.contains("its message has") && listing.contains("its envelope says"),
+        "{}",
+        list.report()
+    );
     assert_eq!(entry_ids(&listing), good);
 
     face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
@@ -1015,7 +1015,7 @@ fn corrupt_entries_are_reported_and_skipped() {
     flush
         .assert_code(65)
         .assert_stderr_contains(garbage)
-        .assert_stderr_contains(no_message)
+        .assert_stderr_contains(truncated)
         .assert_stdout_contains("delivered 1,");
     let msg = Delivered::of(&one_message(&local));
     assert_eq!(msg.one("Subject"), "survivor");
@@ -1085,7 +1085,7 @@ fn a_queued_message_has_no_bcc() {
         recipients_of(&list.stdout_str(), &ids[0]),
         format!("{}, {}", rcpt(&to), rcpt(&bcc))
     );
-    let stored = fs::read(face.queue_dir().join(&ids[0]).join("message")).unwrap();
+    let stored = fs::read(face.queue_dir().join(&ids[0])).unwrap();
     assert!(!lossy(&stored).contains("Bcc"), "{}", lossy(&stored));
 
     face.configure(&Postfix::shared().addr(), "");
