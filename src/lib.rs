@@ -252,90 +252,14 @@ impl Client {
     /// message, where [`Client::send`] needs two. The series ends when `series` has no
     /// more, or when the connection is lost.
     pub fn send_series<S: Series>(&mut self, series: &mut S) {
-        if !self.session.pipelines_data() {
-            while self.is_usable() {
-                let Some(out) = series.next() else { break };
-                let result = self.send(&out.envelope, &out.message);
-                series.done(out, Some(result));
-            }
+        if self.session.pipelines_data() {
+            send_series_on(&mut self.session, &self.dsn, series);
             return;
         }
-        // A message whose envelope was accepted and which has had DATA's 354: its
-        // content is owed.
-        let mut ready: Option<(Outgoing<S::Tag>, Vec<RecipientResult>)> = None;
-        loop {
-            let upcoming = self.next_prepared(series);
-            let then = match &upcoming {
-                Some((_, _, group)) => group.clone(),
-                None if ready.is_some() => vec![smtp::command::Command::Quit],
-                None => return,
-            };
-            match ready.take() {
-                Some((out, mut recipients)) => {
-                    if self.session.has_progress() {
-                        self.session.set_message_size(Some(out.message.wire_size()));
-                    }
-                    let result = self
-                        .session
-                        .send_body(&mut out.message.reader(), &then)
-                        .and_then(|()| self.session.end_of_data(&mut recipients))
-                        .map(|reply| Receipt { recipients, reply });
-                    series.done(out, Some(result));
-                    if upcoming.is_none() {
-                        self.session.read_quit_reply();
-                        return;
-                    }
-                }
-                None => {
-                    if let Err(e) = self.session.send_data_group(&then) {
-                        if let Some((out, _, _)) = upcoming {
-                            series.done(out, Some(Err(e)));
-                        }
-                        return;
-                    }
-                }
-            }
-            let Some((out, envelope, _)) = upcoming else {
-                return;
-            };
-            if !self.is_usable() {
-                // Its commands went, if at all, after an end that broke the connection.
-                series.done(out, None);
-                return;
-            }
-            match self.session.data_replies(&envelope) {
-                Ok(recipients) => ready = Some((out, recipients)),
-                Err(e) => {
-                    series.done(out, Some(Err(e)));
-                    // A MAIL that was accepted is still open (RFC 5321 §4.1.1.5).
-                    if self.is_usable() && self.session.rset().is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next message of `series` this server can take, with its envelope as sent and
-    /// its command group; those it cannot are done with at once.
-    fn next_prepared<S: Series>(
-        &mut self,
-        series: &mut S,
-    ) -> Option<(Outgoing<S::Tag>, Envelope, Vec<smtp::command::Command>)> {
-        if !self.is_usable() {
-            return None;
-        }
-        loop {
-            let out = series.next()?;
-            let prepared = prepare(&mut self.session, &out.envelope, &out.message, &self.dsn)
-                .and_then(|(envelope, params)| {
-                    let group = self.session.data_group(&envelope, &params)?;
-                    Ok((envelope, group))
-                });
-            match prepared {
-                Ok((envelope, group)) => return Some((out, envelope, group)),
-                Err(e) => series.done(out, Some(Err(e))),
-            }
+        while self.is_usable() {
+            let Some(out) = series.next() else { break };
+            let result = self.send(&out.envelope, &out.message);
+            series.done(out, Some(result));
         }
     }
 
@@ -384,9 +308,92 @@ pub trait Series {
     type Tag;
     /// The next message to send; `None` when there are no more.
     fn next(&mut self) -> Option<Outgoing<Self::Tag>>;
-    /// What became of a message `next` gave; results come in the order the messages
-    /// were given. `None`: it was not tried, the connection was lost before it.
+    /// What became of a message `next` gave. Results come in the order the messages
+    /// were given, but for those the server cannot take at all (too big for its SIZE,
+    /// 8-bit data without 8BITMIME...): they are told at once. `None`: it was not
+    /// tried, the connection was lost before it.
     fn done(&mut self, message: Outgoing<Self::Tag>, result: Option<Result<Receipt, Error>>);
+}
+
+/// [`Client::send_series`] over a server that pipelines DATA transactions.
+fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, series: &mut S) {
+    // A message whose envelope was accepted and which has had DATA's 354: its content
+    // is owed.
+    let mut ready: Option<(Outgoing<S::Tag>, Vec<RecipientResult>)> = None;
+    loop {
+        let upcoming = next_prepared(session, dsn, series);
+        let then = match &upcoming {
+            Some((_, _, group)) => group.clone(),
+            None if ready.is_some() => vec![smtp::command::Command::Quit],
+            None => return,
+        };
+        match ready.take() {
+            Some((out, mut recipients)) => {
+                if session.has_progress() {
+                    session.set_message_size(Some(out.message.wire_size()));
+                }
+                let result = session
+                    .send_body(&mut out.message.reader(), &then)
+                    .and_then(|()| session.end_of_data(&mut recipients))
+                    .map(|reply| Receipt { recipients, reply });
+                series.done(out, Some(result));
+                if upcoming.is_none() {
+                    session.read_quit_reply();
+                    return;
+                }
+            }
+            None => {
+                if let Err(e) = session.send_data_group(&then) {
+                    if let Some((out, _, _)) = upcoming {
+                        series.done(out, Some(Err(e)));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some((out, envelope, _)) = upcoming else {
+            return;
+        };
+        if !session.is_usable() {
+            // Its commands went, if at all, after an end that broke the connection.
+            series.done(out, None);
+            return;
+        }
+        match session.data_replies(&envelope) {
+            Ok(recipients) => ready = Some((out, recipients)),
+            Err(e) => {
+                series.done(out, Some(Err(e)));
+                // A MAIL that was accepted is still open (RFC 5321 §4.1.1.5).
+                if session.is_usable() && session.rset().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The next message of `series` this server can take, with its envelope as sent and
+/// its command group; those it cannot take are done with at once.
+fn next_prepared<C: Channel, S: Series>(
+    session: &mut Session<C>,
+    dsn: &Dsn,
+    series: &mut S,
+) -> Option<(Outgoing<S::Tag>, Envelope, Vec<smtp::command::Command>)> {
+    if !session.is_usable() {
+        return None;
+    }
+    loop {
+        let out = series.next()?;
+        let prepared =
+            prepare(session, &out.envelope, &out.message, dsn).and_then(|(envelope, params)| {
+                let group = session.data_group(&envelope, &params)?;
+                Ok((envelope, group))
+            });
+        match prepared {
+            Ok((envelope, group)) => return Some((out, envelope, group)),
+            Err(e) => series.done(out, Some(Err(e))),
+        }
+    }
 }
 
 /// A TCP connection to the server, under TLS at once where the mode says so; with

@@ -1100,3 +1100,86 @@ fn a_queued_message_has_no_bcc() {
         assert!(msg.all("Bcc").is_empty());
     }
 }
+
+/// Over a server that pipelines and takes DATA (CHUNKING not offered), a flush sends
+/// each message's end in the same write as the next one's envelope: in the transcript
+/// the final dot is followed by the next MAIL, not by the dot's reply. Every message
+/// arrives intact, and a refused and a deferred one in the middle are settled alone.
+#[test]
+fn a_flush_over_data_pipelines_one_message_into_the_next() {
+    let mut pf = Postfix::builder()
+        .main_cf("smtpd_discard_ehlo_keywords", "chunking")
+        .start();
+    pf.stop();
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    let good = unique_name("sm-pipe");
+    let rejected = unique_name("reject-pipe");
+    let deferred = unique_name("defer-pipe");
+    let bodies = [
+        "first\n.\n..two dots\n.x\n",
+        "second\n",
+        "refused\n",
+        "deferred\n",
+        "last, without a final newline",
+    ];
+    for (i, to) in [&good, &good, &rejected, &deferred, &good]
+        .iter()
+        .enumerate()
+    {
+        face.sendmail(
+            &["-i", &rcpt(to)],
+            format!("Subject: pipe {i}\n\n{}", bodies[i]).as_bytes(),
+        )
+        .assert_success();
+    }
+    assert_eq!(face.queued_ids().len(), 5);
+
+    pf.start_again();
+    let flush = face.queue(&["flush", "-v"]);
+    flush.assert_success();
+    assert_eq!(flush_totals(&flush), [3, 1, 1, 0], "{}", flush.report());
+    let transcript = flush.stderr_str();
+    assert!(!transcript.contains("BDAT"), "{}", flush.report());
+    let lines: Vec<&str> = transcript.lines().collect();
+    let after_dot: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[0] == "> .")
+        .map(|w| w[1].split(" SIZE=").next().unwrap_or(w[1]))
+        .collect();
+    // The refused and the deferred message each end the chain: their RCPT is refused,
+    // and the next envelope goes after an RSET.
+    assert_eq!(
+        after_dot,
+        [
+            "> MAIL FROM:<me@example.test>",
+            "> MAIL FROM:<me@example.test>",
+            "> QUIT"
+        ],
+        "{}",
+        flush.report()
+    );
+
+    let mut delivered: Vec<Delivered> = pf
+        .wait_for_messages(&good, 3, WAIT)
+        .iter()
+        .map(|raw| Delivered::of(raw))
+        .collect();
+    delivered.sort_by(|a, b| a.one("Subject").cmp(b.one("Subject")));
+    assert_eq!(delivered[0].one("Subject"), "pipe 0");
+    assert_eq!(delivered[0].body, bodies[0].as_bytes());
+    assert_eq!(delivered[1].one("Subject"), "pipe 1");
+    assert_eq!(delivered[1].body, bodies[1].as_bytes());
+    assert_eq!(delivered[2].one("Subject"), "pipe 4");
+    assert_eq!(delivered[2].body, format!("{}\n", bodies[4]).as_bytes());
+
+    let list = face.queue(&["list"]);
+    let ids = entry_ids(&list.stdout_str());
+    assert_eq!(ids.len(), 1, "{}", list.report());
+    assert_eq!(recipients_of(&list.stdout_str(), &ids[0]), rcpt(&deferred));
+    let failed = face.queue(&["list", "--failed"]);
+    assert!(
+        failed.stdout_str().contains(&rcpt(&rejected)),
+        "{}",
+        failed.report()
+    );
+}
