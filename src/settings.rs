@@ -265,6 +265,18 @@ impl Settings {
     }
 }
 
+/// What an envelope id must be, for error messages.
+pub const ENVID_RULE: &str =
+    "give printable ASCII characters, at most 100 once encoded as xtext (RFC 3461 §4.4)";
+
+/// Whether `envid` can be an envelope id (`--envid`, sendmail's `-V`): printable ASCII,
+/// at most 100 characters as sent, in xtext (RFC 3461 §4.4).
+pub fn envid_is_valid(envid: &str) -> bool {
+    !envid.is_empty()
+        && envid.bytes().all(|b| (32..127).contains(&b))
+        && crate::xtext(envid).len() <= 100
+}
+
 /// `--notify`, `--ret`, `--envid`, checked and in the form RFC 3461 writes them.
 fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
     let notify = match &cli.notify {
@@ -281,14 +293,9 @@ fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
         Some(r) => return Err(Error::Usage(format!("--ret {r:?}: give full or hdrs"))),
     };
     if let Some(envid) = &cli.envid
-        && (envid.is_empty()
-            || !envid.bytes().all(|b| (32..127).contains(&b))
-            // RFC 3461 §4.4: at most 100 characters as sent, in xtext.
-            || crate::xtext(envid).len() > 100)
+        && !envid_is_valid(envid)
     {
-        return Err(Error::Usage(
-            "--envid: give 1 to 100 printable ASCII characters (RFC 3461 §4.4)".into(),
-        ));
+        return Err(Error::Usage(format!("--envid {envid:?}: {ENVID_RULE}")));
     }
     Ok(crate::Dsn {
         notify,
