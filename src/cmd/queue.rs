@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
@@ -173,21 +173,19 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
         }
     }
     let mut totals = Totals::default();
-    let sending = AtomicBool::new(true);
     std::thread::scope(|scope| {
-        // Removing a delivered entry's files takes more system calls than sending it:
-        // that goes on beside the sending, on another thread.
-        scope.spawn(|| {
-            while sending.load(Ordering::Relaxed) {
-                if queue.sweep() == 0 {
-                    std::thread::sleep(SWEEP_PAUSE);
-                }
-            }
-        });
+        // Removing a delivered entry's file costs about as much as sending it (more,
+        // where the filesystem discards freed blocks): that goes on beside the sending,
+        // on another thread, told to stop when the sending is over.
+        let (over, stop) = mpsc::channel::<()>();
+        if !groups.is_empty() {
+            let queue = &queue;
+            scope.spawn(move || sweep_until(queue, &stop));
+        }
         for (settings, entries) in groups.values() {
             flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
         }
-        sending.store(false, Ordering::Relaxed);
+        drop(over);
     });
     queue.sweep();
     if totals.errors > 0 {
@@ -203,8 +201,31 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// How long the sweeping thread waits when it found nothing to remove.
+/// How long the sweeping thread first waits when it found nothing to remove; each
+/// further time it finds nothing it waits twice as long, up to SWEEP_PAUSE_MAX.
 const SWEEP_PAUSE: Duration = Duration::from_millis(5);
+const SWEEP_PAUSE_MAX: Duration = Duration::from_millis(200);
+
+/// Sweeps the queue until `stop` is closed.
+fn sweep_until(queue: &Queue, stop: &mpsc::Receiver<()>) {
+    let mut pause = SWEEP_PAUSE;
+    loop {
+        if queue.sweep() > 0 {
+            pause = SWEEP_PAUSE;
+            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                return;
+            }
+        } else {
+            if !matches!(
+                stop.recv_timeout(pause),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ) {
+                return;
+            }
+            pause = (pause * 2).min(SWEEP_PAUSE_MAX);
+        }
+    }
+}
 
 /// What makes two entries go over the same session.
 fn session_key(s: &Settings) -> String {
