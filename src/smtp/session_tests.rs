@@ -2749,9 +2749,8 @@ fn a_series_sends_each_end_with_the_next_envelope() {
     ];
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let peer = run_series(&script, &mut batch);
-    let writes: Vec<String> = peer.writes().iter().map(|w| show(w)).collect();
     assert_eq!(
-        writes,
+        writes(&peer),
         [
             "EHLO client.example.test\r\n",
             "MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n",
@@ -2800,9 +2799,8 @@ fn a_series_goes_on_past_refused_messages() {
     ];
     let peer = run_series(&script, &mut batch);
     let envelope_group = "MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n";
-    let writes: Vec<String> = peer.writes().iter().map(|w| show(w)).collect();
     assert_eq!(
-        writes,
+        writes(&peer),
         [
             "EHLO client.example.test\r\n".to_owned(),
             envelope_group.to_owned(),
