@@ -50,6 +50,7 @@ pub use report::Report;
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use progress::Progress;
@@ -321,10 +322,9 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
     // is owed.
     let mut ready: Option<(Outgoing<S::Tag>, Vec<RecipientResult>)> = None;
     loop {
-        let upcoming = next_prepared(session, dsn, series);
-        let then = match &upcoming {
-            Some((_, _, group)) => group.clone(),
-            None if ready.is_some() => vec![smtp::command::Command::Quit],
+        let (upcoming, then) = match next_prepared(session, dsn, series) {
+            Some((out, envelope, group)) => (Some((out, envelope)), group),
+            None if ready.is_some() => (None, vec![smtp::command::Command::Quit]),
             None => return,
         };
         match ready.take() {
@@ -344,14 +344,14 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
             }
             None => {
                 if let Err(e) = session.send_data_group(&then) {
-                    if let Some((out, _, _)) = upcoming {
+                    if let Some((out, _)) = upcoming {
                         series.done(out, Some(Err(e)));
                     }
                     return;
                 }
             }
         }
-        let Some((out, envelope, _)) = upcoming else {
+        let Some((out, envelope)) = upcoming else {
             return;
         };
         if !session.is_usable() {
@@ -387,7 +387,7 @@ fn next_prepared<C: Channel, S: Series>(
         let prepared =
             prepare(session, &out.envelope, &out.message, dsn).and_then(|(envelope, params)| {
                 let group = session.data_group(&envelope, &params)?;
-                Ok((envelope, group))
+                Ok((envelope.into_owned(), group))
             });
         match prepared {
             Ok((envelope, group)) => return Some((out, envelope, group)),
@@ -474,17 +474,17 @@ fn send_on<S: Channel>(
 
 /// The envelope as this server can take it, and the parameters this server and
 /// message call for.
-fn prepare<S: Channel>(
+fn prepare<'a, S: Channel>(
     session: &mut Session<S>,
-    envelope: &Envelope,
+    envelope: &'a Envelope,
     message: &Message,
     dsn: &Dsn,
-) -> Result<(Envelope, Parameters), Error> {
+) -> Result<(Cow<'a, Envelope>, Parameters), Error> {
     let caps = session.capabilities();
     let envelope = if caps.has("SMTPUTF8") {
-        envelope.clone()
+        Cow::Borrowed(envelope)
     } else {
-        ascii_envelope(envelope)?
+        Cow::Owned(ascii_envelope(envelope)?)
     };
     let size_limit = caps.size_limit().flatten();
     let params = parameters(|k| caps.has(k), size_limit, &envelope, message, dsn)?;

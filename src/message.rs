@@ -96,7 +96,7 @@ impl std::fmt::Debug for Message {
 /// The `size` bytes of `file` from `start` to its end; `None` if it has more or
 /// fewer. One read when it has just that: the room for a byte more comes back empty
 /// only at the end of a file.
-pub(crate) fn read_whole(file: &File, start: u64, size: usize) -> io::Result<Option<Vec<u8>>> {
+fn read_whole(file: &File, start: u64, size: usize) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = vec![0u8; size + 1];
     let mut got = 0;
     loop {
@@ -131,11 +131,6 @@ impl Message {
             skeleton: bytes,
             sources: Vec::new(),
         }
-    }
-
-    /// A message that is the whole of `file`, read as it is sent.
-    pub fn from_file(file: File, path: &Path) -> io::Result<Message> {
-        Message::from_file_at(file, path, 0)
     }
 
     /// A message that is the rest of `file` from byte `start` on (a queued message),
@@ -666,7 +661,7 @@ mod tests {
     fn a_message_from_a_file_is_the_file() {
         let text = b"Subject: x\nFrom: y\n\nGr\xc3\xbc\xc3\x9fe\r\nlast";
         let (path, file) = temp_file("queued.eml", text);
-        let message = Message::from_file(file, &path).unwrap();
+        let message = Message::from_file_at(file, &path, 0).unwrap();
         assert_eq!(message.to_vec().unwrap(), text);
         assert_eq!(message.len(), text.len() as u64);
         assert_eq!(message.wire_size(), crate::wire_size(text));

@@ -550,17 +550,6 @@ impl Locked {
         &self.entry
     }
 
-    /// The message, whole in memory.
-    pub fn message(&self) -> Result<Vec<u8>, Error> {
-        if let Some(m) = &self.message {
-            return Ok(m.clone());
-        }
-        let size = usize::try_from(self.entry.size).map_err(|_| self.too_big())?;
-        crate::message::read_whole(&self.file, self.start, size)
-            .map_err(self.read_error())?
-            .ok_or_else(|| self.too_big())
-    }
-
     /// The message: in memory if it was read with the envelope, else read from the
     /// file as it is sent (memory does not grow with its size; the file is read
     /// through once here for its size and 8-bit check).
@@ -652,13 +641,6 @@ impl Locked {
             let _ = fs::remove_file(&staging);
         }
         result.map_err(write)
-    }
-
-    fn too_big(&self) -> Error {
-        corrupt(
-            &self.entry.id,
-            "its message is not the size its envelope says".into(),
-        )
     }
 
     fn read_error(&self) -> impl Fn(io::Error) -> Error + use<> {
@@ -1062,7 +1044,6 @@ mod tests {
 
         let mut locked = q.lock(&id).unwrap().unwrap();
         assert_eq!(locked.entry(), entry);
-        assert!(locked.message().unwrap() == message);
         let opened = locked.open_message().unwrap();
         assert!(opened.to_vec().unwrap() == message);
         assert_eq!(opened.wire_size(), crate::wire_size(&message));
@@ -1169,7 +1150,6 @@ mod tests {
         assert_eq!(entry.next_attempt, later + Duration::from_secs(600));
         // The message came along, and nothing is left in the staging area.
         let mut locked = q.lock(&id).unwrap().unwrap();
-        assert_eq!(locked.message().unwrap(), b"Subject: x\r\n\r\nbody\r\n");
         assert_eq!(
             locked.open_message().unwrap().to_vec().unwrap(),
             b"Subject: x\r\n\r\nbody\r\n"
