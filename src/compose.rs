@@ -408,7 +408,7 @@ fn headers<'x>(draft: &'x Draft, domain: &str) -> MessageBuilder<'x> {
         b = b.subject(Text::new(s.as_str()));
     }
     if !custom("Date") {
-        b = b.date(mail_builder::headers::date::Date::now());
+        b = b.header("Date", Raw::new(date_now()));
     }
     if !custom("Message-ID") {
         let id_domain = draft
@@ -505,6 +505,21 @@ fn header_address(m: &Mailbox) -> HeaderAddress<'_> {
 
 fn address_list(list: &[Mailbox]) -> HeaderAddress<'_> {
     HeaderAddress::new_list(list.iter().map(header_address).collect())
+}
+
+/// The Date field's value for now (RFC 5322 §3.3), in the local time zone as Postfix
+/// and mailx write it: the zone `TZ` names (`Europe/Berlin`, `:Europe/Berlin`, a
+/// zoneinfo file or a POSIX rule), else `/etc/localtime`; UTC when neither gives one.
+pub fn date_now() -> String {
+    rfc5322_date(jiff::Timestamp::now(), jiff::tz::TimeZone::system())
+}
+
+/// `at` as an RFC 5322 date-time in `zone`: "Tue, 1 Dec 2026 22:40:00 +0100".
+fn rfc5322_date(at: jiff::Timestamp, zone: jiff::tz::TimeZone) -> String {
+    let utc = || mail_builder::headers::date::Date::new(at.as_second()).to_rfc822();
+    // An offset in whole minutes (as every zone has today) is what the format holds;
+    // the UTC form stands in for anything it cannot write.
+    jiff::fmt::rfc2822::to_string(&at.to_zoned_datetime(zone)).unwrap_or_else(|_| utc())
 }
 
 /// A Message-ID unique to this host and moment (RFC 5322 §3.6.4): time, process id
@@ -952,6 +967,47 @@ mod tests {
         assert_eq!(find(b"ab", b"abc"), None);
         assert_eq!(find(b"aab", b"ab"), Some(1));
         assert_eq!(find(b"x", b""), None);
+    }
+
+    #[test]
+    fn date_is_in_the_local_time_zone_not_always_utc() {
+        let zone = |name| jiff::tz::TimeZone::get(name).unwrap();
+        let winter: jiff::Timestamp = "2026-12-01T21:40:00Z".parse().unwrap();
+        let summer: jiff::Timestamp = "2026-07-01T09:05:03Z".parse().unwrap();
+        assert_eq!(
+            rfc5322_date(winter, zone("Europe/Berlin")),
+            "Tue, 1 Dec 2026 22:40:00 +0100"
+        );
+        assert_eq!(
+            rfc5322_date(summer, zone("Europe/Berlin")),
+            "Wed, 1 Jul 2026 11:05:03 +0200"
+        );
+        assert_eq!(
+            rfc5322_date(winter, zone("America/St_Johns")),
+            "Tue, 1 Dec 2026 18:10:00 -0330"
+        );
+        assert_eq!(
+            rfc5322_date(winter, jiff::tz::TimeZone::UTC),
+            "Tue, 1 Dec 2026 21:40:00 +0000"
+        );
+        // What mail-builder writes for UTC is the same text.
+        assert_eq!(
+            mail_builder::headers::date::Date::new(winter.as_second()).to_rfc822(),
+            "Tue, 1 Dec 2026 21:40:00 +0000"
+        );
+    }
+
+    #[test]
+    fn a_composed_message_has_the_local_date() {
+        let draft = Draft {
+            from: Some(mailbox("a@example.test")),
+            to: vec![mailbox("b@example.test")],
+            ..Draft::default()
+        };
+        let text = String::from_utf8(build_in_memory(&draft, "example.test")).unwrap();
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        let local = jiff::fmt::rfc2822::to_string(&jiff::ZonedDateTime::now()).unwrap();
+        assert_eq!(date.rsplit(' ').next(), local.rsplit(' ').next(), "{date}");
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! its standard input, made fit to send. Postfix's sendmail(1) and sendmail 8 are the
 //! references where the two agree; where they differ, Postfix is followed.
 
+mod fold;
+mod qualify;
+
 use std::io::{BufRead, BufReader, Read};
 
 use mail_builder::headers::Header;
 use mail_builder::headers::address::Address as HeaderAddress;
-use mail_builder::headers::date::Date;
 
-use crate::compose::new_message_id;
+use crate::compose::{date_now, new_message_id};
 use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
 
@@ -288,13 +290,16 @@ pub struct Fixups {
     pub from: Mailbox,
     pub message_id_domain: String,
     pub extract_recipients: bool,
+    /// The domain for addresses of the header that have none (see [`qualify`]).
+    pub local_domain: String,
 }
 
 /// A message from standard input, made fit to send.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     /// The message to send: CRLF line ends throughout; Bcc (and Resent-Bcc) removed;
-    /// Date, Message-ID and From added when missing.
+    /// bare local names in address fields given the local domain; lines over 998
+    /// octets folded; Date, Message-ID and From added when missing.
     pub message: Vec<u8>,
     /// With -t: the addresses of To, Cc and Bcc (Resent-To/Cc/Bcc instead when any
     /// Resent- header is present, as Postfix does), in header order, group syntax
@@ -318,10 +323,11 @@ const DROPPED: [&str; 2] = ["Bcc", "Resent-Bcc"];
 /// is all body, as in Postfix. Added fields go after the existing ones, in order.
 ///
 /// Error::Data (exit 65), with the 1-based line number, for a header line longer than
-/// 998 octets, a NUL byte in the header block, or a -t address that does not parse.
+/// 998 octets that has no place to fold it at, a NUL byte in the header block, or a -t
+/// address that does not parse.
 pub fn prepare(raw: &[u8], fixups: &Fixups) -> Result<Prepared, Error> {
     let message_id = new_message_id(&fixups.message_id_domain);
-    prepare_with(raw, fixups, &Date::now().to_rfc822(), &message_id)
+    prepare_with(raw, fixups, &date_now(), &message_id)
 }
 
 /// [`prepare`] with the date and Message-ID (without brackets) to add where missing.
@@ -346,12 +352,6 @@ fn prepare_with(
                 && (field_name(l.text).is_some()
                     || (!fields.is_empty() && matches!(l.text.first(), Some(b' ' | b'\t'))))
         }) {
-            if line.text.len() > MAX_LINE {
-                return Err(Error::Data(format!(
-                    "line {}: a header line is longer than {MAX_LINE} octets (RFC 5322 §2.1.1)",
-                    line.number
-                )));
-            }
             if line.text.contains(&0) {
                 return Err(Error::Data(format!(
                     "line {}: a NUL byte in the header",
@@ -384,8 +384,8 @@ fn prepare_with(
         if DROPPED.iter().any(|d| field.name.eq_ignore_ascii_case(d)) {
             continue;
         }
-        for line in &field.lines {
-            message.extend_from_slice(line);
+        for line in field.fixed(&fixups.local_domain)? {
+            message.extend_from_slice(&line);
             message.extend_from_slice(b"\r\n");
         }
     }
@@ -428,6 +428,30 @@ struct Field<'a> {
 }
 
 impl Field<'_> {
+    /// Its lines as they are sent: an address field's bare local names get `domain`
+    /// ([`qualify`]), and a line over [`MAX_LINE`] octets is folded ([`fold`]).
+    fn fixed(&self, domain: &str) -> Result<Vec<Vec<u8>>, Error> {
+        let is_address = qualify::FIELDS
+            .iter()
+            .any(|f| self.name.eq_ignore_ascii_case(f));
+        let lines = is_address
+            .then(|| qualify::qualify(&self.lines, domain))
+            .flatten()
+            .unwrap_or_else(|| self.lines.iter().map(|l| l.to_vec()).collect());
+        if lines.iter().all(|l| l.len() <= MAX_LINE) {
+            return Ok(lines);
+        }
+        fold::fold(&lines, is_address).map_err(|e| {
+            Error::Data(format!(
+                "line {}: a header line is longer than {MAX_LINE} octets (RFC 5322 §2.1.1) \
+                 and has a run of {} octets with no white space{} to fold it at",
+                self.number + e.line,
+                e.octets,
+                if is_address { " or comma" } else { "" }
+            ))
+        })
+    }
+
     /// The unfolded value (RFC 5322 §2.2.3: only the line breaks go).
     fn value(&self) -> Vec<u8> {
         let mut value = Vec::new();
@@ -1118,6 +1142,7 @@ mod tests {
             from: Mailbox::parse("Cron Daemon <root@host.example.test>").unwrap(),
             message_id_domain: "host.example.test".into(),
             extract_recipients: extract,
+            local_domain: "local.example.test".into(),
         }
     }
 
@@ -1221,7 +1246,9 @@ mod tests {
         let parts: Vec<&str> = date.split(' ').collect();
         assert_eq!(parts.len(), 6, "{date}");
         assert!(parts[0].ends_with(','), "{date}");
-        assert_eq!(parts[5], "+0000");
+        // The local zone's offset (RFC 5322 §3.3), as the system has it now.
+        let local = jiff::fmt::rfc2822::to_string(&jiff::ZonedDateTime::now()).unwrap();
+        assert_eq!(parts[5], local.rsplit(' ').next().unwrap(), "{date}");
         let id = t
             .lines()
             .find_map(|l| l.strip_prefix("Message-ID: "))
@@ -1463,7 +1490,8 @@ mod tests {
         match prepare_with(folded.as_bytes(), &fixups(false), DATE, ID) {
             Err(Error::Data(msg)) => assert_eq!(
                 msg,
-                "line 3: a header line is longer than 998 octets (RFC 5322 §2.1.1)"
+                "line 3: a header line is longer than 998 octets (RFC 5322 §2.1.1) \
+                 and has a run of 999 octets with no white space to fold it at"
             ),
             other => panic!("{:?}", other.map(|p| p.message.len())),
         }
@@ -1473,6 +1501,124 @@ mod tests {
         // The body is not held to it here.
         let body = format!("Subject: x\n\n{}\n", "x".repeat(5000));
         assert!(prepare_with(body.as_bytes(), &fixups(false), DATE, ID).is_ok());
+    }
+
+    #[test]
+    fn long_header_lines_are_folded_not_refused() {
+        // PHP's mail() with a long Bcc, through `sendmail -t -i` (issue 9, item 4).
+        let bcc: Vec<String> = (1..=60).map(|i| format!("b{i}@example.test")).collect();
+        let raw = format!(
+            "To: a@example.test\nBcc: {}\nSubject: x\n\nbody\n",
+            bcc.join(", ")
+        );
+        assert!(raw.lines().nth(1).unwrap().len() > MAX_LINE);
+        let p = prepare_with(raw.as_bytes(), &fixups(true), DATE, ID).unwrap();
+        let got: Vec<String> = p.header_recipients.iter().map(|a| a.to_string()).collect();
+        let mut want = vec!["a@example.test".to_owned()];
+        want.extend(bcc.iter().cloned());
+        assert_eq!(got, want);
+        assert!(!text(&p).contains("Bcc"), "{}", text(&p));
+
+        // A long To is sent folded, every line within the limit, the addresses whole.
+        let to: Vec<String> = (1..=60).map(|i| format!("t{i}@example.test")).collect();
+        let raw = format!("To: {}\nSubject: x\n\nbody\n", to.join(", "));
+        let p = prepare_with(raw.as_bytes(), &fixups(false), DATE, ID).unwrap();
+        let t = text(&p);
+        let head = &t[..t.find("\r\n\r\n").unwrap()];
+        assert!(head.split("\r\n").all(|l| l.len() <= 78), "{head}");
+        assert!(head.split("\r\n").count() > 10, "{head}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&p.message)
+            .unwrap();
+        let got: Vec<&str> = parsed
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| a.address().unwrap())
+            .collect();
+        assert_eq!(got, to);
+        assert!(t.ends_with("\r\n\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn an_unfoldable_header_line_is_refused_with_its_number() {
+        let raw = format!("Subject: x\nX-Token: {}\n\nb\n", "t".repeat(MAX_LINE));
+        match prepare_with(raw.as_bytes(), &fixups(false), DATE, ID) {
+            Err(e @ Error::Data(_)) => {
+                assert_eq!(
+                    e.to_string(),
+                    "line 2: a header line is longer than 998 octets (RFC 5322 §2.1.1) \
+                     and has a run of 999 octets with no white space to fold it at"
+                );
+                assert_eq!(crate::exit::code(&e), crate::exit::DATAERR);
+            }
+            other => panic!("{:?}", other.map(|p| p.message.len())),
+        }
+        // An unfoldable Bcc is no trouble: it is not sent.
+        let raw = format!("To: a@example.test\nBcc: {}\n\nb\n", "b".repeat(1200));
+        let p = prepare_with(raw.as_bytes(), &fixups(false), DATE, ID).unwrap();
+        assert!(!text(&p).contains("bbbb"));
+    }
+
+    #[test]
+    fn unqualified_header_addresses_get_the_domain() {
+        // cron (issue 9, item 5): the header gets the domain, the envelope keeps the
+        // bare name for the aliases.
+        let raw = b"From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@h> x\n\
+                    Reply-To: ops, \"A, B\" <ab>\nX-Other: root\n\nb\n";
+        let p = prepare_with(raw, &fixups(true), DATE, ID).unwrap();
+        assert_eq!(
+            text(&p),
+            format!(
+                "From: root@local.example.test (Cron Daemon)\r\n\
+                 To: root@local.example.test\r\n\
+                 Subject: Cron <root@h> x\r\n\
+                 Reply-To: ops@local.example.test, \"A, B\" <ab@local.example.test>\r\n\
+                 X-Other: root\r\n\
+                 Date: {DATE}\r\nMessage-ID: <{ID}>\r\n\r\nb\r\n"
+            )
+        );
+        let got: Vec<String> = p.header_recipients.iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["root"]);
+        // Resent- fields too; a group with no one in it is left as it is.
+        let raw = b"Resent-From: admin\nResent-To: undisclosed-recipients:;\n\
+                    Resent-Cc: <backup>\nResent-Sender: x@y.test\n\nb\n";
+        let p = run(raw);
+        assert!(
+            text(&p).starts_with(
+                "Resent-From: admin@local.example.test\r\n\
+                 Resent-To: undisclosed-recipients:;\r\n\
+                 Resent-Cc: <backup@local.example.test>\r\n\
+                 Resent-Sender: x@y.test\r\n"
+            ),
+            "{}",
+            text(&p)
+        );
+    }
+
+    #[test]
+    fn a_line_made_too_long_by_the_domain_is_folded() {
+        let names: Vec<String> = (0..99).map(|i| format!("user{i:04}")).collect();
+        let line = format!("To: {}", names.join(", "));
+        assert!(line.len() <= MAX_LINE);
+        let p = run(format!("{line}\n\nb\n").as_bytes());
+        let t = text(&p);
+        let head = &t[..t.find("\r\n\r\n").unwrap()];
+        assert!(head.split("\r\n").all(|l| l.len() <= 78), "{head}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&p.message)
+            .unwrap();
+        let got: Vec<String> = parsed
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| a.address().unwrap().to_owned())
+            .collect();
+        let want: Vec<String> = names
+            .iter()
+            .map(|n| format!("{n}@local.example.test"))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
             .map_or_else(settings::fqdn, str::to_owned),
         from: header_from.clone(),
         extract_recipients: args.extract_recipients,
+        local_domain: settings.local_domain.clone(),
     };
     let prepared = prepare(&raw, &fixups)?;
     if settings.verbose && !prepared.added.is_empty() {
