@@ -256,6 +256,26 @@ pub fn envelope_sender(value: &str) -> Result<Option<Address>, Error> {
         .map_err(|e| Error::Usage(format!("-f: {e}")))
 }
 
+/// The display name of the From a message gets when it has none: `-F` (given empty,
+/// no name at all), else the account's name when the sender is the account's
+/// address, else the sender's own (`-f NAME <ADDR>`, or the user's when outbox chose
+/// the sender), else `user_name()`, the full name of the user running outbox.
+pub fn from_name(
+    full_name: Option<&str>,
+    account: Option<&Mailbox>,
+    sender: &Mailbox,
+    user_name: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    if let Some(name) = full_name {
+        return (!name.trim().is_empty()).then(|| name.to_owned());
+    }
+    account
+        .filter(|a| a.address == sender.address)
+        .and_then(|a| a.name.clone())
+        .or_else(|| sender.name.clone())
+        .or_else(user_name)
+}
+
 /// Reads the message from `input`. Without `ignore_dots`, a line holding only "."
 /// (with LF or CRLF) ends it, as Postfix's sendmail does; the "." line is not part of
 /// the message. With it, everything to EOF.
@@ -1235,6 +1255,72 @@ mod tests {
         let addr = parsed.from().unwrap().first().unwrap();
         assert_eq!(addr.name(), Some("Last, \"First\""));
         assert_eq!(addr.address(), Some("lf@example.test"));
+    }
+
+    #[test]
+    fn added_from_gets_a_display_name() {
+        let account = Mailbox::parse("Alerts <alerts@example.test>").unwrap();
+        let bare = |a: &str| Mailbox {
+            name: None,
+            address: Address::new(a).unwrap(),
+        };
+        let gecos = || Some("Root".to_owned());
+        let name =
+            |f: Option<&str>, acc: Option<&Mailbox>, s: &Mailbox| from_name(f, acc, s, gecos);
+        // -F first; an empty -F asks for no name.
+        let sender = bare("alerts@example.test");
+        assert_eq!(
+            name(Some("Cron Daemon"), Some(&account), &sender).as_deref(),
+            Some("Cron Daemon")
+        );
+        assert_eq!(name(Some(""), Some(&account), &sender), None);
+        // Then the account's, for the account's address (-f naming it, or none).
+        assert_eq!(
+            name(None, Some(&account), &sender).as_deref(),
+            Some("Alerts")
+        );
+        assert_eq!(
+            name(None, Some(&account), &account).as_deref(),
+            Some("Alerts")
+        );
+        // Not for another address, nor an account without a name: the user's.
+        assert_eq!(
+            name(None, Some(&account), &bare("bounce@example.test")).as_deref(),
+            Some("Root")
+        );
+        assert_eq!(
+            name(None, Some(&bare("alerts@example.test")), &sender).as_deref(),
+            Some("Root")
+        );
+        assert_eq!(name(None, None, &sender).as_deref(), Some("Root"));
+        assert_eq!(from_name(None, None, &sender, || None), None);
+    }
+
+    #[test]
+    fn the_added_from_name_is_quoted_or_encoded() {
+        for name in ["Doe, John", "Jörg Müller", "Root", "a \"quoted\" (x) name"] {
+            let mut f = fixups(false);
+            f.from = Mailbox {
+                name: Some(name.into()),
+                address: Address::new("root@host.example.test").unwrap(),
+            };
+            let p = prepare_with(b"Subject: x\n\nb\n", &f, DATE, ID).unwrap();
+            assert!(text(&p).is_ascii(), "{}", text(&p));
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&p.message)
+                .unwrap();
+            let from = parsed.from().unwrap().first().unwrap();
+            assert_eq!(from.name(), Some(name));
+            assert_eq!(from.address(), Some("root@host.example.test"));
+        }
+        let mut f = fixups(false);
+        f.from.name = Some("Root".into());
+        let p = prepare_with(b"Subject: x\n\nb\n", &f, DATE, ID).unwrap();
+        assert!(
+            text(&p).contains("\r\nFrom: \"Root\" <root@host.example.test>\r\n"),
+            "{}",
+            text(&p)
+        );
     }
 
     #[test]

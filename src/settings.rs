@@ -441,14 +441,41 @@ fn ehlo_name_for(fqdn: String, local: Option<IpAddr>) -> String {
 
 /// The sender when none is given: `USER@fqdn`, the user from `$USER`, `$LOGNAME`, or
 /// the passwd entry of the process's owner (daemons and cron jobs may set neither),
-/// whichever first makes a valid address.
+/// whichever first makes a valid address; with that user's full name from the passwd
+/// entry (see [`gecos_name`]) as the display name, as sendmail and mailx put it.
 pub fn default_sender() -> Option<Mailbox> {
     let host = fqdn();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .chain(passwd_name())
-        .find_map(|user| Mailbox::parse(&format!("<{user}@{host}>")).ok())
+        .find_map(|user| {
+            let address = Mailbox::parse(&format!("<{user}@{host}>")).ok()?.address;
+            Some(Mailbox {
+                name: gecos_name(&passwd, &user),
+                address,
+            })
+        })
+}
+
+/// The full name of `login` in the passwd file `passwd`: the first comma-separated
+/// part of its GECOS field (the others are room, telephone...), with `&` standing for
+/// the login name capitalised, as finger and sendmail read it. `None` when it is
+/// empty, holds a control character, or there is no such user.
+pub fn gecos_name(passwd: &str, login: &str) -> Option<String> {
+    let gecos = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 5 && fields[0] == login).then(|| fields[4])
+    })?;
+    let first = gecos.split(',').next().unwrap_or_default();
+    let mut chars = login.chars();
+    let capitalised: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    let name = first.replace('&', &capitalised).trim().to_owned();
+    (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
 }
 
 fn passwd_name() -> Option<String> {
@@ -494,6 +521,23 @@ mod tests {
             &["--timeout", "1e-12", "a@example.test"],
         ] {
             assert!(matches!(settings(args), Err(Error::Usage(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn gecos_gives_the_full_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      jm:x:1000:1000:Jörg Müller,Raum 4,+49 30 1234,,:/home/jm:/bin/sh\n\
+                      ops:x:1001:1001:& Team,,,:/home/ops:/bin/sh\n\
+                      daemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n\
+                      blank:x:1002:1002: ,x:/home/blank:/bin/sh\n\
+                      short:x:1003\n";
+        assert_eq!(gecos_name(passwd, "root").as_deref(), Some("root"));
+        // The other comma fields are not the name.
+        assert_eq!(gecos_name(passwd, "jm").as_deref(), Some("Jörg Müller"));
+        assert_eq!(gecos_name(passwd, "ops").as_deref(), Some("Ops Team"));
+        for nobody in ["daemon", "blank", "short", "missing", "ro"] {
+            assert_eq!(gecos_name(passwd, nobody), None, "{nobody}");
         }
     }
 

@@ -6,7 +6,7 @@ use outbox::cli::Cli;
 use outbox::envelope::Mailbox;
 use outbox::error::Error;
 use outbox::sendmail::{
-    Action, Fixups, SendmailArgs, envelope_sender, parse_args, prepare, read_message,
+    Action, Fixups, SendmailArgs, envelope_sender, from_name, parse_args, prepare, read_message,
 };
 use outbox::{Envelope, Message, Settings, settings};
 
@@ -58,11 +58,16 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
             source,
         }
     })?;
-    // The From a message gets when it has none: -F as the name, the sender as the
-    // address.
+    // The From a message gets when it has none: the sender's address, with -F, the
+    // account's or the user's name.
     let sender_box = settings.sender(from_flag)?;
     let header_from = Mailbox {
-        name: args.full_name.clone().or(sender_box.name.clone()),
+        name: from_name(
+            args.full_name.as_deref(),
+            settings.from.as_ref(),
+            &sender_box,
+            || settings::default_sender().and_then(|m| m.name),
+        ),
         address: sender_box.address.clone(),
     };
     let fixups = Fixups {
