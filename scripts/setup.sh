@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh          what the build needs (OpenSSL headers, pkg-config)
 #   scripts/setup.sh --test   that, and what the test suite needs (postfix,
-#                             python3-aiosmtpd, the openssl command)
+#                             python3-aiosmtpd, the openssl command, tzdata
+#                             for the time zones the Date tests name)
 #
 # Uses sudo when not root. Postfix is installed without configuring or starting
 # a system instance: the tests start private ones on loopback.
@@ -11,7 +12,7 @@ set -euo pipefail
 
 packages=(libssl-dev pkg-config)
 if [[ ${1:-} == --test ]]; then
-    packages+=(postfix python3-aiosmtpd openssl)
+    packages+=(postfix python3-aiosmtpd openssl tzdata)
 fi
 
 missing=()

@@ -7,7 +7,8 @@
 #    integration tests start a private instance on loopback; no system
 #    Postfix is configured or started), python3-aiosmtpd (the AUTH/TLS test
 #    server), openssl (the command: test certificates are made at test
-#    time), libssl-dev, pkg-config. Uses sudo when not root.
+#    time), tzdata (the Date tests name zones), libssl-dev, pkg-config. Uses
+#    sudo when not root.
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test.
 #
 # ARGS are passed to `cargo test`, e.g. `scripts/test.sh postfix_smoke` or

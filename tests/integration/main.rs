@@ -23,6 +23,7 @@ mod lmtp;
 mod postfix_smoke;
 mod report;
 mod sendmail;
+mod sendmail_headers;
 mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;

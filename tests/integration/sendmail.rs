@@ -293,8 +293,19 @@ fn debian_cron() {
     let raw = one_message(&local);
     let msg = Delivered::of(&raw);
     msg.assert_sane();
-    // Cron's own fields first, unchanged and in order, then Date and Message-ID.
-    let expected: Vec<&str> = head_lines(&input);
+    // Cron's own fields first, in order, then Date and Message-ID; the bare names of
+    // From and To get this host's name (no `from` configured), as the envelope
+    // sender does.
+    let host = return_path(&raw)
+        .strip_prefix("<tester@")
+        .and_then(|r| r.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("{}", lossy(&raw)))
+        .to_owned();
+    let from = format!("From: root@{host} (Cron Daemon)");
+    let to = format!("To: root@{host}");
+    let mut expected: Vec<&str> = head_lines(&input);
+    expected[0] = &from;
+    expected[1] = &to;
     let head = lossy(&msg.head);
     let got: Vec<&str> = head.lines().collect();
     assert_eq!(&got[..expected.len()], &expected[..], "{head}");
@@ -303,10 +314,7 @@ fn debian_cron() {
         .map(|l| l.split(':').next().unwrap())
         .collect();
     assert_eq!(names, ["Date", "Message-ID"], "{head}");
-    assert_eq!(msg.one("From"), "root (Cron Daemon)");
     assert_eq!(lossy(&msg.body), body, "the UTF-8 body changed");
-    // The envelope sender is $USER at this host (no -f, no `from` configured).
-    assert!(return_path(&raw).starts_with("<tester@"), "{}", lossy(&raw));
     face.assert_nothing_queued();
 }
 
@@ -562,12 +570,11 @@ fn usage_and_data_errors() {
         .assert_stderr_contains("-bs");
     face.sendmail_link(&["-bs"], good).assert_code(64);
 
-    // 999 octets on line 2 (RFC 5322 §2.1.1 allows 998).
+    // 999 octets on line 2 with nowhere to fold them (RFC 5322 §2.1.1 allows 998).
     let long = format!(
         "From: me@example.test\nSubject: {}\n\nbody\n",
-        "a".repeat(990)
+        "a".repeat(999)
     );
-    assert_eq!(long.lines().nth(1).unwrap().len(), 999);
     face.sendmail(&[&to], long.as_bytes())
         .assert_code(65)
         .assert_stderr_contains("line 2");
