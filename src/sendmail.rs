@@ -327,6 +327,10 @@ pub struct Prepared {
     pub header_recipients: Vec<Address>,
     /// What was added, for -v (e.g. ["Date", "Message-ID", "From"]).
     pub added: Vec<&'static str>,
+    /// The fields whose bare local names got the local domain, for -v.
+    pub qualified: Vec<String>,
+    /// The fields with a line too long that were folded, for -v.
+    pub folded: Vec<String>,
 }
 
 /// Longest line, without its CRLF (RFC 5322 §2.1.1).
@@ -400,13 +404,21 @@ fn prepare_with(
     };
 
     let mut message = Vec::with_capacity(raw.len() + raw.len() / 32 + 256);
+    let (mut qualified, mut folded) = (Vec::new(), Vec::new());
     for field in &fields {
         if DROPPED.iter().any(|d| field.name.eq_ignore_ascii_case(d)) {
             continue;
         }
-        for line in field.fixed(&fixups.local_domain)? {
+        let (lines, change) = field.fixed(&fixups.local_domain)?;
+        for line in lines {
             message.extend_from_slice(&line);
             message.extend_from_slice(b"\r\n");
+        }
+        if change.qualified {
+            qualified.push(field.name.to_owned());
+        }
+        if change.folded {
+            folded.push(field.name.to_owned());
         }
     }
     let mut added = Vec::new();
@@ -436,7 +448,16 @@ fn prepare_with(
         message,
         header_recipients,
         added,
+        qualified,
+        folded,
     })
+}
+
+/// What [`Field::fixed`] did to a field.
+#[derive(Clone, Copy, Debug, Default)]
+struct Change {
+    qualified: bool,
+    folded: bool,
 }
 
 /// One header field: its name, the number of its first line, and its lines without
@@ -450,18 +471,22 @@ struct Field<'a> {
 impl Field<'_> {
     /// Its lines as they are sent: an address field's bare local names get `domain`
     /// ([`qualify`]), and a line over [`MAX_LINE`] octets is folded ([`fold`]).
-    fn fixed(&self, domain: &str) -> Result<Vec<Vec<u8>>, Error> {
+    fn fixed(&self, domain: &str) -> Result<(Vec<Vec<u8>>, Change), Error> {
         let is_address = qualify::FIELDS
             .iter()
             .any(|f| self.name.eq_ignore_ascii_case(f));
-        let lines = is_address
+        let qualified = is_address
             .then(|| qualify::qualify(&self.lines, domain))
-            .flatten()
-            .unwrap_or_else(|| self.lines.iter().map(|l| l.to_vec()).collect());
+            .flatten();
+        let change = Change {
+            qualified: qualified.is_some(),
+            folded: false,
+        };
+        let lines = qualified.unwrap_or_else(|| self.lines.iter().map(|l| l.to_vec()).collect());
         if lines.iter().all(|l| l.len() <= MAX_LINE) {
-            return Ok(lines);
+            return Ok((lines, change));
         }
-        fold::fold(&lines, is_address).map_err(|e| {
+        let folded = fold::fold(&lines, is_address).map_err(|e| {
             Error::Data(format!(
                 "line {}: a header line is longer than {MAX_LINE} octets (RFC 5322 §2.1.1) \
                  and has a run of {} octets with no white space{} to fold it at",
@@ -469,7 +494,14 @@ impl Field<'_> {
                 e.octets,
                 if is_address { " or comma" } else { "" }
             ))
-        })
+        })?;
+        Ok((
+            folded,
+            Change {
+                folded: true,
+                ..change
+            },
+        ))
     }
 
     /// The unfolded value (RFC 5322 §2.2.3: only the line breaks go).
@@ -1604,6 +1636,7 @@ mod tests {
         want.extend(bcc.iter().cloned());
         assert_eq!(got, want);
         assert!(!text(&p).contains("Bcc"), "{}", text(&p));
+        assert!(p.folded.is_empty() && p.qualified.is_empty());
 
         // A long To is sent folded, every line within the limit, the addresses whole.
         let to: Vec<String> = (1..=60).map(|i| format!("t{i}@example.test")).collect();
@@ -1624,6 +1657,7 @@ mod tests {
             .collect();
         assert_eq!(got, to);
         assert!(t.ends_with("\r\n\r\nbody\r\n"));
+        assert_eq!(p.folded, ["To"]);
     }
 
     #[test]
@@ -1666,6 +1700,7 @@ mod tests {
         );
         let got: Vec<String> = p.header_recipients.iter().map(|a| a.to_string()).collect();
         assert_eq!(got, ["root"]);
+        assert_eq!(p.qualified, ["From", "To", "Reply-To"]);
         // Resent- fields too; a group with no one in it is left as it is.
         let raw = b"Resent-From: admin\nResent-To: undisclosed-recipients:;\n\
                     Resent-Cc: <backup>\nResent-Sender: x@y.test\n\nb\n";

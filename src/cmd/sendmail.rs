@@ -80,8 +80,20 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
         local_domain: settings.local_domain.clone(),
     };
     let prepared = prepare(&raw, &fixups)?;
-    if settings.verbose && !prepared.added.is_empty() {
-        eprintln!("* added {}", prepared.added.join(", "));
+    if settings.verbose {
+        if !prepared.qualified.is_empty() {
+            eprintln!(
+                "* gave the bare names in {} the domain {}",
+                prepared.qualified.join(", "),
+                fixups.local_domain
+            );
+        }
+        if !prepared.folded.is_empty() {
+            eprintln!("* folded the long lines of {}", prepared.folded.join(", "));
+        }
+        if !prepared.added.is_empty() {
+            eprintln!("* added {}", prepared.added.join(", "));
+        }
     }
 
     let mut recipients = Vec::new();
