@@ -310,7 +310,7 @@ pub struct Fixups {
     pub from: Mailbox,
     pub message_id_domain: String,
     pub extract_recipients: bool,
-    /// The domain for addresses of the header that have none (see [`qualify`]).
+    /// The domain for the addresses of the header that have none (RFC 5322 §3.4.1).
     pub local_domain: String,
 }
 
