@@ -10,6 +10,8 @@ use outbox::exit;
 
 mod cmd;
 
+use cmd::output::say;
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let program = args
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
                 Some(err) => exit::code(err),
                 None => exit::SOFTWARE,
             };
-            eprintln!("outbox: {e}");
+            say!("outbox: {e}");
             ExitCode::from(code)
         }
     }

@@ -11,6 +11,8 @@ use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
 use outbox::{Message, Report, Settings, exit, settings};
 
+use super::output::say;
+
 /// The compose face: build the message from flags and body, then send it (or show it).
 /// With `--json`, standard output gets one JSON object whatever happens.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
@@ -55,13 +57,13 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     let receipt = match result {
         Ok(receipt) => receipt,
         Err(e) => {
-            eprintln!("outbox: {e}");
+            say!("outbox: {e}");
             return Ok(code);
         }
     };
     let refused = receipt.refused();
     if !refused.is_empty() {
-        eprintln!(
+        say!(
             "outbox: {} of {} recipients refused; the message went to the others:\n{}",
             refused.len(),
             receipt.recipients.len(),
@@ -70,7 +72,7 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     }
     if settings.verbose {
         let accepted = receipt.recipients.len() - refused.len();
-        eprintln!(
+        say!(
             "* accepted for {accepted} of {} recipients",
             receipt.recipients.len()
         );
@@ -180,7 +182,7 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     if stdin.is_terminal() {
         if io::stderr().is_terminal() {
-            eprintln!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
+            say!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
         }
         let mut lock = stdin.lock();
         let mut line = Vec::new();

@@ -11,6 +11,7 @@ use outbox::sendmail::{
 use outbox::{Envelope, Message, Settings, settings};
 
 use super::Keep;
+use super::output::say;
 
 pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
     let args: Vec<String> = args
@@ -49,7 +50,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let config = super::load_config()?;
     let settings = Settings::resolve(&cli, config.as_ref())?;
     if settings.verbose && !args.ignored.is_empty() {
-        eprintln!("* accepted and ignored: {}", args.ignored.join(" "));
+        say!("* accepted and ignored: {}", args.ignored.join(" "));
     }
 
     let raw = read_message(&mut std::io::stdin().lock(), args.ignore_dots).map_err(|source| {
@@ -75,7 +76,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     };
     let prepared = prepare(&raw, &fixups)?;
     if settings.verbose && !prepared.added.is_empty() {
-        eprintln!("* added {}", prepared.added.join(", "));
+        say!("* added {}", prepared.added.join(", "));
     }
 
     let mut recipients = Vec::new();

@@ -27,3 +27,4 @@ mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;
 mod tls_auth;
+mod unwritable;
