@@ -7,9 +7,46 @@ use clap::Parser;
 
 use crate::smtp::tls::TlsMode;
 
+/// The words that name a command of outbox rather than a recipient: those it has, and
+/// those it is to have. A bare word among them is never taken as a local recipient
+/// (a catch-all alias would deliver `outbox help` to somebody).
+pub const COMMAND_WORDS: &[&str] = &[
+    "sendmail",
+    "queue",
+    "help",
+    "probe",
+    "serve",
+    "session",
+    "completions",
+    "command",
+    "vrfy",
+    "expn",
+];
+
+/// The commands the top-level help lists besides the compose face's options.
+const HELP_TEMPLATE: &str = "\
+{about-with-newline}
+{usage-heading} {usage}
+
+Commands:
+  outbox [OPTIONS] RECIPIENT...  Send a message composed from the options below
+  outbox sendmail [OPTION...]    sendmail(1)'s command line: a whole message on stdin
+  outbox queue list [--failed]   Show the messages waiting in the queue (also: mailq)
+  outbox queue flush [-v]        Deliver the queued messages (also: sendmail -q)
+  outbox queue remove ID...      Remove messages from the queue
+  outbox help [COMMAND]          This help, or a command's: sendmail, queue
+
+{all-args}{after-help}";
+
 /// Send a message over SMTP: compose it from flags and a body on standard input.
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "outbox", version, about, max_term_width = 100)]
+#[command(
+    name = "outbox",
+    version,
+    about,
+    max_term_width = 100,
+    help_template = HELP_TEMPLATE
+)]
 pub struct Cli {
     /// Recipients, written into To:
     #[arg(value_name = "RECIPIENT")]
@@ -56,6 +93,11 @@ pub struct Cli {
     /// Read the body from this file, instead of standard input
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
+
+    /// Send the message even when its body is empty: by default nothing on standard
+    /// input (and no --body, --html or -a) is refused, as `mail -E` skips it
+    #[arg(long)]
+    pub allow_empty: bool,
 
     /// Use this account of the configuration file
     #[arg(short = 'A', long, value_name = "NAME")]

@@ -95,6 +95,13 @@ fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
 /// The sender is `-f`, else the account's `from`, else `$USER@fqdn`; local names
 /// among the recipients go through the aliases.
 fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope), Error> {
+    if let Some(word) = cli
+        .recipients
+        .iter()
+        .find(|r| super::help::is_command_word(r.trim()))
+    {
+        return Err(super::help::not_a_recipient(word.trim()));
+    }
     let to = mailboxes(&cli.recipients)?;
     let cc = mailboxes(&cli.cc)?;
     let bcc = mailboxes(&cli.bcc)?;
@@ -198,6 +205,16 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
         }
     } else {
         stdin.lock().read_to_end(&mut body).map_err(stdin_err)?;
+        // Nothing from a pipe or a file is most often a mistake (`outbox help`, a
+        // command run without its input); mail(1)'s -E skips such a message.
+        if body.is_empty() && !cli.allow_empty && cli.attach.is_empty() && cli.html.is_none() {
+            return Err(Error::Data(
+                "the body is empty: nothing came on standard input; give the text there \
+                 or with --body or --body-file, or --allow-empty to send the message as \
+                 it is"
+                    .into(),
+            ));
+        }
     }
     Ok(body)
 }

@@ -1,6 +1,7 @@
 //! The faces of the binary: each turns its command line into a session and an exit code.
 
 pub mod compose;
+pub mod help;
 pub mod output;
 pub mod queue;
 pub mod sendmail;

@@ -22,6 +22,14 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
                 .ok_or_else(|| Error::Usage(format!("argument {a:?} is not UTF-8")))
         })
         .collect::<Result<_, _>>()?;
+    // `-h` is sendmail's hop count; only the long form asks for help.
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help")
+    {
+        return super::help::run(&["sendmail".into()]);
+    }
     let parsed = parse_args(program, &args).map_err(Error::Usage)?;
     match parsed.action {
         Action::ListQueue => super::queue::list(false),

@@ -16,6 +16,7 @@ mod support;
 
 mod bench;
 mod big_attachment;
+mod command_line;
 mod compose;
 mod errors;
 mod esmtp;
