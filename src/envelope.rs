@@ -337,13 +337,14 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope; a recipient named twice is kept once, where it first appears.
     /// Local parts are case-sensitive (RFC 5321 §2.4), so only exact repeats go.
+    /// A set beside the list keeps this linear: `sendmail -t` may bring tens of
+    /// thousands of recipients.
     pub fn new(from: Option<Address>, recipients: impl IntoIterator<Item = Address>) -> Envelope {
-        let mut to: Vec<Address> = Vec::new();
-        for r in recipients {
-            if !to.contains(&r) {
-                to.push(r);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let to = recipients
+            .into_iter()
+            .filter(|r| seen.insert(r.clone()))
+            .collect();
         Envelope { from, to }
     }
 }
@@ -351,6 +352,42 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_dedup_keeps_the_first_of_each_recipient_in_the_order_given() {
+        let a = |s: &str| Address::new(s).unwrap();
+        let e = Envelope::new(
+            None,
+            [
+                a("b@example.test"),
+                a("a@example.test"),
+                a("B@example.test"),
+                a("b@example.test"),
+                a("c@example.test"),
+                a("a@example.test"),
+                a("b@EXAMPLE.test"),
+            ],
+        );
+        let to: Vec<&str> = e.to.iter().map(Address::as_str).collect();
+        // Exact repeats only, as before: local parts are case-sensitive (RFC 5321
+        // §2.4), and a domain written otherwise is kept as the caller wrote it.
+        assert_eq!(
+            to,
+            [
+                "b@example.test",
+                "a@example.test",
+                "B@example.test",
+                "c@example.test",
+                "b@EXAMPLE.test"
+            ]
+        );
+        let many = Envelope::new(
+            None,
+            (0..1000).chain(0..1000).map(|i| a(&format!("r{i}@x.test"))),
+        );
+        assert_eq!(many.to.len(), 1000);
+        assert_eq!(many.to[999].as_str(), "r999@x.test");
+    }
 
     #[test]
     fn plain_addresses() {
