@@ -215,3 +215,35 @@ fn an_empty_message_to_the_sendmail_face_is_still_sent() {
     let got = Postfix::shared().wait_for_messages(&local, 1, std::time::Duration::from_secs(30));
     assert_eq!(got.len(), 1);
 }
+
+// --- secrets ---------------------------------------------------------------------------
+
+#[test]
+fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
+    for value in [
+        "123456789",
+        "123456789.0",
+        "[\"123456789\"]",
+        "123456789 x",
+        "\"123456789",
+    ] {
+        let env = TestEnv::new();
+        env.write_file(
+            "outbox.toml",
+            format!("[default]\nuser = \"me\"\npassword = {value}\n"),
+        );
+        let mut cmd = env.cmd();
+        cmd.args([
+            "--dry-run",
+            "--body",
+            "x",
+            "-f",
+            "a@example.test",
+            "b@example.test",
+        ])
+        .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+        let out = cmd.run();
+        out.assert_code(78).assert_stderr_contains("outbox.toml:3:");
+        assert!(!out.stderr_str().contains("12345"), "{}", out.report());
+    }
+}
