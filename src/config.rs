@@ -427,8 +427,21 @@ fn from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Er
         .map_err(serde::de::Error::custom)
 }
 
+/// A number of seconds, or a string with a unit (`"30s"`, `"2m"`), as `--timeout`.
 fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let secs = f64::deserialize(d)?;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(f64),
+        Text(String),
+    }
+    const FORMS: &str = "give a number of seconds, or a string with a unit: \"30s\", \"2m\"";
+    let secs = match Seconds::deserialize(d) {
+        Ok(Seconds::Number(n)) => n,
+        Ok(Seconds::Text(text)) => crate::settings::parse_seconds(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a time: {FORMS}")))?,
+        Err(_) => return Err(serde::de::Error::custom(FORMS)),
+    };
     if !(0.001..=86_400.0).contains(&secs) {
         return Err(serde::de::Error::custom(
             "the timeout must be from 0.001 to 86400 seconds",
@@ -526,6 +539,18 @@ password = "hunter2-secret"
             "{m}"
         );
         assert!(parse("[default]\ntls = \"STARTTLS\"\n").is_ok());
+        for (text, secs) in [
+            ("\"5s\"", 5.0),
+            ("\"2m\"", 120.0),
+            ("\"7\"", 7.0),
+            ("2.5", 2.5),
+        ] {
+            let c = parse(&format!("[default]\ntimeout = {text}\n")).unwrap();
+            assert_eq!(c.account(None, None).unwrap().timeout, Some(secs), "{text}");
+        }
+        let m = config_error("[default]\ntimeout = \"soon\"\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:2: timeout:"), "{m}");
+        assert!(m.contains("\"30s\""), "{m}");
         for (text, line) in [
             ("[default]\nport = 0\n", 2),
             ("[default]\nuser = \"\"\n", 2),

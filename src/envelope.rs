@@ -286,6 +286,22 @@ impl Mailbox {
                 address: Address::new(inner.trim())?,
             });
         }
+        // An angle bracket outside quotes that the form above did not take is half of
+        // a pair: say which half is missing, not that the address is malformed.
+        let outside_quotes = |at: usize| text[..at].matches('"').count().is_multiple_of(2);
+        let missing = if text.rfind('<').is_some_and(outside_quotes) {
+            Some("the > that closes <...> is missing")
+        } else if text.find('>').is_some_and(outside_quotes) {
+            Some("there is a > without its <")
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            return Err(AddressError {
+                shown: text.escape_debug().to_string(),
+                why,
+            });
+        }
         Ok(Mailbox {
             name: None,
             address: Address::new(text)?,
@@ -352,6 +368,26 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_angle_bracket_is_named() {
+        for (text, why) in [
+            (
+                "Bob <bob@example.test",
+                "the > that closes <...> is missing",
+            ),
+            ("<bob@example.test", "the > that closes <...> is missing"),
+            ("Bob bob@example.test>", "there is a > without its <"),
+        ] {
+            let e = Mailbox::parse(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        // In quotes, a bracket is the name's own.
+        let m = Mailbox::parse("\"a <b\" <bob@example.test>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("a <b"));
+        assert_eq!(m.address.as_str(), "bob@example.test");
+        assert!(Mailbox::parse("Bob <bob@example.test>").is_ok());
+    }
 
     #[test]
     fn envelope_dedup_keeps_the_first_of_each_recipient_in_the_order_given() {

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod advice;
 pub mod cli;
 pub mod compose;
 pub mod config;
@@ -123,6 +124,7 @@ pub fn submit_reported(
         }
         Err(e) => (Err(e), report),
     };
+    let result = result.map_err(|e| advice::advise(e, settings));
     report.total = Some(start.elapsed());
     (result, report)
 }

@@ -247,3 +247,115 @@ fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
         assert!(!out.stderr_str().contains("12345"), "{}", out.report());
     }
 }
+
+// --- clearer errors --------------------------------------------------------------------
+
+/// A dry run from a@example.test to b@example.test with `extra` flags.
+fn dry_run(extra: &[&str]) -> Cmd {
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args(["--dry-run", "--body", "x", "-f", "a@example.test"])
+        .args(extra)
+        .arg("b@example.test");
+    cmd
+}
+
+#[test]
+fn port_is_accepted_as_a_flag() {
+    let postfix = Postfix::shared();
+    let local = unique_name("port-flag");
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &postfix.port().to_string(),
+    ])
+    .args([
+        "--timeout",
+        "30",
+        "-f",
+        "someone@example.test",
+        "--body",
+        "x",
+    ])
+    .arg(rcpt(&local));
+    cmd.run().assert_code(0);
+    postfix.wait_for_messages(&local, 1, std::time::Duration::from_secs(30));
+    dry_run(&["--server", "mx.example.test:25", "--port", "587"])
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("give one");
+}
+
+#[test]
+fn timeout_accepts_s_and_m_suffixes() {
+    dry_run(&["--timeout", "5s"]).run().assert_code(0);
+    dry_run(&["--timeout", "2m"]).run().assert_code(0);
+    dry_run(&["--timeout", "5 parsecs"])
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("30s, 2m");
+    let env = TestEnv::new();
+    env.write_file("outbox.toml", "[default]\ntimeout = \"90s\"\n");
+    let mut cmd = env.cmd();
+    cmd.args([
+        "--dry-run",
+        "--body",
+        "x",
+        "-f",
+        "a@example.test",
+        "b@example.test",
+    ])
+    .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+    cmd.run().assert_code(0);
+}
+
+#[test]
+fn a_missing_closing_angle_bracket_is_named() {
+    dry_run(&["-c", "Bob <bob@example.test"])
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("the > that closes <...> is missing");
+}
+
+#[test]
+fn an_unknown_attachment_option_is_named_not_an_unreadable_file() {
+    let out = dry_run(&["-a", "f;type=x;inline"]).run();
+    out.assert_code(64)
+        .assert_stderr_contains("unknown option \"inline\"");
+    assert!(
+        !out.stderr_str().contains("cannot read"),
+        "{}",
+        out.report()
+    );
+}
+
+#[test]
+fn no_server_configured_says_how_to_name_one() {
+    // No configuration and no --server: outbox tries localhost, where nothing answers.
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args(["--port", &free_port().to_string(), "--timeout", "5"])
+        .args(["-f", "a@example.test", "--body", "x", "b@example.test"]);
+    cmd.run()
+        .assert_code(75)
+        .assert_stderr_contains("no server is configured")
+        .assert_stderr_contains("--server")
+        .assert_stderr_contains("config.toml");
+}
+
+#[test]
+fn authentication_required_hints_user() {
+    let server = crate::support::aiosmtpd::SmtpServer::builder()
+        .auth(&["PLAIN"])
+        .auth_required(true)
+        .auth_require_tls(false)
+        .user("bob", "hunter2-bob")
+        .start();
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args(["--server", &server.addr(), "--timeout", "20"])
+        .args(["-f", "a@example.test", "--body", "x", "b@example.test"]);
+    cmd.run()
+        .assert_code(69)
+        .assert_stderr_contains("530")
+        .assert_stderr_contains("--user");
+}
