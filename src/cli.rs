@@ -7,9 +7,46 @@ use clap::Parser;
 
 use crate::smtp::tls::TlsMode;
 
+/// The words that name a command of outbox rather than a recipient: those it has, and
+/// those it is to have. A bare word among them is never taken as a local recipient
+/// (a catch-all alias would deliver `outbox help` to somebody).
+pub const COMMAND_WORDS: &[&str] = &[
+    "sendmail",
+    "queue",
+    "help",
+    "probe",
+    "serve",
+    "session",
+    "completions",
+    "command",
+    "vrfy",
+    "expn",
+];
+
+/// The commands the top-level help lists besides the compose face's options.
+const HELP_TEMPLATE: &str = "\
+{about-with-newline}
+{usage-heading} {usage}
+
+Commands:
+  outbox [OPTIONS] RECIPIENT...  Send a message composed from the options below
+  outbox sendmail [OPTION...]    sendmail(1)'s command line: a whole message on stdin
+  outbox queue list [--failed]   Show the messages waiting in the queue (also: mailq)
+  outbox queue flush [-v]        Deliver the queued messages (also: sendmail -q)
+  outbox queue remove ID...      Remove messages from the queue
+  outbox help [COMMAND]          This help, or a command's: sendmail, queue
+
+{all-args}{after-help}";
+
 /// Send a message over SMTP: compose it from flags and a body on standard input.
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "outbox", version, about, max_term_width = 100)]
+#[command(
+    name = "outbox",
+    version,
+    about,
+    max_term_width = 100,
+    help_template = HELP_TEMPLATE
+)]
 pub struct Cli {
     /// Recipients, written into To:
     #[arg(value_name = "RECIPIENT")]
@@ -57,6 +94,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
 
+    /// Send the message even when its body is empty: by default nothing on standard
+    /// input (and no --body, --html or -a) is refused, as `mail -E` skips it
+    #[arg(long)]
+    pub allow_empty: bool,
+
     /// Use this account of the configuration file
     #[arg(short = 'A', long, value_name = "NAME")]
     pub account: Option<String>,
@@ -65,6 +107,10 @@ pub struct Cli {
     /// implicit TLS, 465]
     #[arg(long, value_name = "HOST[:PORT]")]
     pub server: Option<String>,
+
+    /// The server's port, where --server (or the configuration's server) names none
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
 
     /// TLS: auto (implicit on port 465, else STARTTLS required except to loopback),
     /// starttls, implicit, none
@@ -97,8 +143,9 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub ehlo_name: Option<String>,
 
-    /// One time limit in seconds for connect and every reply, instead of RFC 5321's
-    #[arg(long, value_name = "SECS")]
+    /// One time limit for connect and every reply, instead of RFC 5321's: seconds,
+    /// or with a unit, 30s or 2m
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<f64>,
 
     /// Print the envelope and the exact bytes that would be sent; connect to nothing
@@ -140,6 +187,11 @@ pub struct Cli {
     /// each recipient's reply, the queue id, the time each stage took, and any error
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    crate::settings::parse_seconds(text)
+        .ok_or_else(|| "give a number of seconds, or one with a unit: 30s, 2m".to_owned())
 }
 
 fn parse_tls(text: &str) -> Result<TlsMode, String> {
@@ -263,5 +315,29 @@ mod tests {
     fn unknown_flag_is_an_error() {
         assert!(parse(&["--no-such-flag", "a@example.test"]).is_err());
         assert!(parse(&["--timeout", "soon", "a@example.test"]).is_err());
+        assert!(parse(&["--port", "0", "a@example.test"]).is_err());
+        assert!(parse(&["--port", "65536", "a@example.test"]).is_err());
+    }
+
+    #[test]
+    fn timeout_takes_a_unit_and_port_a_flag() {
+        for (text, secs) in [
+            ("5", 5.0),
+            ("5s", 5.0),
+            ("2.5s", 2.5),
+            ("2m", 120.0),
+            (" 1m ", 60.0),
+        ] {
+            let cli = parse(&["--timeout", text, "a@example.test"]).unwrap();
+            assert_eq!(cli.timeout, Some(secs), "{text}");
+        }
+        for bad in ["5h", "s", "m5", "5 s x", "-", "5ss"] {
+            assert!(
+                parse(&["--timeout", bad, "a@example.test"]).is_err(),
+                "{bad}"
+            );
+        }
+        let cli = parse(&["--port", "587", "a@example.test"]).unwrap();
+        assert_eq!(cli.port, Some(587));
     }
 }

@@ -54,6 +54,14 @@ impl Attachment {
             } else if let Some(n) = tail.strip_prefix("name=") {
                 name = Some(n.to_owned());
             } else {
+                // A path may hold ';', but `f;type=x;inline` is a typo in the options,
+                // better named than reported as a file that cannot be read.
+                if looks_like_option(tail) && !std::path::Path::new(path).exists() {
+                    return Err(Error::Usage(format!(
+                        "attachment {spec:?}: unknown option {tail:?} (the options are \
+                         ;type=MIME/TYPE and ;name=NAME)"
+                    )));
+                }
                 break;
             }
             path = head;
@@ -96,6 +104,15 @@ impl Attachment {
             name,
         })
     }
+}
+
+/// Whether the text after a `;` of `-a` reads as an option (`inline`, `typ=x`)
+/// rather than the rest of a file name (`notes; draft 2.txt`).
+fn looks_like_option(tail: &str) -> bool {
+    let word = tail.split_once('=').map_or(tail, |(key, _)| key);
+    !word.is_empty()
+        && word.len() <= 20
+        && word.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
 }
 
 /// Everything the compose face knows about the message it is to build.
@@ -570,6 +587,30 @@ mod tests {
         assert!(Attachment::parse("x;type=bogus").is_err());
         assert!(Attachment::parse("x;type=a/b/c").is_err());
         assert!(Attachment::parse("x;name=a\nb").is_err());
+    }
+
+    #[test]
+    fn an_unknown_attachment_option_is_named() {
+        for (spec, option) in [("f;type=x;inline", "inline"), ("f;typ=text/csv", "typ")] {
+            let e = Attachment::parse(spec).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("unknown option \"{option}")),
+                "{spec}: {e}"
+            );
+            assert!(e.contains(";type=MIME/TYPE"), "{e}");
+        }
+        // What does not read as an option stays part of the file's name.
+        let a = Attachment::parse("notes; draft 2.txt").unwrap();
+        assert_eq!(a.path, PathBuf::from("notes; draft 2.txt"));
+        // As does a name that is a file there.
+        let dir = std::env::temp_dir().join(format!("outbox-attach-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a;inline");
+        std::fs::write(&file, "x").unwrap();
+        let spec = file.display().to_string();
+        let parsed = Attachment::parse(&spec).map(|a| a.path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(parsed.unwrap(), file);
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl Config {
                 .split_once('=')
                 .map(|(k, _)| k.trim())
                 .filter(|k| !k.is_empty() && !k.starts_with('['));
+            let message = redact_secrets(message, text, line);
             Error::Config(match key {
                 Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
                 None => format!("{}:{line}: {message}", path.display()),
@@ -277,6 +278,65 @@ impl Config {
     }
 }
 
+/// Keys whose values are secrets: never shown, in an error either.
+const SECRET_KEYS: &[&str] = &["password"];
+
+/// `message` (the parser's, about line `line` of `text`) with every secret value of
+/// the file taken out. The password's own check never quotes it, and toml's messages
+/// name no values today; this keeps it so whatever a parser may say. A value on the
+/// line of the error is always taken out; elsewhere, one of three characters or more
+/// (a shorter one would take out unrelated words).
+fn redact_secrets(message: &str, text: &str, line: usize) -> String {
+    let mut message = message.to_owned();
+    for (n, value) in secret_values(text) {
+        if message.contains(&value) && (n == line || value.chars().count() >= 3) {
+            message = message.replace(&value, "<redacted>");
+        }
+    }
+    message
+}
+
+/// The values of secret keys in `text`, with their line numbers, as written and
+/// without their quotes: `key = value` lines and inline tables alike.
+fn secret_values(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line_text) in text.lines().enumerate() {
+        for key in SECRET_KEYS {
+            let mut rest = line_text;
+            while let Some(at) = rest.find(key) {
+                rest = &rest[at + key.len()..];
+                let Some(value) = rest
+                    .trim_start_matches(['"', '\'', ' ', '\t'])
+                    .strip_prefix('=')
+                else {
+                    continue;
+                };
+                let value = first_value(value);
+                if !value.is_empty() {
+                    out.push((i + 1, value.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The value at the start of `text`: what is inside its quotes, or a bare word up to
+/// white space, a comment or the end of an inline table's entry.
+fn first_value(text: &str) -> &str {
+    let text = text.trim_start();
+    match text.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let inner = &text[1..];
+            inner.find(quote).map_or(inner, |end| &inner[..end])
+        }
+        _ => text
+            .split(|c: char| c.is_whitespace() || matches!(c, '#' | ',' | '}'))
+            .next()
+            .unwrap_or(text),
+    }
+}
+
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
@@ -343,8 +403,21 @@ fn lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Er
     Ok(Some(days))
 }
 
+/// The password, as a string. serde's own type error quotes the value (`invalid
+/// type: integer `123456789``), which is the secret itself: this one does not.
 fn password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Some(Secret::new(String::deserialize(d)?)))
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    match Text::deserialize(d)? {
+        Text::Text(text) => Ok(Some(Secret::new(text))),
+        Text::Other(_) => Err(serde::de::Error::custom(
+            "the password must be a string in quotes (its value is not shown)",
+        )),
+    }
 }
 
 fn from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Error> {
@@ -354,8 +427,21 @@ fn from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Er
         .map_err(serde::de::Error::custom)
 }
 
+/// A number of seconds, or a string with a unit (`"30s"`, `"2m"`), as `--timeout`.
 fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let secs = f64::deserialize(d)?;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(f64),
+        Text(String),
+    }
+    const FORMS: &str = "give a number of seconds, or a string with a unit: \"30s\", \"2m\"";
+    let secs = match Seconds::deserialize(d) {
+        Ok(Seconds::Number(n)) => n,
+        Ok(Seconds::Text(text)) => crate::settings::parse_seconds(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a time: {FORMS}")))?,
+        Err(_) => return Err(serde::de::Error::custom(FORMS)),
+    };
     if !(0.001..=86_400.0).contains(&secs) {
         return Err(serde::de::Error::custom(
             "the timeout must be from 0.001 to 86400 seconds",
@@ -453,6 +539,18 @@ password = "hunter2-secret"
             "{m}"
         );
         assert!(parse("[default]\ntls = \"STARTTLS\"\n").is_ok());
+        for (text, secs) in [
+            ("\"5s\"", 5.0),
+            ("\"2m\"", 120.0),
+            ("\"7\"", 7.0),
+            ("2.5", 2.5),
+        ] {
+            let c = parse(&format!("[default]\ntimeout = {text}\n")).unwrap();
+            assert_eq!(c.account(None, None).unwrap().timeout, Some(secs), "{text}");
+        }
+        let m = config_error("[default]\ntimeout = \"soon\"\n");
+        assert!(m.starts_with("/etc/outbox/config.toml:2: timeout:"), "{m}");
+        assert!(m.contains("\"30s\""), "{m}");
         for (text, line) in [
             ("[default]\nport = 0\n", 2),
             ("[default]\nuser = \"\"\n", 2),
@@ -491,6 +589,57 @@ password = "hunter2-secret"
         assert!(m.contains("belong in [default]"), "{m}");
         let m = config_error("[default]\nqueue_lifetime = 0\n");
         assert!(m.contains("queue_lifetime"), "{m}");
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_or_form_is_never_shown_in_the_error() {
+        let secret = "123456789";
+        for (text, line) in [
+            ("[default]\npassword = 123456789\n", 2),
+            ("[default]\npassword = 123456789.5\n", 2),
+            ("[default]\npassword = [\"123456789\"]\n", 2),
+            ("[default]\npassword = { v = \"123456789\" }\n", 2),
+            ("[default]\npassword = 1234-05-27T07:32:00Z\n", 2),
+            ("[account.a]\nuser = \"me\"\npassword = 123456789\n", 3),
+            ("default.password = 123456789\n", 1),
+            ("[default]\npassword = 123456789 true\n", 2),
+            ("[default]\npassword = 123456789abc\n", 2),
+            ("[default]\npassword = \"123456789\n", 2),
+            ("[default]\npassword = \"1234\\q56789\"\n", 2),
+            ("[default]\npassword = '123456789' '123456789'\n", 2),
+            (
+                "[default]\npassword = \"123456789\"\npassword = \"123456789\"\n",
+                3,
+            ),
+            (
+                "[account.a]\npassword = \"123456789\"\ntimeout = \"123456789\"\n",
+                3,
+            ),
+        ] {
+            let m = config_error(text);
+            assert!(
+                m.starts_with(&format!("/etc/outbox/config.toml:{line}:")),
+                "{text:?}: {m}"
+            );
+            assert!(!m.contains(secret), "{text:?}: {m}");
+            assert!(!m.contains("12345"), "{text:?}: {m}");
+        }
+        let m = config_error("[default]\npassword = 123456789\n");
+        assert!(m.contains("password must be a string"), "{m}");
+    }
+
+    #[test]
+    fn secret_values_are_found_in_lines_and_inline_tables() {
+        let found = secret_values(
+            "[default]\npassword = \"s3cret\" # note\naccount.a = { user = \"u\", password = 'p4ss' }\n",
+        );
+        let values: Vec<&str> = found.iter().map(|(_, v)| v.as_str()).collect();
+        assert!(values.contains(&"s3cret"), "{found:?}");
+        assert!(values.contains(&"p4ss"), "{found:?}");
+        assert_eq!(
+            redact_secrets("got `p4ss`", "x = { password = 'p4ss' }", 5),
+            "got `<redacted>`"
+        );
     }
 
     #[test]

@@ -286,6 +286,22 @@ impl Mailbox {
                 address: Address::new(inner.trim())?,
             });
         }
+        // An angle bracket outside quotes that the form above did not take is half of
+        // a pair: say which half is missing, not that the address is malformed.
+        let outside_quotes = |at: usize| text[..at].matches('"').count().is_multiple_of(2);
+        let missing = if text.rfind('<').is_some_and(outside_quotes) {
+            Some("the > that closes <...> is missing")
+        } else if text.find('>').is_some_and(outside_quotes) {
+            Some("there is a > without its <")
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            return Err(AddressError {
+                shown: text.escape_debug().to_string(),
+                why,
+            });
+        }
         Ok(Mailbox {
             name: None,
             address: Address::new(text)?,
@@ -337,13 +353,14 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope; a recipient named twice is kept once, where it first appears.
     /// Local parts are case-sensitive (RFC 5321 §2.4), so only exact repeats go.
+    /// A set beside the list keeps this linear: `sendmail -t` may bring tens of
+    /// thousands of recipients.
     pub fn new(from: Option<Address>, recipients: impl IntoIterator<Item = Address>) -> Envelope {
-        let mut to: Vec<Address> = Vec::new();
-        for r in recipients {
-            if !to.contains(&r) {
-                to.push(r);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let to = recipients
+            .into_iter()
+            .filter(|r| seen.insert(r.clone()))
+            .collect();
         Envelope { from, to }
     }
 }
@@ -351,6 +368,62 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_angle_bracket_is_named() {
+        for (text, why) in [
+            (
+                "Bob <bob@example.test",
+                "the > that closes <...> is missing",
+            ),
+            ("<bob@example.test", "the > that closes <...> is missing"),
+            ("Bob bob@example.test>", "there is a > without its <"),
+        ] {
+            let e = Mailbox::parse(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        // In quotes, a bracket is the name's own.
+        let m = Mailbox::parse("\"a <b\" <bob@example.test>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("a <b"));
+        assert_eq!(m.address.as_str(), "bob@example.test");
+        assert!(Mailbox::parse("Bob <bob@example.test>").is_ok());
+    }
+
+    #[test]
+    fn envelope_dedup_keeps_the_first_of_each_recipient_in_the_order_given() {
+        let a = |s: &str| Address::new(s).unwrap();
+        let e = Envelope::new(
+            None,
+            [
+                a("b@example.test"),
+                a("a@example.test"),
+                a("B@example.test"),
+                a("b@example.test"),
+                a("c@example.test"),
+                a("a@example.test"),
+                a("b@EXAMPLE.test"),
+            ],
+        );
+        let to: Vec<&str> = e.to.iter().map(Address::as_str).collect();
+        // Exact repeats only, as before: local parts are case-sensitive (RFC 5321
+        // §2.4), and a domain written otherwise is kept as the caller wrote it.
+        assert_eq!(
+            to,
+            [
+                "b@example.test",
+                "a@example.test",
+                "B@example.test",
+                "c@example.test",
+                "b@EXAMPLE.test"
+            ]
+        );
+        let many = Envelope::new(
+            None,
+            (0..1000).chain(0..1000).map(|i| a(&format!("r{i}@x.test"))),
+        );
+        assert_eq!(many.to.len(), 1000);
+        assert_eq!(many.to[999].as_str(), "r999@x.test");
+    }
 
     #[test]
     fn plain_addresses() {

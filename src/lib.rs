@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod advice;
 pub mod cli;
 pub mod compose;
 pub mod config;
@@ -123,6 +124,7 @@ pub fn submit_reported(
         }
         Err(e) => (Err(e), report),
     };
+    let result = result.map_err(|e| advice::advise(e, settings));
     report.total = Some(start.elapsed());
     (result, report)
 }
@@ -526,10 +528,16 @@ fn establish<S: Channel>(
     let loopback = session.stream().peer_is_loopback();
     session.greeting()?;
     session.ehlo(ehlo_name)?;
+    // To loopback, auto stays in clear, unless credentials are to be sent and the
+    // server offers AUTH only after STARTTLS (Dovecot's submission, Postfix with
+    // smtpd_tls_auth_only): then TLS, with the certificate checked as for any server.
+    let auth_needs_tls = credentials.is_some()
+        && session.capabilities().has("STARTTLS")
+        && session.capabilities().auth_mechanisms().is_empty();
     let wants_starttls = !session.stream().is_tls()
         && match settings.tls.mode {
             TlsMode::StartTls => true,
-            TlsMode::Auto => !loopback,
+            TlsMode::Auto => !loopback || auth_needs_tls,
             TlsMode::Implicit | TlsMode::None => false,
         };
     if wants_starttls {

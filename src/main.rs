@@ -10,6 +10,8 @@ use outbox::exit;
 
 mod cmd;
 
+use cmd::output::say;
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let program = args
@@ -23,6 +25,11 @@ fn main() -> ExitCode {
         ("sendmail" | "mailq" | "newaliases", _) => cmd::sendmail::run(&program, &args[1..]),
         (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
         (_, Some("queue")) => cmd::queue::run(&args[2..]),
+        (_, Some("help")) => cmd::help::run(&args[2..]),
+        // A command of a later version, not a recipient named after it.
+        (_, Some(word)) if cmd::help::is_command_word(word) => {
+            Err(cmd::help::unknown_command(word).into())
+        }
         _ => match Cli::try_parse_from(&args) {
             Ok(cli) => cmd::compose::run(&cli),
             Err(e) => {
@@ -42,7 +49,7 @@ fn main() -> ExitCode {
                 Some(err) => exit::code(err),
                 None => exit::SOFTWARE,
             };
-            eprintln!("outbox: {e}");
+            say!("outbox: {e}");
             ExitCode::from(code)
         }
     }

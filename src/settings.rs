@@ -19,6 +19,9 @@ use crate::smtp::transport::{DEFAULT_PORT, ServerAddr};
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub server: ServerAddr,
+    /// Whether the server was named (flag or configuration) rather than taken to be
+    /// localhost, for advice when nothing answers there.
+    pub server_named: bool,
     /// The EHLO name; when `None`, this host's name (see [`default_ehlo_name`]).
     pub ehlo_name: Option<String>,
     pub timeouts: Timeouts,
@@ -107,8 +110,23 @@ impl Settings {
             (_, true) => 24,
             _ => DEFAULT_PORT,
         };
-        let server = match (&cli.server, &account.server) {
-            (Some(s), _) => ServerAddr::parse_or(s, default_port).map_err(Error::Usage)?,
+        let mut server = match (&cli.server, &account.server) {
+            (Some(s), _) => {
+                let server = ServerAddr::parse_or(s, cli.port.unwrap_or(default_port))
+                    .map_err(Error::Usage)?;
+                // Port 0 never parses: a second parse with it tells whether s names one.
+                let named = ServerAddr::parse_or(s, 0).map_or(0, |a| a.port);
+                if let Some(port) = cli.port
+                    && named != 0
+                    && named != port
+                    && server.unix_path().is_none()
+                {
+                    return Err(Error::Usage(format!(
+                        "--server {s} names port {named} and --port {port}: give one"
+                    )));
+                }
+                server
+            }
             (None, Some(s)) => ServerAddr::parse_or(s, account.port.unwrap_or(default_port))
                 .map_err(Error::Config)?,
             (None, None) => ServerAddr {
@@ -116,6 +134,12 @@ impl Settings {
                 port: account.port.unwrap_or(default_port),
             },
         };
+        // Flags override the file: --port over the configuration's server and port.
+        if let Some(port) = cli.port
+            && server.unix_path().is_none()
+        {
+            server.port = port;
+        }
 
         let timeouts = match cli.timeout.or(account.timeout) {
             None => Timeouts::default(),
@@ -153,6 +177,7 @@ impl Settings {
             })
             .unwrap_or_default();
         Ok(Settings {
+            server_named: cli.server.is_some() || account.server.is_some(),
             server,
             ehlo_name,
             timeouts,
@@ -263,6 +288,21 @@ impl Settings {
             secret,
         }))
     }
+}
+
+/// A time in seconds: a number, or one with the unit `s` or `m` (`30s`, `2m`), as
+/// `--timeout` and the configuration's `timeout` take it. The range is checked apart.
+pub fn parse_seconds(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (number, scale) = match text.strip_suffix('m') {
+        Some(n) => (n, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    // f64's parser also takes "inf" and "NaN": a time is digits and a point.
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// What an envelope id must be, for error messages.
@@ -511,16 +551,66 @@ mod tests {
     }
 
     #[test]
+    fn port_is_a_flag_that_overrides_the_configuration() {
+        let port = |args: &[&str]| settings(args).map(|s| s.server.to_string());
+        assert_eq!(
+            port(&["--port", "587", "a@x.test"]).unwrap(),
+            "localhost:587"
+        );
+        assert_eq!(
+            port(&["--server", "mx.example.test", "--port", "587", "a@x.test"]).unwrap(),
+            "mx.example.test:587"
+        );
+        assert_eq!(
+            port(&[
+                "--server",
+                "mx.example.test:587",
+                "--port",
+                "587",
+                "a@x.test"
+            ])
+            .unwrap(),
+            "mx.example.test:587"
+        );
+        let config = Config::parse(
+            "[default]\nserver = \"mx.example.test:2525\"\n",
+            std::path::Path::new("/c.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "--port", "587", "a@x.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        assert_eq!(s.server.to_string(), "mx.example.test:587");
+        assert!(s.server_named);
+        assert!(
+            !settings(&["--port", "587", "a@x.test"])
+                .unwrap()
+                .server_named
+        );
+    }
+
+    #[test]
+    fn timeout_takes_seconds_or_minutes() {
+        let s = settings(&["--timeout", "5s", "a@example.test"]).unwrap();
+        assert_eq!(s.timeouts, Timeouts::uniform(Duration::from_secs(5)));
+        let s = settings(&["--timeout", "2m", "a@example.test"]).unwrap();
+        assert_eq!(s.timeouts, Timeouts::uniform(Duration::from_secs(120)));
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["--timeout", "0", "a@example.test"][..],
-            &["--timeout=-1", "a@example.test"],
-            &["--timeout", "NaN", "a@example.test"],
+            &["--timeout", "100000", "a@example.test"],
             &["--server", "host:99999", "a@example.test"],
             &["--ehlo-name", "two words", "a@example.test"],
-            &["--timeout", "1e-12", "a@example.test"],
+            &["--server", "host:25", "--port", "587", "a@example.test"],
         ] {
             assert!(matches!(settings(args), Err(Error::Usage(_))), "{args:?}");
+        }
+        // Not a time at all: clap refuses it (exit 64 too).
+        for value in ["-1", "NaN", "inf", "1e-12", "5h"] {
+            let argv = ["outbox", "--timeout", value, "a@example.test"];
+            assert!(Cli::try_parse_from(argv).is_err(), "{value}");
         }
     }
 

@@ -11,6 +11,8 @@ use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
 use outbox::{Message, Report, Settings, exit, settings};
 
+use super::output::say;
+
 /// The compose face: build the message from flags and body, then send it (or show it).
 /// With `--json`, standard output gets one JSON object whatever happens.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
@@ -55,13 +57,13 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     let receipt = match result {
         Ok(receipt) => receipt,
         Err(e) => {
-            eprintln!("outbox: {e}");
+            say!("outbox: {e}");
             return Ok(code);
         }
     };
     let refused = receipt.refused();
     if !refused.is_empty() {
-        eprintln!(
+        say!(
             "outbox: {} of {} recipients refused; the message went to the others:\n{}",
             refused.len(),
             receipt.recipients.len(),
@@ -70,7 +72,7 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     }
     if settings.verbose {
         let accepted = receipt.recipients.len() - refused.len();
-        eprintln!(
+        say!(
             "* accepted for {accepted} of {} recipients",
             receipt.recipients.len()
         );
@@ -93,6 +95,13 @@ fn mailboxes(values: &[String]) -> Result<Vec<Mailbox>, Error> {
 /// The sender is `-f`, else the account's `from`, else `$USER@fqdn`; local names
 /// among the recipients go through the aliases.
 fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope), Error> {
+    if let Some(word) = cli
+        .recipients
+        .iter()
+        .find(|r| super::help::is_command_word(r.trim()))
+    {
+        return Err(super::help::not_a_recipient(word.trim()));
+    }
     let to = mailboxes(&cli.recipients)?;
     let cc = mailboxes(&cli.cc)?;
     let bcc = mailboxes(&cli.bcc)?;
@@ -180,7 +189,7 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     if stdin.is_terminal() {
         if io::stderr().is_terminal() {
-            eprintln!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
+            say!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
         }
         let mut lock = stdin.lock();
         let mut line = Vec::new();
@@ -196,6 +205,16 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
         }
     } else {
         stdin.lock().read_to_end(&mut body).map_err(stdin_err)?;
+        // Nothing from a pipe or a file is most often a mistake (`outbox help`, a
+        // command run without its input); mail(1)'s -E skips such a message.
+        if body.is_empty() && !cli.allow_empty && cli.attach.is_empty() && cli.html.is_none() {
+            return Err(Error::Data(
+                "the body is empty: nothing came on standard input; give the text there \
+                 or with --body or --body-file, or --allow-empty to send the message as \
+                 it is"
+                    .into(),
+            ));
+        }
     }
     Ok(body)
 }

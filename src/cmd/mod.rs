@@ -1,10 +1,11 @@
 //! The faces of the binary: each turns its command line into a session and an exit code.
 
 pub mod compose;
+pub mod help;
+pub mod output;
 pub mod queue;
 pub mod sendmail;
 
-use std::io::Write;
 use std::time::SystemTime;
 
 use outbox::config::Config;
@@ -15,11 +16,13 @@ use outbox::smtp::session::Receipt;
 use outbox::smtp::tls::TlsMode;
 use outbox::{Envelope, Error, Message, Report, Settings, exit};
 
+use output::say;
+
 /// The configuration file, with its warnings said.
 pub fn load_config() -> Result<Option<Config>, outbox::Error> {
     let config = Config::load_default()?;
     for warning in config.iter().flat_map(|c| &c.warnings) {
-        eprintln!("outbox: warning: {warning}");
+        say!("outbox: warning: {warning}");
     }
     Ok(config)
 }
@@ -28,13 +31,13 @@ pub fn load_config() -> Result<Option<Config>, outbox::Error> {
 pub fn warn_about_tls(settings: &Settings) {
     if settings.server.port == 465 && matches!(settings.tls.mode, TlsMode::StartTls | TlsMode::None)
     {
-        eprintln!(
+        say!(
             "outbox: warning: port 465 is for implicit TLS (RFC 8314); a server there waits \
              in silence for a handshake: use --tls implicit"
         );
     }
     if settings.tls.insecure {
-        eprintln!(
+        say!(
             "outbox: warning: TLS certificates are not checked (--tls-insecure): \
              anyone in the path can pose as {}",
             settings.server.host
@@ -51,7 +54,7 @@ pub fn expand_all<'a>(
     for r in recipients {
         let (addresses, note) = settings.expand(r);
         if let (true, Some(note)) = (settings.verbose, note) {
-            eprintln!("* {note}");
+            say!("* {note}");
         }
         out.extend(addresses);
     }
@@ -93,11 +96,8 @@ pub fn submit(
 /// (`| head`) is no failure; another trouble is said, but changes no exit code:
 /// the message went or did not go all the same.
 pub fn print_json(json: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{json}").and_then(|()| out.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        eprintln!("outbox: cannot write the JSON report to standard output: {e}");
+    if let Err(e) = output::stdout_text(&format!("{json}\n")) {
+        say!("outbox: cannot write the JSON report to standard output: {e}");
     }
 }
 
@@ -148,7 +148,7 @@ fn keep_what_failed(
 ) -> u8 {
     let outcome = Outcome::of(envelope, result);
     if settings.verbose && !outcome.accepted.is_empty() {
-        eprintln!("* accepted for {}", list(&outcome.accepted));
+        say!("* accepted for {}", list(&outcome.accepted));
     }
     let now = SystemTime::now();
     let from = envelope.from.as_ref();
@@ -168,7 +168,7 @@ fn keep_what_failed(
                     }),
                 );
                 if keep == Keep::Say || settings.verbose {
-                    eprintln!(
+                    say!(
                         "outbox: not delivered yet to {} ({}); queued as {id} in {}",
                         list(&outcome.retry),
                         outcome.retry_reason,
@@ -177,7 +177,7 @@ fn keep_what_failed(
                 }
             }
             Err(e) => {
-                eprintln!(
+                say!(
                     "outbox: not delivered to {} ({}), and it cannot be queued: {e}",
                     list(&outcome.retry),
                     outcome.retry_reason
@@ -207,7 +207,7 @@ fn keep_what_failed(
 
 fn report_failed(outcome: &Outcome, kept: &str) {
     if !outcome.failed.is_empty() {
-        eprintln!("outbox: not delivered: {}{kept}", outcome.failed_reason);
+        say!("outbox: not delivered: {}{kept}", outcome.failed_reason);
     }
 }
 

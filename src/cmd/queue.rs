@@ -15,6 +15,8 @@ use outbox::outcome::Outcome;
 use outbox::queue::{Entry, Listed, Locked, Queue, describe_duration};
 use outbox::{Client, Outgoing, Receipt, Series, Settings, Transcript, exit};
 
+use super::output::{self, out, say};
+
 /// The queue of messages that could not be delivered yet.
 #[derive(Parser, Debug)]
 #[command(name = "outbox queue")]
@@ -78,22 +80,33 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     } else {
         queue.list()?
     };
-    if entries.is_empty() {
-        println!(
-            "{} is empty",
-            if failed {
-                "the failed folder"
-            } else {
-                "the queue"
-            }
-        );
-        return Ok(exit::OK);
+    // The listing is what was asked for: one that cannot be written is a failure
+    // (74), but a reader that stops early (`| head`) is not.
+    if let Err(e) = output::stdout_text(&listing(&entries, failed, SystemTime::now())) {
+        say!("outbox: cannot write the listing to standard output: {e}");
+        return Ok(exit::IOERR);
     }
-    let now = SystemTime::now();
-    for listed in &entries {
+    Ok(exit::OK)
+}
+
+/// The text `queue list` prints for `entries`.
+fn listing(entries: &[Listed], failed: bool, now: SystemTime) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    if entries.is_empty() {
+        let what = if failed {
+            "the failed folder"
+        } else {
+            "the queue"
+        };
+        let _ = writeln!(text, "{what} is empty");
+        return text;
+    }
+    for listed in entries {
         match listed {
             Listed::Entry(e) => {
-                println!(
+                let _ = writeln!(
+                    text,
                     "{}  {:>6}  {:>8} bytes  attempts {}  from <{}>",
                     e.id,
                     describe_duration(e.age(now)),
@@ -101,19 +114,21 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
                     e.attempts,
                     e.from.as_deref().unwrap_or("")
                 );
-                println!("    to: {}", e.recipients.join(", "));
+                let _ = writeln!(text, "    to: {}", e.recipients.join(", "));
                 if let Some(error) = &e.last_error {
-                    println!("    last error: {error}");
+                    let _ = writeln!(text, "    last error: {error}");
                 }
                 if !failed && !e.is_due(now) {
                     let wait = e.next_attempt.duration_since(now).unwrap_or_default();
-                    println!("    next attempt in {}", describe_duration(wait));
+                    let _ = writeln!(text, "    next attempt in {}", describe_duration(wait));
                 }
             }
-            Listed::Corrupt { id, problem } => println!("{id}  (cannot be read: {problem})"),
+            Listed::Corrupt { id, problem } => {
+                let _ = writeln!(text, "{id}  (cannot be read: {problem})");
+            }
         }
     }
-    Ok(exit::OK)
+    text
 }
 
 fn remove(ids: &[String]) -> anyhow::Result<u8> {
@@ -123,10 +138,10 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
         match queue.remove(id) {
             Ok(()) => {
                 queue.sweep();
-                println!("removed {id}");
+                out!("removed {id}");
             }
             Err(e) => {
-                eprintln!("outbox: {id}: {e}");
+                say!("outbox: {id}: {e}");
                 code = exit::code(&e);
             }
         }
@@ -147,7 +162,7 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
         let entry = match listed {
             Listed::Entry(entry) => entry,
             Listed::Corrupt { id, problem } => {
-                eprintln!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
+                say!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
                 code = exit::DATAERR;
                 continue;
             }
@@ -167,7 +182,7 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
                 .1
                 .push(entry),
             Err(e) => {
-                eprintln!("outbox: {}: {e}; left in the queue", entry.id);
+                say!("outbox: {}: {e}; left in the queue", entry.id);
                 code = exit::code(&e);
             }
         }
@@ -193,9 +208,12 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
     }
     // Quiet for cron, which mails whatever a job prints.
     if verbose || std::io::stdout().is_terminal() {
-        println!(
+        out!(
             "delivered {}, deferred {}, failed {}, skipped (in use) {}",
-            totals.delivered, totals.deferred, totals.failed, totals.skipped
+            totals.delivered,
+            totals.deferred,
+            totals.failed,
+            totals.skipped
         );
     }
     Ok(code)
@@ -263,7 +281,7 @@ fn flush_group(
         Err(e) => {
             // Nobody is reached: every entry waits for the next flush, or, past the
             // lifetime, is given up.
-            eprintln!("outbox: cannot reach {}: {e}", settings.server);
+            say!("outbox: cannot reach {}: {e}", settings.server);
             for entry in entries {
                 let done = queue.lock(&entry.id).and_then(|locked| match locked {
                     Some(locked) => {
@@ -273,7 +291,7 @@ fn flush_group(
                     None => Ok(()),
                 });
                 if let Err(err) = done {
-                    eprintln!("outbox: {}: {err}", entry.id);
+                    say!("outbox: {}: {err}", entry.id);
                     totals.errors += 1;
                 }
             }
@@ -308,7 +326,7 @@ impl Series for FlushRun<'_> {
                 Ok(Some(out)) => return Some(out),
                 Ok(None) => self.totals.skipped += 1,
                 Err(e) => {
-                    eprintln!("outbox: {}: {e}", entry.id);
+                    say!("outbox: {}: {e}", entry.id);
                     self.totals.errors += 1;
                 }
             }
@@ -321,7 +339,7 @@ impl Series for FlushRun<'_> {
         let Some(result) = result else { return };
         let id = out.tag.entry().id.clone();
         if let Err(e) = settle(self.queue, out, &result, self.lifetime, self.totals) {
-            eprintln!("outbox: {id}: {e}");
+            say!("outbox: {id}: {e}");
             self.totals.errors += 1;
         }
     }
@@ -365,7 +383,7 @@ fn settle(
     let outcome = Outcome::of(&envelope, result);
     if outcome.accepted.is_empty() && outcome.retry.is_empty() {
         // Refused for good, for everyone: the entry itself moves to failed.
-        eprintln!("outbox: {id}: not delivered: {}", outcome.failed_reason);
+        say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
         totals.failed += 1;
         return locked.fail(&outcome.failed_reason);
     }
@@ -377,7 +395,7 @@ fn settle(
             &outcome.failed_reason,
             now,
         )?;
-        eprintln!(
+        say!(
             "outbox: {id}: not delivered: {}; kept as {kept} in failed",
             outcome.failed_reason
         );
@@ -402,7 +420,7 @@ fn settle_later(
     let now = SystemTime::now();
     let age = locked.entry().age(now);
     if age >= lifetime {
-        eprintln!(
+        say!(
             "outbox: {} has waited {} and is given up: {reason}",
             locked.entry().id,
             describe_duration(age)

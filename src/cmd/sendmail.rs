@@ -11,6 +11,7 @@ use outbox::sendmail::{
 use outbox::{Envelope, Message, Settings, settings};
 
 use super::Keep;
+use super::output::say;
 
 pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
     let args: Vec<String> = args
@@ -21,6 +22,14 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
                 .ok_or_else(|| Error::Usage(format!("argument {a:?} is not UTF-8")))
         })
         .collect::<Result<_, _>>()?;
+    // `-h` is sendmail's hop count; only the long form asks for help.
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help")
+    {
+        return super::help::run(&["sendmail".into()]);
+    }
     let parsed = parse_args(program, &args).map_err(Error::Usage)?;
     match parsed.action {
         Action::ListQueue => super::queue::list(false),
@@ -49,7 +58,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let config = super::load_config()?;
     let settings = Settings::resolve(&cli, config.as_ref())?;
     if settings.verbose && !args.ignored.is_empty() {
-        eprintln!("* accepted and ignored: {}", args.ignored.join(" "));
+        say!("* accepted and ignored: {}", args.ignored.join(" "));
     }
 
     let raw = read_message(&mut std::io::stdin().lock(), args.ignore_dots).map_err(|source| {
@@ -82,17 +91,17 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     let prepared = prepare(&raw, &fixups)?;
     if settings.verbose {
         if !prepared.qualified.is_empty() {
-            eprintln!(
+            say!(
                 "* gave the bare names in {} the domain {}",
                 prepared.qualified.join(", "),
                 fixups.local_domain
             );
         }
         if !prepared.folded.is_empty() {
-            eprintln!("* folded the long lines of {}", prepared.folded.join(", "));
+            say!("* folded the long lines of {}", prepared.folded.join(", "));
         }
         if !prepared.added.is_empty() {
-            eprintln!("* added {}", prepared.added.join(", "));
+            say!("* added {}", prepared.added.join(", "));
         }
     }
 

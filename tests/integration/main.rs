@@ -16,6 +16,7 @@ mod support;
 
 mod bench;
 mod big_attachment;
+mod command_line;
 mod compose;
 mod errors;
 mod esmtp;
@@ -28,3 +29,4 @@ mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;
 mod tls_auth;
+mod unwritable;

@@ -554,3 +554,60 @@ fn password_prompt_reads_the_terminal() {
     let got = server.wait_for_messages(1, WAIT);
     assert_eq!(got[0].auth_user.as_deref(), Some("bob"));
 }
+
+// --- auto TLS to loopback when AUTH needs it ---------------------------------------------
+
+/// `--tls auto` (no --tls at all) to `server` on loopback, logging in as bob.
+fn auto_with_auth(server: &SmtpServer, extra: &[&str]) -> Output {
+    let env = TestEnv::new();
+    let mut cmd = outbox_cmd(&env, &["-v", "--server", &by_name(&server.addr())]);
+    cmd.args(["--user", "bob", "--auth", "plain"])
+        .args(extra)
+        .arg("b@example.test")
+        .env("OUTBOX_PASSWORD", "hunter2-bob");
+    cmd.run()
+}
+
+#[test]
+fn auto_to_loopback_starts_tls_when_auth_is_offered_only_after_it() {
+    // As Dovecot's submission and Postfix with smtpd_tls_auth_only = yes: STARTTLS and
+    // no AUTH before it.
+    let server = auth_server(Mode::StartTls);
+    let out = auto_with_auth(&server, &["--tls-ca-file", &ca()]);
+    out.assert_success().assert_stderr_contains("> STARTTLS");
+    let got = server.wait_for_messages(1, WAIT);
+    assert!(got[0].tls, "{}", out.report());
+    assert_eq!(got[0].auth_user.as_deref(), Some("bob"));
+}
+
+#[test]
+fn auto_to_loopback_for_auth_checks_the_certificate_and_never_falls_back_to_clear() {
+    let server = auth_server(Mode::StartTls);
+    // The test CA is not in the system store: the certificate is refused.
+    let out = auto_with_auth(&server, &[]);
+    out.assert_code(77).assert_stderr_contains("not trusted");
+    assert!(
+        server.auth_attempts().is_empty(),
+        "{:?}",
+        server.auth_attempts()
+    );
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn auto_to_loopback_with_auth_offered_in_clear_stays_in_clear() {
+    let server = SmtpServer::builder()
+        .mode(Mode::StartTls)
+        .auth(&["PLAIN"])
+        .auth_require_tls(false)
+        .user("bob", "hunter2-bob")
+        .start();
+    let out = auto_with_auth(&server, &["--tls-ca-file", &ca()]);
+    out.assert_success();
+    if out.stderr_str().contains("> STARTTLS") {
+        out.fail("AUTH is offered in clear on loopback: auto must not start TLS");
+    }
+    let got = server.wait_for_messages(1, WAIT);
+    assert!(!got[0].tls);
+    assert_eq!(got[0].auth_user.as_deref(), Some("bob"));
+}

@@ -387,12 +387,20 @@ impl Cmd {
     /// the result. Never panics because of the child's behaviour; use the
     /// `assert_*` methods of [`Output`].
     pub fn run(&self) -> Output {
+        self.run_with(None, None)
+    }
+
+    /// As [`Cmd::run`], with standard output and error going where given (a file
+    /// such as `/dev/full`, a pipe whose reader is closed) instead of to pipes the
+    /// harness reads; what goes there is not in the [`Output`].
+    pub fn run_with(&self, stdout: Option<Stdio>, stderr: Option<Stdio>) -> Output {
         let cmdline = self.cmdline();
+        let (read_out, read_err) = (stdout.is_none(), stderr.is_none());
         let mut child = self
             .build()
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stdout.unwrap_or_else(Stdio::piped))
+            .stderr(stderr.unwrap_or_else(Stdio::piped))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"));
 
@@ -403,16 +411,20 @@ impl Cmd {
             // that is the child's business, not an error of the harness.
             let _ = stdin.write_all(&input);
         });
-        let mut out = child.stdout.take().expect("child stdout is piped");
-        let mut err = child.stderr.take().expect("child stderr is piped");
+        let out = child.stdout.take().filter(|_| read_out);
+        let err = child.stderr.take().filter(|_| read_err);
         let out_reader = thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
+            if let Some(mut out) = out {
+                let _ = out.read_to_end(&mut buf);
+            }
             buf
         });
         let err_reader = thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = err.read_to_end(&mut buf);
+            if let Some(mut err) = err {
+                let _ = err.read_to_end(&mut buf);
+            }
             buf
         });
 
