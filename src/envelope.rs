@@ -168,21 +168,27 @@ impl Address {
         let Some(domain) = domain else {
             return Some(self.clone());
         };
-        let labels: Option<Vec<String>> = domain
-            .split('.')
-            .map(|label| {
-                if label.is_ascii() {
-                    Some(label.to_owned())
-                } else {
-                    punycode(&label.to_lowercase())
-                        .map(|p| format!("xn--{p}"))
-                        // RFC 1035 §2.3.4: 63 octets a label, A-labels included.
-                        .filter(|a| a.len() <= 63)
-                }
-            })
-            .collect();
-        Address::new(&format!("{local}@{}", labels?.join("."))).ok()
+        Address::new(&format!("{local}@{}", domain_to_ascii(domain)?)).ok()
     }
+}
+
+/// A domain with each label that is not ASCII as its A-label (see
+/// [`Address::to_ascii`]); `None` if one is too long for a label.
+pub(crate) fn domain_to_ascii(domain: &str) -> Option<String> {
+    let labels: Option<Vec<String>> = domain
+        .split('.')
+        .map(|label| {
+            if label.is_ascii() {
+                Some(label.to_owned())
+            } else {
+                punycode(&label.to_lowercase())
+                    .map(|p| format!("xn--{p}"))
+                    // RFC 1035 §2.3.4: 63 octets a label, A-labels included.
+                    .filter(|a| a.len() <= 63)
+            }
+        })
+        .collect();
+    Some(labels?.join("."))
 }
 
 /// Punycode (RFC 3492 §6.3) of one label.

@@ -52,7 +52,10 @@ pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
 use std::borrow::Cow;
+use std::io::Read;
 use std::time::Instant;
+
+use message::downgrade::Downgraded;
 
 use progress::Progress;
 use report::{Phase, TlsStart};
@@ -322,20 +325,21 @@ pub trait Series {
 fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, series: &mut S) {
     // A message whose envelope was accepted and which has had DATA's 354: its content
     // is owed.
-    let mut ready: Option<(Outgoing<S::Tag>, Vec<RecipientResult>)> = None;
+    type Ready<T> = (Outgoing<T>, Option<Downgraded>, Vec<RecipientResult>);
+    let mut ready: Option<Ready<S::Tag>> = None;
     loop {
         let (upcoming, then) = match next_prepared(session, dsn, series) {
-            Some((out, envelope, group)) => (Some((out, envelope)), group),
+            Some((out, envelope, group, downgraded)) => (Some((out, envelope, downgraded)), group),
             None if ready.is_some() => (None, vec![smtp::command::Command::Quit]),
             None => return,
         };
         match ready.take() {
-            Some((out, mut recipients)) => {
+            Some((out, downgraded, mut recipients)) => {
                 if session.has_progress() {
-                    session.set_message_size(Some(out.message.wire_size()));
+                    session.set_message_size(Some(wire_size_as_sent(&out.message, &downgraded)));
                 }
                 let result = session
-                    .send_body(&mut out.message.reader(), &then)
+                    .send_body(&mut reader_as_sent(&out.message, &downgraded), &then)
                     .and_then(|()| session.end_of_data(&mut recipients))
                     .map(|reply| Receipt { recipients, reply });
                 series.done(out, Some(result));
@@ -346,14 +350,14 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
             }
             None => {
                 if let Err(e) = session.send_data_group(&then) {
-                    if let Some((out, _)) = upcoming {
+                    if let Some((out, _, _)) = upcoming {
                         series.done(out, Some(Err(e)));
                     }
                     return;
                 }
             }
         }
-        let Some((out, envelope)) = upcoming else {
+        let Some((out, envelope, downgraded)) = upcoming else {
             return;
         };
         if !session.is_usable() {
@@ -362,7 +366,7 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
             return;
         }
         match session.data_replies(&envelope) {
-            Ok(recipients) => ready = Some((out, recipients)),
+            Ok(recipients) => ready = Some((out, downgraded, recipients)),
             Err(e) => {
                 series.done(out, Some(Err(e)));
                 // A MAIL that was accepted is still open (RFC 5321 §4.1.1.5).
@@ -374,25 +378,35 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
     }
 }
 
-/// The next message of `series` this server can take, with its envelope as sent and
-/// its command group; those it cannot take are done with at once.
+/// A message of a series made ready: its envelope as sent, its command group, and
+/// its header as this server takes it.
+type Prepared<T> = (
+    Outgoing<T>,
+    Envelope,
+    Vec<smtp::command::Command>,
+    Option<Downgraded>,
+);
+
+/// The next message of `series` this server can take, prepared; those it cannot take
+/// are done with at once.
 fn next_prepared<C: Channel, S: Series>(
     session: &mut Session<C>,
     dsn: &Dsn,
     series: &mut S,
-) -> Option<(Outgoing<S::Tag>, Envelope, Vec<smtp::command::Command>)> {
+) -> Option<Prepared<S::Tag>> {
     if !session.is_usable() {
         return None;
     }
     loop {
         let out = series.next()?;
-        let prepared =
-            prepare(session, &out.envelope, &out.message, dsn).and_then(|(envelope, params)| {
+        let prepared = prepare(session, &out.envelope, &out.message, dsn).and_then(
+            |(envelope, params, downgraded)| {
                 let group = session.data_group(&envelope, &params)?;
-                Ok((envelope.into_owned(), group))
-            });
+                Ok((envelope.into_owned(), group, downgraded))
+            },
+        );
         match prepared {
-            Ok((envelope, group)) => return Some((out, envelope, group)),
+            Ok((envelope, group, downgraded)) => return Some((out, envelope, group, downgraded)),
             Err(e) => series.done(out, Some(Err(e))),
         }
     }
@@ -467,33 +481,75 @@ fn send_on<S: Channel>(
     message: &Message,
     dsn: &Dsn,
 ) -> Result<Receipt, Error> {
-    let (envelope, params) = prepare(session, envelope, message, dsn)?;
+    let (envelope, params, downgraded) = prepare(session, envelope, message, dsn)?;
     if session.has_progress() {
-        session.set_message_size(Some(message.wire_size()));
+        session.set_message_size(Some(wire_size_as_sent(message, &downgraded)));
     }
-    session.transaction_with(&envelope, &params, &mut message.reader())
+    let mut reader = reader_as_sent(message, &downgraded);
+    session.transaction_with(&envelope, &params, &mut reader)
 }
 
-/// The envelope as this server can take it, and the parameters this server and
-/// message call for.
+/// The envelope as this server can take it, the parameters this server and message
+/// call for, and the header rewritten in ASCII if the server cannot take it in UTF-8.
 fn prepare<'a, S: Channel>(
     session: &mut Session<S>,
     envelope: &'a Envelope,
     message: &Message,
     dsn: &Dsn,
-) -> Result<(Cow<'a, Envelope>, Parameters), Error> {
+) -> Result<(Cow<'a, Envelope>, Parameters, Option<Downgraded>), Error> {
     let caps = session.capabilities();
-    let envelope = if caps.has("SMTPUTF8") {
+    let smtputf8 = caps.has("SMTPUTF8");
+    let envelope = if smtputf8 {
         Cow::Borrowed(envelope)
     } else {
         Cow::Owned(ascii_envelope(envelope)?)
     };
+    // RFC 6531 §3.4: UTF-8 header fields only to a server that offers SMTPUTF8; for
+    // any other they are rewritten in ASCII (RFC 2047) where they can be.
+    let downgraded = if message.has_8bit_header() && !smtputf8 {
+        Some(message.downgraded()?)
+    } else {
+        None
+    };
+    let shape = match &downgraded {
+        Some(d) => Shape {
+            wire_size: d.wire_size(),
+            eight_bit: d.is_8bit(),
+            utf8_header: false,
+        },
+        None => Shape::of(message),
+    };
     let size_limit = caps.size_limit().flatten();
-    let params = parameters(|k| caps.has(k), size_limit, &envelope, message, dsn)?;
+    let params = parameters_for(|k| caps.has(k), size_limit, &envelope, &shape, dsn)?;
     if !dsn.is_empty() && !caps.has("DSN") {
         session.note("the server does not offer DSN: the notification requests are left out");
     }
-    Ok((envelope, params))
+    if let Some(d) = downgraded.as_ref().filter(|d| !d.fields().is_empty()) {
+        session.note(&format!(
+            "the server does not offer SMTPUTF8: the UTF-8 in {} is sent as RFC 2047 \
+             encoded-words (domains as A-labels)",
+            d.fields().join(", ")
+        ));
+    }
+    Ok((envelope, params, downgraded))
+}
+
+/// The size on the wire of `message` as it goes, its header rewritten or not.
+fn wire_size_as_sent(message: &Message, downgraded: &Option<Downgraded>) -> u64 {
+    downgraded
+        .as_ref()
+        .map_or(message.wire_size(), Downgraded::wire_size)
+}
+
+/// The bytes of `message` as it goes, its header rewritten or not.
+fn reader_as_sent<'a>(
+    message: &'a Message,
+    downgraded: &'a Option<Downgraded>,
+) -> Box<dyn Read + 'a> {
+    match downgraded {
+        Some(d) => Box::new(d.reader(message)),
+        None => Box::new(message.reader()),
+    }
 }
 
 /// The envelope for a server without SMTPUTF8: internationalised domains in A-labels;
@@ -664,9 +720,36 @@ pub fn parameters(
     message: &Message,
     dsn: &Dsn,
 ) -> Result<Parameters, Error> {
+    parameters_for(offers, size_limit, envelope, &Shape::of(message), dsn)
+}
+
+/// What the parameters depend on in the message as it goes to the server.
+struct Shape {
+    wire_size: u64,
+    eight_bit: bool,
+    utf8_header: bool,
+}
+
+impl Shape {
+    fn of(message: &Message) -> Shape {
+        Shape {
+            wire_size: message.wire_size(),
+            eight_bit: message.is_8bit(),
+            utf8_header: message.has_8bit_header(),
+        }
+    }
+}
+
+fn parameters_for(
+    offers: impl Fn(&str) -> bool,
+    size_limit: Option<u64>,
+    envelope: &Envelope,
+    message: &Shape,
+    dsn: &Dsn,
+) -> Result<Parameters, Error> {
     let mut params = Parameters::default();
     if offers("SIZE") {
-        let size = message.wire_size();
+        let size = message.wire_size;
         // RFC 1870 §6.1: a message the server has said it will refuse is not sent.
         if let Some(limit) = size_limit
             && size > limit
@@ -679,7 +762,7 @@ pub fn parameters(
     }
     // Known without reading the message: bytes in memory were looked at when it was
     // made, and what a composed message reads from files goes base64 (ASCII).
-    if message.is_8bit() {
+    if message.eight_bit {
         // RFC 6152 §3: 8-bit data only to a server that says it takes it.
         if !offers("8BITMIME") {
             return Err(Error::Data(
@@ -691,17 +774,20 @@ pub fn parameters(
         params.mail.push("BODY=8BITMIME".into());
     }
     // RFC 6531 §3.4: an address in UTF-8 needs SMTPUTF8, and a server without it
-    // cannot take the message at all.
-    let utf8 = envelope
+    // cannot take the message at all; so do header fields in UTF-8 (RFC 6532), unless
+    // they were rewritten in ASCII first (see `prepare`).
+    let utf8_address = envelope
         .from
         .iter()
         .chain(&envelope.to)
         .any(|a| !a.as_str().is_ascii());
-    if utf8 {
+    if utf8_address || message.utf8_header {
         if !offers("SMTPUTF8") {
-            return Err(Error::Unsendable(
-                "an address is not ASCII, and the server does not offer SMTPUTF8 (RFC 6531)".into(),
-            ));
+            return Err(Error::Unsendable(if utf8_address {
+                "an address is not ASCII, and the server does not offer SMTPUTF8 (RFC 6531)".into()
+            } else {
+                "the header holds UTF-8, and the server does not offer SMTPUTF8 (RFC 6531)".into()
+            }));
         }
         params.mail.push("SMTPUTF8".into());
     }
@@ -794,6 +880,22 @@ mod tests {
         let err = mail(&["8BITMIME"], &e, &m).unwrap_err();
         assert!(matches!(err, Error::Unsendable(_)), "{err:?}");
         assert_eq!(exit::code(&err), exit::UNAVAILABLE);
+    }
+
+    #[test]
+    fn utf8_header_fields_need_smtputf8() {
+        let e = envelope("a@example.test", "r@example.test");
+        let m = message("From: Jörg <a@example.test>\r\nSubject: Grüße\r\n\r\nx\r\n");
+        assert_eq!(
+            mail(&["8BITMIME", "SMTPUTF8"], &e, &m).unwrap(),
+            ["BODY=8BITMIME", "SMTPUTF8"]
+        );
+        // Only the header counts: 8-bit text in the body is 8BITMIME's business.
+        let m = message("Subject: x\r\n\r\nGrüße\r\n");
+        assert_eq!(
+            mail(&["8BITMIME", "SMTPUTF8"], &e, &m).unwrap(),
+            ["BODY=8BITMIME"]
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+pub mod downgrade;
+
+use downgrade::HeaderScan;
+
 /// Input bytes per base64 line: 57 bytes make 76 characters (RFC 2045 §6.8).
 const BASE64_LINE_IN: usize = 57;
 /// Characters per full base64 line, before its CRLF.
@@ -79,8 +83,13 @@ pub struct Message {
     len: u64,
     /// The size as the server counts it (RFC 1870): see [`crate::wire_size`].
     wire_size: u64,
-    /// Whether some byte is not 7-bit.
-    eight_bit: bool,
+    /// Bytes of the header section, the empty line that ends it included (the whole
+    /// message when it has no such line).
+    header_len: u64,
+    /// Whether some byte of the header section is not 7-bit (RFC 6532: UTF-8 fields).
+    header_8bit: bool,
+    /// Whether some byte after the header section is not 7-bit.
+    body_8bit: bool,
 }
 
 impl std::fmt::Debug for Message {
@@ -124,10 +133,15 @@ impl Message {
     pub fn from_bytes(bytes: Vec<u8>) -> Message {
         let mut counter = WireCounter::default();
         counter.feed(&bytes);
+        let mut scan = HeaderScan::default();
+        scan.feed(&bytes);
+        let (header_len, header_8bit, body_8bit) = scan.finish();
         Message {
             len: bytes.len() as u64,
             wire_size: counter.finish(),
-            eight_bit: !bytes.is_ascii(),
+            header_len,
+            header_8bit,
+            body_8bit,
             skeleton: bytes,
             sources: Vec::new(),
         }
@@ -154,7 +168,7 @@ impl Message {
                 .ok_or_else(|| changed(path, size));
         }
         let mut counter = WireCounter::default();
-        let mut eight_bit = false;
+        let mut scan = HeaderScan::default();
         let mut buf = vec![0u8; RAW_BLOCK];
         let mut offset = start;
         loop {
@@ -166,12 +180,13 @@ impl Message {
             };
             let block = &buf[..n];
             counter.feed(block);
-            eight_bit |= !block.is_ascii();
+            scan.feed(block);
             offset += n as u64;
         }
         if offset - start != size {
             return Err(changed(path, size));
         }
+        let (header_len, header_8bit, body_8bit) = scan.finish();
         Ok(Message {
             skeleton: Vec::new(),
             sources: vec![Source {
@@ -184,7 +199,9 @@ impl Message {
             }],
             len: size,
             wire_size: counter.finish(),
-            eight_bit,
+            header_len,
+            header_8bit,
+            body_8bit,
         })
     }
 
@@ -197,6 +214,7 @@ impl Message {
         parts: Vec<(usize, File, PathBuf, u64)>,
     ) -> Result<Message, String> {
         let mut counter = WireCounter::default();
+        let mut scan = HeaderScan::default();
         let mut from = 0;
         let mut sources = Vec::with_capacity(parts.len());
         for (at, file, path, size) in parts {
@@ -207,6 +225,7 @@ impl Message {
                 ));
             }
             counter.feed(&skeleton[from..at]);
+            scan.feed(&skeleton[from..at]);
             let source = Source {
                 at,
                 file,
@@ -217,13 +236,18 @@ impl Message {
             };
             // Base64 lines are CRLF-ended 7-bit text: each byte counts as it is.
             counter.feed_clean(source.len());
+            scan.feed_clean(source.len());
             sources.push(source);
             from = at;
         }
         counter.feed(&skeleton[from..]);
+        scan.feed(&skeleton[from..]);
+        let (header_len, header_8bit, body_8bit) = scan.finish();
         let len = skeleton.len() as u64 + sources.iter().map(Source::len).sum::<u64>();
         Ok(Message {
-            eight_bit: !skeleton.is_ascii(),
+            header_len,
+            header_8bit,
+            body_8bit,
             wire_size: counter.finish(),
             len,
             skeleton,
@@ -248,7 +272,13 @@ impl Message {
 
     /// Whether the message holds 8-bit data (and so needs `BODY=8BITMIME`).
     pub fn is_8bit(&self) -> bool {
-        self.eight_bit
+        self.header_8bit || self.body_8bit
+    }
+
+    /// Whether the header section holds bytes that are not 7-bit: UTF-8 header fields
+    /// (RFC 6532), which need SMTPUTF8 or a downgrade ([`Message::downgraded`]).
+    pub fn has_8bit_header(&self) -> bool {
+        self.header_8bit
     }
 
     /// Whether some of the message is read from files when it is sent (an error
@@ -265,6 +295,56 @@ impl Message {
             pos: 0,
             next: 0,
             current: None,
+        }
+    }
+
+    /// Where a reader that starts `offset` bytes into the message begins: in the
+    /// skeleton, or in a source copied as it is. `None` for an offset past the end or
+    /// inside a base64 source (where only a header section could end, and none does).
+    fn resume_at(&self, offset: u64) -> Option<Resume> {
+        let (mut pos, mut done) = (0usize, 0u64);
+        for (i, source) in self.sources.iter().enumerate() {
+            let plain = (source.at - pos) as u64;
+            if offset <= done + plain {
+                let pos = pos + usize::try_from(offset - done).ok()?;
+                return Some(Resume {
+                    pos,
+                    next: i,
+                    into: None,
+                });
+            }
+            done += plain;
+            pos = source.at;
+            if offset < done + source.len() {
+                return (source.encoding == Encoding::Raw).then_some(Resume {
+                    pos,
+                    next: i + 1,
+                    into: Some(offset - done),
+                });
+            }
+            done += source.len();
+        }
+        let pos = pos + usize::try_from(offset - done).ok()?;
+        (pos <= self.skeleton.len()).then_some(Resume {
+            pos,
+            next: self.sources.len(),
+            into: None,
+        })
+    }
+
+    /// A reader from the place `resume_at` gave.
+    fn reader_from(&self, at: &Resume) -> Reader<'_> {
+        let current = at.into.and_then(|offset| {
+            let source = self.sources.get(at.next.checked_sub(1)?)?;
+            let mut reader = SourceReader::new(source);
+            reader.offset = offset;
+            Some(reader)
+        });
+        Reader {
+            message: self,
+            pos: at.pos,
+            next: at.next,
+            current,
         }
     }
 
@@ -291,6 +371,17 @@ impl Message {
         self.write_to(&mut out)?;
         Ok(out)
     }
+}
+
+/// A place in a [`Message`] to read on from ([`Message::resume_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Resume {
+    /// Next skeleton byte.
+    pos: usize,
+    /// Next source to open.
+    next: usize,
+    /// Bytes into the source before `next` (one copied as it is) to read on from.
+    into: Option<u64>,
 }
 
 /// Reads a [`Message`] from its start: the skeleton, and each source's bytes where

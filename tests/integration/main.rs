@@ -25,6 +25,7 @@ mod postfix_smoke;
 mod report;
 mod sendmail;
 mod sendmail_headers;
+mod smtputf8;
 mod support_auth_selftest;
 mod support_selftest;
 mod support_tls_selftest;

@@ -18,7 +18,8 @@
 //!   before the greeting (`smtpd_forbid_unauth_pipelining = yes`, the
 //!   default of newer Postfix versions).
 //! * Advertises PIPELINING, SIZE (50 MiB by default, see
-//!   [`Builder::message_size_limit`]), 8BITMIME, SMTPUTF8, DSN,
+//!   [`Builder::message_size_limit`]), 8BITMIME, SMTPUTF8 (not with
+//!   [`Builder::smtputf8`]`(false)`), DSN,
 //!   ENHANCEDSTATUSCODES, CHUNKING (plus VRFY, ETRN); no AUTH, and no
 //!   STARTTLS unless built with [`Builder::tls`]. So [`Postfix::shared`] is
 //!   the server for "STARTTLS required but not offered".
@@ -198,6 +199,7 @@ pub struct Builder {
     /// Certificate and key file.
     tls: Option<(PathBuf, PathBuf)>,
     wrapper: bool,
+    smtputf8: bool,
 }
 
 impl Default for Builder {
@@ -209,6 +211,7 @@ impl Default for Builder {
             main_cf: Vec::new(),
             tls: None,
             wrapper: false,
+            smtputf8: true,
         }
     }
 }
@@ -237,6 +240,13 @@ impl Builder {
     /// the value is replaced by the instance directory.
     pub fn main_cf(mut self, key: &str, value: &str) -> Self {
         self.main_cf.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// `smtputf8_enable` (default: true). Off, Postfix neither offers SMTPUTF8 nor
+    /// takes it on MAIL, and delivers the message as it comes, header and all.
+    pub fn smtputf8(mut self, enable: bool) -> Self {
+        self.smtputf8 = enable;
         self
     }
 
@@ -774,7 +784,10 @@ impl Postfix {
             ("smtpd_forbid_bare_newline", "reject".into()),
             ("smtpd_forbid_bare_newline_exclusions", "".into()),
             ("smtpd_forbid_unauth_pipelining", "yes".into()),
-            ("smtputf8_enable", "yes".into()),
+            (
+                "smtputf8_enable",
+                if self.settings.smtputf8 { "yes" } else { "no" }.into(),
+            ),
             // Treat the client as remote: do not add Date/Message-ID/From
             // or rewrite addresses, so tests see what the client sent.
             ("local_header_rewrite_clients", "".into()),
