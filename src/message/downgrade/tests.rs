@@ -1,5 +1,7 @@
 use super::*;
 use crate::exit;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// The header section `head` (with `\n` for CRLF) downgraded, as text.
 fn down(head: &str) -> (String, Vec<String>) {
