@@ -144,7 +144,7 @@ impl Message {
             counter.finish()
         };
         Ok(Downgraded {
-            wire_size: self.wire_size - size(&section) + size(&head),
+            wire_size: self.wire_size.saturating_sub(size(&section)) + size(&head),
             eight_bit: !head.is_ascii() || self.body_8bit,
             head,
             resume,

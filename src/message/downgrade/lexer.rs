@@ -124,7 +124,8 @@ fn comment_end(text: &str, open: usize) -> Option<usize> {
 /// The contents of a comment (given with its parentheses) as items: words, white
 /// space and nested comments (RFC 5322 §3.2.2).
 pub(super) fn comment_items(comment: &str) -> Vec<Item> {
-    let inner = &comment[1..comment.len() - 1];
+    let inner = comment.strip_prefix('(').unwrap_or(comment);
+    let inner = inner.strip_suffix(')').unwrap_or(inner);
     let mut items = Vec::new();
     let b = inner.as_bytes();
     let mut i = 0;
@@ -202,7 +203,8 @@ pub(super) fn phrase_items(tokens: &[Tok], items: &mut Vec<Item>) {
 /// The text of a quoted string (given with its quotes).
 fn unquote(quoted: &str) -> String {
     let mut text = String::new();
-    let mut chars = quoted[1..quoted.len() - 1].chars();
+    let inner = quoted.strip_prefix('"').unwrap_or(quoted);
+    let mut chars = inner.strip_suffix('"').unwrap_or(inner).chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => text.extend(chars.next()),

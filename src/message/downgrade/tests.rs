@@ -342,3 +342,59 @@ fn a_composed_message_with_a_file_keeps_its_file_after_the_new_header() {
     assert!(!down.is_8bit());
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn any_field_value_gives_ascii_or_a_refusal_never_a_panic() {
+    let pieces = [
+        "(",
+        ")",
+        "\"",
+        "\\",
+        "<",
+        ">",
+        ",",
+        ":",
+        ";",
+        "@",
+        ".",
+        "[",
+        "]",
+        " ",
+        "\t",
+        "ü",
+        "日本",
+        "=?utf-8?q?x?=",
+        "a",
+        "Jörg",
+        "x@bücher.example",
+        "\r\n ",
+    ];
+    let mut seed = 0x2545_f491_u64;
+    for _ in 0..3000 {
+        let mut value = String::new();
+        for _ in 0..(seed % 12 + 1) {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            value.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+        }
+        for name in ["Subject", "To", "Date", "Message-ID"] {
+            let head = format!("{name}: ü{value}\r\n\r\n");
+            match header_section(head.as_bytes()) {
+                Ok((out, _)) => {
+                    assert!(out.is_ascii(), "{head:?}");
+                    let text = String::from_utf8(out).unwrap();
+                    // Line breaks only as CRLF, and within a field only before white space.
+                    let body = text.strip_suffix("\r\n\r\n").expect("the end kept");
+                    for (i, line) in body.split("\r\n").enumerate() {
+                        assert!(!line.contains(['\r', '\n']), "{head:?}: {text:?}");
+                        if i > 0 {
+                            assert!(line.starts_with([' ', '\t']), "{head:?}: {text:?}");
+                            // RFC 5322 §3.2.2: no line of white space alone.
+                            assert!(!line.trim().is_empty(), "{head:?}: {text:?}");
+                        }
+                    }
+                }
+                Err(e) => assert_eq!(exit::code(&e), exit::UNAVAILABLE, "{head:?}: {e}"),
+            }
+        }
+    }
+}
