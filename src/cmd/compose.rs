@@ -155,11 +155,24 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
             to.iter().chain(&cc).chain(&bcc).map(|m| &m.address),
         ),
     );
+    // The envelope takes bare names through the aliases; the header shows each with
+    // the local domain, as the sendmail face writes cron's `To: root`.
+    let qualified = |list: Vec<Mailbox>| -> Vec<Mailbox> {
+        list.into_iter()
+            .map(|m| Mailbox {
+                name: m.name,
+                address: settings.qualify(m.address),
+            })
+            .collect()
+    };
     let draft = Draft {
         from: Some(from),
-        to,
-        cc,
-        reply_to,
+        to: qualified(to),
+        cc: qualified(cc),
+        reply_to: reply_to.map(|m| Mailbox {
+            name: m.name,
+            address: settings.qualify(m.address),
+        }),
         subject: cli.subject.clone(),
         headers,
         text,

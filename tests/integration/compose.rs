@@ -904,3 +904,38 @@ fn utf8_sender_goes_with_smtputf8() {
     assert_eq!(from.address(), Some("jörg@example.test"));
     assert_eq!(from.name(), Some("Jörg"));
 }
+
+/// `outbox -s x root` sent `To: <root>` while RCPT went to root@ the local domain:
+/// providers refuse such headers, so bare names in To, Cc and Reply-To get the domain
+/// in the header as they do in the envelope.
+#[test]
+fn bare_names_in_compose_headers_get_the_domain() {
+    let env = TestEnv::new();
+    let mut cmd = env.cmd();
+    cmd.args([
+        "--dry-run",
+        "-f",
+        "ops@example.test",
+        "-s",
+        "x",
+        "-c",
+        "admin",
+        "--reply-to",
+        "Help Desk <helpdesk>",
+        "root",
+        "--body",
+        "b",
+    ]);
+    let out = cmd.run();
+    out.assert_success();
+    let text = out.stdout_str();
+    for want in [
+        "RCPT TO:<root@example.test>",
+        "RCPT TO:<admin@example.test>",
+        "\r\nTo: <root@example.test>\r\n",
+        "\r\nCc: <admin@example.test>\r\n",
+        "\r\nReply-To: \"Help Desk\" <helpdesk@example.test>\r\n",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+}
