@@ -31,11 +31,15 @@ enum QueueCommand {
         #[arg(long)]
         failed: bool,
     },
-    /// Deliver the messages that are due, over one connection per server
+    /// Try every queued message now, over one connection per server
     Flush {
         /// Show the SMTP dialogue on standard error
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// Only the messages whose next attempt is due by the retry back-off (for cron
+        /// and timers)
+        #[arg(long)]
+        due: bool,
     },
     /// Remove messages from the queue
     Remove {
@@ -59,7 +63,9 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     };
     match cli.command {
         QueueCommand::List { failed } => list(failed),
-        QueueCommand::Flush { verbose } => flush(verbose),
+        QueueCommand::Flush { verbose, due } => {
+            flush(verbose, if due { Pick::Due } else { Pick::Everything })
+        }
         QueueCommand::Remove { ids } => remove(&ids),
     }
 }
@@ -134,11 +140,28 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Delivers what is due. Entries are grouped by the settings their sender picks (the
-/// account whose `from` it is, else the default), and each group goes over one
+/// Which entries a flush tries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pick {
+    /// Every entry, now: someone asked (`queue flush`, `sendmail -q`), most likely
+    /// because the server is back, as Postfix's `sendmail -q` (postqueue -f) does.
+    Everything,
+    /// Only those whose next attempt has come, and those past the queue lifetime:
+    /// a scheduled run (`queue flush --due` from cron or a timer) keeps the back-off.
+    Due,
+}
+
+impl Pick {
+    fn takes(self, entry: &Entry, now: SystemTime, lifetime: Duration) -> bool {
+        self == Pick::Everything || entry.is_due(now) || entry.age(now) >= lifetime
+    }
+}
+
+/// Delivers what `pick` says. Entries are grouped by the settings their sender picks
+/// (the account whose `from` it is, else the default), and each group goes over one
 /// connection. An entry past the queue lifetime gets one last try, then moves to
 /// `failed`. Trouble with one entry is reported and the flush goes on.
-pub fn flush(verbose: bool) -> anyhow::Result<u8> {
+pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
     let (queue, base, config) = open_queue()?;
     let now = SystemTime::now();
     let mut groups: BTreeMap<String, (Settings, Vec<Entry>)> = BTreeMap::new();
@@ -152,7 +175,7 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        if !entry.is_due(now) && entry.age(now) < base.queue_lifetime {
+        if !pick.takes(&entry, now, base.queue_lifetime) {
             continue;
         }
         let cli = Cli {
@@ -183,7 +206,14 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
             scope.spawn(move || sweep_until(queue, &stop));
         }
         for (settings, entries) in groups.values() {
-            flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
+            flush_group(
+                &queue,
+                settings,
+                base.queue_lifetime,
+                pick,
+                entries,
+                &mut totals,
+            );
         }
         drop(over);
     });
@@ -252,6 +282,7 @@ fn flush_group(
     queue: &Queue,
     settings: &Settings,
     lifetime: Duration,
+    pick: Pick,
     entries: &[Entry],
     totals: &mut Totals,
 ) {
@@ -283,6 +314,7 @@ fn flush_group(
     let mut run = FlushRun {
         queue,
         lifetime,
+        pick,
         entries: entries.iter(),
         totals,
     };
@@ -294,6 +326,7 @@ fn flush_group(
 struct FlushRun<'a> {
     queue: &'a Queue,
     lifetime: Duration,
+    pick: Pick,
     entries: std::slice::Iter<'a, Entry>,
     totals: &'a mut Totals,
 }
@@ -301,10 +334,10 @@ struct FlushRun<'a> {
 impl Series for FlushRun<'_> {
     type Tag = Locked;
 
-    /// The next entry that is still due and free: locked, with its message open.
+    /// The next entry that is still to be tried and free: locked, with its message open.
     fn next(&mut self) -> Option<Outgoing<Locked>> {
         for entry in self.entries.by_ref() {
-            match take(self.queue, &entry.id, self.lifetime) {
+            match take(self.queue, &entry.id, self.lifetime, self.pick) {
                 Ok(Some(out)) => return Some(out),
                 Ok(None) => self.totals.skipped += 1,
                 Err(e) => {
@@ -327,13 +360,18 @@ impl Series for FlushRun<'_> {
     }
 }
 
-/// Entry `id`, locked, if it is still due: another flush may have sent it, or tried
-/// it, since it was listed.
-fn take(queue: &Queue, id: &str, lifetime: Duration) -> Result<Option<Outgoing<Locked>>, Error> {
+/// Entry `id`, locked, if it is still there and, for [`Pick::Due`], still due:
+/// another flush may have sent it, or tried it, since it was listed.
+fn take(
+    queue: &Queue,
+    id: &str,
+    lifetime: Duration,
+    pick: Pick,
+) -> Result<Option<Outgoing<Locked>>, Error> {
     let now = SystemTime::now();
     let Some(mut locked) = queue
         .lock(id)?
-        .filter(|l| l.entry().is_due(now) || l.entry().age(now) >= lifetime)
+        .filter(|l| pick.takes(l.entry(), now, lifetime))
     else {
         return Ok(None);
     };

@@ -1063,6 +1063,58 @@ fn queue_remove() {
     assert!(face.queued_ids().is_empty());
 }
 
+/// An entry queued while the server was down and tried once more in vain: its next
+/// attempt is minutes away. Returns the face (now pointed at the shared Postfix) and
+/// the recipient's local part.
+fn backed_off_entry() -> (Face, String) {
+    let local = unique_name("sm-backoff");
+    let face = Face::new(&closed_server(), "from = \"me@example.test\"\n");
+    face.sendmail(&["-i", &rcpt(&local)], b"Subject: backed off\n\nbody\n")
+        .assert_success();
+    let flush = face.queue(&["flush", "-v"]);
+    flush.assert_success();
+    assert_eq!(flush_totals(&flush), [0, 1, 0, 0], "{}", flush.report());
+    let list = face.queue(&["list"]);
+    list.assert_success()
+        .assert_stdout_contains("attempts 1")
+        .assert_stdout_contains("next attempt in ");
+    face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    (face, local)
+}
+
+/// The server is back: a scheduled `queue flush --due` keeps the back-off and sends
+/// nothing, where `queue flush`, asked for by hand, tries every entry now (as Postfix's
+/// `sendmail -q`, `postqueue -f`, does).
+#[test]
+fn queue_flush_tries_everything_now_and_due_keeps_the_backoff() {
+    let (face, local) = backed_off_entry();
+    let due = face.queue(&["flush", "--due", "-v"]);
+    due.assert_success();
+    assert_eq!(flush_totals(&due), [0, 0, 0, 0], "{}", due.report());
+    assert_eq!(face.queued_ids().len(), 1);
+
+    let now = face.queue(&["flush", "-v"]);
+    now.assert_success();
+    assert_eq!(flush_totals(&now), [1, 0, 0, 0], "{}", now.report());
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "backed off");
+    assert!(face.queued_ids().is_empty());
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(Postfix::shared().messages_now(&local).len(), 1);
+}
+
+/// `sendmail -q` is the flush by hand too: it tries the entry that `--due` passes over.
+#[test]
+fn sendmail_q_tries_everything_now() {
+    let (face, local) = backed_off_entry();
+    let due = face.queue(&["flush", "--due", "-v"]);
+    assert_eq!(flush_totals(&due), [0, 0, 0, 0], "{}", due.report());
+    face.sendmail_link(&["-q"], b"").assert_success();
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "backed off");
+    assert!(face.queued_ids().is_empty());
+}
+
 /// A message queued with `-t`: the envelope keeps the header recipients, and the
 /// queued copy has no Bcc either.
 #[test]
