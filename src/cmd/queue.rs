@@ -394,7 +394,7 @@ fn settle(
     totals: &mut Totals,
 ) -> Result<(), Error> {
     let Outgoing {
-        tag: locked,
+        tag: mut locked,
         envelope,
         message,
     } = out;
@@ -406,6 +406,13 @@ fn settle(
         eprintln!("outbox: {id}: not delivered: {}", outcome.failed_reason);
         totals.failed += 1;
         return locked.fail(&outcome.failed_reason);
+    }
+    let more = !outcome.retry.is_empty();
+    if more || !outcome.failed.is_empty() {
+        // Who has the message is written down first, in place: the failed copy and the
+        // new envelope need free space, and if the disk is full a later flush must
+        // still not send them a second copy.
+        locked.settle_in_place(&outcome.accepted)?;
     }
     if !outcome.failed.is_empty() {
         let kept = queue.store_failed(
@@ -420,6 +427,11 @@ fn settle(
             outcome.failed_reason
         );
         totals.failed += 1;
+        if more {
+            // Kept in failed once: a new envelope that cannot be written must not
+            // have them refused, and kept, again.
+            locked.settle_in_place(&outcome.failed)?;
+        }
     }
     if outcome.retry.is_empty() {
         totals.delivered += 1;
