@@ -12,12 +12,12 @@
 //!
 //! An entry is one file, as in nullmailer's queue and Postfix's: its first line is
 //! `outbox-queue 3 N`, then come N bytes of envelope (delivery marks, sender,
-//! recipients still to do, created, attempts, last error, next attempt, size), then the
-//! message byte for byte as it will be sent. One file makes each step one system call: an entry appears,
-//! changes and disappears by one `rename(2)`; its lock is an flock(2) on the file
-//! itself; and removing a delivered entry frees one file, where a directory of files
-//! cost four unlinks (which, on a filesystem that discards freed blocks, cost more
-//! than sending the message).
+//! recipients still to do, created, attempts, last error, next attempt, size), then
+//! the message byte for byte as it will be sent. One file makes each step one system
+//! call: an entry appears, changes and disappears by one `rename(2)`; its lock is an
+//! flock(2) on the file itself; and removing a delivered entry frees one file, where
+//! a directory of files cost four unlinks (which, on a filesystem that discards freed
+//! blocks, cost more than sending the message).
 //!
 //! An entry is written in `tmp/`, fsynced, then renamed into place and the directory
 //! fsynced; a new envelope means a new file (the message copied in the kernel),
@@ -25,8 +25,8 @@
 //! whole, with its old or its new envelope. Before a new envelope drops recipients
 //! who have the message, they are marked in place in the old one (see [`marks`]),
 //! which needs no free space: a full disk cannot make a later flush send them a
-//! second copy. What a crash can leave behind sits in
-//! `tmp/`, which is never listed and is cleaned by a later [`Queue::open`].
+//! second copy. What a crash can leave behind sits in `tmp/`, which is never listed
+//! and is cleaned by a later [`Queue::open`].
 //!
 //! Ids are `<seconds>.<microseconds>.<random>` of the time of queueing: they sort
 //! oldest first, and a name is only taken when no other entry has it.

@@ -152,6 +152,7 @@ pub enum Pick {
 }
 
 impl Pick {
+    /// Whether a flush of this kind tries `entry` now.
     fn takes(self, entry: &Entry, now: SystemTime, lifetime: Duration) -> bool {
         self == Pick::Everything || entry.is_due(now) || entry.age(now) >= lifetime
     }
