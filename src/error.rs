@@ -243,6 +243,7 @@ mod tests {
                 recipient: crate::Address::new("x@example.test").unwrap(),
                 reply: reply("550 5.1.1 <x@example.test>: Recipient address rejected\r\n"),
                 accepted: false,
+                stage: Stage::RcptTo,
             }],
         };
         assert!(

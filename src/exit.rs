@@ -38,12 +38,9 @@ pub fn code(err: &Error) -> u8 {
         | Error::Network { .. } => TEMPFAIL,
         Error::Protocol { .. } | Error::Unexpected { .. } => PROTOCOL,
         Error::Refused { stage, reply } => reply_code(*stage, reply),
-        Error::NoRecipients { refused } => refusals_code(refused).unwrap_or(SOFTWARE),
-        Error::RefusedAfterData { refused } => refused
-            .iter()
-            .map(|r| reply_code(Stage::EndOfData, &r.reply))
-            .max_by_key(|&c| c != TEMPFAIL)
-            .unwrap_or(SOFTWARE),
+        Error::NoRecipients { refused } | Error::RefusedAfterData { refused } => {
+            refusals_code(refused).unwrap_or(SOFTWARE)
+        }
         Error::LocalIo { .. } => IOERR,
         Error::Hint { error, .. } => code(error),
     }
@@ -69,18 +66,27 @@ pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
     }
 }
 
+/// The exit code for one refused recipient, judged at the stage its reply came. To
+/// RCPT, as [`reply_code`] says (552 is "too many recipients", to retry). Under LMTP
+/// after the data, the reply is that recipient's final answer (RFC 2033 §4.2): 550,
+/// 551 and 553 say the mailbox is what is wrong, any other 5xx (552: the mailbox is
+/// full) is permanent all the same, and only a 4xx is worth a retry.
+pub fn recipient_code(r: &RecipientResult) -> u8 {
+    match r.reply.code {
+        550 | 551 | 553 if r.stage == Stage::EndOfData => NOUSER,
+        _ => reply_code(r.stage, &r.reply),
+    }
+}
+
 /// The exit code for a set of refused recipients: the worst refusal. A permanent
 /// refusal outranks a temporary one, because retrying the same submission cannot
 /// cure it and would send the message again to those who already have it.
 pub fn refusals_code(refused: &[RecipientResult]) -> Option<u8> {
-    refused
-        .iter()
-        .map(|r| reply_code(Stage::RcptTo, &r.reply))
-        .max_by_key(|&c| match c {
-            NOUSER => 3,
-            UNAVAILABLE => 2,
-            _ => 1,
-        })
+    refused.iter().map(recipient_code).max_by_key(|&c| match c {
+        NOUSER => 3,
+        UNAVAILABLE => 2,
+        _ => 1,
+    })
 }
 
 #[cfg(test)]
@@ -98,10 +104,15 @@ mod tests {
     }
 
     fn refusal(code: u16) -> RecipientResult {
+        refusal_at(Stage::RcptTo, code)
+    }
+
+    fn refusal_at(stage: Stage, code: u16) -> RecipientResult {
         RecipientResult {
             recipient: crate::Address::new("x@example.test").unwrap(),
             reply: reply(code),
             accepted: false,
+            stage,
         }
     }
 
@@ -253,6 +264,59 @@ mod tests {
         assert_eq!(
             code(&Error::NoRecipients {
                 refused: vec![refusal(450), refusal(451)]
+            }),
+            75
+        );
+    }
+
+    /// RFC 2033 §4.2: under LMTP each reply after the data is that recipient's final
+    /// answer; the "552 is temporary" rule (RFC 5321 §4.5.3.1.10) is for RCPT only.
+    #[test]
+    fn lmtp_552_after_data_is_permanent() {
+        let rcpt = |c| recipient_code(&refusal_at(Stage::RcptTo, c));
+        let after = |c| recipient_code(&refusal_at(Stage::EndOfData, c));
+        assert_eq!(rcpt(552), 75);
+        assert_eq!(after(552), 69);
+        for c in [550, 551, 553] {
+            assert_eq!(rcpt(c), 67, "{c}");
+            assert_eq!(after(c), 67, "{c}");
+        }
+        assert_eq!(rcpt(554), 69);
+        assert_eq!(after(554), 69);
+        assert_eq!(after(452), 75);
+        assert_eq!(after(451), 75);
+        // A whole SMTP message refused after the final dot is no address's fault.
+        let message = |c| {
+            code(&Error::Refused {
+                stage: Stage::EndOfData,
+                reply: reply(c),
+            })
+        };
+        assert_eq!(message(552), 69);
+        assert_eq!(message(550), 69);
+
+        let full = refusal_at(Stage::EndOfData, 552);
+        let over_quota = refusal_at(Stage::EndOfData, 452);
+        assert_eq!(refusals_code(&[over_quota.clone(), full.clone()]), Some(69));
+        assert_eq!(
+            refusals_code(&[full.clone(), refusal_at(Stage::EndOfData, 550)]),
+            Some(67)
+        );
+        assert_eq!(
+            code(&Error::RefusedAfterData {
+                refused: vec![over_quota.clone(), full]
+            }),
+            69
+        );
+        assert_eq!(
+            code(&Error::RefusedAfterData {
+                refused: vec![over_quota]
+            }),
+            75
+        );
+        assert_eq!(
+            code(&Error::NoRecipients {
+                refused: vec![refusal_at(Stage::RcptTo, 552)]
             }),
             75
         );

@@ -25,10 +25,9 @@ impl Outcome {
     /// Sorts each recipient of `envelope` by what `result` says of it.
     pub fn of(envelope: &Envelope, result: &Result<Receipt, Error>) -> Outcome {
         match result {
-            Ok(receipt) => Outcome::of_recipients(&receipt.recipients, Stage::RcptTo),
-            Err(Error::NoRecipients { refused }) => Outcome::of_recipients(refused, Stage::RcptTo),
-            Err(Error::RefusedAfterData { refused }) => {
-                Outcome::of_recipients(refused, Stage::EndOfData)
+            Ok(receipt) => Outcome::of_recipients(&receipt.recipients),
+            Err(Error::NoRecipients { refused } | Error::RefusedAfterData { refused }) => {
+                Outcome::of_recipients(refused)
             }
             Err(e) => {
                 let mut outcome = Outcome::default();
@@ -45,16 +44,16 @@ impl Outcome {
         }
     }
 
-    /// Each result as a refusal at `stage` would be counted (a 552 to RCPT is "too many
-    /// recipients", to retry; after the data it is a full mailbox).
-    fn of_recipients(results: &[RecipientResult], stage: Stage) -> Outcome {
+    /// Each result as a refusal at its own stage counts (a 552 to RCPT is "too many
+    /// recipients", to retry; an LMTP 552 after the data is a full mailbox, for good).
+    fn of_recipients(results: &[RecipientResult]) -> Outcome {
         let mut outcome = Outcome::default();
         let mut retry_replies = Vec::new();
         let mut failed = Vec::new();
         for r in results {
             if r.accepted {
                 outcome.accepted.push(r.recipient.clone());
-            } else if exit::reply_code(stage, &r.reply) == exit::TEMPFAIL {
+            } else if exit::recipient_code(r) == exit::TEMPFAIL {
                 outcome.retry.push(r.recipient.clone());
                 retry_replies.push(format!("<{}>: {}", r.recipient, one_line(&r.reply)));
             } else {
@@ -120,10 +119,15 @@ mod tests {
     }
 
     fn result(to: &str, code: u16) -> RecipientResult {
+        result_at(Stage::RcptTo, to, code)
+    }
+
+    fn result_at(stage: Stage, to: &str, code: u16) -> RecipientResult {
         RecipientResult {
             recipient: a(to),
             reply: reply(code),
             accepted: code < 300,
+            stage,
         }
     }
 
@@ -223,5 +227,64 @@ mod tests {
         assert_eq!(o.failed.len(), 3);
         assert_eq!(o.failed_code, 69);
         assert!(o.failed_reason.contains("554"));
+    }
+
+    /// Under LMTP the replies after the data are final (RFC 2033 §4.2): a 552 then is a
+    /// full mailbox, kept in failed rather than retried, where a 552 to RCPT is retried.
+    #[test]
+    fn lmtp_552_after_data_is_permanent() {
+        let receipt = Receipt {
+            recipients: vec![
+                result_at(Stage::EndOfData, "ok@example.test", 250),
+                result_at(Stage::EndOfData, "later@example.test", 452),
+                result_at(Stage::EndOfData, "never@example.test", 552),
+            ],
+            reply: reply(250),
+        };
+        let o = Outcome::of(&envelope(), &Ok(receipt));
+        assert_eq!(o.accepted, [a("ok@example.test")]);
+        assert_eq!(o.retry, [a("later@example.test")]);
+        assert_eq!(o.failed, [a("never@example.test")]);
+        assert_eq!(o.failed_code, 69);
+        assert!(o.failed_reason.contains("<never@example.test>: 552"));
+
+        // 550 after the data names the mailbox: 67, as it would to RCPT.
+        let refused = vec![
+            result_at(Stage::EndOfData, "ok@example.test", 550),
+            result_at(Stage::EndOfData, "later@example.test", 452),
+            result_at(Stage::EndOfData, "never@example.test", 552),
+        ];
+        let o = Outcome::of(&envelope(), &Err(Error::RefusedAfterData { refused }));
+        assert!(o.accepted.is_empty());
+        assert_eq!(o.retry, [a("later@example.test")]);
+        assert_eq!(o.failed, [a("ok@example.test"), a("never@example.test")]);
+        assert_eq!(o.failed_code, 67);
+
+        // Each result keeps its own stage: a 552 to RCPT beside one after the data.
+        let receipt = Receipt {
+            recipients: vec![
+                result_at(Stage::EndOfData, "ok@example.test", 250),
+                result_at(Stage::RcptTo, "later@example.test", 552),
+                result_at(Stage::EndOfData, "never@example.test", 552),
+            ],
+            reply: reply(250),
+        };
+        let o = Outcome::of(&envelope(), &Ok(receipt));
+        assert_eq!(o.retry, [a("later@example.test")]);
+        assert_eq!(o.failed, [a("never@example.test")]);
+    }
+
+    /// SMTP: a 552 after the final dot refuses the message itself (its size, the
+    /// storage), not one recipient: permanent, for everyone.
+    #[test]
+    fn smtp_552_after_the_final_dot_fails_everyone() {
+        let err = Error::Refused {
+            stage: Stage::EndOfData,
+            reply: reply(552),
+        };
+        let o = Outcome::of(&envelope(), &Err(err));
+        assert!(o.retry.is_empty());
+        assert_eq!(o.failed.len(), 3);
+        assert_eq!(o.failed_code, 69);
     }
 }

@@ -11,19 +11,22 @@
 //! ```
 //!
 //! An entry is one file, as in nullmailer's queue and Postfix's: its first line is
-//! `outbox-queue 2 N`, then come N bytes of envelope (sender, recipients still to do,
-//! created, attempts, last error, next attempt, size), then the message byte for byte
-//! as it will be sent. One file makes each step one system call: an entry appears,
-//! changes and disappears by one `rename(2)`; its lock is an flock(2) on the file
-//! itself; and removing a delivered entry frees one file, where a directory of files
-//! cost four unlinks (which, on a filesystem that discards freed blocks, cost more
-//! than sending the message).
+//! `outbox-queue 3 N`, then come N bytes of envelope (delivery marks, sender,
+//! recipients still to do, created, attempts, last error, next attempt, size), then
+//! the message byte for byte as it will be sent. One file makes each step one system
+//! call: an entry appears, changes and disappears by one `rename(2)`; its lock is an
+//! flock(2) on the file itself; and removing a delivered entry frees one file, where
+//! a directory of files cost four unlinks (which, on a filesystem that discards freed
+//! blocks, cost more than sending the message).
 //!
 //! An entry is written in `tmp/`, fsynced, then renamed into place and the directory
 //! fsynced; a new envelope means a new file (the message copied in the kernel),
 //! renamed over the old. So a crash at any moment leaves an entry either absent or
-//! whole, with its old or its new envelope. What a crash can leave behind sits in
-//! `tmp/`, which is never listed and is cleaned by a later [`Queue::open`].
+//! whole, with its old or its new envelope. Before a new envelope drops recipients
+//! who have the message, they are marked in place in the old one (see [`marks`]),
+//! which needs no free space: a full disk cannot make a later flush send them a
+//! second copy. What a crash can leave behind sits in `tmp/`, which is never listed
+//! and is cleaned by a later [`Queue::open`].
 //!
 //! Ids are `<seconds>.<microseconds>.<random>` of the time of queueing: they sort
 //! oldest first, and a name is only taken when no other entry has it.
@@ -47,6 +50,9 @@ use crate::envelope::{Address, Envelope};
 use crate::error::Error;
 use crate::message::Message;
 
+mod marks;
+use marks::Marks;
+
 const TMP: &str = "tmp";
 const FAILED: &str = "failed";
 
@@ -55,8 +61,11 @@ const FILE_MODE: u32 = 0o600;
 
 /// What an entry's first line begins with.
 const MAGIC: &str = "outbox-queue";
-/// The entry format this code writes and reads.
-const FORMAT: u32 = 2;
+/// The entry format this code writes. Format 3 added the delivery marks; an older
+/// outbox, which would not heed them, refuses it rather than send a second copy.
+const FORMAT: u32 = 3;
+/// The oldest format this code reads (format 2: no marks).
+const OLDEST_FORMAT: u32 = 2;
 /// The longest first line: the magic, the format and the envelope's length.
 const MAX_FIRST_LINE: usize = 64;
 /// The longest envelope taken (a recipient list that long is not ours).
@@ -172,6 +181,10 @@ pub fn describe_duration(d: Duration) -> String {
 /// so that a lost key is an error rather than a silent `<>`.
 #[derive(Debug, Serialize, Deserialize)]
 struct EnvelopeFile {
+    /// The delivery marks: written by [`EnvelopeFile::head`] as the first line, where
+    /// they can be overwritten in place.
+    #[serde(default, skip_serializing)]
+    done: Option<String>,
     from: String,
     recipients: Vec<String>,
     created: u64,
@@ -185,6 +198,7 @@ struct EnvelopeFile {
 impl EnvelopeFile {
     fn of(entry: &Entry) -> EnvelopeFile {
         EnvelopeFile {
+            done: None,
             from: entry.from.clone().unwrap_or_default(),
             recipients: entry.recipients.clone(),
             created: secs(entry.created),
@@ -195,12 +209,14 @@ impl EnvelopeFile {
         }
     }
 
-    /// The head of an entry file: its first line and the envelope.
+    /// The head of an entry file: its first line and the envelope, whose own first
+    /// line is the delivery marks, none settled.
     fn head(&self) -> Result<Vec<u8>, Error> {
-        let text = toml::to_string(self).map_err(|e| Error::LocalIo {
+        let toml = toml::to_string(self).map_err(|e| Error::LocalIo {
             context: "cannot write a queue envelope".into(),
             source: io::Error::other(e),
         })?;
+        let text = marks::fresh_line(self.recipients.len()) + &toml;
         let mut head = format!("{MAGIC} {FORMAT} {}\n", text.len()).into_bytes();
         head.extend_from_slice(text.as_bytes());
         Ok(head)
@@ -247,12 +263,18 @@ fn secs(t: SystemTime) -> u64 {
 enum Unreadable {
     /// It was moved or removed while we looked: not a problem, just not there.
     Gone,
+    /// Every recipient is marked settled: only its removal failed.
+    Settled,
     Corrupt(String),
 }
 
 /// An entry as read from its file.
 struct Loaded {
+    /// With the recipients still to do.
     entry: Entry,
+    marks: Marks,
+    /// The place of each of `entry.recipients` in the envelope's list (and marks).
+    places: Vec<usize>,
     /// Where the message begins in the file.
     start: u64,
     /// The message, when it was read along with the envelope.
@@ -330,14 +352,20 @@ impl Queue {
         )
     }
 
-    /// Every entry, oldest first. One that cannot be read is listed as corrupt.
+    /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
+    /// whose every recipient is marked settled (its removal failed) is not listed,
+    /// and removed if it is free.
     pub fn list(&self) -> Result<Vec<Listed>, Error> {
-        scan(&self.root)
+        let (listed, settled) = scan(&self.root)?;
+        for id in settled {
+            let _ = self.lock(&id);
+        }
+        Ok(listed)
     }
 
     /// The entries in `failed`, oldest first.
     pub fn list_failed(&self) -> Result<Vec<Listed>, Error> {
-        scan(&self.root.join(FAILED))
+        scan(&self.root.join(FAILED)).map(|(listed, _)| listed)
     }
 
     /// Takes entry `id` for delivery. `Ok(None)` when another process holds it, or
@@ -355,11 +383,15 @@ impl Queue {
                 root: self.root.clone(),
                 path,
                 entry: read.entry,
+                marks: read.marks,
+                places: read.places,
                 start: read.start,
                 message: read.message,
                 file,
             })),
             Err(Unreadable::Gone) => Ok(None),
+            // Done with, but still here: it goes now, under our lock.
+            Err(Unreadable::Settled) => discard(&self.root, &path, id).map(|()| None),
             Err(Unreadable::Corrupt(problem)) => Err(corrupt(id, problem)),
         }
     }
@@ -536,7 +568,11 @@ impl Queue {
 pub struct Locked {
     root: PathBuf,
     path: PathBuf,
+    /// With the recipients still to do.
     entry: Entry,
+    marks: Marks,
+    /// The place of each of `entry.recipients` in the envelope's list (and marks).
+    places: Vec<usize>,
     /// Where the message begins in the file.
     start: u64,
     /// The message, when it was small enough to be read with the envelope.
@@ -590,9 +626,14 @@ impl Locked {
     }
 
     /// Delivered to everyone: the entry leaves the queue in one rename, then is
-    /// deleted.
-    pub fn delivered(self) -> Result<(), Error> {
-        discard(&self.root, &self.path, &self.entry.id)
+    /// deleted. If the rename fails, every recipient is marked settled in place, so
+    /// that no flush sends the entry again; a later one removes it.
+    pub fn delivered(mut self) -> Result<(), Error> {
+        let gone = discard(&self.root, &self.path, &self.entry.id);
+        if gone.is_err() {
+            self.mark(|_| true)?;
+        }
+        gone
     }
 
     /// A permanent failure: the entry moves to `failed`, with `reason` as its last
@@ -693,11 +734,13 @@ fn still_at(file: &File, path: &Path) -> Option<fs::Metadata> {
     }
 }
 
-/// The entries in `dir`, sorted by id (so by time of queueing).
-fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
+/// The entries in `dir`, sorted by id (so by time of queueing), and the ids of those
+/// whose every recipient is marked settled.
+fn scan(dir: &Path) -> Result<(Vec<Listed>, Vec<String>), Error> {
     let items =
         fs::read_dir(dir).map_err(io_error(format!("cannot read the queue {}", dir.display())))?;
     let mut listed = Vec::new();
+    let mut settled = Vec::new();
     for item in items.flatten() {
         // Anything that is not named like an entry (tmp/, failed/, an editor's
         // file) is not one.
@@ -716,11 +759,12 @@ fn scan(dir: &Path) -> Result<Vec<Listed>, Error> {
         match read {
             Ok(read) => listed.push(Listed::Entry(read.entry)),
             Err(Unreadable::Gone) => {}
+            Err(Unreadable::Settled) => settled.push(id),
             Err(Unreadable::Corrupt(problem)) => listed.push(Listed::Corrupt { id, problem }),
         }
     }
     listed.sort_by(|a, b| a.id().cmp(b.id()));
-    Ok(listed)
+    Ok((listed, settled))
 }
 
 /// Reads and checks the entry open as `file`. With `message`, a message small enough
@@ -757,7 +801,22 @@ fn read_entry(
     let envelope: EnvelopeFile = toml::from_str(text).map_err(|e| {
         Unreadable::Corrupt(format!("its envelope is not valid: {}", e.message().trim()))
     })?;
-    let entry = envelope.into_entry(id).map_err(Unreadable::Corrupt)?;
+    let marks = Marks::read(
+        envelope.done.as_deref(),
+        envelope.recipients.len(),
+        text,
+        start as u64,
+    )
+    .map_err(Unreadable::Corrupt)?;
+    let mut entry = envelope.into_entry(id).map_err(Unreadable::Corrupt)?;
+    let places = marks.todo();
+    if places.is_empty() {
+        return Err(Unreadable::Settled);
+    }
+    entry.recipients = places
+        .iter()
+        .filter_map(|&i| entry.recipients.get(i).cloned())
+        .collect();
     let size = len - end as u64;
     if size != entry.size {
         return Err(Unreadable::Corrupt(format!(
@@ -768,6 +827,8 @@ fn read_entry(
     let message = (message && head.len() as u64 == len).then(|| head.split_off(end));
     Ok(Loaded {
         entry,
+        marks,
+        places,
         start: end as u64,
         message,
     })
@@ -790,9 +851,9 @@ fn parse_first_line(head: &[u8]) -> Result<(usize, usize), String> {
         .next()
         .and_then(|w| w.parse().ok())
         .ok_or_else(not_ours)?;
-    if format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
         return Err(format!(
-            "it has format {format}; this outbox reads format {FORMAT}"
+            "it has format {format}; this outbox reads formats {OLDEST_FORMAT} to {FORMAT}"
         ));
     }
     let len: usize = words
@@ -978,6 +1039,10 @@ mod tests {
                 corrupt => panic!("unexpected {corrupt:?}"),
             })
             .collect()
+    }
+
+    fn lossy(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
     }
 
     fn mode(p: &Path) -> u32 {
@@ -1275,7 +1340,7 @@ mod tests {
         let future = format!("{T0}.000000.0000000f");
         fs::write(
             q.dir().join(&future),
-            format!("{MAGIC} 3 10\nfrom = \"\"\n"),
+            format!("{MAGIC} 4 10\nfrom = \"\"\n"),
         )
         .unwrap();
         let dir = format!("{T0}.000000.00000000");
@@ -1301,7 +1366,7 @@ mod tests {
         assert_eq!(problem(&cut), "its envelope is cut short");
         assert_eq!(
             problem(&future),
-            "it has format 3; this outbox reads format 2"
+            "it has format 4; this outbox reads formats 2 to 3"
         );
         assert_eq!(problem(&dir), "it is a directory, not a queue file");
         assert_eq!(problem(&empty), "it is not a queue file of this outbox");
@@ -1374,6 +1439,123 @@ mod tests {
             .retry_later(&["a@example.test".into()], "451", at(T0 + 1))
             .unwrap();
         assert_eq!(entries(q.list().unwrap())[0].attempts, 1);
+    }
+
+    /// The recipients an attempt settled are marked in the entry's own file, in place:
+    /// the file keeps its size and inode (no new space needed), only the marks change,
+    /// and every later reader leaves those recipients out, whatever could not be
+    /// written after.
+    #[test]
+    fn a_full_queue_disk_never_causes_a_duplicate_marks_in_place() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let to = ["a@example.test", "b@example.test", "c@example.test"];
+        let id = enqueue_to(&q, &to, at(T0));
+        let path = q.dir().join(&id);
+        let before = fs::read(&path).unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert!(
+            lossy(&before).contains("\ndone = \"---\"\n"),
+            "{}",
+            lossy(&before)
+        );
+
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        locked
+            .settle_in_place(&[addr("a@example.test"), addr("c@example.test")])
+            .unwrap();
+        assert_eq!(locked.entry().recipients, ["b@example.test"]);
+        // Settling no one, or someone already settled, writes nothing.
+        locked.settle_in_place(&[]).unwrap();
+        locked.settle_in_place(&[addr("a@example.test")]).unwrap();
+        // As a flush whose new envelope cannot be written: the lock just goes.
+        drop(locked);
+
+        let after = fs::read(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(after.len(), before.len());
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, 2);
+        assert!(
+            lossy(&after).contains("\ndone = \"+-+\"\n"),
+            "{}",
+            lossy(&after)
+        );
+        let entry = entries(q.list().unwrap()).remove(0);
+        assert_eq!(entry.recipients, ["b@example.test"]);
+
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        assert_eq!(
+            locked.entry().envelope().unwrap().to,
+            [addr("b@example.test")]
+        );
+        assert_eq!(
+            locked.open_message().unwrap().to_vec().unwrap(),
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
+        // The next envelope holds only who is left, none of them settled.
+        locked
+            .retry_later(&["b@example.test".into()], "451", at(T0 + 1))
+            .unwrap();
+        let rewritten = fs::read(&path).unwrap();
+        assert!(lossy(&rewritten).contains("\ndone = \"-\"\n"));
+        assert_eq!(entries(q.list().unwrap())[0].recipients, ["b@example.test"]);
+    }
+
+    /// A delivered entry that cannot leave the queue (the rename fails) is marked
+    /// settled for everyone: no flush sends it again, and the next listing removes it.
+    #[test]
+    fn a_delivered_entry_that_cannot_be_removed_is_never_sent_again() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let id = enqueue_to(&q, &["a@example.test", "b@example.test"], at(T0));
+        let tmp = q.dir().join(TMP);
+        fs::remove_dir(&tmp).unwrap();
+        fs::write(&tmp, "in the way").unwrap();
+        let err = q.lock(&id).unwrap().unwrap().delivered().unwrap_err();
+        assert!(err.to_string().contains("cannot remove"), "{err}");
+        assert!(q.dir().join(&id).exists());
+        // Not listed, so not sent; it cannot go yet.
+        assert!(q.list().unwrap().is_empty());
+        assert!(q.dir().join(&id).exists());
+        fs::remove_file(&tmp).unwrap();
+        fs::create_dir(&tmp).unwrap();
+        assert!(q.list().unwrap().is_empty());
+        assert!(!q.dir().join(&id).exists());
+        assert!(q.lock(&id).unwrap().is_none());
+    }
+
+    /// An entry of format 2 (before the marks) is read as before; marking it records
+    /// nothing in its file, and its next envelope has marks.
+    #[test]
+    fn format_2_entries_are_read_and_get_marks_when_rewritten() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let id = enqueue_to(&q, &["a@example.test", "b@example.test"], at(T0));
+        let path = q.dir().join(&id);
+        let text = lossy(&fs::read(&path).unwrap());
+        let (first, rest) = text.split_once('\n').unwrap();
+        let (_, rest) = rest.split_once('\n').unwrap();
+        let len: usize = first.rsplit(' ').next().unwrap().parse().unwrap();
+        let old_len = len - "done = \"--\"\n".len();
+        fs::write(&path, format!("{MAGIC} 2 {old_len}\n{rest}")).unwrap();
+        let old = fs::read(&path).unwrap();
+
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        assert_eq!(locked.entry().recipients.len(), 2);
+        locked.settle_in_place(&[addr("a@example.test")]).unwrap();
+        assert_eq!(locked.entry().recipients, ["b@example.test"]);
+        drop(locked);
+        assert_eq!(fs::read(&path).unwrap(), old);
+
+        q.lock(&id)
+            .unwrap()
+            .unwrap()
+            .retry_later(&["b@example.test".into()], "451", at(T0))
+            .unwrap();
+        let new = lossy(&fs::read(&path).unwrap());
+        assert!(new.starts_with(&format!("{MAGIC} 3 ")), "{new}");
+        assert_eq!(entries(q.list().unwrap())[0].recipients, ["b@example.test"]);
     }
 
     #[test]

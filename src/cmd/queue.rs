@@ -33,11 +33,15 @@ enum QueueCommand {
         #[arg(long)]
         failed: bool,
     },
-    /// Deliver the messages that are due, over one connection per server
+    /// Try every queued message now, over one connection per server
     Flush {
         /// Show the SMTP dialogue on standard error
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// Only the messages whose next attempt is due by the retry back-off (for cron
+        /// and timers)
+        #[arg(long)]
+        due: bool,
     },
     /// Remove messages from the queue
     Remove {
@@ -61,7 +65,9 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     };
     match cli.command {
         QueueCommand::List { failed } => list(failed),
-        QueueCommand::Flush { verbose } => flush(verbose),
+        QueueCommand::Flush { verbose, due } => {
+            flush(verbose, if due { Pick::Due } else { Pick::Everything })
+        }
         QueueCommand::Remove { ids } => remove(&ids),
     }
 }
@@ -149,11 +155,29 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Delivers what is due. Entries are grouped by the settings their sender picks (the
-/// account whose `from` it is, else the default), and each group goes over one
+/// Which entries a flush tries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pick {
+    /// Every entry, now: someone asked (`queue flush`, `sendmail -q`), most likely
+    /// because the server is back, as Postfix's `sendmail -q` (postqueue -f) does.
+    Everything,
+    /// Only those whose next attempt has come, and those past the queue lifetime:
+    /// a scheduled run (`queue flush --due` from cron or a timer) keeps the back-off.
+    Due,
+}
+
+impl Pick {
+    /// Whether a flush of this kind tries `entry` now.
+    fn takes(self, entry: &Entry, now: SystemTime, lifetime: Duration) -> bool {
+        self == Pick::Everything || entry.is_due(now) || entry.age(now) >= lifetime
+    }
+}
+
+/// Delivers what `pick` says. Entries are grouped by the settings their sender picks
+/// (the account whose `from` it is, else the default), and each group goes over one
 /// connection. An entry past the queue lifetime gets one last try, then moves to
 /// `failed`. Trouble with one entry is reported and the flush goes on.
-pub fn flush(verbose: bool) -> anyhow::Result<u8> {
+pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
     let (queue, base, config) = open_queue()?;
     let now = SystemTime::now();
     let mut groups: BTreeMap<String, (Settings, Vec<Entry>)> = BTreeMap::new();
@@ -167,7 +191,7 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        if !entry.is_due(now) && entry.age(now) < base.queue_lifetime {
+        if !pick.takes(&entry, now, base.queue_lifetime) {
             continue;
         }
         let cli = Cli {
@@ -198,7 +222,14 @@ pub fn flush(verbose: bool) -> anyhow::Result<u8> {
             scope.spawn(move || sweep_until(queue, &stop));
         }
         for (settings, entries) in groups.values() {
-            flush_group(&queue, settings, base.queue_lifetime, entries, &mut totals);
+            flush_group(
+                &queue,
+                settings,
+                base.queue_lifetime,
+                pick,
+                entries,
+                &mut totals,
+            );
         }
         drop(over);
     });
@@ -270,6 +301,7 @@ fn flush_group(
     queue: &Queue,
     settings: &Settings,
     lifetime: Duration,
+    pick: Pick,
     entries: &[Entry],
     totals: &mut Totals,
 ) {
@@ -301,6 +333,7 @@ fn flush_group(
     let mut run = FlushRun {
         queue,
         lifetime,
+        pick,
         entries: entries.iter(),
         totals,
     };
@@ -312,6 +345,7 @@ fn flush_group(
 struct FlushRun<'a> {
     queue: &'a Queue,
     lifetime: Duration,
+    pick: Pick,
     entries: std::slice::Iter<'a, Entry>,
     totals: &'a mut Totals,
 }
@@ -319,10 +353,10 @@ struct FlushRun<'a> {
 impl Series for FlushRun<'_> {
     type Tag = Locked;
 
-    /// The next entry that is still due and free: locked, with its message open.
+    /// The next entry that is still to be tried and free: locked, with its message open.
     fn next(&mut self) -> Option<Outgoing<Locked>> {
         for entry in self.entries.by_ref() {
-            match take(self.queue, &entry.id, self.lifetime) {
+            match take(self.queue, &entry.id, self.lifetime, self.pick) {
                 Ok(Some(out)) => return Some(out),
                 Ok(None) => self.totals.skipped += 1,
                 Err(e) => {
@@ -345,13 +379,18 @@ impl Series for FlushRun<'_> {
     }
 }
 
-/// Entry `id`, locked, if it is still due: another flush may have sent it, or tried
-/// it, since it was listed.
-fn take(queue: &Queue, id: &str, lifetime: Duration) -> Result<Option<Outgoing<Locked>>, Error> {
+/// Entry `id`, locked, if it is still there and, for [`Pick::Due`], still due:
+/// another flush may have sent it, or tried it, since it was listed.
+fn take(
+    queue: &Queue,
+    id: &str,
+    lifetime: Duration,
+    pick: Pick,
+) -> Result<Option<Outgoing<Locked>>, Error> {
     let now = SystemTime::now();
     let Some(mut locked) = queue
         .lock(id)?
-        .filter(|l| l.entry().is_due(now) || l.entry().age(now) >= lifetime)
+        .filter(|l| pick.takes(l.entry(), now, lifetime))
     else {
         return Ok(None);
     };
@@ -374,7 +413,7 @@ fn settle(
     totals: &mut Totals,
 ) -> Result<(), Error> {
     let Outgoing {
-        tag: locked,
+        tag: mut locked,
         envelope,
         message,
     } = out;
@@ -386,6 +425,13 @@ fn settle(
         say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
         totals.failed += 1;
         return locked.fail(&outcome.failed_reason);
+    }
+    let more = !outcome.retry.is_empty();
+    if more || !outcome.failed.is_empty() {
+        // Who has the message is written down first, in place: the failed copy and the
+        // new envelope need free space, and if the disk is full a later flush must
+        // still not send them a second copy.
+        locked.settle_in_place(&outcome.accepted)?;
     }
     if !outcome.failed.is_empty() {
         let kept = queue.store_failed(
@@ -400,6 +446,11 @@ fn settle(
             outcome.failed_reason
         );
         totals.failed += 1;
+        if more {
+            // Kept in failed once: a new envelope that cannot be written must not
+            // have them refused, and kept, again.
+            locked.settle_in_place(&outcome.failed)?;
+        }
     }
     if outcome.retry.is_empty() {
         totals.delivered += 1;

@@ -33,7 +33,8 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
     let parsed = parse_args(program, &args).map_err(Error::Usage)?;
     match parsed.action {
         Action::ListQueue => super::queue::list(false),
-        Action::FlushQueue => super::queue::flush(parsed.verbose),
+        // As Postfix's sendmail -q: every message, now, whatever its back-off.
+        Action::FlushQueue => super::queue::flush(parsed.verbose, super::queue::Pick::Everything),
         Action::Deliver => deliver(&parsed),
     }
 }

@@ -149,6 +149,9 @@ pub struct RecipientResult {
     pub recipient: Address,
     pub reply: Reply,
     pub accepted: bool,
+    /// Where `reply` came: `RcptTo`, or under LMTP `EndOfData`, this recipient's own
+    /// answer to the message (RFC 2033 §4.2). A refusal is judged by it.
+    pub stage: Stage,
 }
 
 /// What the server said about a message it took.
@@ -762,6 +765,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 return Err(self.refused(Stage::EndOfData, reply));
             }
             r.accepted = reply.code == 250;
+            r.stage = Stage::EndOfData;
             if r.accepted && first_ok.is_none() {
                 first_ok = Some(reply.clone());
             }
@@ -819,6 +823,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             recipient: to.clone(),
             reply,
             accepted,
+            stage: Stage::RcptTo,
         };
         self.report.recipients.push(result.clone());
         Ok(result)

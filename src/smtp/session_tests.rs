@@ -2647,6 +2647,7 @@ fn lmtp_refusals_after_the_data_are_not_nothing_sent() {
         Error::RefusedAfterData { refused } => {
             assert_eq!(refused.len(), 2);
             assert!(refused.iter().all(|r| !r.accepted));
+            assert!(refused.iter().all(|r| r.stage == Stage::EndOfData));
             assert_eq!(refused[0].reply.code, 552);
         }
         other => panic!("{other:?}"),

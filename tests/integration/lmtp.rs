@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{TempDir, TestEnv, free_port};
+use crate::support::{Output, TempDir, TestEnv, free_port};
 
 /// aiosmtpd's LMTP server as a child process, stopped on drop.
 struct Lmtpd {
@@ -162,4 +162,139 @@ fn lmtp_over_a_unix_socket_reports_each_recipient() {
     assert!(stderr.contains("452 4.2.2"), "{}", out.report());
     let got = server.messages(1);
     assert_eq!(got[0].0, ["ok@example.test", "full@example.test"]);
+}
+
+/// A scripted LMTP peer on a Unix socket, for exact replies after the data: it answers
+/// each command of one session in turn (no PIPELINING, so outbox goes in lockstep) and
+/// after the message sends `after_data`, one reply per accepted recipient (RFC 2033
+/// §4.2). The thread returns what the client sent.
+fn scripted_lmtp(path: &Path, after_data: &'static str) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind the LMTP socket");
+    std::thread::spawn(move || {
+        let mut got = String::new();
+        let Ok((stream, _)) = listener.accept() else {
+            return got;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+        let Ok(mut out) = stream.try_clone() else {
+            return got;
+        };
+        let mut lines = BufReader::new(stream);
+        let _ = out.write_all(b"220 lmtp.example.test LMTP\r\n");
+        loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                return got;
+            }
+            got.push_str(&line);
+            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "LHLO" => "250-lmtp.example.test\r\n250 ENHANCEDSTATUSCODES\r\n",
+                "MAIL" | "RCPT" => "250 2.1.0 ok\r\n",
+                "DATA" => {
+                    let _ = out.write_all(b"354 go ahead\r\n");
+                    loop {
+                        let mut data = String::new();
+                        if lines.read_line(&mut data).unwrap_or(0) == 0 {
+                            return got;
+                        }
+                        got.push_str(&data);
+                        if data == ".\r\n" {
+                            break;
+                        }
+                    }
+                    after_data
+                }
+                "QUIT" => {
+                    let _ = out.write_all(b"221 2.0.0 bye\r\n");
+                    return got;
+                }
+                _ => "500 5.5.1 what\r\n",
+            };
+            if out.write_all(reply.as_bytes()).is_err() {
+                return got;
+            }
+        }
+    })
+}
+
+/// One submission to ok@ and full@ against the scripted peer; `--queue` with a queue
+/// of the environment's own. Returns the result and what the peer received.
+fn send_scripted(env: &TestEnv, after_data: &'static str, queue: bool) -> (Output, String) {
+    let dir = TempDir::new("outbox-lmtp-fake");
+    let socket = dir.join("lmtp.sock");
+    let peer = scripted_lmtp(&socket, after_data);
+    let mut cmd = env.cmd();
+    cmd.env("OUTBOX_QUEUE_DIR", env.root().join("queue"))
+        .args(["--lmtp", "--timeout", "10", "--server"])
+        .arg(format!("unix:{}", socket.display()))
+        .args(["-f", "a@example.test", "-s", "quota"]);
+    if queue {
+        cmd.arg("--queue");
+    }
+    cmd.args(["ok@example.test", "full@example.test"])
+        .stdin(b"to a full mailbox\n".to_vec());
+    let out = cmd.run();
+    let got = peer.join().expect("the LMTP peer thread panicked");
+    (out, got)
+}
+
+/// RFC 2033 §4.2: each reply after the data is that recipient's final answer, so a
+/// `552 5.2.2 Quota exceeded` then is permanent (69), not RCPT's "too many recipients"
+/// (RFC 5321 §4.5.3.1.10, temporary); with `--queue` full@ goes to `failed/` with the
+/// reply and nothing waits for a retry; ok@ has the message.
+#[test]
+fn lmtp_552_after_data_is_permanent() {
+    const QUOTA: &str = "250 2.0.0 <ok@example.test> delivered\r\n\
+                         552 5.2.2 <full@example.test> Quota exceeded\r\n";
+    let env = TestEnv::new();
+    let (out, got) = send_scripted(&env, QUOTA, false);
+    out.assert_code(69)
+        .assert_stderr_contains("<full@example.test>")
+        .assert_stderr_contains("552 5.2.2");
+    assert!(got.contains("RCPT TO:<ok@example.test>\r\n"), "{got}");
+    assert!(got.contains("\r\n\r\nto a full mailbox\r\n.\r\n"), "{got}");
+
+    let (out, _) = send_scripted(&env, QUOTA, true);
+    out.assert_code(69);
+    let queue = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("OUTBOX_QUEUE_DIR", env.root().join("queue"))
+            .arg("queue")
+            .args(args);
+        cmd.run()
+    };
+    queue(&["list"])
+        .assert_success()
+        .assert_stdout_contains("the queue is empty");
+    let failed = queue(&["list", "--failed"]);
+    failed.assert_success();
+    let listing = failed.stdout_str();
+    assert!(
+        listing.contains("to: full@example.test\n"),
+        "{}",
+        failed.report()
+    );
+    assert!(
+        listing.contains("552 5.2.2 <full@example.test> Quota exceeded"),
+        "{}",
+        failed.report()
+    );
+    assert!(!listing.contains("ok@example.test"), "{}", failed.report());
+
+    // 550 after the data names the mailbox: 67, as it would to RCPT.
+    let (out, _) = send_scripted(
+        &env,
+        "250 2.0.0 <ok@example.test> delivered\r\n550 5.1.1 <full@example.test> no such user\r\n",
+        false,
+    );
+    out.assert_code(67);
+    // A 4xx after the data is still worth a retry.
+    let (out, _) = send_scripted(
+        &env,
+        "250 2.0.0 <ok@example.test> delivered\r\n452 4.2.2 <full@example.test> over quota\r\n",
+        false,
+    );
+    out.assert_code(75);
 }

@@ -1070,6 +1070,177 @@ fn queue_remove() {
     assert!(face.queued_ids().is_empty());
 }
 
+/// An entry queued while the server was down and tried once more in vain: its next
+/// attempt is minutes away. Returns the face (now pointed at the shared Postfix) and
+/// the recipient's local part.
+fn backed_off_entry() -> (Face, String) {
+    let local = unique_name("sm-backoff");
+    let face = Face::new(&closed_server(), "from = \"me@example.test\"\n");
+    face.sendmail(&["-i", &rcpt(&local)], b"Subject: backed off\n\nbody\n")
+        .assert_success();
+    let flush = face.queue(&["flush", "-v"]);
+    flush.assert_success();
+    assert_eq!(flush_totals(&flush), [0, 1, 0, 0], "{}", flush.report());
+    let list = face.queue(&["list"]);
+    list.assert_success()
+        .assert_stdout_contains("attempts 1")
+        .assert_stdout_contains("next attempt in ");
+    face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    (face, local)
+}
+
+/// The server is back: a scheduled `queue flush --due` keeps the back-off and sends
+/// nothing, where `queue flush`, asked for by hand, tries every entry now (as Postfix's
+/// `sendmail -q`, `postqueue -f`, does).
+#[test]
+fn queue_flush_tries_everything_now_and_due_keeps_the_backoff() {
+    let (face, local) = backed_off_entry();
+    let due = face.queue(&["flush", "--due", "-v"]);
+    due.assert_success();
+    assert_eq!(flush_totals(&due), [0, 0, 0, 0], "{}", due.report());
+    assert_eq!(face.queued_ids().len(), 1);
+
+    let now = face.queue(&["flush", "-v"]);
+    now.assert_success();
+    assert_eq!(flush_totals(&now), [1, 0, 0, 0], "{}", now.report());
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "backed off");
+    assert!(face.queued_ids().is_empty());
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(Postfix::shared().messages_now(&local).len(), 1);
+}
+
+/// `sendmail -q` is the flush by hand too: it tries the entry that `--due` passes over.
+#[test]
+fn sendmail_q_tries_everything_now() {
+    let (face, local) = backed_off_entry();
+    let due = face.queue(&["flush", "--due", "-v"]);
+    assert_eq!(flush_totals(&due), [0, 0, 0, 0], "{}", due.report());
+    face.sendmail_link(&["-q"], b"").assert_success();
+    let msg = Delivered::of(&one_message(&local));
+    assert_eq!(msg.one("Subject"), "backed off");
+    assert!(face.queued_ids().is_empty());
+}
+
+/// A small tmpfs mounted on a directory of its own, unmounted when dropped (whatever
+/// the test did). The suite runs as root.
+struct Tmpfs {
+    dir: crate::support::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = crate::support::TempDir::new("outbox-tmpfs");
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "cannot mount a tmpfs on {} (the suite runs as root): {status:?}",
+            dir.path().display()
+        );
+        Tmpfs { dir }
+    }
+
+    /// Fills the filesystem with a file until no block is left.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => return path, // ENOSPC
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = self.dir.path();
+        let unmounted = std::process::Command::new("umount")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(path)
+                .status();
+        }
+    }
+}
+
+/// A flush with the queue's filesystem full: one recipient accepted, one deferred
+/// (450), one refused (550). Neither the copy for `failed` nor the new envelope can be
+/// written (exit 74), but the accepted recipient is marked in place in the entry, so
+/// the next flushes, full disk or not, never send it a second copy.
+#[test]
+fn a_full_queue_disk_never_causes_a_duplicate() {
+    let tmpfs = Tmpfs::mount("256k");
+    let ok = unique_name("sm-full-ok");
+    let deferred = unique_name("defer-full");
+    let rejected = unique_name("reject-full");
+    let face = Face::new(&closed_server(), "from = \"me@example.test\"\n");
+    let queue = tmpfs.dir.join("queue");
+    fs::create_dir(&queue).unwrap();
+    symlink(&queue, face.queue_dir()).unwrap();
+    face.sendmail(
+        &["-i", &rcpt(&ok), &rcpt(&deferred), &rcpt(&rejected)],
+        b"Subject: once\n\nonly one copy\n",
+    )
+    .assert_success();
+    let ids = face.queued_ids();
+    assert_eq!(ids.len(), 1);
+    assert!(queue.join(&ids[0]).is_file());
+    let filler = tmpfs.fill();
+
+    face.configure(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    for _ in 0..2 {
+        let full = face.queue(&["flush", "-v"]);
+        full.assert_code(74)
+            .assert_stderr_contains("No space left on device");
+        let list = face.queue(&["list"]);
+        let listing = list.stdout_str();
+        assert_eq!(
+            recipients_of(&listing, &ids[0]),
+            format!("{}, {}", rcpt(&deferred), rcpt(&rejected)),
+            "{}",
+            list.report()
+        );
+    }
+    let msg = Delivered::of(&one_message(&ok));
+    assert_eq!(msg.one("Subject"), "once");
+
+    // Room again: the refused one goes to failed, the deferred one waits alone.
+    fs::remove_file(filler).unwrap();
+    let flush = face.queue(&["flush", "-v"]);
+    flush.assert_success();
+    assert_eq!(flush_totals(&flush), [0, 1, 1, 0], "{}", flush.report());
+    let list = face.queue(&["list"]);
+    assert_eq!(recipients_of(&list.stdout_str(), &ids[0]), rcpt(&deferred));
+    let failed = face.queue(&["list", "--failed"]);
+    assert_eq!(
+        entry_ids(&failed.stdout_str()).len(),
+        1,
+        "{}",
+        failed.report()
+    );
+    assert!(failed.stdout_str().contains(&rcpt(&rejected)));
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(Postfix::shared().messages_now(&ok).len(), 1);
+}
+
 /// A message queued with `-t`: the envelope keeps the header recipients, and the
 /// queued copy has no Bcc either.
 #[test]
