@@ -338,7 +338,7 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
                     .map(|reply| Receipt { recipients, reply });
                 series.done(out, Some(result));
                 if upcoming.is_none() {
-                    session.read_quit_reply();
+                    session.after_quit();
                     return;
                 }
             }
