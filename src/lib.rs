@@ -51,7 +51,8 @@ pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use progress::Progress;
 use report::{Phase, TlsStart};
@@ -196,6 +197,12 @@ impl Client {
             .with_chunking(settings.chunking)
             .with_lmtp(settings.lmtp)
             .with_report(std::mem::take(report));
+        if !implicit && settings.server.unix_path().is_none() {
+            session = session.with_silence_hint(
+                silence_hint_after(settings.timeouts.greeting),
+                silence_hint(&settings.server),
+            );
+        }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
             session.report_mut().tls = Some((TlsStart::Implicit, info));
@@ -441,6 +448,30 @@ fn connect_tcp(
 
 /// Implicit TLS for submission (RFC 8314 §3.3).
 const IMPLICIT_TLS_PORT: u16 = 465;
+
+/// How long a silent server is waited for before outbox says it is still waiting.
+const SILENCE_HINT_AFTER: Duration = Duration::from_secs(10);
+
+/// When to say that the greeting has not come: after 10 s, or half the greeting's
+/// limit when that is shorter, so the line comes before a short `--timeout` is up.
+fn silence_hint_after(greeting: Duration) -> Duration {
+    SILENCE_HINT_AFTER.min(greeting / 2)
+}
+
+/// The line for a server that has not greeted: a port that speaks implicit TLS waits
+/// in silence for the client's handshake, and without a word the wait looks like a
+/// hang. Standard error that cannot be written changes nothing.
+fn silence_hint(server: &smtp::transport::ServerAddr) -> impl FnMut() + Send + 'static {
+    let server = server.to_string();
+    move || {
+        let _ = writeln!(
+            std::io::stderr(),
+            "outbox: no greeting from {server} yet; still waiting. A server that speaks \
+             implicit TLS (as on port 465) says nothing until the client begins: if this is \
+             such a port, use --tls implicit"
+        );
+    }
+}
 
 /// Getting a session and then sending one message: what `submit` does, over any
 /// channel (the tests drive it with a scripted peer).
@@ -752,6 +783,13 @@ mod tests {
 
     fn mail(offers: &[&str], e: &Envelope, m: &Message) -> Result<Vec<String>, Error> {
         parameters(|k| offers.contains(&k), None, e, m, &Dsn::default()).map(|p| p.mail)
+    }
+
+    #[test]
+    fn the_silence_hint_comes_after_10_s_or_half_a_shorter_limit() {
+        let secs = Duration::from_secs;
+        assert_eq!(silence_hint_after(secs(300)), secs(10));
+        assert_eq!(silence_hint_after(secs(3)), Duration::from_millis(1500));
     }
 
     #[test]

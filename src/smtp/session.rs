@@ -266,6 +266,9 @@ pub struct Session<S> {
     /// The read and write timeouts last given to the stream.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Called once if the server has said nothing this long after the connection,
+    /// while the greeting is still awaited.
+    silence_hint: Option<(Duration, Box<dyn FnMut() + Send>)>,
 }
 
 /// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
@@ -289,7 +292,19 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             message_size: None,
             read_timeout: None,
             write_timeout: None,
+            silence_hint: None,
         }
+    }
+
+    /// Calls `say` once if the server has sent nothing `after` the wait for its
+    /// greeting began; the wait goes on to the greeting's own limit.
+    pub fn with_silence_hint(
+        mut self,
+        after: Duration,
+        say: impl FnMut() + Send + 'static,
+    ) -> Session<S> {
+        self.silence_hint = Some((after, Box::new(say)));
+        self
     }
 
     /// Starts from `report` (what was done before the session: the connection).
@@ -368,10 +383,60 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// Reads the server's greeting: 220 (RFC 5321 §4.3.2).
     pub fn greeting(&mut self) -> Result<Reply, Error> {
         self.timed(Phase::Greeting, |s| {
-            let reply = s.read_reply(Stage::Greeting, s.timeouts.greeting)?;
+            let reply = s.read_greeting()?;
             s.report.greeting = reply.lines.first().cloned();
             s.expect(Stage::Greeting, reply, &[220], "220")
         })
+    }
+
+    /// The greeting, within its limit; the silence hint is given on the way if the
+    /// server has not sent a byte by its time.
+    fn read_greeting(&mut self) -> Result<Reply, Error> {
+        let limit = self.timeouts.greeting;
+        let deadline = Instant::now() + limit;
+        if let Some((after, mut say)) = self.silence_hint.take()
+            && after < limit
+            && !self.some_bytes_by(Stage::Greeting, Instant::now() + after, limit)?
+        {
+            say();
+        }
+        self.read_reply_by(Stage::Greeting, deadline, limit)
+    }
+
+    /// Waits until `until` for the server to send something; whether it has. `limit`
+    /// is the stage's, for the error of a read that fails.
+    fn some_bytes_by(
+        &mut self,
+        stage: Stage,
+        until: Instant,
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let mut chunk = [0u8; READ_CHUNK];
+        while self.rbuf.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.prepare_read(stage, left)?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.dead = true;
+                    return Err(Error::Closed { stage });
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.io_error(stage, limit, e)),
+            }
+        }
+        Ok(true)
     }
 
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
@@ -1258,7 +1323,16 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// Reads one reply. `timeout` bounds the whole reply, not each read, so a server
     /// that trickles bytes cannot hold the session open past it.
     fn read_reply(&mut self, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
-        let deadline = Instant::now() + timeout;
+        self.read_reply_by(stage, Instant::now() + timeout, timeout)
+    }
+
+    /// Reads one reply, due by `deadline`; `timeout` is the limit a timeout reports.
+    fn read_reply_by(
+        &mut self,
+        stage: Stage,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             match parse_reply(&self.rbuf) {

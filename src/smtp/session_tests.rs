@@ -3118,3 +3118,39 @@ fn a_stray_reply_in_a_series_does_not_cascade() {
     assert_eq!(count(peer.written(), b"Subject"), 0);
     assert_eq!(count(peer.written(), b"RCPT TO:<c@"), 0);
 }
+
+#[test]
+fn a_silent_greeting_gives_the_hint_once_and_the_wait_goes_on() {
+    let said = Arc::new(Mutex::new(0));
+    let counter = said.clone();
+    let mut session = Session::new(
+        ScriptedPeer::new(Vec::<&str>::new(), AtEnd::Timeout),
+        Timeouts::default(),
+    )
+    .with_silence_hint(Duration::from_millis(1), move || {
+        *counter.lock().unwrap() += 1;
+    });
+    let err = session.greeting().unwrap_err();
+    assert_eq!(*said.lock().unwrap(), 1);
+    // The greeting's own limit still applies, and is what the error reports.
+    match err {
+        Error::Timeout {
+            stage: Stage::Greeting,
+            after,
+        } => assert_eq!(after, minutes(5)),
+        other => panic!("{other:?}"),
+    }
+
+    // A server that greets says nothing of the kind.
+    let said = Arc::new(Mutex::new(0));
+    let counter = said.clone();
+    let mut session = Session::new(
+        ScriptedPeer::new([GREETING], AtEnd::Eof),
+        Timeouts::default(),
+    )
+    .with_silence_hint(Duration::from_millis(1), move || {
+        *counter.lock().unwrap() += 1;
+    });
+    assert_eq!(session.greeting().unwrap().code, 220);
+    assert_eq!(*said.lock().unwrap(), 0);
+}

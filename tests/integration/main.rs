@@ -19,6 +19,7 @@ mod big_attachment;
 mod compose;
 mod errors;
 mod esmtp;
+mod faults;
 mod lmtp;
 mod postfix_smoke;
 mod report;
