@@ -39,6 +39,12 @@ pub trait IoTimeout {
     fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Bounds each later write.
     fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// The time by which the next read must be done (`None`: no deadline). Only a
+    /// stream that reads its socket more than once per read (TLS, a record at a time)
+    /// needs it: for the others the read timeout is the time left.
+    fn read_by(&mut self, _deadline: Option<Instant>) {}
+    /// As [`IoTimeout::read_by`], for the next write.
+    fn write_by(&mut self, _deadline: Option<Instant>) {}
 }
 
 impl IoTimeout for std::net::TcpStream {
@@ -417,7 +423,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             if left.is_zero() {
                 return Ok(false);
             }
-            self.prepare_read(stage, left)?;
+            self.prepare_read(stage, left, until)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.dead = true;
@@ -1360,7 +1366,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     after: timeout,
                 });
             }
-            self.prepare_read(stage, left)?;
+            self.prepare_read(stage, left, deadline)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.dead = true;
@@ -1373,8 +1379,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
     }
 
-    /// Before a read that may wait up to `left`.
-    fn prepare_read(&mut self, stage: Stage, left: Duration) -> Result<(), Error> {
+    /// Before a read that may wait up to `left`, until `deadline`.
+    fn prepare_read(
+        &mut self,
+        stage: Stage,
+        left: Duration,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        self.stream.read_by(Some(deadline));
         let change = !close_enough(self.read_timeout, left);
         let timeout = change.then(|| socket_timeout(left));
         self.stream

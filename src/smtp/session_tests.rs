@@ -3154,3 +3154,75 @@ fn a_silent_greeting_gives_the_hint_once_and_the_wait_goes_on() {
     assert_eq!(session.greeting().unwrap().code, 220);
     assert_eq!(*said.lock().unwrap(), 0);
 }
+
+#[test]
+fn the_wait_for_a_refusal_after_a_failed_write_follows_the_limits() {
+    // The wait for a reason after a failed write of the message: none after a timeout
+    // (the stage's time is up; only what has come is looked at), else at most 5 s and
+    // never more than the stage's own limit.
+    let before = CMDS[..4].concat().len();
+    let wait_after = |kind: io::ErrorKind, timeouts: Timeouts| {
+        let r = run_with(
+            ScriptedPeer::new(&REPLIES[..5], AtEnd::Timeout).fail_writes_after(before + 7, kind),
+            timeouts,
+            None,
+            &envelope(&["b@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert!(r.result.is_err());
+        let events = r.peer.events();
+        let failed = events
+            .iter()
+            .position(|e| matches!(e, Event::WriteFailed { .. }))
+            .unwrap();
+        events[failed..]
+            .iter()
+            .find_map(|e| match e {
+                Event::ReadTimedOut { timeout } => *timeout,
+                _ => None,
+            })
+            .unwrap()
+    };
+    let secs = Duration::from_secs;
+    let t = wait_after(io::ErrorKind::WouldBlock, Timeouts::default());
+    assert!(t <= GLANCE, "{t:?}");
+    let t = wait_after(io::ErrorKind::ConnectionReset, Timeouts::default());
+    assert!(t <= REFUSAL_WAIT && t > secs(4), "{t:?}");
+    let t = wait_after(io::ErrorKind::ConnectionReset, Timeouts::uniform(secs(1)));
+    assert!(t <= secs(1) && t > Duration::from_millis(500), "{t:?}");
+}
+
+#[test]
+fn a_dead_connection_gets_no_further_wait_after_the_dot() {
+    // Pipelined, QUIT went with the dot; the reply to the dot never comes. One timed
+    // out wait, and none for the reply to QUIT.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",
+    ];
+    for transcript in [false, true] {
+        let r = last_message(
+            ScriptedPeer::new(script, AtEnd::Timeout),
+            true,
+            transcript.then(|| Transcript::new(Box::new(SharedBuf::default()))),
+            &envelope(&["b@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert!(matches!(
+            r.result,
+            Err(Error::Timeout {
+                stage: Stage::EndOfData,
+                ..
+            })
+        ));
+        let timed_out = r
+            .peer
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::ReadTimedOut { .. }))
+            .count();
+        assert_eq!(timed_out, 1, "transcript {transcript}");
+        assert_eq!(count(r.peer.written(), b"QUIT"), 1);
+    }
+}

@@ -384,3 +384,25 @@ fn silence_after_the_dot_on_the_pipelined_path_is_one_wait() {
         );
     }
 }
+
+#[test]
+fn a_drip_during_the_tls_handshake_ends_within_the_timeout() {
+    // A record header, then its body a byte every 300 ms. OpenSSL reads the socket a
+    // piece at a time; a limit per read would never run out, and the handshake would
+    // take the whole drip (some 20 s) before failing on what it got.
+    let mut record = b"\x16\x03\x03\x00\x40".to_vec();
+    record.extend([2u8; 64]);
+    let mut script = vec![Step::Mark];
+    for b in record {
+        script.push(Step::Send(vec![b]));
+        script.push(Step::Silence(Duration::from_millis(300)));
+    }
+    let server = FakeServer::start(script);
+    let user = User::new(server.addr());
+    let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "--tls", "implicit"]);
+    out.assert_code(75).assert_stderr_contains("timed out");
+    assert!(
+        took < Duration::from_secs(TIMEOUT) + MARGIN,
+        "took {took:?} in the handshake"
+    );
+}
