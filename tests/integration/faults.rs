@@ -290,8 +290,8 @@ fn a_silent_greeting_says_once_that_it_is_still_waiting() {
     assert!(took >= Duration::from_secs(3), "gave up early: {took:?}");
 }
 
-/// A message large enough to fill the socket buffers of both ends: an attachment of
-/// 16 MiB goes out as some 22 MB of base64.
+/// A message larger than the socket buffers of both ends (the fake server's kept
+/// small): an attachment of 16 MiB goes out as some 22 MB of base64.
 fn big_attachment(user: &User) -> String {
     let bytes: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
     let path = user.env.write_file("big.bin", bytes);
@@ -315,7 +315,7 @@ fn a_peer_that_stops_reading_during_the_data_ends_within_the_timeout() {
     let mut script = up_to_354(EHLO_OK, "", "");
     script.truncate(9);
     script.extend([Step::Mark, Step::Silence(Duration::from_secs(8))]);
-    let server = FakeServer::start(script);
+    let server = FakeServer::start_with_receive_buffer(script, 4096);
     let user = User::new(server.addr());
     let file = big_attachment(&user);
     let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "-a", &file]);
@@ -336,7 +336,7 @@ fn a_peer_that_reads_a_drip_at_a_time_ends_within_the_timeout() {
         Step::Mark,
         Step::Drip(Duration::from_millis(50), Duration::from_secs(8)),
     ]);
-    let server = FakeServer::start(script);
+    let server = FakeServer::start_with_receive_buffer(script, 4096);
     let user = User::new(server.addr());
     let file = big_attachment(&user);
     let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "-a", &file]);

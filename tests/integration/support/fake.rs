@@ -39,7 +39,24 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub fn start(script: Vec<Step>) -> FakeServer {
+        FakeServer::start_with(script, None)
+    }
+
+    /// As [`FakeServer::start`], with a receive buffer of about `bytes` (the kernel
+    /// doubles it): a client writing more than the buffers hold stalls soon when the
+    /// script stops reading.
+    pub fn start_with_receive_buffer(script: Vec<Step>, bytes: usize) -> FakeServer {
+        FakeServer::start_with(script, Some(bytes))
+    }
+
+    fn start_with(script: Vec<Step>, receive_buffer: Option<usize>) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        if let Some(bytes) = receive_buffer {
+            // Accepted connections take the listener's buffer size.
+            socket2::SockRef::from(&listener)
+                .set_recv_buffer_size(bytes)
+                .expect("set the receive buffer");
+        }
         let addr = listener.local_addr().expect("local address").to_string();
         let handle = std::thread::spawn(move || {
             let Ok((stream, _)) = listener.accept() else {
