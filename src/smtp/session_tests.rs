@@ -3226,3 +3226,33 @@ fn a_dead_connection_gets_no_further_wait_after_the_dot() {
         assert_eq!(count(r.peer.written(), b"QUIT"), 1);
     }
 }
+
+#[test]
+fn lmtp_ends_with_quit_and_does_not_wait_for_its_reply() {
+    // LMTP, pipelined: a reply per recipient after the data, QUIT with the dot, and
+    // its 221 left unread.
+    let script = [
+        "220 lmtp.example.test LMTP\r\n",
+        "250-lmtp.example.test\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        "250 2.0.0 <b@example.test> delivered\r\n250 2.0.0 <c@example.test> delivered\r\n",
+        "221 bye\r\n",
+    ];
+    let mut session =
+        Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default()).with_lmtp(true);
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session.quit_after_next();
+    let receipt = session
+        .transaction(
+            &envelope(&["b@example.test", "c@example.test"]),
+            &[],
+            &mut SIMPLE_MESSAGE.as_bytes(),
+        )
+        .unwrap();
+    assert!(receipt.recipients.iter().all(|r| r.accepted));
+    assert!(!session.is_usable());
+    let peer = session.into_inner();
+    assert!(show(peer.written()).ends_with(&format!("{SIMPLE_WIRE}{QUIT}")));
+    assert_goodbye_unread(&peer, "221 bye\r\n");
+}
