@@ -198,10 +198,10 @@ impl Client {
             .with_lmtp(settings.lmtp)
             .with_report(std::mem::take(report));
         if !implicit && settings.server.unix_path().is_none() {
-            session = session.with_silence_hint(
-                silence_hint_after(settings.timeouts.greeting),
-                silence_hint(&settings.server),
-            );
+            let limit = settings.timeouts.greeting;
+            let after = silence_hint_after(limit);
+            session =
+                session.with_silence_hint(after, silence_hint(&settings.server, after, limit));
         }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
@@ -461,15 +461,28 @@ fn silence_hint_after(greeting: Duration) -> Duration {
 /// The line for a server that has not greeted: a port that speaks implicit TLS waits
 /// in silence for the client's handshake, and without a word the wait looks like a
 /// hang. Standard error that cannot be written changes nothing.
-fn silence_hint(server: &smtp::transport::ServerAddr) -> impl FnMut() + Send + 'static {
-    let server = server.to_string();
+fn silence_hint(
+    server: &smtp::transport::ServerAddr,
+    after: Duration,
+    limit: Duration,
+) -> impl FnMut() + Send + 'static {
+    let line = format!(
+        "outbox: no greeting from {server} after {} s; still waiting (up to {} s). A server \
+         that speaks implicit TLS (as on port 465) says nothing until the client begins: if \
+         this is such a port, use --tls implicit",
+        seconds(after),
+        seconds(limit)
+    );
     move || {
-        let _ = writeln!(
-            std::io::stderr(),
-            "outbox: no greeting from {server} yet; still waiting. A server that speaks \
-             implicit TLS (as on port 465) says nothing until the client begins: if this is \
-             such a port, use --tls implicit"
-        );
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+/// `10`, `1.5`: seconds as a person reads them.
+fn seconds(d: Duration) -> String {
+    match d.subsec_millis() {
+        0 => d.as_secs().to_string(),
+        _ => format!("{:.1}", d.as_secs_f64()),
     }
 }
 
@@ -790,6 +803,8 @@ mod tests {
         let secs = Duration::from_secs;
         assert_eq!(silence_hint_after(secs(300)), secs(10));
         assert_eq!(silence_hint_after(secs(3)), Duration::from_millis(1500));
+        assert_eq!(seconds(secs(10)), "10");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
     }
 
     #[test]
