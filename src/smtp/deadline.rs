@@ -23,12 +23,18 @@ pub(crate) fn close_enough(set: Option<Duration>, want: Duration) -> bool {
     set.is_some_and(|set| set >= want && set - want <= slack)
 }
 
+/// The most a write call is offered: the block that must leave within the limit. A
+/// larger buffer (a BDAT chunk of 1 MiB) is taken a block at a time, so that a slow but
+/// steady link is not held to moving the whole of it within one limit.
+const BLOCK: usize = 64 * 1024;
+
 /// A socket timeout for `t`: zero would mean "no limit" to the socket.
 pub(crate) fn socket_timeout(t: Duration) -> Duration {
     t.max(Duration::from_millis(1))
 }
 
-/// The stream while bytes go out. Each block must leave within `limit`: a write that
+/// The stream while bytes go out. Each block (a write call's buffer, at most `BLOCK`
+/// bytes) must leave within `limit`: a write that
 /// takes only part of what it is offered leaves the rest the time that is left, and
 /// once that is gone the write fails as timed out without waiting again. After one
 /// failed write every further write fails at once without touching the stream: a
@@ -92,12 +98,13 @@ impl<S: Write + IoTimeout> Write for Bounded<'_, S> {
             }
             *self.set = Some(t);
         }
+        let block = &buf[..buf.len().min(BLOCK)];
         self.stream.write_by(self.due);
-        let wrote = self.stream.write(buf);
+        let wrote = self.stream.write(block);
         self.stream.write_by(None);
         match wrote {
             Ok(n) => {
-                if n == buf.len() {
+                if n == block.len() {
                     self.due = None;
                 }
                 Ok(n)
@@ -208,6 +215,8 @@ mod tests {
     struct Slow {
         timeout: Option<Duration>,
         per_wait: usize,
+        /// How long a send takes, when shorter than its timeout.
+        pace: Option<Duration>,
         taken: usize,
         calls: usize,
     }
@@ -217,6 +226,7 @@ mod tests {
             Slow {
                 timeout: None,
                 per_wait,
+                pace: None,
                 taken: 0,
                 calls: 0,
             }
@@ -226,7 +236,8 @@ mod tests {
     impl Write for Slow {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.calls += 1;
-            std::thread::sleep(self.timeout.expect("a write timeout is set"));
+            let timeout = self.timeout.expect("a write timeout is set");
+            std::thread::sleep(self.pace.map_or(timeout, |p| p.min(timeout)));
             let n = self.per_wait.min(buf.len());
             if n == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -267,6 +278,20 @@ mod tests {
         assert_eq!(slow.calls, 1, "the time was up after the first send");
         assert_eq!(slow.taken, 5);
         assert!(took < LIMIT * 2, "took {took:?}");
+    }
+
+    #[test]
+    fn a_slow_but_steady_link_takes_a_large_buffer_a_block_at_a_time() {
+        // A block per 100 ms: 1 MiB takes 1.6 s, eight times the limit, and each block
+        // is well within it.
+        let mut slow = Slow::new(BLOCK);
+        slow.pace = Some(LIMIT / 2);
+        let mut set = None;
+        Bounded::new(&mut slow, &mut set, LIMIT)
+            .write_all(&vec![b'x'; 16 * BLOCK])
+            .unwrap();
+        assert_eq!(slow.taken, 16 * BLOCK);
+        assert_eq!(slow.calls, 16);
     }
 
     #[test]
