@@ -49,9 +49,8 @@ pub fn code(err: &Error) -> u8 {
 /// The exit code for a 4xx or 5xx reply at `stage`.
 pub fn reply_code(stage: Stage, reply: &Reply) -> u8 {
     match reply.code {
-        // RFC 3207 §4: a server that will not start TLS leaves nothing safe to do;
-        // only a 421 (closing) is worth a retry.
-        400..=499 if stage == Stage::StartTls && reply.code != 421 => UNAVAILABLE,
+        // RFC 3207 §4: 454 "TLS not available due to temporary reason", like any 4xx,
+        // is worth a retry later; never a reason to go on in clear.
         400..=499 => TEMPFAIL,
         // RFC 4954 §6: 535 credentials invalid, 534 mechanism too weak, 538 encryption
         // required: the credentials or the way they are sent must change.
@@ -248,7 +247,7 @@ mod tests {
         assert_eq!(refused(Stage::EndOfData, 554), 69);
         assert_eq!(refused(Stage::Auth, 535), 77);
         assert_eq!(refused(Stage::Auth, 454), 75);
-        assert_eq!(refused(Stage::StartTls, 454), 69);
+        assert_eq!(refused(Stage::StartTls, 454), 75);
         assert_eq!(refused(Stage::StartTls, 501), 69);
         assert_eq!(refused(Stage::StartTls, 421), 75);
         assert_eq!(refused(Stage::StartTls, 250), 69);

@@ -52,8 +52,8 @@ pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
 use std::borrow::Cow;
-use std::io::Read;
-use std::time::Instant;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use message::downgrade::Downgraded;
 
@@ -201,6 +201,12 @@ impl Client {
             .with_chunking(settings.chunking)
             .with_lmtp(settings.lmtp)
             .with_report(std::mem::take(report));
+        if !implicit && settings.server.unix_path().is_none() {
+            let limit = settings.timeouts.greeting;
+            let after = silence_hint_after(limit);
+            session =
+                session.with_silence_hint(after, silence_hint(&settings.server, after, limit));
+        }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
             session.report_mut().tls = Some((TlsStart::Implicit, info));
@@ -344,7 +350,7 @@ fn send_series_on<C: Channel, S: Series>(session: &mut Session<C>, dsn: &Dsn, se
                     .map(|reply| Receipt { recipients, reply });
                 series.done(out, Some(result));
                 if upcoming.is_none() {
-                    session.read_quit_reply();
+                    session.after_quit();
                     return;
                 }
             }
@@ -457,6 +463,43 @@ fn connect_tcp(
 
 /// Implicit TLS for submission (RFC 8314 §3.3).
 const IMPLICIT_TLS_PORT: u16 = 465;
+
+/// How long a silent server is waited for before outbox says it is still waiting.
+const SILENCE_HINT_AFTER: Duration = Duration::from_secs(10);
+
+/// When to say that the greeting has not come: after 10 s, or half the greeting's
+/// limit when that is shorter, so the line comes before a short `--timeout` is up.
+fn silence_hint_after(greeting: Duration) -> Duration {
+    SILENCE_HINT_AFTER.min(greeting / 2)
+}
+
+/// The line for a server that has not greeted: a port that speaks implicit TLS waits
+/// in silence for the client's handshake, and without a word the wait looks like a
+/// hang. Standard error that cannot be written changes nothing.
+fn silence_hint(
+    server: &smtp::transport::ServerAddr,
+    after: Duration,
+    limit: Duration,
+) -> impl FnMut() + Send + 'static {
+    let line = format!(
+        "outbox: no greeting from {server} after {} s; still waiting (up to {} s). A server \
+         that speaks implicit TLS (as on port 465) says nothing until the client begins: if \
+         this is such a port, use --tls implicit",
+        seconds(after),
+        seconds(limit)
+    );
+    move || {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+/// `10`, `1.5`: seconds as a person reads them.
+fn seconds(d: Duration) -> String {
+    match d.subsec_millis() {
+        0 => d.as_secs().to_string(),
+        _ => format!("{:.1}", d.as_secs_f64()),
+    }
+}
 
 /// Getting a session and then sending one message: what `submit` does, over any
 /// channel (the tests drive it with a scripted peer).
@@ -846,6 +889,15 @@ mod tests {
 
     fn mail(offers: &[&str], e: &Envelope, m: &Message) -> Result<Vec<String>, Error> {
         parameters(|k| offers.contains(&k), None, e, m, &Dsn::default()).map(|p| p.mail)
+    }
+
+    #[test]
+    fn the_silence_hint_comes_after_10_s_or_half_a_shorter_limit() {
+        let secs = Duration::from_secs;
+        assert_eq!(silence_hint_after(secs(300)), secs(10));
+        assert_eq!(silence_hint_after(secs(3)), Duration::from_millis(1500));
+        assert_eq!(seconds(secs(10)), "10");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
     }
 
     #[test]

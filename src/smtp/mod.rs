@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod command;
 pub mod data;
+mod deadline;
 pub mod extension;
 pub mod reply;
 pub mod session;

@@ -11,6 +11,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::auth::{Credentials, Exchange, Mechanism};
 use super::command::{Command, CommandError};
 use super::data::DotWriter;
+pub(crate) use super::deadline::socket_timeout;
+use super::deadline::{Bounded, close_enough};
 use super::extension::Capabilities;
 use super::reply::{Reply, parse_reply};
 use crate::envelope::{Address, Envelope};
@@ -22,6 +24,13 @@ use crate::report::{Phase, Report};
 const DATA_BUFFER: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
+/// At most how long to wait for a refusal after a write of the message failed.
+const REFUSAL_WAIT: Duration = Duration::from_secs(5);
+/// A look at what the server has already sent, when there is no time left to wait.
+const GLANCE: Duration = Duration::from_millis(10);
+/// How long `-v` waits for the reply to QUIT, to show it. Nothing depends on that
+/// reply, and some servers hold it back until the client closes (Exim: 200 ms).
+const SHOWN_QUIT_WAIT: Duration = Duration::from_millis(300);
 
 /// A stream whose reads and writes can be given a time limit.
 pub trait IoTimeout {
@@ -30,6 +39,12 @@ pub trait IoTimeout {
     fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Bounds each later write.
     fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// The time by which the next read must be done (`None`: no deadline). Only a
+    /// stream that reads its socket more than once per read (TLS, a record at a time)
+    /// needs it: for the others the read timeout is the time left.
+    fn read_by(&mut self, _deadline: Option<Instant>) {}
+    /// As [`IoTimeout::read_by`], for the next write.
+    fn write_by(&mut self, _deadline: Option<Instant>) {}
 }
 
 impl IoTimeout for std::net::TcpStream {
@@ -40,20 +55,6 @@ impl IoTimeout for std::net::TcpStream {
     fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         std::net::TcpStream::set_write_timeout(self, Some(socket_timeout(timeout)))
     }
-}
-
-/// A socket timeout for `t`: zero would mean "no limit" to the socket.
-pub(crate) fn socket_timeout(t: Duration) -> Duration {
-    t.max(Duration::from_millis(1))
-}
-
-/// Whether a socket timeout of `set` can stand for a wanted one of `want`: a little
-/// longer, by at most 1/64 of it and never more than a second. Every change of a
-/// socket's timeout is a system call; over a flush of many messages the same few
-/// limits come back again and again.
-fn close_enough(set: Option<Duration>, want: Duration) -> bool {
-    let slack = (want / 64).min(Duration::from_secs(1));
-    set.is_some_and(|set| set >= want && set - want <= slack)
 }
 
 /// How long to wait at each step. The defaults are RFC 5321 §4.5.3.2's.
@@ -174,33 +175,6 @@ impl Receipt {
     }
 }
 
-/// The stream while the message is sent. After one failed write every further write
-/// fails at once without touching the stream: a BufWriter dropped with bytes still in it
-/// (as `DotWriter::finish` or a failed flush leaves it) would try them again, and wait
-/// out the timeout a second time.
-struct Latched<'a, W> {
-    inner: &'a mut W,
-    failed: bool,
-}
-
-impl<W: Write> Write for Latched<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write failed"));
-        }
-        self.inner.write(buf).inspect_err(|e| {
-            self.failed = e.kind() != io::ErrorKind::Interrupted;
-        })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write failed"));
-        }
-        self.inner.flush()
-    }
-}
-
 /// The stream while the message is sent, telling `progress` of each write.
 struct Counted<'a, W> {
     inner: W,
@@ -301,6 +275,9 @@ pub struct Session<S> {
     /// The read and write timeouts last given to the stream.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Called once if the server has said nothing this long after the connection,
+    /// while the greeting is still awaited.
+    silence_hint: Option<(Duration, Box<dyn FnMut() + Send>)>,
 }
 
 /// Bytes of message per BDAT chunk: large enough that chunk lines cost nothing, small
@@ -324,7 +301,19 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             message_size: None,
             read_timeout: None,
             write_timeout: None,
+            silence_hint: None,
         }
+    }
+
+    /// Calls `say` once if the server has sent nothing `after` the wait for its
+    /// greeting began; the wait goes on to the greeting's own limit.
+    pub fn with_silence_hint(
+        mut self,
+        after: Duration,
+        say: impl FnMut() + Send + 'static,
+    ) -> Session<S> {
+        self.silence_hint = Some((after, Box::new(say)));
+        self
     }
 
     /// Starts from `report` (what was done before the session: the connection).
@@ -403,10 +392,60 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// Reads the server's greeting: 220 (RFC 5321 §4.3.2).
     pub fn greeting(&mut self) -> Result<Reply, Error> {
         self.timed(Phase::Greeting, |s| {
-            let reply = s.read_reply(Stage::Greeting, s.timeouts.greeting)?;
+            let reply = s.read_greeting()?;
             s.report.greeting = reply.lines.first().cloned();
             s.expect(Stage::Greeting, reply, &[220], "220")
         })
+    }
+
+    /// The greeting, within its limit; the silence hint is given on the way if the
+    /// server has not sent a byte by its time.
+    fn read_greeting(&mut self) -> Result<Reply, Error> {
+        let limit = self.timeouts.greeting;
+        let deadline = Instant::now() + limit;
+        if let Some((after, mut say)) = self.silence_hint.take()
+            && after < limit
+            && !self.some_bytes_by(Stage::Greeting, Instant::now() + after, limit)?
+        {
+            say();
+        }
+        self.read_reply_by(Stage::Greeting, deadline, limit)
+    }
+
+    /// Waits until `until` for the server to send something; whether it has. `limit`
+    /// is the stage's, for the error of a read that fails.
+    fn some_bytes_by(
+        &mut self,
+        stage: Stage,
+        until: Instant,
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let mut chunk = [0u8; READ_CHUNK];
+        while self.rbuf.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.prepare_read(stage, left, until)?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.dead = true;
+                    return Err(Error::Closed { stage });
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.io_error(stage, limit, e)),
+            }
+        }
+        Ok(true)
     }
 
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
@@ -455,12 +494,18 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         !self.dead
     }
 
-    /// `QUIT`: 221.
-    pub fn quit(&mut self) -> Result<Reply, Error> {
+    /// `QUIT`, and the session is over. Its reply (221) is not waited for: everything
+    /// that matters has been answered before it (Postfix's client does the same,
+    /// `smtp_skip_quit_response`). Only a transcript waits a moment for it, to show it.
+    /// An error means the QUIT could not be sent.
+    pub fn quit(&mut self) -> Result<(), Error> {
         self.timed(Phase::Quit, |s| {
-            let reply = s.command(&Command::Quit, Stage::Quit, s.timeouts.quit)?;
+            let sent = s.send_group(&[Command::Quit], Stage::Quit, s.timeouts.quit);
+            if sent.is_ok() {
+                s.after_quit();
+            }
             s.dead = true;
-            s.expect(Stage::Quit, reply, &[221], "221")
+            sent
         })
     }
 
@@ -567,7 +612,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
         let reply = self.end_of_data(&mut recipients)?;
         if quit {
-            self.quit_quietly();
+            let _ = self.quit();
         }
         Ok(Receipt { recipients, reply })
     }
@@ -589,7 +634,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.send_body(message, then)?;
         let reply = self.end_of_data(&mut recipients);
         if quit {
-            self.read_quit_reply();
+            self.after_quit();
         }
         Ok(Receipt {
             recipients,
@@ -724,7 +769,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             Ok(self.end_of_data(&mut recipients))
         };
         if quit {
-            self.read_quit_reply();
+            self.after_quit();
         }
         if let Some(e) = mail_error {
             return Err(e);
@@ -829,35 +874,34 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         Ok(result)
     }
 
-    /// QUIT after the last message, waiting for the goodbye but caring little for it.
-    fn quit_quietly(&mut self) {
+    /// After a QUIT has gone, the session is over. A connection that failed before
+    /// gets no further wait; with a transcript, a live one is given a moment to show
+    /// the goodbye, and a server that holds it back is not waited for.
+    pub(crate) fn after_quit(&mut self) {
         self.report.timeline.enter(Phase::Quit);
-        if self
-            .send_group(&[Command::Quit], Stage::Quit, self.timeouts.quit)
-            .is_ok()
-        {
-            self.read_quit_reply();
-        }
-    }
-
-    /// The reply to a QUIT already sent; the session is over either way.
-    pub(crate) fn read_quit_reply(&mut self) {
-        self.report.timeline.enter(Phase::Quit);
-        if let Ok(reply) = self.read_reply(Stage::Quit, self.timeouts.quit)
-            && reply.code != 221
-        {
-            self.note(&format!("unexpected reply to QUIT: {reply}"));
+        if !self.dead && self.transcript.is_some() {
+            let wait = self.timeouts.quit.min(SHOWN_QUIT_WAIT);
+            match self.read_reply(Stage::Quit, wait) {
+                Ok(reply) if reply.code != 221 => {
+                    self.note(&format!("unexpected reply to QUIT: {reply}"));
+                }
+                Ok(_) => {}
+                Err(Error::Timeout { .. }) => self.note(&format!(
+                    "no reply to QUIT within {} ms; closing without it",
+                    wait.as_millis()
+                )),
+                Err(_) => {}
+            }
         }
         self.dead = true;
     }
 
-    /// Ends the session after a failure: QUIT if the connection is still usable, with a
-    /// short wait, and any error of its own ignored (the first error is what matters).
+    /// Ends the session after a failure: QUIT if the connection is still usable, and
+    /// any error of its own ignored (the first error is what matters).
     pub fn abort(&mut self) {
         if self.dead {
             return;
         }
-        self.timeouts.quit = self.timeouts.quit.min(Duration::from_secs(5));
         let _ = self.quit();
     }
 
@@ -937,8 +981,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             let reply = s.command(&Command::StartTls, Stage::StartTls, s.timeouts.ehlo)?;
             match reply.code {
                 220 => Ok(reply),
-                // Any other answer, odd or not, means no TLS; exit::reply_code makes that
-                // "unavailable" (69), as nothing safe is left to do.
+                // Any other answer, odd or not, means no TLS now; exit::reply_code makes a
+                // 4xx (RFC 3207 §4: 454) "try again later" (75), anything else
+                // "unavailable" (69). Never a reason to go on in clear.
                 _ => Err(s.refused(Stage::StartTls, reply)),
             }
         })
@@ -1011,12 +1056,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     fn write_now(&mut self, bytes: &[u8], stage: Stage, timeout: Duration) -> Result<(), Error> {
-        self.set_timeout(stage, timeout)?;
-        if let Err(e) = self
-            .stream
-            .write_all(bytes)
-            .and_then(|()| self.stream.flush())
-        {
+        let mut out = Bounded::new(&mut self.stream, &mut self.write_timeout, timeout);
+        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
             return Err(self.io_error(stage, timeout, e));
         }
         Ok(())
@@ -1048,17 +1089,15 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         message: &mut dyn Read,
         then: &[Command],
     ) -> Result<(), Error> {
+        // DATA's 354 was the last reply due: anything after it came unasked, and would
+        // be taken for the reply to the end of the message.
+        self.check_in_step("the message", Stage::Message)?;
         let timeout = self.timeouts.data_block;
-        self.set_timeout(Stage::Message, timeout)?;
         if let Some(p) = &mut self.progress {
             p.start(self.message_size.take());
         }
-        let latched = Latched {
-            inner: &mut self.stream,
-            failed: false,
-        };
         let counted = Counted {
-            inner: latched,
+            inner: Bounded::new(&mut self.stream, &mut self.write_timeout, timeout),
             progress: self.progress.as_mut(),
         };
         let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, counted));
@@ -1140,8 +1179,6 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         envelope: Option<&Envelope>,
     ) -> Result<Chunked, Error> {
         let mut replies = None;
-        let timeout = self.timeouts.data_block;
-        self.set_timeout(Stage::Message, timeout)?;
         let mut lines = DotWriter::lines_only(Vec::with_capacity(CHUNK_SIZE + DATA_BUFFER));
         let mut input = vec![0u8; DATA_BUFFER];
         let mut chunks = 0usize;
@@ -1165,6 +1202,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             let _ = lines.write_all(&input[..n]);
             if lines.get_mut().len() >= CHUNK_SIZE {
                 let mut chunk = std::mem::take(lines.get_mut());
+                if each_reply {
+                    // In lock-step every reply so far has been read: anything waiting
+                    // came unasked, and would be taken for this chunk's reply.
+                    self.check_in_step("BDAT", Stage::Message)?;
+                }
                 self.send_chunk(std::mem::take(&mut prefix), &chunk, false, false)?;
                 // The same buffer holds the next chunk: memory stays flat however
                 // large the message.
@@ -1197,6 +1239,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let (bytes, line_count) = (lines.bytes_in(), lines.lines_when_finished());
         self.report.message = Some((bytes, line_count));
         let last = lines.finish().unwrap_or_default();
+        if each_reply {
+            self.check_in_step("BDAT", Stage::Message)?;
+        }
         self.send_chunk(prefix, &last, true, quit)?;
         if let Some(t) = &mut self.transcript {
             let in_chunks = match chunks {
@@ -1240,17 +1285,18 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             false => Vec::new(),
         };
         let timeout = self.timeouts.data_block;
+        let mut out = Bounded::new(&mut self.stream, &mut self.write_timeout, timeout);
         let sent = if chunk.len() + head.len() + tail.len() <= DATA_BUFFER {
             head.extend_from_slice(chunk);
             head.extend_from_slice(&tail);
-            self.stream.write_all(&head).inspect(|()| {
+            out.write_all(&head).inspect(|()| {
                 if let Some(p) = &mut self.progress {
                     p.advance(chunk.len() as u64);
                 }
             })
         } else {
             let mut counted = Counted {
-                inner: &mut self.stream,
+                inner: &mut out,
                 progress: self.progress.as_mut(),
             };
             counted
@@ -1259,7 +1305,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 .and_then(|()| counted.write_all(chunk))
                 .and_then(|()| counted.inner.write_all(&tail))
         }
-        .and_then(|()| self.stream.flush());
+        .and_then(|()| out.flush());
         sent.map_err(|e| self.write_failed(timeout, e))
     }
 
@@ -1267,23 +1313,37 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// network error.
     fn write_failed(&mut self, timeout: Duration, e: io::Error) -> Error {
         let err = self.io_error(Stage::Message, timeout, e);
-        self.refusal_after_failed_write().unwrap_or(err)
+        // After a timeout the stage's time is up: only a reply that is already here
+        // counts. A connection that failed otherwise gets a short wait, within the
+        // stage's limit.
+        let wait = match err {
+            Error::Timeout { .. } => GLANCE,
+            _ => REFUSAL_WAIT.min(self.timeouts.data_block),
+        };
+        self.refusal_after_failed_write(wait).unwrap_or(err)
     }
 
     /// A server that refuses a message part-way (too big, policy) often says why and
     /// closes; our next write then fails. The reply it left is the real reason, and
     /// it may be permanent, where a lost connection would say "try again later".
-    fn refusal_after_failed_write(&mut self) -> Option<Error> {
-        let reply = self
-            .read_reply(Stage::Message, Duration::from_secs(5))
-            .ok()?;
+    fn refusal_after_failed_write(&mut self, wait: Duration) -> Option<Error> {
+        let reply = self.read_reply(Stage::Message, wait).ok()?;
         (reply.is_transient() || reply.is_permanent()).then(|| self.refused(Stage::Message, reply))
     }
 
     /// Reads one reply. `timeout` bounds the whole reply, not each read, so a server
     /// that trickles bytes cannot hold the session open past it.
     fn read_reply(&mut self, stage: Stage, timeout: Duration) -> Result<Reply, Error> {
-        let deadline = Instant::now() + timeout;
+        self.read_reply_by(stage, Instant::now() + timeout, timeout)
+    }
+
+    /// Reads one reply, due by `deadline`; `timeout` is the limit a timeout reports.
+    fn read_reply_by(
+        &mut self,
+        stage: Stage,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             match parse_reply(&self.rbuf) {
@@ -1311,7 +1371,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     after: timeout,
                 });
             }
-            self.prepare_read(stage, left)?;
+            self.prepare_read(stage, left, deadline)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.dead = true;
@@ -1324,8 +1384,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
     }
 
-    /// Before a read that may wait up to `left`.
-    fn prepare_read(&mut self, stage: Stage, left: Duration) -> Result<(), Error> {
+    /// Before a read that may wait up to `left`, until `deadline`.
+    fn prepare_read(
+        &mut self,
+        stage: Stage,
+        left: Duration,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        self.stream.read_by(Some(deadline));
         let change = !close_enough(self.read_timeout, left);
         let timeout = change.then(|| socket_timeout(left));
         self.stream
@@ -1334,19 +1400,6 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         if change {
             self.read_timeout = timeout;
         }
-        Ok(())
-    }
-
-    /// Before writes, each of which may wait up to `timeout`.
-    fn set_timeout(&mut self, stage: Stage, timeout: Duration) -> Result<(), Error> {
-        if close_enough(self.write_timeout, timeout) {
-            return Ok(());
-        }
-        let timeout = socket_timeout(timeout);
-        self.stream
-            .set_write_timeout(timeout)
-            .map_err(|source| Error::Network { stage, source })?;
-        self.write_timeout = Some(timeout);
         Ok(())
     }
 

@@ -364,7 +364,7 @@ const STAGES: [Stage; 6] = [
 struct Run {
     result: Result<Receipt, Error>,
     /// The QUIT after a delivery (none after a failure: `abort` was called).
-    quit: Option<Result<Reply, Error>>,
+    quit: Option<Result<(), Error>>,
     capabilities: Capabilities,
     peer: ScriptedPeer,
 }
@@ -488,11 +488,8 @@ fn happy_path_transcript_byte_for_byte() {
             message,
         );
         assert_eq!(show(r.peer.written()), expected, "chunk {chunk}");
-        assert_eq!(
-            r.peer.unread(),
-            0,
-            "chunk {chunk}: the whole script is read"
-        );
+        // Every reply is read but the goodbye: once QUIT is sent, the client closes.
+        assert_goodbye_unread(&r.peer, "221 2.0.0 bye\r\n");
 
         let receipt = r.result.unwrap();
         let got: Vec<_> = receipt
@@ -512,7 +509,7 @@ fn happy_path_transcript_byte_for_byte() {
         assert_eq!(receipt.reply.lines, ["2.0.0 queued as ABC123"]);
         assert!(receipt.refused().is_empty());
         assert_eq!(exit::refusals_code(&receipt.refused()), None);
-        assert_eq!(r.quit.unwrap().unwrap().code, 221);
+        r.quit.unwrap().unwrap();
 
         let caps = &r.capabilities;
         assert_eq!(caps.domain, "mx.example.test");
@@ -543,7 +540,8 @@ fn one_byte_reads_are_really_one_byte() {
             _ => None,
         })
         .collect();
-    assert_eq!(reads.len(), REPLIES.concat().len());
+    // All but the 221, which is not waited for.
+    assert_eq!(reads.len(), REPLIES[..6].concat().len());
     assert!(reads.iter().all(|&n| n == 1));
     assert_eq!(show(r.peer.written()), CMDS.concat());
 }
@@ -811,7 +809,7 @@ fn every_recipient_refused_sends_no_data() {
         "EHLO client.example.test\r\nMAIL FROM:<a@example.test>\r\n\
          RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\nQUIT\r\n"
     );
-    assert_eq!(r.peer.unread(), 0, "the 221 was read");
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
 }
 
 #[test]
@@ -1226,12 +1224,38 @@ fn starttls_discards_early_bytes_forgets_capabilities_and_says_ehlo_again() {
 }
 
 #[test]
-fn starttls_refused_or_failed_handshake() {
-    // A 454 to STARTTLS: exit 69 (nothing safe to do), and a polite QUIT.
+fn starttls_454_is_temporary() {
+    // RFC 3207 §4: 454 "TLS not available due to temporary reason": exit 75, retry
+    // later (never a reason to go on in clear), and a polite QUIT.
     let script = [
         "220 mx ESMTP\r\n",
         "250-mx\r\n250 STARTTLS\r\n",
         "454 4.7.0 TLS not available\r\n",
+        "221 bye\r\n",
+    ];
+    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    let err = session.starttls().unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Refused {
+            stage: Stage::StartTls,
+            ..
+        }
+    ));
+    assert_eq!(exit::code(&err), 75);
+    session.abort();
+    assert!(show(session.into_inner().written()).ends_with("STARTTLS\r\nQUIT\r\n"));
+}
+
+#[test]
+fn starttls_refused_or_failed_handshake() {
+    // A permanent refusal of STARTTLS: exit 69 (nothing safe to do), and a polite QUIT.
+    let script = [
+        "220 mx ESMTP\r\n",
+        "250-mx\r\n250 STARTTLS\r\n",
+        "502 5.5.1 not implemented\r\n",
         "221 bye\r\n",
     ];
     let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
@@ -1615,10 +1639,10 @@ fn last_message(
     }
 }
 
-/// How often the client waited for the server: reads that open the session or follow
+/// How often the client waited for the server after its greeting: reads that follow
 /// a write. Further reads of bytes already sent cost no round trip.
 fn waits(peer: &ScriptedPeer) -> usize {
-    let mut waiting = true;
+    let mut waiting = false;
     let mut n = 0;
     for e in peer.events() {
         match e {
@@ -1631,6 +1655,19 @@ fn waits(peer: &ScriptedPeer) -> usize {
         }
     }
     n
+}
+
+/// The client sent QUIT and closed without waiting for its reply: `bye`, the last turn
+/// of the script, is left unread (a read of it would have made the peer panic, as it
+/// comes only after another write).
+#[track_caller]
+fn assert_goodbye_unread(peer: &ScriptedPeer, bye: &str) {
+    assert!(
+        show(peer.written()).ends_with(QUIT),
+        "{:?}",
+        show(peer.written())
+    );
+    assert_eq!(peer.unread(), bye.len(), "the goodbye {bye:?} was read");
 }
 
 fn writes(peer: &ScriptedPeer) -> Vec<String> {
@@ -1695,7 +1732,8 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
         GREETING,
         EHLO_PIPELINING,
         "250 2.1.0 sender ok\r\n250 2.1.5 b ok\r\n251 2.1.5 c forwarded\r\n354 go ahead\r\n",
-        "250 2.0.0 queued as P1\r\n221 2.0.0 bye\r\n",
+        "250 2.0.0 queued as P1\r\n",
+        "221 2.0.0 bye\r\n",
     ];
     for chunk in [ALL_AT_ONCE, 1, 5] {
         let r = last_message(
@@ -1727,12 +1765,13 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
         assert_eq!(receipt.reply.code, 250);
         assert_eq!(receipt.reply.lines, ["2.0.0 queued as P1"]);
         assert!(receipt.refused().is_empty());
-        // The 221 was read, and the session is over: no second QUIT.
-        assert_eq!(r.peer.unread(), 0, "chunk {chunk}");
+        // The session is over once QUIT has gone: its 221 is not waited for, and no
+        // second QUIT follows.
+        assert_goodbye_unread(&r.peer, "221 2.0.0 bye\r\n");
         assert!(!r.usable);
         assert_eq!(count(r.peer.written(), b"QUIT"), 1);
-        // Greeting, EHLO, the envelope group, the end of data with QUIT.
-        assert_eq!(waits(&r.peer), 4, "chunk {chunk}");
+        // EHLO, the envelope group, the end of data (QUIT went with it).
+        assert_eq!(waits(&r.peer), 3, "chunk {chunk}");
     }
 }
 
@@ -1745,7 +1784,8 @@ fn pipelining_and_chunking_send_envelope_bdat_message_and_quit_in_one_write() {
     let script = [
         GREETING,
         EHLO_BOTH,
-        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued as C1\r\n221 2.0.0 bye\r\n",
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued as C1\r\n",
+        "221 2.0.0 bye\r\n",
     ];
     let r = last_message(
         ScriptedPeer::new(script, AtEnd::Eof),
@@ -1766,10 +1806,10 @@ fn pipelining_and_chunking_send_envelope_bdat_message_and_quit_in_one_write() {
     // No dot-stuffing and no terminating dot under BDAT.
     assert_eq!(count(r.peer.written(), b"..."), 0);
     assert!(!show(r.peer.written()).contains("\r\n.\r\nQUIT"));
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 2.0.0 bye\r\n");
     assert!(!r.usable);
-    // Greeting, EHLO, everything else.
-    assert_eq!(waits(&r.peer), 3);
+    // EHLO, and everything else.
+    assert_eq!(waits(&r.peer), 2);
 }
 
 #[test]
@@ -1791,7 +1831,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
     );
     let receipt = r.result.unwrap();
     assert_eq!(receipt.reply.lines, ["2.0.0 queued as L1"]);
-    assert_eq!(r.quit.unwrap().unwrap().code, 221);
+    r.quit.unwrap().unwrap();
     assert_eq!(
         writes(&r.peer),
         [
@@ -1803,8 +1843,9 @@ fn chunking_without_pipelining_goes_in_lock_step() {
         ]
     );
     assert_eq!(count(r.peer.written(), b"DATA"), 0);
-    assert_eq!(r.peer.unread(), 0);
-    assert_eq!(waits(&r.peer), 6);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
+    // EHLO, MAIL, RCPT, BDAT.
+    assert_eq!(waits(&r.peer), 4);
 
     // The same with QUIT announced: it follows the BDAT reply, on its own.
     let r = last_message(
@@ -1816,7 +1857,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
     );
     r.result.unwrap();
     assert_eq!(writes(&r.peer)[4], QUIT);
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
     assert!(!r.usable);
 }
 
@@ -1871,7 +1912,8 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
         GREETING,
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 chunk 1\r\n250 2.0.0 chunk 2\r\n\
-         250 2.0.0 all queued as C3\r\n221 bye\r\n",
+         250 2.0.0 all queued as C3\r\n",
+        "221 bye\r\n",
     ];
     let r = last_message(
         ScriptedPeer::new(script, AtEnd::Eof),
@@ -1881,9 +1923,9 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
         &message,
     );
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as C3"]);
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
     assert!(!r.usable);
-    assert_eq!(waits(&r.peer), 3);
+    assert_eq!(waits(&r.peer), 2);
     let wire = r.peer.written();
     let after_ehlo = &wire[SEND_EHLO.len()..];
     assert!(after_ehlo.starts_with(MAIL_B.as_bytes()));
@@ -1908,14 +1950,14 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
         &message,
     );
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as L3"]);
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
     let wire = r.peer.written();
     let after_envelope = &wire[SEND_EHLO.len() + MAIL_B.len()..];
     let (chunks, rest) = bdat_chunks(after_envelope);
     check_large_chunks(&chunks, &normalised);
     assert_eq!(show(rest), QUIT);
-    // Greeting, EHLO, MAIL, RCPT, three chunks, QUIT.
-    assert_eq!(waits(&r.peer), 8);
+    // EHLO, MAIL, RCPT, three chunks.
+    assert_eq!(waits(&r.peer), 6);
 }
 
 #[test]
@@ -1978,7 +2020,8 @@ fn pipelined_mail_refused_reads_every_reply_and_sends_no_message() {
             QUIT.to_owned()
         ]
     );
-    assert_eq!(r.peer.unread(), 0, "the 503s and the 221 were read");
+    // The 503s were read; the 221 is not waited for.
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
 
     // A server that says 354 anyway gets an empty message: the dot alone.
     let script = [
@@ -2009,7 +2052,7 @@ fn pipelined_mail_refused_reads_every_reply_and_sends_no_message() {
         ]
     );
     assert_eq!(count(r.peer.written(), b"Subject"), 0);
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
 }
 
 #[track_caller]
@@ -2052,7 +2095,7 @@ fn pipelined_every_recipient_refused() {
             QUIT.to_owned()
         ]
     );
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
 
     // DATA answered 354 all the same: RFC 2920 §3.1, the dot alone ends it.
     let script = [
@@ -2079,7 +2122,7 @@ fn pipelined_every_recipient_refused() {
             QUIT.to_owned()
         ]
     );
-    assert_eq!(r.peer.unread(), 0);
+    assert_goodbye_unread(&r.peer, "221 bye\r\n");
 
     // Under BDAT the message has already left with the envelope; the BDAT refusal is
     // read and the error is still about the recipients.
@@ -2746,7 +2789,8 @@ fn a_series_sends_each_end_with_the_next_envelope() {
         ENVELOPE_OK.to_owned(),
         queued(1) + ENVELOPE_OK,
         queued(2) + ENVELOPE_OK,
-        queued(3) + "221 bye\r\n",
+        queued(3),
+        "221 bye\r\n".to_owned(),
     ];
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let peer = run_series(&script, &mut batch);
@@ -2770,7 +2814,8 @@ fn a_series_sends_each_end_with_the_next_envelope() {
             format!("2.0.0 queued as {}", i + 1)
         );
     }
-    assert_eq!(peer.unread(), 0);
+    // The series ends with QUIT and does not wait for its reply.
+    assert_goodbye_unread(&peer, "221 bye\r\n");
 }
 
 #[test]
@@ -2860,4 +2905,355 @@ fn a_series_stops_where_the_connection_is_lost() {
     assert_eq!(batch.results.len(), 2);
     assert_eq!(batch.todo.len(), 1, "the rest is not taken from the series");
     assert!(!show(peer.written()).contains("QUIT"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The end of a session, and replies nobody asked for
+// ---------------------------------------------------------------------------------------
+
+/// Whether the client read (or tried to) after its last write.
+fn read_after_last_write(peer: &ScriptedPeer) -> bool {
+    let events = peer.events();
+    let last = events
+        .iter()
+        .rposition(|e| matches!(e, Event::Write { bytes, .. } if !bytes.is_empty()))
+        .unwrap();
+    events[last..]
+        .iter()
+        .any(|e| matches!(e, Event::Read { .. } | Event::ReadTimedOut { .. }))
+}
+
+#[test]
+fn the_reply_to_quit_is_not_waited_for() {
+    // A server that never says goodbye: a read after QUIT would wait out the whole quit
+    // timeout on a real socket (here it would fail at once as timed out).
+    let r = run(
+        ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    r.result.unwrap();
+    r.quit.unwrap().unwrap();
+    assert_eq!(show(r.peer.written()), CMDS.concat());
+    assert!(!read_after_last_write(&r.peer), "{:?}", r.peer.events());
+
+    // Pipelined, QUIT goes with the end of the message: the reply to the end is read,
+    // and nothing after it.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",
+        "250 2.0.0 queued as Q1\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Timeout),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 queued as Q1"]);
+    assert!(show(r.peer.written()).ends_with(&format!("{SIMPLE_WIRE}{QUIT}")));
+    let timed_out = r
+        .peer
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::ReadTimedOut { .. }))
+        .count();
+    assert_eq!(timed_out, 0, "a read waited for the 221");
+    assert!(!r.usable);
+}
+
+#[test]
+fn with_a_transcript_the_reply_to_quit_is_waited_for_briefly() {
+    // -v shows the goodbye when it comes at once...
+    let buf = SharedBuf::default();
+    let r = run_with(
+        ScriptedPeer::new(REPLIES, AtEnd::Eof),
+        Timeouts::default(),
+        Some(Transcript::new(Box::new(buf.clone()))),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    r.result.unwrap();
+    assert_eq!(r.peer.unread(), 0);
+    let shown = show(&buf.0.lock().unwrap());
+    assert!(shown.ends_with("> QUIT\n< 221 2.0.0 bye\n"), "{shown}");
+    // ...for a moment only, not the quit timeout, and says it did not come.
+    let buf = SharedBuf::default();
+    let r = run_with(
+        ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout),
+        Timeouts::default(),
+        Some(Transcript::new(Box::new(buf.clone()))),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    r.result.unwrap();
+    r.quit.unwrap().unwrap();
+    let waited = r.peer.events().iter().rev().find_map(|e| match e {
+        Event::ReadTimedOut { timeout } => *timeout,
+        _ => None,
+    });
+    let waited = waited.unwrap();
+    assert!(
+        waited <= SHOWN_QUIT_WAIT && waited > SHOWN_QUIT_WAIT / 2,
+        "{waited:?}"
+    );
+    let shown = show(&buf.0.lock().unwrap());
+    assert!(
+        shown.ends_with("> QUIT\n* no reply to QUIT within 300 ms; closing without it\n"),
+        "{shown}"
+    );
+}
+
+/// The error for a reply that came unasked, before the message: 76, at `Stage::Message`.
+#[track_caller]
+fn assert_out_of_step(err: &Error) {
+    assert!(
+        matches!(
+            err,
+            Error::Protocol {
+                stage: Stage::Message,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(exit::code(err), exit::PROTOCOL);
+}
+
+#[test]
+fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
+    // 354 and an extra 250 in one write, then 554 after the dot: the 250 would pass for
+    // the reply to the end of the message, and the refusal for the reply to QUIT.
+    let stray = "354 go ahead\r\n250 2.0.0 stray\r\n";
+    let refusal = "554 5.7.1 message refused\r\n";
+    // Lock-step.
+    let mut script: Vec<&str> = REPLIES[..4].to_vec();
+    script.extend([stray, refusal]);
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_out_of_step(&r.result.unwrap_err());
+    // Not a byte of the message, and no QUIT: the server is out of step.
+    assert_eq!(show(r.peer.written()), CMDS[..4].concat());
+
+    // Pipelined, with QUIT announced.
+    let group = format!("250 2.1.0 ok\r\n250 2.1.5 ok\r\n{stray}");
+    let script = [GREETING, EHLO_PIPELINING, group.as_str(), refusal];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_out_of_step(&r.result.unwrap_err());
+    assert_eq!(writes(&r.peer), [SEND_EHLO, &format!("{MAIL_B}DATA\r\n")]);
+    assert!(!r.usable);
+}
+
+#[test]
+fn a_stray_reply_before_bdat_is_never_taken_for_its_reply() {
+    // An extra reply after the RCPT replies, before BDAT, in lock-step.
+    let script = [
+        GREETING,
+        EHLO_CHUNKING,
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n250 2.0.0 stray\r\n",
+        "554 5.7.1 message refused\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_out_of_step(&r.result.unwrap_err());
+    assert_eq!(count(r.peer.written(), b"BDAT"), 0);
+
+    // The same between the chunks of a large message: after a chunk's reply.
+    let message = large_message();
+    let script = [
+        GREETING,
+        EHLO_CHUNKING,
+        "250 2.1.0 ok\r\n",
+        "250 2.1.5 ok\r\n",
+        "250 2.0.0 chunk 1\r\n250 2.0.0 stray\r\n",
+        "554 5.7.1 message refused\r\n",
+    ];
+    let r = run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(&["b@example.test"]),
+        &message,
+    );
+    assert_out_of_step(&r.result.unwrap_err());
+    assert_eq!(count(r.peer.written(), b"BDAT"), 1);
+}
+
+#[test]
+fn a_stray_reply_in_a_series_does_not_cascade() {
+    // Had the stray 250 been taken for the end of the first message, the first would
+    // count as delivered and the second would get the first one's 554.
+    let mut batch = Batch::of(&[
+        ("first", &["b@example.test"], SIMPLE_MESSAGE),
+        ("second", &["c@example.test"], SIMPLE_MESSAGE),
+    ]);
+    let stray = format!("{ENVELOPE_OK}250 2.0.0 stray\r\n");
+    let after = format!("554 5.7.1 refused\r\n{ENVELOPE_OK}");
+    let script = [
+        "220 mx.example.test\r\n",
+        PIPELINING_EHLO,
+        stray.as_str(),
+        after.as_str(),
+        "250 2.0.0 queued as 2\r\n",
+    ];
+    let peer = run_series(&script, &mut batch);
+    match batch.result("first") {
+        Some(Err(e)) => assert_out_of_step(e),
+        other => panic!("{other:?}"),
+    }
+    // The second was never begun: it stays to be sent later.
+    assert!(batch.result("second").is_none());
+    assert_eq!(count(peer.written(), b"Subject"), 0);
+    assert_eq!(count(peer.written(), b"RCPT TO:<c@"), 0);
+}
+
+#[test]
+fn a_silent_greeting_gives_the_hint_once_and_the_wait_goes_on() {
+    let said = Arc::new(Mutex::new(0));
+    let counter = said.clone();
+    let mut session = Session::new(
+        ScriptedPeer::new(Vec::<&str>::new(), AtEnd::Timeout),
+        Timeouts::default(),
+    )
+    .with_silence_hint(Duration::from_millis(1), move || {
+        *counter.lock().unwrap() += 1;
+    });
+    let err = session.greeting().unwrap_err();
+    assert_eq!(*said.lock().unwrap(), 1);
+    // The greeting's own limit still applies, and is what the error reports.
+    match err {
+        Error::Timeout {
+            stage: Stage::Greeting,
+            after,
+        } => assert_eq!(after, minutes(5)),
+        other => panic!("{other:?}"),
+    }
+
+    // A server that greets says nothing of the kind.
+    let said = Arc::new(Mutex::new(0));
+    let counter = said.clone();
+    let mut session = Session::new(
+        ScriptedPeer::new([GREETING], AtEnd::Eof),
+        Timeouts::default(),
+    )
+    .with_silence_hint(Duration::from_millis(1), move || {
+        *counter.lock().unwrap() += 1;
+    });
+    assert_eq!(session.greeting().unwrap().code, 220);
+    assert_eq!(*said.lock().unwrap(), 0);
+}
+
+#[test]
+fn the_wait_for_a_refusal_after_a_failed_write_follows_the_limits() {
+    // The wait for a reason after a failed write of the message: none after a timeout
+    // (the stage's time is up; only what has come is looked at), else at most 5 s and
+    // never more than the stage's own limit.
+    let before = CMDS[..4].concat().len();
+    let wait_after = |kind: io::ErrorKind, timeouts: Timeouts| {
+        let r = run_with(
+            ScriptedPeer::new(&REPLIES[..5], AtEnd::Timeout).fail_writes_after(before + 7, kind),
+            timeouts,
+            None,
+            &envelope(&["b@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert!(r.result.is_err());
+        let events = r.peer.events();
+        let failed = events
+            .iter()
+            .position(|e| matches!(e, Event::WriteFailed { .. }))
+            .unwrap();
+        events[failed..]
+            .iter()
+            .find_map(|e| match e {
+                Event::ReadTimedOut { timeout } => *timeout,
+                _ => None,
+            })
+            .unwrap()
+    };
+    let secs = Duration::from_secs;
+    let t = wait_after(io::ErrorKind::WouldBlock, Timeouts::default());
+    assert!(t <= GLANCE, "{t:?}");
+    let t = wait_after(io::ErrorKind::ConnectionReset, Timeouts::default());
+    assert!(t <= REFUSAL_WAIT && t > secs(4), "{t:?}");
+    let t = wait_after(io::ErrorKind::ConnectionReset, Timeouts::uniform(secs(1)));
+    assert!(t <= secs(1) && t > Duration::from_millis(500), "{t:?}");
+}
+
+#[test]
+fn a_dead_connection_gets_no_further_wait_after_the_dot() {
+    // Pipelined, QUIT went with the dot; the reply to the dot never comes. One timed
+    // out wait, and none for the reply to QUIT.
+    let script = [
+        GREETING,
+        EHLO_PIPELINING,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",
+    ];
+    for transcript in [false, true] {
+        let r = last_message(
+            ScriptedPeer::new(script, AtEnd::Timeout),
+            true,
+            transcript.then(|| Transcript::new(Box::new(SharedBuf::default()))),
+            &envelope(&["b@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        assert!(matches!(
+            r.result,
+            Err(Error::Timeout {
+                stage: Stage::EndOfData,
+                ..
+            })
+        ));
+        let timed_out = r
+            .peer
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::ReadTimedOut { .. }))
+            .count();
+        assert_eq!(timed_out, 1, "transcript {transcript}");
+        assert_eq!(count(r.peer.written(), b"QUIT"), 1);
+    }
+}
+
+#[test]
+fn lmtp_ends_with_quit_and_does_not_wait_for_its_reply() {
+    // LMTP, pipelined: a reply per recipient after the data, QUIT with the dot, and
+    // its 221 left unread.
+    let script = [
+        "220 lmtp.example.test LMTP\r\n",
+        "250-lmtp.example.test\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        "250 2.0.0 <b@example.test> delivered\r\n250 2.0.0 <c@example.test> delivered\r\n",
+        "221 bye\r\n",
+    ];
+    let mut session =
+        Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default()).with_lmtp(true);
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session.quit_after_next();
+    let receipt = session
+        .transaction(
+            &envelope(&["b@example.test", "c@example.test"]),
+            &[],
+            &mut SIMPLE_MESSAGE.as_bytes(),
+        )
+        .unwrap();
+    assert!(receipt.recipients.iter().all(|r| r.accepted));
+    assert!(!session.is_usable());
+    let peer = session.into_inner();
+    assert!(show(peer.written()).ends_with(&format!("{SIMPLE_WIRE}{QUIT}")));
+    assert_goodbye_unread(&peer, "221 bye\r\n");
 }

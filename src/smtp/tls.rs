@@ -21,6 +21,7 @@ use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
+pub use super::deadline::Timed;
 use super::session::{IoTimeout, socket_timeout};
 use crate::error::{Error, Stage};
 
@@ -102,7 +103,8 @@ pub trait Channel: Read + Write + IoTimeout {
 #[derive(Debug)]
 pub enum Connection {
     Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
+    /// Over a socket that keeps the session's deadlines within each TLS read and write.
+    Tls(Box<SslStream<Timed>>),
     /// A Unix socket: this machine, and no TLS.
     Unix(std::os::unix::net::UnixStream),
 }
@@ -111,7 +113,7 @@ impl Connection {
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Connection::Plain(s) => Some(s),
-            Connection::Tls(s) => Some(s.get_ref()),
+            Connection::Tls(s) => Some(s.get_ref().get_ref()),
             Connection::Unix(_) => None,
         }
     }
@@ -227,7 +229,8 @@ impl IoTimeout for Connection {
                 None => Ok(()),
             },
             Connection::Plain(s) => prepare_read(s, timeout),
-            Connection::Tls(s) => prepare_read(s.get_ref(), timeout),
+            // The socket's timeout follows the deadline (`read_by`), read by read.
+            Connection::Tls(s) => prepare_read(s.get_ref().get_ref(), None),
         }
     }
 
@@ -236,7 +239,20 @@ impl IoTimeout for Connection {
         match self {
             Connection::Unix(s) => s.set_write_timeout(t),
             Connection::Plain(s) => TcpStream::set_write_timeout(s, t),
-            Connection::Tls(s) => s.get_ref().set_write_timeout(t),
+            // As for reads: `write_by` sets it.
+            Connection::Tls(_) => Ok(()),
+        }
+    }
+
+    fn read_by(&mut self, deadline: Option<std::time::Instant>) {
+        if let Connection::Tls(s) = self {
+            s.get_mut().read_by(deadline);
+        }
+    }
+
+    fn write_by(&mut self, deadline: Option<std::time::Instant>) {
+        if let Connection::Tls(s) = self {
+            s.get_mut().write_by(deadline);
         }
     }
 }
@@ -354,9 +370,10 @@ impl TlsClient<'_> {
             detail,
         };
         let context = context(self.options)?;
-        prepare_read(&tcp, Some(self.timeout))
-            .and_then(|()| tcp.set_write_timeout(Some(socket_timeout(self.timeout))))
-            .map_err(|e| tls_err(e.to_string()))?;
+        // The handshake as a whole is due within the limit, however many reads and
+        // writes it takes.
+        prepare_read(&tcp, None).map_err(|e| tls_err(e.to_string()))?;
+        let tcp = Timed::new(tcp, self.timeout);
         let mut ssl = Ssl::new(&context).map_err(|e| tls_err(reasons(&e)))?;
         let ip = self.host.parse::<IpAddr>().ok();
         // RFC 6066 §3: SNI carries host names only, never addresses.
@@ -374,7 +391,12 @@ impl TlsClient<'_> {
             .map_err(|e| tls_err(reasons(&e)))?;
         }
         match ssl.connect(tcp) {
-            Ok(stream) => Ok(Connection::Tls(Box::new(stream))),
+            Ok(mut stream) => {
+                // From here on the session gives each read and write its deadline.
+                stream.get_mut().read_by(None);
+                stream.get_mut().write_by(None);
+                Ok(Connection::Tls(Box::new(stream)))
+            }
             Err(HandshakeError::Failure(mid)) => {
                 let verify = mid.ssl().verify_result();
                 // With verification off OpenSSL still records what it found; that is not

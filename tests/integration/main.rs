@@ -20,6 +20,7 @@ mod command_line;
 mod compose;
 mod errors;
 mod esmtp;
+mod faults;
 mod lmtp;
 mod postfix_smoke;
 mod report;

@@ -1,0 +1,383 @@
+//! Writes with a deadline: `--timeout` (or RFC 5321 §4.5.3.2.5's data block limit)
+//! bounds the time a block of bytes takes to leave, once, however the socket splits it.
+//!
+//! A socket's own write timeout bounds each `send` call. A blocking `send` that times
+//! out after some bytes were taken returns that partial count, and `write_all` calls
+//! again with the rest, waiting the whole timeout anew: a server that stopped reading
+//! would hold the client for several timeouts. Here every call is given only what is
+//! left of its block's time, and a block is a buffer offered to `write` until it has
+//! all gone.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::session::IoTimeout;
+
+/// Whether a socket timeout of `set` can stand for a wanted one of `want`: a little
+/// longer, by at most 1/64 of it and never more than a second. Every change of a
+/// socket's timeout is a system call; over a flush of many messages the same few
+/// limits come back again and again.
+pub(crate) fn close_enough(set: Option<Duration>, want: Duration) -> bool {
+    let slack = (want / 64).min(Duration::from_secs(1));
+    set.is_some_and(|set| set >= want && set - want <= slack)
+}
+
+/// The most a write call is offered: the block that must leave within the limit. A
+/// larger buffer (a BDAT chunk of 1 MiB) is taken a block at a time, so that a slow but
+/// steady link is not held to moving the whole of it within one limit.
+const BLOCK: usize = 64 * 1024;
+
+/// A socket timeout for `t`: zero would mean "no limit" to the socket.
+pub(crate) fn socket_timeout(t: Duration) -> Duration {
+    t.max(Duration::from_millis(1))
+}
+
+/// The stream while bytes go out. Each block (a write call's buffer, at most `BLOCK`
+/// bytes) must leave within `limit`: a write that
+/// takes only part of what it is offered leaves the rest the time that is left, and
+/// once that is gone the write fails as timed out without waiting again. After one
+/// failed write every further write fails at once without touching the stream: a
+/// BufWriter dropped with bytes still in it (as `DotWriter::finish` or a failed flush
+/// leaves it) would try them again, and wait out the timeout a second time.
+pub(crate) struct Bounded<'a, S> {
+    stream: &'a mut S,
+    /// The write timeout the stream has now, as the session records it.
+    set: &'a mut Option<Duration>,
+    limit: Duration,
+    /// When the block being written is due; `None` between blocks.
+    due: Option<Instant>,
+    failed: bool,
+}
+
+impl<'a, S: Write + IoTimeout> Bounded<'a, S> {
+    pub(crate) fn new(
+        stream: &'a mut S,
+        set: &'a mut Option<Duration>,
+        limit: Duration,
+    ) -> Bounded<'a, S> {
+        Bounded {
+            stream,
+            set,
+            limit,
+            due: None,
+            failed: false,
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.failed = true;
+        e
+    }
+}
+
+impl<S: Write + IoTimeout> Write for Bounded<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let left = match self.due {
+            Some(due) => due.saturating_duration_since(now),
+            None => {
+                self.due = Some(now + self.limit);
+                self.limit
+            }
+        };
+        if left.is_zero() {
+            let e = io::Error::new(io::ErrorKind::TimedOut, "the write timed out");
+            return Err(self.fail(e));
+        }
+        if !close_enough(*self.set, left) {
+            let t = socket_timeout(left);
+            if let Err(e) = self.stream.set_write_timeout(t) {
+                return Err(self.fail(e));
+            }
+            *self.set = Some(t);
+        }
+        let block = &buf[..buf.len().min(BLOCK)];
+        self.stream.write_by(self.due);
+        let wrote = self.stream.write(block);
+        self.stream.write_by(None);
+        match wrote {
+            Ok(n) => {
+                if n == block.len() {
+                    self.due = None;
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.stream.flush().map_err(|e| self.fail(e))
+    }
+}
+
+/// A TCP socket that keeps to deadlines, for TLS to run over. OpenSSL reads and writes
+/// the socket as often as a record or a handshake needs, and with only the socket's
+/// timeout each of those calls could wait the whole limit anew: a server sending a
+/// record a byte at a time would never time out. Here each call has only what is left
+/// until the deadline; once it is gone the call fails as a timed-out socket call
+/// does, without waiting.
+#[derive(Debug)]
+pub struct Timed {
+    tcp: TcpStream,
+    read_by: Option<Instant>,
+    write_by: Option<Instant>,
+    /// The socket's read and write timeouts now.
+    read_set: Option<Duration>,
+    write_set: Option<Duration>,
+}
+
+impl Timed {
+    /// The socket, with both deadlines `limit` from now (for the TLS handshake,
+    /// which the limit bounds as a whole).
+    pub(crate) fn new(tcp: TcpStream, limit: Duration) -> Timed {
+        let by = Instant::now() + limit;
+        Timed {
+            tcp,
+            read_by: Some(by),
+            write_by: Some(by),
+            read_set: None,
+            write_set: None,
+        }
+    }
+
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    pub(crate) fn read_by(&mut self, deadline: Option<Instant>) {
+        self.read_by = deadline;
+    }
+
+    pub(crate) fn write_by(&mut self, deadline: Option<Instant>) {
+        self.write_by = deadline;
+    }
+
+    /// The socket timeout for a call due by `by`; an error once it is past.
+    fn left(by: Option<Instant>) -> io::Result<Option<Duration>> {
+        let Some(by) = by else { return Ok(None) };
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
+        }
+        Ok(Some(left))
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = Timed::left(self.read_by)?
+            && !close_enough(self.read_set, left)
+        {
+            let t = socket_timeout(left);
+            self.tcp.set_read_timeout(Some(t))?;
+            self.read_set = Some(t);
+        }
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(left) = Timed::left(self.write_by)?
+            && !close_enough(self.write_set, left)
+        {
+            let t = socket_timeout(left);
+            self.tcp.set_write_timeout(Some(t))?;
+            self.write_set = Some(t);
+        }
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that takes `per_wait` bytes each time a send blocks for its whole
+    /// timeout, as a socket to a server that reads a drip at a time does; or nothing
+    /// at all (`per_wait` 0: it stopped reading), which fails as a timed-out send.
+    struct Slow {
+        timeout: Option<Duration>,
+        per_wait: usize,
+        /// How long a send takes, when shorter than its timeout.
+        pace: Option<Duration>,
+        taken: usize,
+        calls: usize,
+    }
+
+    impl Slow {
+        fn new(per_wait: usize) -> Slow {
+            Slow {
+                timeout: None,
+                per_wait,
+                pace: None,
+                taken: 0,
+                calls: 0,
+            }
+        }
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            let timeout = self.timeout.expect("a write timeout is set");
+            std::thread::sleep(self.pace.map_or(timeout, |p| p.min(timeout)));
+            let n = self.per_wait.min(buf.len());
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken += n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl IoTimeout for Slow {
+        fn prepare_read(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+            self.timeout = Some(timeout);
+            Ok(())
+        }
+    }
+
+    const LIMIT: Duration = Duration::from_millis(200);
+
+    #[test]
+    fn a_drip_cannot_stretch_a_write_past_its_limit() {
+        // Five bytes per wait: 1000 bytes would take 200 waits with a limit per send.
+        let mut slow = Slow::new(5);
+        let mut set = None;
+        let started = Instant::now();
+        let err = Bounded::new(&mut slow, &mut set, LIMIT)
+            .write_all(&[b'x'; 1000])
+            .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(slow.calls, 1, "the time was up after the first send");
+        assert_eq!(slow.taken, 5);
+        assert!(took < LIMIT * 2, "took {took:?}");
+    }
+
+    #[test]
+    fn a_slow_but_steady_link_takes_a_large_buffer_a_block_at_a_time() {
+        // A block per 100 ms: 1 MiB takes 1.6 s, eight times the limit, and each block
+        // is well within it.
+        let mut slow = Slow::new(BLOCK);
+        slow.pace = Some(LIMIT / 2);
+        let mut set = None;
+        Bounded::new(&mut slow, &mut set, LIMIT)
+            .write_all(&vec![b'x'; 16 * BLOCK])
+            .unwrap();
+        assert_eq!(slow.taken, 16 * BLOCK);
+        assert_eq!(slow.calls, 16);
+    }
+
+    #[test]
+    fn a_peer_that_stopped_reading_costs_one_wait_and_no_more_writes() {
+        let mut slow = Slow::new(0);
+        let mut set = None;
+        let mut out = Bounded::new(&mut slow, &mut set, LIMIT);
+        let started = Instant::now();
+        let err = out.write_all(b"data").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        // What a BufWriter dropped with bytes in it would try: failed at once.
+        assert!(out.write_all(b"more").is_err());
+        assert!(out.flush().is_err());
+        assert!(started.elapsed() < LIMIT * 2);
+        assert_eq!(slow.calls, 1);
+    }
+
+    #[test]
+    fn a_timed_socket_read_a_byte_at_a_time_keeps_to_its_deadline() {
+        // As OpenSSL reads a record: read after read until it is whole. The server
+        // sends a byte every 50 ms, so no single read waits long.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            for _ in 0..40 {
+                if peer.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let mut timed = Timed::new(TcpStream::connect(addr).unwrap(), LIMIT);
+        let started = Instant::now();
+        let mut got = 0;
+        let err = loop {
+            let mut byte = [0u8; 1];
+            match timed.read(&mut byte) {
+                Ok(0) => panic!("closed"),
+                Ok(n) => got += n,
+                Err(e) => break e,
+            }
+        };
+        let took = started.elapsed();
+        drop(timed);
+        server.join().unwrap();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err:?}"
+        );
+        assert!(got > 0 && got < 40, "{got} bytes");
+        assert!(took < LIMIT * 2, "took {took:?}");
+    }
+
+    #[test]
+    fn each_block_that_leaves_whole_has_the_full_limit_again() {
+        // Each send takes what it is given: every block starts with the whole limit,
+        // and the socket's timeout is set once.
+        struct Quick(Vec<Duration>);
+        impl Write for Quick {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl IoTimeout for Quick {
+            fn prepare_read(&mut self, _: Option<Duration>) -> io::Result<()> {
+                Ok(())
+            }
+            fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+                self.0.push(timeout);
+                Ok(())
+            }
+        }
+        let mut quick = Quick(Vec::new());
+        let mut set = None;
+        let mut out = Bounded::new(&mut quick, &mut set, LIMIT);
+        for _ in 0..100 {
+            out.write_all(b"block").unwrap();
+        }
+        assert_eq!(quick.0, [LIMIT]);
+        assert_eq!(set, Some(LIMIT));
+    }
+}
