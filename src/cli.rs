@@ -32,7 +32,8 @@ Commands:
   outbox [OPTIONS] RECIPIENT...  Send a message composed from the options below
   outbox sendmail [OPTION...]    sendmail(1)'s command line: a whole message on stdin
   outbox queue list [--failed]   Show the messages waiting in the queue (also: mailq)
-  outbox queue flush [-v]        Deliver the queued messages (also: sendmail -q)
+  outbox queue flush [-v]        Try every queued message now (also: sendmail -q)
+  outbox queue flush --due       Only those whose retry time has come (for cron)
   outbox queue remove ID...      Remove messages from the queue
   outbox help [COMMAND]          This help, or a command's: sendmail, queue
 
