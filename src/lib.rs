@@ -1,7 +1,25 @@
 //! outbox: a command-line SMTP client, as a library.
 //!
 //! [`submit`] opens a session with the server in [`Settings`], hands over the message
-//! for the [`Envelope`] and returns what the server said of each recipient.
+//! for the [`Envelope`] and returns what the server said of each recipient. For more
+//! than one message, [`Client`] keeps the session open: [`Client::send`] sends one
+//! after another, [`Client::send_series`] pipelines them where the server allows it.
+//! [`submit_reported`] also returns the [`Report`] of what the session did (`--json`).
+//!
+//! The modules, from the faces down:
+//!
+//! - the faces live in the binary (`src/cmd/`): compose, sendmail, the queue commands;
+//!   [`sendmail`] holds what the sendmail face does to its command line and message;
+//! - [`client`]: a session got ready as the settings ask (connect, TLS, EHLO, AUTH)
+//!   and each message fitted to the server (MAIL parameters, ASCII fallbacks);
+//! - [`smtp`]: the protocol engine, the [`Session`] and the values it speaks in;
+//! - the message: [`compose`] builds one from flags, [`message`] holds it ready for
+//!   DATA, [`envelope`] says who it is from and for;
+//! - [`queue`]: messages kept on disk until a later flush delivers them;
+//! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
+//!   (what they resolve to);
+//! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],
+//!   [`progress`].
 //!
 //! ```no_run
 //! use outbox::compose::{self, Draft};
