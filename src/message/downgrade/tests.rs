@@ -398,3 +398,24 @@ fn any_field_value_gives_ascii_or_a_refusal_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn what_follows_an_encoded_word_without_white_space_stays_within_the_line() {
+    // `From: a@x (b (ÄÄÄ…))` once ended a line with `?=))`, 77 characters: the room
+    // kept for one ")" was not enough for two, nor for a ",". Every length of the
+    // text before it (up to what fits a line by itself) puts the end of the
+    // encoded-word on every column.
+    for pad in 0..60 {
+        let p = "p".repeat(pad);
+        for head in [
+            format!("From: a@example.test ({p} (ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ))\n\n"),
+            format!(
+                "To: {p} Jörg Ä <j@example.test>, b@example.test (ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ),c@example.test\n\n"
+            ),
+            format!("Subject: {p} ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ...\n\n"),
+        ] {
+            let (out, _) = down(&head);
+            assert_limits(&out);
+        }
+    }
+}

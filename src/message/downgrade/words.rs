@@ -79,24 +79,25 @@ pub(super) fn emit(f: &mut Folder, items: &[Item], reserve: usize) {
                         _ => break,
                     }
                 }
-                f.encoded(&ws, &run, reserve);
+                f.encoded(&ws, &run, glued(items, i + 1, reserve));
                 ws = next_ws;
                 after_encoded = true;
             }
             Item::Word { raw, .. } => {
-                f.piece(&ws, raw);
+                f.piece(&ws, raw, glued(items, i + 1, reserve));
                 ws.clear();
                 after_encoded = is_encoded_word(raw);
             }
             Item::Comment(inner) => {
-                f.piece(&ws, "(");
+                let after = glued(items, i + 1, reserve) + 1;
+                f.piece(&ws, "(", glued(inner, 0, after));
                 ws.clear();
-                emit(f, inner, reserve.max(1));
-                f.piece("", ")");
+                emit(f, inner, after);
+                f.piece("", ")", 0);
                 after_encoded = false;
             }
             Item::Raw(s) => {
-                f.piece(&ws, s);
+                f.piece(&ws, s, glued(items, i + 1, reserve));
                 ws.clear();
                 after_encoded = false;
             }
@@ -104,6 +105,22 @@ pub(super) fn emit(f: &mut Folder, items: &[Item], reserve: usize) {
         i += 1;
     }
     f.out.push_str(&ws);
+}
+
+/// How much must follow `items[from - 1]` on its line: the items up to the next white
+/// space (a `,`, the `)` of an outer comment), and `reserve` when they reach the end.
+fn glued(items: &[Item], from: usize, reserve: usize) -> usize {
+    let mut n = 0;
+    for item in &items[from.min(items.len())..] {
+        match item {
+            Item::Ws(_) => return n,
+            Item::Raw(s) => n += s.len(),
+            Item::Word { raw, .. } => n += raw.len(),
+            // Its "(" cannot be parted from what it follows; its contents can fold.
+            Item::Comment(_) => return n + 1,
+        }
+    }
+    n + reserve
 }
 
 /// Writes a field's value, folding it (RFC 5322 §2.2.3) before white space where a
@@ -129,8 +146,10 @@ impl Folder {
         self.col = 0;
     }
 
-    fn piece(&mut self, ws: &str, text: &str) {
-        if self.started && !ws.is_empty() && self.col + ws.len() + text.len() > MAX_LINE {
+    /// `text` after `ws`, on a new line if it and the `glued` octets that must follow
+    /// it would pass the limit.
+    fn piece(&mut self, ws: &str, text: &str, glued: usize) {
+        if self.started && !ws.is_empty() && self.col + ws.len() + text.len() + glued > MAX_LINE {
             self.fold();
         }
         self.out.push_str(ws);
