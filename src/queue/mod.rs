@@ -30,11 +30,6 @@
 //!
 //! Ids are `<seconds>.<microseconds>.<random>` of the time of queueing: they sort
 //! oldest first, and a name is only taken when no other entry has it.
-//!
-//! Retries back off exponentially: after the n-th failed attempt from the queue the
-//! entry waits 5 min × 2^(n-1), at most 4 hours (5, 10, 20, 40, 80, 160, 240, 240...).
-//! A freshly queued entry is due at once: the attempt that led to queueing is recorded
-//! as its `last_error`, not counted in `attempts`.
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
@@ -51,7 +46,10 @@ use crate::error::Error;
 use crate::message::Message;
 
 mod marks;
+mod retry;
 use marks::Marks;
+use retry::backoff;
+pub use retry::{Pick, describe_duration};
 
 const TMP: &str = "tmp";
 const FAILED: &str = "failed";
@@ -73,11 +71,6 @@ const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
 /// Bytes read at once from the start of an entry: the envelope, and the message too
 /// when it is small.
 const HEAD_READ: usize = 64 * 1024;
-
-/// The first wait after a failed attempt from the queue.
-const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
-/// The longest wait between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(4 * 60 * 60);
 
 /// Something in `tmp/` this old and unlocked was left by a crash. Young and unlocked
 /// can be a staging file between its creation and the lock taken on it.
@@ -157,24 +150,6 @@ impl Entry {
             .map_err(bad)?;
         Ok(Envelope::new(from, to))
     }
-}
-
-/// The wait after the `attempts`-th failed attempt from the queue.
-pub fn backoff(attempts: u32) -> Duration {
-    let doublings = attempts.saturating_sub(1).min(16);
-    (FIRST_BACKOFF * (1 << doublings)).min(MAX_BACKOFF)
-}
-
-/// A duration as people say it, rounded down to its largest unit: "5 days", "1 hour".
-pub fn describe_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (n, unit) = match secs {
-        86400.. => (secs / 86400, "day"),
-        3600.. => (secs / 3600, "hour"),
-        60.. => (secs / 60, "minute"),
-        _ => (secs, "second"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The envelope. Times are seconds since the epoch; `from = ""` is the null sender,
@@ -600,7 +575,7 @@ impl Locked {
     }
 
     /// After an attempt: keeps only `remaining` (the others were accepted), records
-    /// `error`, counts the attempt and sets the next one by [`backoff`]. With no
+    /// `error`, counts the attempt and sets the next one by the back-off. With no
     /// recipient remaining the entry is removed.
     pub fn retry_later(
         mut self,
@@ -1232,14 +1207,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_four_hours() {
-        let minutes: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs() / 60).collect();
-        assert_eq!(minutes, [5, 10, 20, 40, 80, 160, 240, 240, 240]);
-        assert_eq!(backoff(0), FIRST_BACKOFF);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
-
-    #[test]
     fn delivered_removes_the_entry() {
         let t = TempDir::new();
         let q = t.queue();
@@ -1689,15 +1656,5 @@ mod tests {
             default_dir_from(env(&[]), Some(1000), home),
             Path::new("/home/pw/.local/state/outbox/queue")
         );
-    }
-
-    #[test]
-    fn durations_as_people_say_them() {
-        let d = Duration::from_secs;
-        assert_eq!(describe_duration(d(5 * 86400 + 3600)), "5 days");
-        assert_eq!(describe_duration(d(86400)), "1 day");
-        assert_eq!(describe_duration(d(7200)), "2 hours");
-        assert_eq!(describe_duration(d(61)), "1 minute");
-        assert_eq!(describe_duration(d(0)), "0 seconds");
     }
 }
