@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::Entry;
+use super::entry::Entry;
 
 /// The first wait after a failed attempt from the queue.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
@@ -16,7 +16,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
 const MAX_BACKOFF: Duration = Duration::from_secs(4 * 60 * 60);
 
 /// The wait after the `attempts`-th failed attempt from the queue.
-pub fn backoff(attempts: u32) -> Duration {
+pub(super) fn backoff(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(16);
     (FIRST_BACKOFF * (1 << doublings)).min(MAX_BACKOFF)
 }
