@@ -13,6 +13,8 @@ use outbox::config::Config;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
 use outbox::queue::{Entry, Listed, Locked, Queue, describe_duration};
+// Which entries a flush takes is queue policy; the sendmail face (`-q`) names it here.
+pub use outbox::queue::Pick;
 use outbox::{Client, Outgoing, Receipt, Series, Settings, Transcript, exit};
 
 use super::output::{self, out, say};
@@ -153,24 +155,6 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
-}
-
-/// Which entries a flush tries.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Pick {
-    /// Every entry, now: someone asked (`queue flush`, `sendmail -q`), most likely
-    /// because the server is back, as Postfix's `sendmail -q` (postqueue -f) does.
-    Everything,
-    /// Only those whose next attempt has come, and those past the queue lifetime:
-    /// a scheduled run (`queue flush --due` from cron or a timer) keeps the back-off.
-    Due,
-}
-
-impl Pick {
-    /// Whether a flush of this kind tries `entry` now.
-    fn takes(self, entry: &Entry, now: SystemTime, lifetime: Duration) -> bool {
-        self == Pick::Everything || entry.is_due(now) || entry.age(now) >= lifetime
-    }
 }
 
 /// Delivers what `pick` says. Entries are grouped by the settings their sender picks

@@ -13,13 +13,9 @@
 //! half written, so a crash during the write leaves a valid entry with the old marks
 //! or the new ones.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-
-use super::{Locked, io_error};
-use crate::envelope::Address;
-use crate::error::Error;
 
 const TODO: u8 = b'-';
 const SETTLED: u8 = b'+';
@@ -98,44 +94,6 @@ impl Marks {
         file.sync_data()?;
         self.settled = settled;
         Ok(true)
-    }
-}
-
-impl Locked {
-    /// Records that `settled` (the server has the message for them, or their refusal
-    /// is kept in `failed`) need nothing more, in place in the entry's file: nothing
-    /// that fails afterwards, a full disk included, can have them tried again (see
-    /// the top of this file). Synced when it returns. An entry written by an older outbox has no
-    /// marks, and only the envelope written next will say it.
-    pub fn settle_in_place(&mut self, settled: &[Address]) -> Result<(), Error> {
-        self.mark(|r| settled.iter().any(|a| a.as_str() == r))
-    }
-
-    /// Marks settled each recipient still to do for whom `settled` holds.
-    pub(super) fn mark(&mut self, settled: impl Fn(&str) -> bool) -> Result<(), Error> {
-        let (done, todo): (Vec<_>, Vec<_>) = self
-            .entry
-            .recipients
-            .iter()
-            .cloned()
-            .zip(self.places.iter().copied())
-            .partition(|(r, _)| settled(r));
-        if done.is_empty() {
-            return Ok(());
-        }
-        let write = io_error(format!(
-            "cannot mark recipients done in queue entry {}",
-            self.entry.id
-        ));
-        // Under our lock nobody replaces the entry, so its path still names our file.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .map_err(&write)?;
-        let places: Vec<usize> = done.into_iter().map(|(_, p)| p).collect();
-        self.marks.settle(&file, &places).map_err(&write)?;
-        (self.entry.recipients, self.places) = todo.into_iter().unzip();
-        Ok(())
     }
 }
 

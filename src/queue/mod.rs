@@ -1,0 +1,375 @@
+//! The queue: messages that could not be delivered yet, kept on disk until a later
+//! flush delivers them, or they expire into `failed`.
+//!
+//! [`Queue`] is what callers use: it stores a message, lists what waits, takes an
+//! entry for delivery ([`Locked`]) and removes one. Below it, by concept:
+//!
+//! - `entry`: the format of one entry, a file holding a first line, the envelope
+//!   (TOML) and the message; reading and writing it;
+//! - `marks`: the delivery marks, overwritten in place in an entry's envelope;
+//! - `store`: the directory, with `tmp/` and `failed/`, ids, locks, listing, removal
+//!   and the sweep;
+//! - `locked`: an entry held for delivery, and how an attempt at it ends;
+//! - `retry`: the back-off, and which entries a flush takes.
+//!
+//! An entry is written in `tmp/`, fsynced, then renamed into place and the directory
+//! fsynced, so a crash at any moment leaves an entry either absent or whole; what a
+//! crash can leave behind sits in `tmp/`, which is never listed and is cleaned by a
+//! later [`Queue::open`].
+
+use std::fs::{self, DirBuilder};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::envelope::Address;
+use crate::error::Error;
+use crate::message::Message;
+
+mod entry;
+mod locked;
+mod marks;
+mod retry;
+mod store;
+#[cfg(test)]
+mod testing;
+
+pub use entry::Entry;
+pub use locked::Locked;
+pub use retry::{Pick, describe_duration};
+pub use store::Listed;
+
+use entry::{EnvelopeFile, HEAD_READ, Unreadable, corrupt, read_entry};
+use store::{
+    DIR_MODE, FAILED, TMP, check_id, clean_tmp, default_dir_from, discard, io_error, new_staging,
+    passwd_home, scan, sync_dir, take_lock,
+};
+
+/// The queue directory of this user.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    root: PathBuf,
+}
+
+impl Queue {
+    /// The queue directory when none is configured: `$OUTBOX_QUEUE_DIR`, else
+    /// `/var/spool/outbox` for root, else `$XDG_STATE_HOME/outbox/queue`, else
+    /// `~/.local/state/outbox/queue`.
+    pub fn default_dir() -> PathBuf {
+        let euid = fs::metadata("/proc/self").ok().map(|m| m.uid());
+        default_dir_from(|k| std::env::var_os(k), euid, passwd_home)
+    }
+
+    /// Opens the queue at `dir`, creating it and its `failed` and `tmp` folders
+    /// (0700) where missing, and clears what crashes left in `tmp`.
+    pub fn open(dir: &Path) -> Result<Queue, Error> {
+        let bad = |e: io::Error| {
+            Error::Config(format!(
+                "cannot use {} as the queue directory: {e}",
+                dir.display()
+            ))
+        };
+        // A relative path must keep meaning the same directory if the process moves.
+        let root = std::path::absolute(dir).map_err(bad)?;
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(DIR_MODE);
+        for d in [root.clone(), root.join(TMP), root.join(FAILED)] {
+            builder.create(&d).map_err(bad)?;
+        }
+        clean_tmp(&root, SystemTime::now());
+        Ok(Queue { root })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores a message for later delivery to `recipients`, due at once, with
+    /// `reason` (why it could not be delivered now) as its last error; returns its
+    /// id. When this returns, the entry is on disk (fsynced). The message is written
+    /// as it is read: a composed message's attachments are read and encoded into the
+    /// queue's file a block at a time, never whole in memory, and the entry no longer
+    /// needs them.
+    pub fn enqueue(
+        &self,
+        from: Option<&Address>,
+        recipients: &[Address],
+        message: &Message,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<String, Error> {
+        self.add(&self.root, from, recipients, message, reason, now)
+    }
+
+    /// Stores a message that failed permanently straight into `failed`, with
+    /// `reason` (the server's reply); returns its id.
+    pub fn store_failed(
+        &self,
+        from: Option<&Address>,
+        recipients: &[Address],
+        message: &Message,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<String, Error> {
+        self.add(
+            &self.root.join(FAILED),
+            from,
+            recipients,
+            message,
+            reason,
+            now,
+        )
+    }
+
+    /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
+    /// whose every recipient is marked settled (its removal failed) is not listed,
+    /// and removed if it is free.
+    pub fn list(&self) -> Result<Vec<Listed>, Error> {
+        let (listed, settled) = scan(&self.root)?;
+        for id in settled {
+            let _ = self.lock(&id);
+        }
+        Ok(listed)
+    }
+
+    /// The entries in `failed`, oldest first.
+    pub fn list_failed(&self) -> Result<Vec<Listed>, Error> {
+        scan(&self.root.join(FAILED)).map(|(listed, _)| listed)
+    }
+
+    /// Takes entry `id` for delivery. `Ok(None)` when another process holds it, or
+    /// has finished with it (it is no longer in the queue): two flushes never send
+    /// the same entry twice. The entry returned is read under the lock, so it shows
+    /// what the last holder wrote; a small message is read with it.
+    pub fn lock(&self, id: &str) -> Result<Option<Locked>, Error> {
+        check_id(id)?;
+        let path = self.root.join(id);
+        let Some((file, meta)) = take_lock(&path)? else {
+            return Ok(None);
+        };
+        match read_entry(&file, &meta, id, true) {
+            Ok(read) => Ok(Some(Locked::new(&self.root, path, read, file))),
+            Err(Unreadable::Gone) => Ok(None),
+            // Done with, but still here: it goes now, under our lock.
+            Err(Unreadable::Settled) => discard(&self.root, &path, id).map(|()| None),
+            Err(Unreadable::Corrupt(problem)) => Err(corrupt(id, problem)),
+        }
+    }
+
+    /// Removes entry `id`, from the queue or from `failed`, corrupt or not. Refused
+    /// while another process holds it.
+    pub fn remove(&self, id: &str) -> Result<(), Error> {
+        check_id(id)?;
+        let found = [self.root.join(id), self.root.join(FAILED).join(id)]
+            .into_iter()
+            .find_map(|path| fs::symlink_metadata(&path).ok().map(|m| (path, m)));
+        let Some((path, meta)) = found else {
+            return Err(Error::Usage(format!(
+                "there is no entry {id} in the queue {}",
+                self.root.display()
+            )));
+        };
+        let failed = io_error(format!("cannot remove {id}"));
+        if meta.is_dir() {
+            // Not something this code makes, but it sits where an entry would.
+            return fs::remove_dir_all(&path).map_err(failed);
+        }
+        if !meta.is_file() {
+            return fs::remove_file(&path).map_err(failed);
+        }
+        let Some(_lock) = take_lock(&path)? else {
+            return Err(Error::LocalIo {
+                context: format!("cannot remove queue entry {id}"),
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another process is delivering it, or has just removed it",
+                ),
+            });
+        };
+        discard(&self.root, &path, id)
+    }
+
+    fn add(
+        &self,
+        dest: &Path,
+        from: Option<&Address>,
+        recipients: &[Address],
+        message: &Message,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<String, Error> {
+        if recipients.is_empty() {
+            return Err(Error::Data(
+                "a message with no recipient cannot be queued".into(),
+            ));
+        }
+        let tmp = self.root.join(TMP);
+        let write = io_error(format!("cannot write to the queue {}", self.root.display()));
+        let (id, staging, file) = new_staging(&self.root, now).map_err(&write)?;
+        let entry = Entry {
+            id: id.clone(),
+            from: from.map(|a| a.as_str().to_owned()),
+            recipients: recipients.iter().map(|a| a.as_str().to_owned()).collect(),
+            created: now,
+            attempts: 0,
+            last_error: (!reason.is_empty()).then(|| reason.to_owned()),
+            next_attempt: now,
+            size: message.len(),
+        };
+        let result = (|| {
+            let head = EnvelopeFile::of(&entry).head()?;
+            // Streamed: a composed message's attachments are read (and encoded) a
+            // block at a time, never whole in memory.
+            let mut out = io::BufWriter::with_capacity(HEAD_READ, &file);
+            out.write_all(&head)
+                .and_then(|()| message.write_to(&mut out).map(drop))
+                .and_then(|()| out.flush())
+                .map_err(&write)?;
+            drop(out);
+            file.sync_all().map_err(&write)?;
+            fs::rename(&staging, dest.join(&id)).map_err(&write)?;
+            sync_dir(dest).map_err(&write)?;
+            sync_dir(&tmp).map_err(&write)
+        })();
+        if result.is_err() {
+            // Nothing half-written stays behind (after a successful rename this finds
+            // nothing).
+            let _ = fs::remove_file(&staging);
+        }
+        result.map(|()| id)
+    }
+
+    /// Best effort: removes the entries that were delivered or removed (they are out
+    /// of the queue already, in `tmp/`). Nothing reads an entry's file once it is
+    /// there, whoever still holds its lock. Returns how many it found.
+    pub fn sweep(&self) -> usize {
+        store::sweep(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::testing::*;
+    use std::time::Duration;
+
+    #[test]
+    fn enqueue_and_list_round_trip() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let message = big_message();
+        let now = at(T0) + Duration::from_millis(250);
+        let id = q
+            .enqueue(
+                Some(&addr("me@example.test")),
+                &[addr("a@example.test"), addr("b@example.test")],
+                &msg(&message),
+                "421 4.3.2 shutting down",
+                now,
+            )
+            .unwrap();
+        let bounce = q
+            .enqueue(None, &[addr("c@example.test")], &msg(b"x\r\n"), "", now)
+            .unwrap();
+        assert_ne!(id, bounce);
+
+        let listed = entries(q.list().unwrap());
+        assert_eq!(listed.len(), 2);
+        let entry = listed.iter().find(|e| e.id == id).unwrap();
+        assert_eq!(
+            *entry,
+            Entry {
+                id: id.clone(),
+                from: Some("me@example.test".into()),
+                recipients: vec!["a@example.test".into(), "b@example.test".into()],
+                created: at(T0),
+                attempts: 0,
+                last_error: Some("421 4.3.2 shutting down".into()),
+                next_attempt: at(T0),
+                size: message.len() as u64,
+            }
+        );
+        assert!(entry.is_due(now));
+        let other = listed.iter().find(|e| e.id == bounce).unwrap();
+        assert_eq!(other.from, None);
+        assert_eq!(other.last_error, None);
+        let envelope = other.envelope().unwrap();
+        assert_eq!(envelope.from, None);
+        assert_eq!(envelope.to, vec![addr("c@example.test")]);
+
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        assert_eq!(locked.entry(), entry);
+        let opened = locked.open_message().unwrap();
+        assert!(opened.to_vec().unwrap() == message);
+        assert_eq!(opened.wire_size(), crate::wire_size(&message));
+        // Nothing is left in the staging area.
+        assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_list_is_oldest_first() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let late = enqueue_to(&q, &["a@example.test"], at(T0 + 20));
+        let early = enqueue_to(&q, &["a@example.test"], at(T0));
+        let middle = enqueue_to(&q, &["a@example.test"], at(T0 + 10));
+        let ids: Vec<String> = q.list().unwrap().iter().map(|l| l.id().into()).collect();
+        assert_eq!(ids, [early.clone(), middle, late]);
+        assert!(early.starts_with(&format!("{T0}.000000.")), "{early}");
+        assert!(check_id(&early).is_ok());
+    }
+
+    #[test]
+    fn store_failed_goes_straight_to_failed() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let id = q
+            .store_failed(
+                Some(&addr("me@example.test")),
+                &[addr("nobody@example.test")],
+                &msg(b"Subject: x\r\n\r\nbody\r\n"),
+                "550 5.1.1 <nobody@example.test>: user unknown",
+                at(T0),
+            )
+            .unwrap();
+        assert!(q.list().unwrap().is_empty());
+        let failed = entries(q.list_failed().unwrap());
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].id, id);
+        assert_eq!(failed[0].recipients, ["nobody@example.test"]);
+        assert_eq!(
+            failed[0].last_error.as_deref(),
+            Some("550 5.1.1 <nobody@example.test>: user unknown")
+        );
+    }
+
+    #[test]
+    fn remove_takes_the_entry_away() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let id = enqueue_to(&q, &["a@example.test"], at(T0));
+        q.remove(&id).unwrap();
+        assert!(q.list().unwrap().is_empty());
+        assert!(q.remove(&id).is_err());
+    }
+
+    #[test]
+    fn open_refuses_what_is_not_a_directory() {
+        let t = TempDir::new();
+        let file = t.0.join("file");
+        fs::write(&file, "").unwrap();
+        let err = Queue::open(&file).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(err.to_string().contains("queue directory"), "{err}");
+    }
+
+    #[test]
+    fn enqueue_needs_a_recipient() {
+        let t = TempDir::new();
+        let q = t.queue();
+        assert!(q.enqueue(None, &[], &msg(b"x"), "", at(T0)).is_err());
+        assert!(q.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
+    }
+}
