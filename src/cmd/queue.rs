@@ -15,7 +15,7 @@ use outbox::outcome::Outcome;
 use outbox::queue::{Entry, Listed, Locked, Queue, describe_duration};
 // Which entries a flush takes is queue policy; the sendmail face (`-q`) names it here.
 pub use outbox::queue::Pick;
-use outbox::{Client, Outgoing, Receipt, Series, Settings, Transcript, exit};
+use outbox::{Address, Client, Outgoing, Receipt, Series, Settings, Transcript, exit};
 
 use super::output::{self, out, say};
 
@@ -415,7 +415,7 @@ fn settle(
         // Who has the message is written down first, in place: the failed copy and the
         // new envelope need free space, and if the disk is full a later flush must
         // still not send them a second copy.
-        locked.settle_in_place(&outcome.accepted)?;
+        mark_settled(&mut locked, &outcome.accepted);
     }
     if !outcome.failed.is_empty() {
         let kept = queue.store_failed(
@@ -433,7 +433,7 @@ fn settle(
         if more {
             // Kept in failed once: a new envelope that cannot be written must not
             // have them refused, and kept, again.
-            locked.settle_in_place(&outcome.failed)?;
+            mark_settled(&mut locked, &outcome.failed);
         }
     }
     if outcome.retry.is_empty() {
@@ -442,6 +442,15 @@ fn settle(
     }
     let remaining: Vec<String> = outcome.retry.iter().map(|a| a.to_string()).collect();
     settle_later(locked, &remaining, &outcome.retry_reason, lifetime, totals)
+}
+
+/// Marks `settled` in place. If that fails (an I/O error; on a copy-on-write
+/// filesystem even an overwrite may need space) the new envelope written next still
+/// drops them, so it is said and the settling goes on.
+fn mark_settled(locked: &mut Locked, settled: &[Address]) {
+    if let Err(e) = locked.settle_in_place(settled) {
+        say!("outbox: {e}");
+    }
 }
 
 /// Keeps an entry for later, or, past the queue lifetime, gives it up.

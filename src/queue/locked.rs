@@ -8,6 +8,7 @@
 //! which needs no free space: a full disk cannot make a later flush send them a
 //! second copy.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -163,8 +164,20 @@ impl Locked {
     /// that fails afterwards, a full disk included, can have them tried again (see
     /// the marks module). Synced when it returns. An entry written by an older outbox
     /// has no marks, and only the envelope written next will say it.
+    ///
+    /// A recipient matches as written in the entry or in its ASCII form: to a server
+    /// without SMTPUTF8 the results name `info@xn--bcher-kva.example` for the entry's
+    /// `info@bücher.example`.
     pub fn settle_in_place(&mut self, settled: &[Address]) -> Result<(), Error> {
-        self.mark(|r| settled.iter().any(|a| a.as_str() == r))
+        // A set, so that settling tens of thousands of recipients stays linear.
+        let settled: HashSet<&str> = settled.iter().map(Address::as_str).collect();
+        self.mark(|r| {
+            settled.contains(r)
+                || Address::new(r)
+                    .ok()
+                    .and_then(|a| a.to_ascii())
+                    .is_some_and(|a| settled.contains(a.as_str()))
+        })
     }
 
     /// Marks settled each recipient still to do for whom `settled` holds.
@@ -383,6 +396,25 @@ mod tests {
 
     /// A delivered entry that cannot leave the queue (the rename fails) is marked
     /// settled for everyone: no flush sends it again, and the next listing removes it.
+    /// To a server without SMTPUTF8 the results name the ASCII form of an IDN
+    /// address: the marks must find the entry's recipient all the same, or a full disk
+    /// would have it sent a second copy.
+    #[test]
+    fn marks_find_a_recipient_named_by_its_a_labels() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let to = ["info@bücher.example", "x@example.test"];
+        let id = enqueue_to(&q, &to, at(T0));
+        let mut locked = q.lock(&id).unwrap().unwrap();
+        locked
+            .settle_in_place(&[addr("info@xn--bcher-kva.example")])
+            .unwrap();
+        assert_eq!(locked.entry().recipients, ["x@example.test"]);
+        drop(locked);
+        let entry = entries(q.list().unwrap()).remove(0);
+        assert_eq!(entry.recipients, ["x@example.test"]);
+    }
+
     #[test]
     fn a_delivered_entry_that_cannot_be_removed_is_never_sent_again() {
         let t = TempDir::new();
