@@ -191,7 +191,7 @@ pub struct Cli {
 }
 
 fn parse_timeout(text: &str) -> Result<f64, String> {
-    crate::settings::parse_seconds(text)
+    crate::config::parse_seconds(text)
         .ok_or_else(|| "give a number of seconds, or one with a unit: 30s, 2m".to_owned())
 }
 

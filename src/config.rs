@@ -379,7 +379,7 @@ fn tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsMode>, D::Err
 
 fn user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let text = String::deserialize(d)?;
-    if !crate::settings::valid_user(&text) {
+    if !crate::smtp::auth::valid_user(&text) {
         return Err(serde::de::Error::custom(
             "the user name is empty or holds a control character",
         ));
@@ -427,6 +427,21 @@ fn from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Er
         .map_err(serde::de::Error::custom)
 }
 
+/// A time in seconds: a number, or one with the unit `s` or `m` (`30s`, `2m`), as
+/// `--timeout` and the configuration's `timeout` take it. The range is checked apart.
+pub fn parse_seconds(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (number, scale) = match text.strip_suffix('m') {
+        Some(n) => (n, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    // f64's parser also takes "inf" and "NaN": a time is digits and a point.
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
 /// A number of seconds, or a string with a unit (`"30s"`, `"2m"`), as `--timeout`.
 fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     #[derive(Deserialize)]
@@ -438,7 +453,7 @@ fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
     const FORMS: &str = "give a number of seconds, or a string with a unit: \"30s\", \"2m\"";
     let secs = match Seconds::deserialize(d) {
         Ok(Seconds::Number(n)) => n,
-        Ok(Seconds::Text(text)) => crate::settings::parse_seconds(&text)
+        Ok(Seconds::Text(text)) => parse_seconds(&text)
             .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a time: {FORMS}")))?,
         Err(_) => return Err(serde::de::Error::custom(FORMS)),
     };

@@ -73,7 +73,6 @@ pub use report::Report;
 pub use settings::Settings;
 pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
 
-pub(crate) use client::xtext;
 #[cfg(test)]
 pub(crate) use client::{deliver, send_series_on};
 

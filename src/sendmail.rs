@@ -14,6 +14,7 @@ use mail_builder::headers::address::Address as HeaderAddress;
 use crate::compose::{date_now, new_message_id};
 use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
+use crate::smtp::dsn;
 
 /// What a sendmail(1) command line asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -155,15 +156,13 @@ fn apply(out: &mut SendmailArgs, letter: char, value: &str, given: String) -> Re
         }
         'N' => out.notify = Some(notify(value)?),
         'R' => {
-            out.ret = Some(match value.to_ascii_lowercase().as_str() {
-                "full" => "FULL".into(),
-                "hdrs" => "HDRS".into(),
-                _ => return Err(format!("-R takes full or hdrs, not {value:?}")),
-            })
+            let ret =
+                dsn::ret(value).ok_or_else(|| format!("-R takes full or hdrs, not {value:?}"))?;
+            out.ret = Some(ret.to_owned());
         }
         'V' => {
-            if !crate::settings::envid_is_valid(value) {
-                return Err(format!("-V {value:?}: {}", crate::settings::ENVID_RULE));
+            if !dsn::envid_is_valid(value) {
+                return Err(format!("-V {value:?}: {}", dsn::ENVID_RULE));
             }
             out.envid = Some(value.to_owned());
         }
@@ -216,26 +215,9 @@ fn sendmail_bool(value: &str) -> bool {
 
 /// The `-N` value in the form of RFC 3461 §4.1.
 fn notify(value: &str) -> Result<String, String> {
-    dsn_notify(value).ok_or_else(|| {
+    dsn::notify(value).ok_or_else(|| {
         format!("-N takes never, or a list of success, failure and delay, not {value:?}")
     })
-}
-
-/// A NOTIFY value (`-N`, `--notify`) in the form of RFC 3461 §4.1: NEVER alone, or any
-/// of SUCCESS, FAILURE, DELAY; `None` if it is neither.
-pub fn dsn_notify(value: &str) -> Option<String> {
-    let words: Vec<String> = value
-        .split(',')
-        .map(|w| w.trim().to_ascii_uppercase())
-        .collect();
-    let valid = if words.iter().any(|w| w == "NEVER") {
-        words.len() == 1
-    } else {
-        words
-            .iter()
-            .all(|w| ["SUCCESS", "FAILURE", "DELAY"].contains(&w.as_str()))
-    };
-    valid.then(|| words.join(","))
 }
 
 /// The envelope sender from the value of `-f`/`-r`: `None` for the null sender (`<>`,

@@ -9,8 +9,9 @@ use crate::cli::Cli;
 use crate::config::{Account, Config};
 use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
-use crate::smtp::auth::{Credentials, Mechanism, Secret};
+use crate::smtp::auth::{Credentials, Mechanism, Secret, valid_user};
 use crate::smtp::command::Command;
+use crate::smtp::dsn;
 use crate::smtp::session::Timeouts;
 use crate::smtp::tls::{TlsMode, TlsOptions};
 use crate::smtp::transport::{DEFAULT_PORT, ServerAddr};
@@ -290,52 +291,32 @@ impl Settings {
     }
 }
 
-/// A time in seconds: a number, or one with the unit `s` or `m` (`30s`, `2m`), as
-/// `--timeout` and the configuration's `timeout` take it. The range is checked apart.
-pub fn parse_seconds(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let (number, scale) = match text.strip_suffix('m') {
-        Some(n) => (n, 60.0),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
-    };
-    // f64's parser also takes "inf" and "NaN": a time is digits and a point.
-    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return None;
-    }
-    number.parse::<f64>().ok().map(|n| n * scale)
-}
-
-/// What an envelope id must be, for error messages.
-pub const ENVID_RULE: &str =
-    "give printable ASCII characters, at most 100 once encoded as xtext (RFC 3461 §4.4)";
-
-/// Whether `envid` can be an envelope id (`--envid`, sendmail's `-V`): printable ASCII,
-/// at most 100 characters as sent, in xtext (RFC 3461 §4.4).
-pub fn envid_is_valid(envid: &str) -> bool {
-    !envid.is_empty()
-        && envid.bytes().all(|b| (32..127).contains(&b))
-        && crate::xtext(envid).len() <= 100
-}
-
 /// `--notify`, `--ret`, `--envid`, checked and in the form RFC 3461 writes them.
 fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
     let notify = match &cli.notify {
         None => None,
-        Some(text) => Some(crate::sendmail::dsn_notify(text).ok_or_else(|| {
+        Some(text) => Some(dsn::notify(text).ok_or_else(|| {
             Error::Usage(format!(
                 "--notify {text:?}: give never, or some of success,failure,delay"
             ))
         })?),
     };
-    let ret = match cli.ret.as_deref().map(str::to_ascii_uppercase) {
+    let ret = match cli.ret.as_deref() {
         None => None,
-        Some(r) if r == "FULL" || r == "HDRS" => Some(r),
-        Some(r) => return Err(Error::Usage(format!("--ret {r:?}: give full or hdrs"))),
+        Some(r) => Some(dsn::ret(r).map(str::to_owned).ok_or_else(|| {
+            Error::Usage(format!(
+                "--ret {:?}: give full or hdrs",
+                r.to_ascii_uppercase()
+            ))
+        })?),
     };
     if let Some(envid) = &cli.envid
-        && !envid_is_valid(envid)
+        && !dsn::envid_is_valid(envid)
     {
-        return Err(Error::Usage(format!("--envid {envid:?}: {ENVID_RULE}")));
+        return Err(Error::Usage(format!(
+            "--envid {envid:?}: {}",
+            dsn::ENVID_RULE
+        )));
     }
     Ok(crate::Dsn {
         notify,
@@ -389,11 +370,6 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
         mechanism,
         password,
     }))
-}
-
-/// A user name fit for AUTH: not empty, no control characters.
-pub fn valid_user(user: &str) -> bool {
-    !user.is_empty() && !user.chars().any(char::is_control)
 }
 
 /// Runs `cmd` with `sh -c` and takes the first line of its output as the secret. Its

@@ -7,7 +7,6 @@ mod connect;
 mod parameters;
 mod send;
 
-pub(crate) use parameters::xtext;
 pub use parameters::{Dsn, Parameters, parameters, wire_size};
 pub use send::{Outgoing, Series};
 #[cfg(test)]

@@ -116,7 +116,9 @@ pub(super) fn parameters_for(
             params.mail.push(format!("RET={ret}"));
         }
         if let Some(envid) = &dsn.envid {
-            params.mail.push(format!("ENVID={}", xtext(envid)));
+            params
+                .mail
+                .push(format!("ENVID={}", crate::smtp::dsn::xtext(envid)));
         }
         if let Some(notify) = &dsn.notify {
             params.rcpt.push(format!("NOTIFY={notify}"));
@@ -131,16 +133,6 @@ pub fn wire_size(bytes: &[u8]) -> u64 {
     let mut counter = message::WireCounter::default();
     counter.feed(bytes);
     counter.finish()
-}
-
-/// xtext (RFC 3461 §4): `+`, `=` and anything outside `!`..`~` as `+XX`.
-pub(crate) fn xtext(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'!'..=b'~' if b != b'+' && b != b'=' => (b as char).to_string(),
-            _ => format!("+{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub struct Credentials {
     pub secret: Secret,
 }
 
+/// A user name fit for AUTH: not empty, no control characters.
+pub fn valid_user(user: &str) -> bool {
+    !user.is_empty() && !user.chars().any(char::is_control)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,

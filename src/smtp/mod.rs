@@ -4,6 +4,7 @@ pub mod auth;
 pub mod command;
 pub mod data;
 mod deadline;
+pub mod dsn;
 pub mod extension;
 pub mod reply;
 pub mod session;
