@@ -6,7 +6,7 @@
 //! beginning with white space, so that unfolding (removing the CRLFs) gives the field
 //! back as it was. A line that fits is never touched.
 
-use super::MAX_LINE;
+use super::message::MAX_LINE;
 
 /// The length RFC 5322 §2.1.1 recommends, aimed at when a line is folded anyway.
 pub const TARGET: usize = 78;

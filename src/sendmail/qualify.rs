@@ -55,7 +55,7 @@ fn needs_domain(spec: &[u8]) -> bool {
     let Ok(spec) = std::str::from_utf8(spec) else {
         return false;
     };
-    let spec = super::join_words(spec);
+    let spec = super::address_list::join_words(spec);
     !spec.is_empty() && !spec.contains('@') && Address::new(&spec).is_ok()
 }
 
