@@ -2,7 +2,6 @@
 
 use std::ffi::OsString;
 
-use outbox::cli::Cli;
 use outbox::envelope::Mailbox;
 use outbox::error::Error;
 use outbox::sendmail::{
@@ -40,7 +39,6 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
 }
 
 fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
-    let usage = |e: outbox::envelope::AddressError| Error::Usage(e.to_string());
     // -f <> (or an empty -f) is the null sender, as bounces use (RFC 5321 §4.5.5).
     let sender_flag = args.from.as_deref().map(envelope_sender).transpose()?;
     let null_sender = matches!(sender_flag, Some(None));
@@ -48,14 +46,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
         name: None,
         address,
     });
-    let cli = Cli {
-        from: from_flag.as_ref().map(|m| m.address.to_string()),
-        verbose: args.verbose,
-        notify: args.notify.clone(),
-        ret: args.ret.clone(),
-        envid: args.envid.clone(),
-        ..Cli::default()
-    };
+    let cli = args.cli(from_flag.as_ref().map(|m| &m.address));
     let config = super::load_config()?;
     let settings = Settings::resolve(&cli, config.as_ref())?;
     if settings.verbose && !args.ignored.is_empty() {
@@ -106,24 +97,7 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
         }
     }
 
-    let mut recipients = Vec::new();
-    for r in &args.recipients {
-        recipients.extend(
-            Mailbox::parse_list(r)
-                .map_err(usage)?
-                .into_iter()
-                .map(|m| m.address),
-        );
-    }
-    recipients.extend(prepared.header_recipients.iter().cloned());
-    if recipients.is_empty() {
-        return Err(Error::Usage(if args.extract_recipients {
-            "no recipient: none on the command line, and none in To, Cc or Bcc".into()
-        } else {
-            "no recipient given (use -t to take them from the headers)".into()
-        })
-        .into());
-    }
+    let recipients = args.recipients(&prepared.header_recipients)?;
     let sender = if null_sender {
         None
     } else {

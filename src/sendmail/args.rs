@@ -1,7 +1,8 @@
 //! sendmail(1)'s command line: the options that cron, PHP's `mail()`, git send-email,
 //! mutt and daemons pass, read as Postfix's sendmail and sendmail 8 read them.
 
-use crate::envelope::Address;
+use crate::cli::Cli;
+use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
 use crate::smtp::dsn;
 
@@ -41,6 +42,46 @@ pub struct SendmailArgs {
     pub action: Action,
     /// Options accepted but meaningless here, as given (for `-v`).
     pub ignored: Vec<String>,
+}
+
+impl SendmailArgs {
+    /// The flags of the compose face that mean what these do, for the settings: the
+    /// sender `from` (`-f`, already read by [`envelope_sender`]), `-v` and the DSN
+    /// requests. The rest are the sendmail face's own.
+    pub fn cli(&self, from: Option<&Address>) -> Cli {
+        Cli {
+            from: from.map(ToString::to_string),
+            verbose: self.verbose,
+            notify: self.notify.clone(),
+            ret: self.ret.clone(),
+            envid: self.envid.clone(),
+            ..Cli::default()
+        }
+    }
+
+    /// The envelope's recipients: those of the command line (each word a list, as
+    /// `a@x, b@y`), then `from_header`, the ones `-t` took from the header. None at all
+    /// is a usage error.
+    pub fn recipients(&self, from_header: &[Address]) -> Result<Vec<Address>, Error> {
+        let mut recipients = Vec::new();
+        for r in &self.recipients {
+            recipients.extend(
+                Mailbox::parse_list(r)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+                    .into_iter()
+                    .map(|m| m.address),
+            );
+        }
+        recipients.extend(from_header.iter().cloned());
+        if recipients.is_empty() {
+            return Err(Error::Usage(if self.extract_recipients {
+                "no recipient: none on the command line, and none in To, Cc or Bcc".into()
+            } else {
+                "no recipient given (use -t to take them from the headers)".into()
+            }));
+        }
+        Ok(recipients)
+    }
 }
 
 /// What the value of each option that takes one is, for the message when it is missing.
@@ -601,5 +642,47 @@ mod tests {
         );
         let err = envelope_sender("two words@example.com").unwrap_err();
         assert!(matches!(err, Error::Usage(_)), "{err:?}");
+    }
+
+    #[test]
+    fn recipients_of_the_command_line_then_of_the_header() {
+        let a = |s: &str| Address::new(s).unwrap();
+        let words = strings(&["-t", "\"A, Bee\" <a@example.test>,b@example.test", "c"]);
+        let args = parse_args("sendmail", &words).unwrap();
+        let got = args.recipients(&[a("h@example.test")]).unwrap();
+        let got: Vec<&str> = got.iter().map(Address::as_str).collect();
+        assert_eq!(
+            got,
+            ["a@example.test", "b@example.test", "c", "h@example.test"]
+        );
+        assert!(matches!(parse("a,,").unwrap().recipients(&[]), Ok(r) if r.len() == 1));
+        let words = strings(&["two words@example.test"]);
+        let err = parse_args("sendmail", &words).unwrap().recipients(&[]);
+        assert!(matches!(err, Err(Error::Usage(_))), "{err:?}");
+    }
+
+    #[test]
+    fn no_recipient_says_where_none_was_found() {
+        let err = parse("-i").unwrap().recipients(&[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            Error::Usage("no recipient given (use -t to take them from the headers)".into())
+                .to_string()
+        );
+        let err = parse("-t").unwrap().recipients(&[]).unwrap_err();
+        assert!(err.to_string().contains("none in To, Cc or Bcc"), "{err}");
+    }
+
+    #[test]
+    fn the_compose_flags_that_mean_the_same() {
+        let args = parse("-v -N never -R full -V id.1 -F Cron -t").unwrap();
+        let from = Address::new("me@example.test").unwrap();
+        let cli = args.cli(Some(&from));
+        assert_eq!(cli.from.as_deref(), Some("me@example.test"));
+        assert!(cli.verbose);
+        assert_eq!(cli.notify.as_deref(), Some("NEVER"));
+        assert_eq!(cli.ret.as_deref(), Some("FULL"));
+        assert_eq!(cli.envid.as_deref(), Some("id.1"));
+        assert_eq!(args.cli(None).from, None);
     }
 }
