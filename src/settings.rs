@@ -36,7 +36,7 @@ pub struct Settings {
     /// Speak LMTP (RFC 2033), as to a mailbox server's delivery agent.
     pub lmtp: bool,
     /// Delivery status notifications asked for (RFC 3461).
-    pub dsn: crate::Dsn,
+    pub dsn: dsn::Dsn,
     /// Keep a message that cannot be delivered now in the queue, and exit 0.
     pub queue: bool,
     /// The queue's directory when not the default one.
@@ -292,7 +292,7 @@ impl Settings {
 }
 
 /// `--notify`, `--ret`, `--envid`, checked and in the form RFC 3461 writes them.
-fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
+fn dsn_settings(cli: &Cli) -> Result<dsn::Dsn, Error> {
     let notify = match &cli.notify {
         None => None,
         Some(text) => Some(dsn::notify(text).ok_or_else(|| {
@@ -318,7 +318,7 @@ fn dsn_settings(cli: &Cli) -> Result<crate::Dsn, Error> {
             dsn::ENVID_RULE
         )));
     }
-    Ok(crate::Dsn {
+    Ok(dsn::Dsn {
         notify,
         ret,
         envid: cli.envid.clone(),

@@ -5,22 +5,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::message::{self, Message};
 
-/// Delivery status notification requests (RFC 3461), for servers that offer DSN.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Dsn {
-    /// `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY` joined by commas (§4.1).
-    pub notify: Option<String>,
-    /// `FULL` or `HDRS` (§4.3).
-    pub ret: Option<String>,
-    /// The envelope id (§4.4), as given; sent as xtext.
-    pub envid: Option<String>,
-}
-
-impl Dsn {
-    pub fn is_empty(&self) -> bool {
-        self.notify.is_none() && self.ret.is_none() && self.envid.is_none()
-    }
-}
+pub use crate::smtp::dsn::Dsn;
 
 /// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

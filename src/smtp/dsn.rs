@@ -1,7 +1,24 @@
-//! The values of delivery status notification requests (RFC 3461): NOTIFY, RET and
-//! ENVID as the command lines give them, checked and in the form the MAIL and RCPT
-//! parameters carry them. Pure; the compose face's flags and sendmail's `-N`, `-R`,
-//! `-V` share these rules.
+//! Delivery status notification requests (RFC 3461): what is asked for ([`Dsn`]), and
+//! the rules for NOTIFY, RET and ENVID as the command lines give them, checked and in
+//! the form the MAIL and RCPT parameters carry them. Pure; the compose face's flags and
+//! sendmail's `-N`, `-R`, `-V` share these rules.
+
+/// Delivery status notification requests (RFC 3461), for servers that offer DSN.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dsn {
+    /// `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY` joined by commas (§4.1).
+    pub notify: Option<String>,
+    /// `FULL` or `HDRS` (§4.3).
+    pub ret: Option<String>,
+    /// The envelope id (§4.4), as given; sent as xtext.
+    pub envid: Option<String>,
+}
+
+impl Dsn {
+    pub fn is_empty(&self) -> bool {
+        self.notify.is_none() && self.ret.is_none() && self.envid.is_none()
+    }
+}
 
 /// A NOTIFY value (`-N`, `--notify`) in the form of RFC 3461 §4.1: NEVER alone, or any
 /// of SUCCESS, FAILURE, DELAY; `None` if it is neither.
