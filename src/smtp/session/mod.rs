@@ -1449,5 +1449,4 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;
