@@ -5,6 +5,7 @@ pub mod command;
 pub mod data;
 mod deadline;
 pub mod extension;
+pub mod receipt;
 pub mod reply;
 pub mod session;
 pub mod tls;

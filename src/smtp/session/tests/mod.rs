@@ -6,10 +6,15 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::chunking::CHUNK_SIZE;
 use super::*;
 use crate::compose::Message;
+use crate::envelope::{Address, Envelope};
 use crate::exit;
-use crate::smtp::auth::Secret;
+use crate::smtp::auth::{Credentials, Mechanism, Secret};
 use crate::smtp::tls::{Channel, TlsClient, TlsMode};
 
 // ---------------------------------------------------------------------------------------
