@@ -49,56 +49,46 @@ fn starttls_discards_early_bytes_forgets_capabilities_and_says_ehlo_again() {
 }
 
 #[test]
-fn starttls_454_is_temporary() {
-    // RFC 3207 §4: 454 "TLS not available due to temporary reason": exit 75, retry
-    // later (never a reason to go on in clear), and a polite QUIT.
-    let script = [
-        "220 mx ESMTP\r\n",
-        "250-mx\r\n250 STARTTLS\r\n",
-        "454 4.7.0 TLS not available\r\n",
-        "221 bye\r\n",
+fn starttls_refused() {
+    // RFC 3207 §4: 454 "TLS not available due to temporary reason" is exit 75, retry
+    // later (never a reason to go on in clear); a permanent refusal is exit 69 (nothing
+    // safe to do). Either way a polite QUIT.
+    let cases = [
+        ("454 4.7.0 TLS not available\r\n", 75),
+        ("502 5.5.1 not implemented\r\n", 69),
     ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
-    let err = session.starttls().unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Refused {
-            stage: Stage::StartTls,
-            ..
-        }
-    ));
-    assert_eq!(exit::code(&err), 75);
-    session.abort();
-    assert!(show(session.into_inner().written()).ends_with("STARTTLS\r\nQUIT\r\n"));
+    for (refusal, code) in cases {
+        let script = [
+            "220 mx ESMTP\r\n",
+            "250-mx\r\n250 STARTTLS\r\n",
+            refusal,
+            "221 bye\r\n",
+        ];
+        let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+        session.greeting().unwrap();
+        session.ehlo(EHLO_NAME).unwrap();
+        let err = session.starttls().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    stage: Stage::StartTls,
+                    ..
+                }
+            ),
+            "{refusal}"
+        );
+        assert_eq!(exit::code(&err), code, "{refusal}");
+        session.abort();
+        assert!(
+            show(session.into_inner().written()).ends_with("STARTTLS\r\nQUIT\r\n"),
+            "{refusal}"
+        );
+    }
 }
 
 #[test]
-fn starttls_refused_or_failed_handshake() {
-    // A permanent refusal of STARTTLS: exit 69 (nothing safe to do), and a polite QUIT.
-    let script = [
-        "220 mx ESMTP\r\n",
-        "250-mx\r\n250 STARTTLS\r\n",
-        "502 5.5.1 not implemented\r\n",
-        "221 bye\r\n",
-    ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
-    let err = session.starttls().unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Refused {
-            stage: Stage::StartTls,
-            ..
-        }
-    ));
-    assert_eq!(exit::code(&err), 69);
-    session.abort();
-    assert!(show(session.into_inner().written()).ends_with("STARTTLS\r\nQUIT\r\n"));
-
-    // A handshake that fails leaves nothing to send QUIT over.
+fn a_failed_starttls_handshake_leaves_nothing_to_send_quit_over() {
     let script = [
         "220 mx ESMTP\r\n",
         "250-mx\r\n250 STARTTLS\r\n",
