@@ -1,9 +1,9 @@
 //! What the server said about each recipient and about the message: the outcome of
 //! a transaction, as the session gives it back.
 
+use super::reply::Reply;
+use super::stage::Stage;
 use crate::envelope::Address;
-use crate::error::Stage;
-use crate::smtp::reply::Reply;
 
 /// The outcome for one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]

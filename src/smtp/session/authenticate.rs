@@ -7,10 +7,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Session;
 use crate::error::{Error, Stage};
-use crate::report::Phase;
 use crate::smtp::auth::{Credentials, Exchange, Mechanism};
 use crate::smtp::command::{Command, CommandError};
 use crate::smtp::deadline::IoTimeout;
+use crate::smtp::record::Phase;
 use crate::smtp::reply::{Reply, sanitize};
 
 impl<S: Read + Write + IoTimeout> Session<S> {
@@ -50,7 +50,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             match reply.code {
                 235 => {
                     exchange.finish().map_err(|e| Error::Auth(e.to_string()))?;
-                    self.report.auth = Some(mechanism.name().to_owned());
+                    self.record.auth = Some(mechanism.name().to_owned());
                     return Ok(reply);
                 }
                 334 => {

@@ -116,7 +116,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             }
         }
         let (bytes, line_count) = (lines.bytes_in(), lines.lines_when_finished());
-        self.report.message = Some((bytes, line_count));
+        self.record.message = Some((bytes, line_count));
         let last = lines.finish().unwrap_or_default();
         if each_reply {
             self.check_in_step("BDAT", Stage::Message)?;

@@ -75,7 +75,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let mut dot = DotWriter::new(BufWriter::with_capacity(DATA_BUFFER, counted));
         let pumped = pump(message, &mut dot);
         let counts = (dot.bytes_in(), dot.lines_when_finished());
-        self.report.message = Some(counts);
+        self.record.message = Some(counts);
         let sent = match pumped {
             Ok(()) => dot.finish().and_then(|mut w| {
                 for cmd in then {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use super::command::Command;
 use super::deadline::{Bounded, close_enough, socket_timeout};
 use super::extension::Capabilities;
+use super::record::{Phase, Record};
 use super::reply::{Reply, parse_reply};
 use crate::error::{Error, Stage};
 use crate::progress::Progress;
-use crate::report::{Phase, Report};
 
 mod authenticate;
 mod chunking;
@@ -55,7 +55,7 @@ pub struct Session<S> {
     /// LMTP (RFC 2033): LHLO, and a reply per accepted recipient after the message.
     lmtp: bool,
     /// What the session has done, and how long each stage took.
-    report: Report,
+    record: Record,
     /// Told of the message's bytes as they go out.
     progress: Option<Box<dyn Progress>>,
     /// The size of the next message on the wire, where known (for `progress`).
@@ -80,7 +80,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             chunking: true,
             quit_after: false,
             lmtp: false,
-            report: Report::default(),
+            record: Record::default(),
             progress: None,
             message_size: None,
             read_timeout: None,
@@ -100,19 +100,14 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self
     }
 
-    /// Starts from `report` (what was done before the session: the connection).
-    pub fn with_report(mut self, report: Report) -> Session<S> {
-        self.report = report;
-        self
-    }
-
     /// What the session has done so far.
-    pub fn report(&self) -> &Report {
-        &self.report
+    pub fn record(&self) -> &Record {
+        &self.record
     }
 
-    pub fn report_mut(&mut self) -> &mut Report {
-        &mut self.report
+    /// What the session has done, taken out of it: the session starts a new record.
+    pub fn take_record(&mut self) -> Record {
+        std::mem::take(&mut self.record)
     }
 
     /// Tells `progress` of the message's bytes as they are written.
@@ -133,9 +128,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// Runs `f` as `phase` of the timeline.
     fn timed<T>(&mut self, phase: Phase, f: impl FnOnce(&mut Self) -> T) -> T {
-        self.report.timeline.enter(phase);
+        self.record.timeline.enter(phase);
         let out = f(self);
-        self.report.timeline.stop();
+        self.record.timeline.stop();
         out
     }
 
@@ -177,7 +172,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     pub fn greeting(&mut self) -> Result<Reply, Error> {
         self.timed(Phase::Greeting, |s| {
             let reply = s.read_greeting()?;
-            s.report.greeting = reply.lines.first().cloned();
+            s.record.greeting = reply.lines.first().cloned();
             s.expect(Stage::Greeting, reply, &[220], "220")
         })
     }
@@ -235,8 +230,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
     pub fn ehlo(&mut self, name: &str) -> Result<&Capabilities, Error> {
         self.timed(Phase::Ehlo, |s| s.ehlo_untimed(name))?;
-        self.report.server_name = Some(self.capabilities.domain.clone());
-        self.report.offered = self.capabilities.keywords().map(str::to_owned).collect();
+        self.record.server_name = Some(self.capabilities.domain.clone());
+        self.record.offered = self.capabilities.keywords().map(str::to_owned).collect();
         Ok(&self.capabilities)
     }
 
@@ -297,7 +292,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// gets no further wait; with a transcript, a live one is given a moment to show
     /// the goodbye, and a server that holds it back is not waited for.
     pub(crate) fn after_quit(&mut self) {
-        self.report.timeline.enter(Phase::Quit);
+        self.record.timeline.enter(Phase::Quit);
         if !self.dead && self.transcript.is_some() {
             let wait = self.timeouts.quit.min(SHOWN_QUIT_WAIT);
             match self.read_reply(Stage::Quit, wait) {
@@ -354,9 +349,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         // The handshake sets timeouts of its own.
         self.read_timeout = None;
         self.write_timeout = None;
-        self.report.timeline.enter(Phase::StartTls);
+        self.record.timeline.enter(Phase::StartTls);
         let shaken = handshake(&mut self.stream);
-        self.report.timeline.stop();
+        self.record.timeline.stop();
         if let Err(e) = shaken {
             // Half a handshake leaves nothing a QUIT could be sent over.
             self.dead = true;

@@ -7,10 +7,10 @@ use std::io::{Read, Write};
 use super::Session;
 use crate::envelope::{Address, Envelope};
 use crate::error::{Error, Stage};
-use crate::report::Phase;
 use crate::smtp::command::{Command, CommandError};
 use crate::smtp::deadline::IoTimeout;
 use crate::smtp::receipt::{Receipt, RecipientResult};
+use crate::smtp::record::Phase;
 use crate::smtp::reply::Reply;
 
 /// The commands of a transaction's envelope: `MAIL FROM` with `params`, then one
@@ -83,28 +83,28 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         })
     }
 
-    /// Notes in the report which extensions this transaction uses.
+    /// Notes in the record which extensions this transaction uses.
     fn note_extensions(&mut self, params: &crate::Parameters, pipelining: bool, chunking: bool) {
-        let report = &mut self.report;
-        report.begin_transaction();
+        let record = &mut self.record;
+        record.begin_transaction();
         if pipelining {
-            report.uses("PIPELINING");
+            record.uses("PIPELINING");
         }
         if chunking {
-            report.uses("CHUNKING");
+            record.uses("CHUNKING");
         }
         for p in params.mail.iter().chain(&params.rcpt) {
             let key = p.split('=').next().unwrap_or_default().to_ascii_uppercase();
             match key.as_str() {
-                "SIZE" => report.uses("SIZE"),
-                "BODY" if p.eq_ignore_ascii_case("BODY=8BITMIME") => report.uses("8BITMIME"),
-                "SMTPUTF8" => report.uses("SMTPUTF8"),
-                "RET" | "ENVID" | "NOTIFY" | "ORCPT" => report.uses("DSN"),
+                "SIZE" => record.uses("SIZE"),
+                "BODY" if p.eq_ignore_ascii_case("BODY=8BITMIME") => record.uses("8BITMIME"),
+                "SMTPUTF8" => record.uses("SMTPUTF8"),
+                "RET" | "ENVID" | "NOTIFY" | "ORCPT" => record.uses("DSN"),
                 _ => {}
             }
         }
         if self.capabilities.has("ENHANCEDSTATUSCODES") {
-            report.uses("ENHANCEDSTATUSCODES");
+            record.uses("ENHANCEDSTATUSCODES");
         }
     }
 
@@ -131,7 +131,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 refused: recipients,
             });
         }
-        self.report.timeline.enter(Phase::Data);
+        self.record.timeline.enter(Phase::Data);
         if chunking {
             // Every chunk but the last has had its reply; the last's is the message's.
             self.send_chunks(message, Vec::new(), false, true, None)?;
@@ -179,7 +179,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     /// The command group that opens a pipelined DATA transaction: MAIL, a RCPT per
-    /// recipient, DATA. The transaction counts as begun in the report.
+    /// recipient, DATA. The transaction counts as begun in the record.
     pub(crate) fn data_group(
         &mut self,
         envelope: &Envelope,
@@ -205,9 +205,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         &mut self,
         envelope: &Envelope,
     ) -> Result<Vec<RecipientResult>, Error> {
-        self.report.timeline.enter(Phase::Envelope);
+        self.record.timeline.enter(Phase::Envelope);
         let (mail_error, recipients) = self.envelope_replies(envelope)?;
-        self.report.timeline.enter(Phase::Data);
+        self.record.timeline.enter(Phase::Data);
         let reply = self.read_reply(Stage::Data, self.timeouts.data_init)?;
         // RFC 5321 §3.8: a 421 closes the connection, whatever error is reported.
         if reply.code == 421 {
@@ -258,7 +258,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         }
         self.check_in_step("MAIL FROM", Stage::MailFrom)?;
         // The envelope leaves with the message: from here on it is all data.
-        self.report.timeline.enter(Phase::Data);
+        self.record.timeline.enter(Phase::Data);
         let chunked = self.send_chunks(message, envelope_bytes, quit, false, Some(envelope))?;
         let chunks = chunked.due;
         let quit = quit && chunked.ended;
@@ -346,7 +346,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             }
             r.reply = reply;
             if let Some(seen) = self
-                .report
+                .record
                 .recipients
                 .iter_mut()
                 .find(|s| s.recipient == r.recipient)
@@ -400,7 +400,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             accepted,
             stage: Stage::RcptTo,
         };
-        self.report.recipients.push(result.clone());
+        self.record.recipients.push(result.clone());
         Ok(result)
     }
 }

@@ -58,12 +58,7 @@ fn reported(
 }
 
 fn phases(report: &crate::Report) -> Vec<&'static str> {
-    report
-        .timeline
-        .spent()
-        .into_iter()
-        .map(|(p, _)| p.key())
-        .collect()
+    report.spent().into_iter().map(|(p, _)| p.key()).collect()
 }
 
 #[test]
@@ -83,9 +78,19 @@ fn the_report_says_what_was_used_each_recipient_and_each_stage() {
         None,
     );
     let receipt = result.unwrap();
-    let report = session.report();
-    assert_eq!(report.greeting.as_deref(), Some("mx.example.test ESMTP"));
-    assert_eq!(report.server_name.as_deref(), Some("mx.example.test"));
+    // The client's report of this session (nothing before it: no connection, no TLS).
+    let report = &crate::Report {
+        session: session.record().clone(),
+        ..crate::Report::default()
+    };
+    assert_eq!(
+        report.session.greeting.as_deref(),
+        Some("mx.example.test ESMTP")
+    );
+    assert_eq!(
+        report.session.server_name.as_deref(),
+        Some("mx.example.test")
+    );
     assert_eq!(
         report.extensions_used(),
         [
@@ -96,9 +101,9 @@ fn the_report_says_what_was_used_each_recipient_and_each_stage() {
             "ENHANCEDSTATUSCODES"
         ]
     );
-    assert_eq!(report.recipients, receipt.recipients);
-    assert_eq!(report.recipients[1].reply.code, 550);
-    assert_eq!(report.message, Some((23, 3)));
+    assert_eq!(report.session.recipients, receipt.recipients);
+    assert_eq!(report.session.recipients[1].reply.code, 550);
+    assert_eq!(report.session.message, Some((23, 3)));
     assert_eq!(
         phases(report),
         ["greeting", "ehlo", "envelope", "data", "quit"]
@@ -140,9 +145,13 @@ fn a_refused_transaction_keeps_the_recipients_in_the_report() {
         Some("5.7.1")
     );
     assert!(err.to_string().contains("554 5.7.1 spam"), "{err}");
-    let report = session.report();
-    assert_eq!(report.recipients.len(), 1);
-    assert!(report.recipients[0].accepted);
+    // The client's report of this session (nothing before it: no connection, no TLS).
+    let report = &crate::Report {
+        session: session.record().clone(),
+        ..crate::Report::default()
+    };
+    assert_eq!(report.session.recipients.len(), 1);
+    assert!(report.session.recipients[0].accepted);
     assert_eq!(phases(report), ["greeting", "ehlo", "envelope", "data"]);
     // The message went out whole before the refusal.
     assert_eq!(told.starts, [Some(SIMPLE_MESSAGE.len() as u64)]);
