@@ -4,6 +4,7 @@
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::message::{self, Message};
+pub use crate::smtp::session::Parameters;
 
 /// Delivery status notification requests (RFC 3461), for servers that offer DSN.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,13 +21,6 @@ impl Dsn {
     pub fn is_empty(&self) -> bool {
         self.notify.is_none() && self.ret.is_none() && self.envid.is_none()
     }
-}
-
-/// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Parameters {
-    pub mail: Vec<String>,
-    pub rcpt: Vec<String>,
 }
 
 /// The parameters this message needs from a server that offers the extensions for

@@ -23,7 +23,7 @@ mod transcript;
 pub use super::deadline::IoTimeout;
 pub use super::receipt::{Receipt, RecipientResult};
 pub use timeouts::Timeouts;
-pub use transaction::envelope_commands;
+pub use transaction::{Parameters, envelope_commands};
 pub use transcript::Transcript;
 
 /// Bytes gathered before a write to the socket while sending the message.

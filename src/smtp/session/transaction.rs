@@ -13,6 +13,13 @@ use crate::smtp::receipt::{Receipt, RecipientResult};
 use crate::smtp::record::Phase;
 use crate::smtp::reply::Reply;
 
+/// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parameters {
+    pub mail: Vec<String>,
+    pub rcpt: Vec<String>,
+}
+
 /// The commands of a transaction's envelope: `MAIL FROM` with `params`, then one
 /// `RCPT TO` per recipient. Every address is checked before anything is sent.
 pub fn envelope_commands(
@@ -54,7 +61,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         params: &[&str],
         message: &mut dyn Read,
     ) -> Result<Receipt, Error> {
-        let params = crate::Parameters {
+        let params = Parameters {
             mail: params.iter().map(|p| (*p).to_owned()).collect(),
             rcpt: Vec::new(),
         };
@@ -65,7 +72,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     pub fn transaction_with(
         &mut self,
         envelope: &Envelope,
-        params: &crate::Parameters,
+        params: &Parameters,
         message: &mut dyn Read,
     ) -> Result<Receipt, Error> {
         let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
@@ -84,7 +91,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     }
 
     /// Notes in the record which extensions this transaction uses.
-    fn note_extensions(&mut self, params: &crate::Parameters, pipelining: bool, chunking: bool) {
+    fn note_extensions(&mut self, params: &Parameters, pipelining: bool, chunking: bool) {
         let record = &mut self.record;
         record.begin_transaction();
         if pipelining {
@@ -183,7 +190,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     pub(crate) fn data_group(
         &mut self,
         envelope: &Envelope,
-        params: &crate::Parameters,
+        params: &Parameters,
     ) -> Result<Vec<Command>, Error> {
         let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
         let rcpt: Vec<&str> = params.rcpt.iter().map(String::as_str).collect();
