@@ -52,73 +52,6 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
     }
 }
 
-#[test]
-fn pipelined_mail_refused_reads_every_reply_and_sends_no_message() {
-    // The server refuses the sender; RCPT and DATA get 503 and are read all the same.
-    let script = [
-        GREETING,
-        EHLO_PIPELINING,
-        "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
-         503 5.5.1 no valid recipients\r\n",
-        "221 bye\r\n",
-    ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    let err = r.result.unwrap_err();
-    match &err {
-        Error::Refused { stage, reply } => {
-            assert_eq!(*stage, Stage::MailFrom);
-            assert_eq!(reply.code, 550);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(exit::code(&err), 69);
-    assert_eq!(
-        writes(&r.peer),
-        [
-            SEND_EHLO.to_owned(),
-            format!("{MAIL_B_C}DATA\r\n"),
-            QUIT.to_owned()
-        ]
-    );
-    // The 503s were read; the 221 is not waited for.
-    assert_goodbye_unread(&r.peer, "221 bye\r\n");
-
-    // A server that says 354 anyway gets an empty message: the dot alone.
-    let script = [
-        GREETING,
-        EHLO_PIPELINING,
-        "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
-         354 go ahead\r\n",
-        "503 5.5.1 no transaction\r\n",
-        "221 bye\r\n",
-    ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(&err, Error::Refused { stage: Stage::MailFrom, reply } if reply.code == 550),
-        "{err:?}"
-    );
-    assert_eq!(
-        writes(&r.peer),
-        [
-            SEND_EHLO.to_owned(),
-            format!("{MAIL_B_C}DATA\r\n"),
-            ".\r\n".to_owned(),
-            QUIT.to_owned()
-        ]
-    );
-    assert_eq!(count(r.peer.written(), b"Subject"), 0);
-    assert_goodbye_unread(&r.peer, "221 bye\r\n");
-}
-
 #[track_caller]
 fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
     match err {
@@ -133,61 +66,103 @@ fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
     }
 }
 
+/// What a pipelined transaction that stood no chance must come to.
+enum Refusal {
+    /// The sender refused at this stage with this code.
+    At(Stage, u16),
+    /// Every recipient refused: each with its code.
+    Everyone(&'static [(&'static str, u16)]),
+}
+
+/// A pipelined DATA transaction to b and c that goes wrong before the message: the
+/// server's turns after EHLO (its 221 comes last), what the client must come to, and
+/// whether it ends a 354 with the dot alone.
+struct RefusedCase {
+    name: &'static str,
+    turns: &'static [&'static str],
+    want: Refusal,
+    exit: Option<u8>,
+    dot: bool,
+}
+
 #[test]
-fn pipelined_every_recipient_refused() {
-    // DATA refused too: no message.
-    let script = [
-        GREETING,
-        EHLO_PIPELINING,
-        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n450 4.2.1 c busy\r\n\
-         554 5.5.1 no valid recipients\r\n",
-        "221 bye\r\n",
+fn pipelined_refusals_read_every_reply_and_send_no_message() {
+    let cases = [
+        RefusedCase {
+            name: "the sender refused: RCPT and DATA get 503 and are read all the same",
+            turns: &[
+                "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
+                      503 5.5.1 no valid recipients\r\n",
+            ],
+            want: Refusal::At(Stage::MailFrom, 550),
+            exit: Some(69),
+            dot: false,
+        },
+        RefusedCase {
+            name: "the sender refused, and 354 anyway: an empty message, the dot alone",
+            turns: &[
+                "550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n\
+                 354 go ahead\r\n",
+                "503 5.5.1 no transaction\r\n",
+            ],
+            want: Refusal::At(Stage::MailFrom, 550),
+            exit: None,
+            dot: true,
+        },
+        RefusedCase {
+            name: "every recipient refused, and DATA too",
+            turns: &["250 2.1.0 ok\r\n550 5.1.1 no b\r\n450 4.2.1 c busy\r\n\
+                      554 5.5.1 no valid recipients\r\n"],
+            want: Refusal::Everyone(&[("b@example.test", 550), ("c@example.test", 450)]),
+            exit: Some(67),
+            dot: false,
+        },
+        RefusedCase {
+            name: "every recipient refused, and 354 all the same: RFC 2920 §3.1, the dot alone",
+            turns: &[
+                "250 2.1.0 ok\r\n550 5.1.1 no b\r\n550 5.1.1 no c\r\n354 go ahead\r\n",
+                "554 5.5.1 no valid recipients\r\n",
+            ],
+            want: Refusal::Everyone(&[("b@example.test", 550), ("c@example.test", 550)]),
+            exit: Some(67),
+            dot: true,
+        },
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    let err = r.result.unwrap_err();
-    assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 450)]);
-    assert_eq!(exit::code(&err), 67);
-    assert_eq!(
-        writes(&r.peer),
-        [
-            SEND_EHLO.to_owned(),
-            format!("{MAIL_B_C}DATA\r\n"),
-            QUIT.to_owned()
-        ]
-    );
-    assert_goodbye_unread(&r.peer, "221 bye\r\n");
+    for case in cases {
+        let name = case.name;
+        let mut script = vec![GREETING, EHLO_PIPELINING];
+        script.extend(case.turns);
+        script.push("221 bye\r\n");
+        let r = run(
+            ScriptedPeer::new(script, AtEnd::Eof),
+            &envelope(&["b@example.test", "c@example.test"]),
+            SIMPLE_MESSAGE.as_bytes(),
+        );
+        let err = r.result.unwrap_err();
+        match case.want {
+            Refusal::At(want_stage, code) => assert!(
+                matches!(&err, Error::Refused { stage, reply } if *stage == want_stage && reply.code == code),
+                "{name}: {err:?}"
+            ),
+            Refusal::Everyone(want) => assert_no_recipients(&err, want),
+        }
+        if let Some(code) = case.exit {
+            assert_eq!(exit::code(&err), code, "{name}");
+        }
+        let mut want = vec![SEND_EHLO.to_owned(), format!("{MAIL_B_C}DATA\r\n")];
+        if case.dot {
+            want.push(".\r\n".to_owned());
+        }
+        want.push(QUIT.to_owned());
+        assert_eq!(writes(&r.peer), want, "{name}");
+        assert_eq!(count(r.peer.written(), b"Subject"), 0, "{name}");
+        // Every reply was read but the goodbye, which is not waited for.
+        assert_goodbye_unread(&r.peer, "221 bye\r\n");
+    }
+}
 
-    // DATA answered 354 all the same: RFC 2920 §3.1, the dot alone ends it.
-    let script = [
-        GREETING,
-        EHLO_PIPELINING,
-        "250 2.1.0 ok\r\n550 5.1.1 no b\r\n550 5.1.1 no c\r\n354 go ahead\r\n",
-        "554 5.5.1 no valid recipients\r\n",
-        "221 bye\r\n",
-    ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    let err = r.result.unwrap_err();
-    assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 550)]);
-    assert_eq!(exit::code(&err), 67);
-    assert_eq!(
-        writes(&r.peer),
-        [
-            SEND_EHLO.to_owned(),
-            format!("{MAIL_B_C}DATA\r\n"),
-            ".\r\n".to_owned(),
-            QUIT.to_owned()
-        ]
-    );
-    assert_goodbye_unread(&r.peer, "221 bye\r\n");
-
+#[test]
+fn pipelined_bdat_every_recipient_refused() {
     // Under BDAT the message has already left with the envelope; the BDAT refusal is
     // read and the error is still about the recipients.
     let script = [
