@@ -1,7 +1,8 @@
 //! What a session did, stage by stage, for `--json`: the server, TLS, the extensions
 //! used, each recipient's reply, the queue id the server gave, and how long each
-//! stage took. The session fills a [`Report`] as it goes; [`json`] turns it, with the
-//! result, into one JSON object.
+//! stage took. The session keeps a [`Record`] of what it did; the client joins it to
+//! what it did before (connecting, TLS) in a [`Report`], and [`json`] turns that, with
+//! the result, into one JSON object.
 
 use std::time::Duration;
 

@@ -1,6 +1,11 @@
 //! One SMTP session over any stream: greeting, EHLO (or HELO), the mail transaction,
 //! QUIT. Each step states the reply codes it accepts; anything else is an error that
 //! carries the stage and the server's reply.
+//!
+//! Here is the core: sending commands, reading replies within their deadline, `expect`,
+//! the greeting, EHLO, STARTTLS and QUIT. The transaction strategies (lock-step,
+//! pipelined DATA, pipelined BDAT) are in `transaction`, BDAT chunks in `chunking`, the
+//! message after DATA's 354 in `message`, and the AUTH exchange in `authenticate`.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
