@@ -1,8 +1,8 @@
 //! The one mapping from outcomes to sysexits(3) codes.
 
 use crate::error::{Error, Stage};
+use crate::smtp::receipt::RecipientResult;
 use crate::smtp::reply::Reply;
-use crate::smtp::session::RecipientResult;
 
 pub const OK: u8 = 0;
 pub const USAGE: u8 = 64;

@@ -5,7 +5,7 @@ use crate::Envelope;
 use crate::envelope::Address;
 use crate::error::{Error, Stage};
 use crate::exit;
-use crate::smtp::session::{Receipt, RecipientResult};
+use crate::smtp::receipt::{Receipt, RecipientResult};
 
 /// One submission's result, recipient by recipient.
 #[derive(Debug, Default)]

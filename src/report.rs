@@ -1,105 +1,18 @@
 //! What a session did, stage by stage, for `--json`: the server, TLS, the extensions
 //! used, each recipient's reply, the queue id the server gave, and how long each
-//! stage took. The session fills a [`Report`] as it goes; [`json`] turns it, with the
-//! result, into one JSON object.
+//! stage took. The session keeps a [`Record`] of what it did; the client joins it to
+//! what it did before (connecting, TLS) in a [`Report`], and [`json`] turns that, with
+//! the result, into one JSON object.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::smtp::receipt::Receipt;
+pub use crate::smtp::record::{Phase, Record, Timeline};
 use crate::smtp::reply::{Reply, sanitize};
-use crate::smtp::session::{Receipt, RecipientResult};
 use crate::smtp::tls::TlsInfo;
-
-/// A timed part of a session. With pipelining the stages overlap on the wire; each
-/// is timed from when the client began it until the next began (or the session
-/// ended), so the times add up to the whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Resolving the name and the TCP handshake.
-    Connect,
-    /// The TLS handshake of implicit TLS (port 465).
-    Tls,
-    Greeting,
-    /// EHLO (or HELO), both times when STARTTLS is used.
-    Ehlo,
-    /// STARTTLS and its handshake.
-    StartTls,
-    Auth,
-    /// MAIL FROM and the RCPTs.
-    Envelope,
-    /// DATA or BDAT, the message, and the reply to its end.
-    Data,
-    Rset,
-    Quit,
-}
-
-impl Phase {
-    pub fn key(self) -> &'static str {
-        match self {
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Greeting => "greeting",
-            Phase::Ehlo => "ehlo",
-            Phase::StartTls => "starttls",
-            Phase::Auth => "auth",
-            Phase::Envelope => "envelope",
-            Phase::Data => "data",
-            Phase::Rset => "rset",
-            Phase::Quit => "quit",
-        }
-    }
-}
-
-/// Time spent in each phase, added up when a phase comes again (EHLO after STARTTLS,
-/// several messages over one connection).
-#[derive(Clone, Debug, Default)]
-pub struct Timeline {
-    running: Option<(Phase, Instant)>,
-    spent: Vec<(Phase, Duration)>,
-}
-
-impl Timeline {
-    /// Ends the running phase, if any, and starts `phase`.
-    pub fn enter(&mut self, phase: Phase) {
-        self.stop();
-        self.running = Some((phase, Instant::now()));
-    }
-
-    /// Ends the running phase, if any.
-    pub fn stop(&mut self) {
-        if let Some((phase, since)) = self.running.take() {
-            self.add(phase, since.elapsed());
-        }
-    }
-
-    pub fn add(&mut self, phase: Phase, took: Duration) {
-        match self.spent.iter_mut().find(|(p, _)| *p == phase) {
-            Some((_, total)) => *total += took,
-            None => self.spent.push((phase, took)),
-        }
-    }
-
-    /// Each phase that ran, in the order first begun, with its time (the running one
-    /// counted up to now).
-    pub fn spent(&self) -> Vec<(Phase, Duration)> {
-        let mut spent = self.spent.clone();
-        if let Some((phase, since)) = self.running {
-            match spent.iter_mut().find(|(p, _)| *p == phase) {
-                Some((_, total)) => *total += since.elapsed(),
-                None => spent.push((phase, since.elapsed())),
-            }
-        }
-        spent
-    }
-
-    pub fn get(&self, phase: Phase) -> Option<Duration> {
-        self.spent()
-            .into_iter()
-            .find_map(|(p, d)| (p == phase).then_some(d))
-    }
-}
 
 /// How TLS came to be on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,30 +21,18 @@ pub enum TlsStart {
     StartTls,
 }
 
-/// What the session did, filled as it goes.
+/// What the client did (connecting, TLS) and what the session did, for `--json`.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     /// The server as configured (`host:port`).
     pub server: Option<String>,
     /// The address actually connected to.
     pub peer: Option<String>,
-    /// The text of the greeting's first line.
-    pub greeting: Option<String>,
-    /// The name the server gave in its EHLO reply.
-    pub server_name: Option<String>,
-    /// The EHLO keywords, in the server's order.
-    pub offered: Vec<String>,
     pub tls: Option<(TlsStart, TlsInfo)>,
-    /// The SASL mechanism, when AUTH was done.
-    pub auth: Option<String>,
-    /// The extensions the last transaction used (PIPELINING, CHUNKING, SIZE, ...).
-    pub used: Vec<&'static str>,
-    /// Every recipient of the last transaction the server answered, in order.
-    pub recipients: Vec<RecipientResult>,
-    /// The last message's bytes and lines, as taken from the sender (before CRLF
-    /// and dot-stuffing).
-    pub message: Option<(u64, u64)>,
+    /// The phases before the session: connecting, and implicit TLS.
     pub timeline: Timeline,
+    /// What the session recorded: greeting, EHLO, AUTH, the last transaction.
+    pub session: Record,
     /// From before connecting to after QUIT.
     pub total: Option<Duration>,
 }
@@ -144,19 +45,6 @@ impl Report {
         }
     }
 
-    /// A new transaction: what the last one did is forgotten.
-    pub fn begin_transaction(&mut self) {
-        self.used.clear();
-        self.recipients.clear();
-        self.message = None;
-    }
-
-    pub fn uses(&mut self, extension: &'static str) {
-        if !self.used.contains(&extension) {
-            self.used.push(extension);
-        }
-    }
-
     /// The extensions used: STARTTLS and AUTH for the session, then those of the
     /// transaction.
     pub fn extensions_used(&self) -> Vec<&'static str> {
@@ -164,11 +52,20 @@ impl Report {
         if matches!(self.tls, Some((TlsStart::StartTls, _))) {
             used.push("STARTTLS");
         }
-        if self.auth.is_some() {
+        if self.session.auth.is_some() {
             used.push("AUTH");
         }
-        used.extend(self.used.iter().copied());
+        used.extend(self.session.used.iter().copied());
         used
+    }
+
+    /// Each phase that ran, the client's and then the session's, with its time.
+    pub fn spent(&self) -> Vec<(Phase, Duration)> {
+        let mut all = self.timeline.clone();
+        for (phase, took) in self.session.timeline.spent() {
+            all.add(phase, took);
+        }
+        all.spent()
     }
 }
 
@@ -397,10 +294,10 @@ fn json_of(
 ) -> serde_json::Value {
     let recipients = match receipt {
         Some(r) => &r.recipients,
-        None => &report.recipients,
+        None => &report.session.recipients,
     };
     let mut timings = serde_json::Map::new();
-    for (phase, took) in report.timeline.spent() {
+    for (phase, took) in report.spent() {
         timings.insert(phase.key().into(), millis(took));
     }
     if let Some(total) = report.total {
@@ -412,8 +309,8 @@ fn json_of(
         server: ServerJson {
             address: report.server.clone(),
             peer: report.peer.clone(),
-            name: report.server_name.as_deref().map(sanitize),
-            greeting: report.greeting.as_deref().map(sanitize),
+            name: report.session.server_name.as_deref().map(sanitize),
+            greeting: report.session.greeting.as_deref().map(sanitize),
         },
         tls: report.tls.as_ref().map(|(how, info)| TlsJson {
             started: match how {
@@ -426,12 +323,13 @@ fn json_of(
             issuer: info.issuer.clone(),
             not_after: info.not_after.clone(),
         }),
-        auth: report.auth.clone(),
+        auth: report.session.auth.clone(),
         extensions: ExtensionsJson {
-            offered: report.offered.iter().map(|k| sanitize(k)).collect(),
+            offered: report.session.offered.iter().map(|k| sanitize(k)).collect(),
             used: report.extensions_used(),
         },
         message: report
+            .session
             .message
             .map(|(bytes, lines)| MessageJson { bytes, lines }),
         recipients: recipients
@@ -551,22 +449,6 @@ mod tests {
         let r = reply("550-5.1.1 <x@example.test>: no such user\n550 5.1.1 see docs");
         assert_eq!(text(&r), "<x@example.test>: no such user\nsee docs");
         assert_eq!(text(&reply("250 ok")), "ok");
-    }
-
-    #[test]
-    fn timeline_adds_up_repeated_phases() {
-        let mut t = Timeline::default();
-        t.add(Phase::Ehlo, Duration::from_millis(2));
-        t.enter(Phase::StartTls);
-        t.enter(Phase::Ehlo);
-        t.stop();
-        t.add(Phase::Ehlo, Duration::from_millis(3));
-        let spent = t.spent();
-        assert_eq!(
-            spent.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
-            [Phase::Ehlo, Phase::StartTls]
-        );
-        assert!(t.get(Phase::Ehlo).unwrap() >= Duration::from_millis(5));
     }
 
     #[test]

@@ -71,8 +71,7 @@ impl Client {
         let mut session = Session::new(connection, settings.timeouts.clone())
             .with_transcript(transcript)
             .with_chunking(settings.chunking)
-            .with_lmtp(settings.lmtp)
-            .with_report(std::mem::take(report));
+            .with_lmtp(settings.lmtp);
         if !implicit && settings.server.unix_path().is_none() {
             let limit = settings.timeouts.greeting;
             let after = silence_hint_after(limit);
@@ -81,7 +80,7 @@ impl Client {
         }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
-            session.report_mut().tls = Some((TlsStart::Implicit, info));
+            report.tls = Some((TlsStart::Implicit, info));
         }
         let ready = establish(
             &mut session,
@@ -90,15 +89,20 @@ impl Client {
             &ehlo_name,
             credentials.as_ref(),
         );
+        // A stream that is TLS now and was not at first went through STARTTLS.
+        if !implicit && let Some(info) = session.stream().tls_info() {
+            report.tls = Some((TlsStart::StartTls, info));
+        }
         match ready {
             Ok(()) => Ok(Client {
                 session,
+                report: std::mem::take(report),
                 dsn: settings.dsn.clone(),
                 needs_reset: false,
             }),
             Err(e) => {
                 session.abort();
-                *report = std::mem::take(session.report_mut());
+                report.session = session.take_record();
                 // A server that speaks implicit TLS says nothing until the client starts
                 // a handshake: a silent greeting on such a port is the likely mistake.
                 Err(match e {
@@ -253,7 +257,6 @@ pub(super) fn establish<S: Channel>(
         }
         if let Some(info) = session.stream().tls_info() {
             session.note(&format!("TLS: {info}"));
-            session.report_mut().tls = Some((TlsStart::StartTls, info));
         }
         session.ehlo(ehlo_name)?;
     }

@@ -83,6 +83,9 @@ pub fn submit_reported(
 /// messages can go over it one after the other ([`Client::send`]).
 pub struct Client {
     session: Session<Connection>,
+    /// What was done before the session (connecting, TLS); the session keeps its own
+    /// record, joined to this one in [`Client::report`] and [`Client::finish`].
+    report: Report,
     dsn: Dsn,
     /// The last transaction failed part-way: RSET before the next (RFC 5321 §4.1.1.5).
     needs_reset: bool,
@@ -133,9 +136,12 @@ impl Client {
         self.session.set_progress(progress);
     }
 
-    /// What the session has done so far.
-    pub fn report(&self) -> &Report {
-        self.session.report()
+    /// What the client and the session have done so far.
+    pub fn report(&self) -> Report {
+        Report {
+            session: self.session.record().clone(),
+            ..self.report.clone()
+        }
     }
 
     /// Ends the session with QUIT where the connection still allows it. Whatever was
@@ -147,7 +153,9 @@ impl Client {
         {
             self.session.note(&format!("QUIT failed: {e}"));
         }
-        std::mem::take(self.session.report_mut())
+        let mut report = std::mem::take(&mut self.report);
+        report.session = self.session.take_record();
+        report
     }
 }
 

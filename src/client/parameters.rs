@@ -4,15 +4,9 @@
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::message::{self, Message};
+pub use crate::smtp::session::Parameters;
 
 pub use crate::smtp::dsn::Dsn;
-
-/// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Parameters {
-    pub mail: Vec<String>,
-    pub rcpt: Vec<String>,
-}
 
 /// The parameters this message needs from a server that offers the extensions for
 /// which `offers` is true, and whose SIZE limit is `size_limit`. Checks what can be

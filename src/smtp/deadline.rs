@@ -12,7 +12,46 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::session::IoTimeout;
+/// A stream whose reads and writes can be given a time limit.
+pub trait IoTimeout {
+    /// Called before each read, which waits for the server. `timeout`, when given,
+    /// bounds this read and the later ones; `None` keeps the last bound.
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Bounds each later write.
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// The time by which the next read must be done (`None`: no deadline). Only a
+    /// stream that reads its socket more than once per read (TLS, a record at a time)
+    /// needs it: for the others the read timeout is the time left.
+    fn read_by(&mut self, _deadline: Option<Instant>) {}
+    /// As [`IoTimeout::read_by`], for the next write.
+    fn write_by(&mut self, _deadline: Option<Instant>) {}
+}
+
+impl IoTimeout for std::net::TcpStream {
+    fn prepare_read(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        prepare_read(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        std::net::TcpStream::set_write_timeout(self, Some(socket_timeout(timeout)))
+    }
+}
+
+/// Readies the socket for a wait for the server: the read timeout when `timeout` gives
+/// one, and, on Linux, an immediate ACK for what comes next.
+///
+/// SMTP is a dialogue of small writes. A server that leaves Nagle's algorithm on holds
+/// its second small write (after TLS: a session ticket, then the reply) until the first
+/// is acknowledged, and the client's delayed ACK makes that a 40 ms stall per step.
+/// Linux forgets TCP_QUICKACK after a while, so it is asked for before every wait.
+pub(crate) fn prepare_read(tcp: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(tcp).set_tcp_quickack(true)?;
+    match timeout {
+        Some(t) => tcp.set_read_timeout(Some(socket_timeout(t))),
+        None => Ok(()),
+    }
+}
 
 /// Whether a socket timeout of `set` can stand for a wanted one of `want`: a little
 /// longer, by at most 1/64 of it and never more than a second. Every change of a

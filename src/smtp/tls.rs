@@ -22,7 +22,7 @@ use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
 pub use super::deadline::Timed;
-use super::session::{IoTimeout, socket_timeout};
+use super::deadline::{IoTimeout, prepare_read, socket_timeout};
 use crate::error::{Error, Stage};
 
 /// When to use TLS.
@@ -325,22 +325,6 @@ fn has_hashed_links(dir: &Path) -> bool {
                 && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
         })
     })
-}
-
-/// Readies the socket for a wait for the server: the read timeout when `timeout` gives
-/// one, and, on Linux, an immediate ACK for what comes next.
-///
-/// SMTP is a dialogue of small writes. A server that leaves Nagle's algorithm on holds
-/// its second small write (after TLS: a session ticket, then the reply) until the first
-/// is acknowledged, and the client's delayed ACK makes that a 40 ms stall per step.
-/// Linux forgets TCP_QUICKACK after a while, so it is asked for before every wait.
-pub fn prepare_read(tcp: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    socket2::SockRef::from(tcp).set_tcp_quickack(true)?;
-    match timeout {
-        Some(t) => tcp.set_read_timeout(Some(socket_timeout(t))),
-        None => Ok(()),
-    }
 }
 
 /// Which handshake this is, for what to advise when it fails.
