@@ -64,7 +64,7 @@ pub(crate) fn send_series_on<C: Channel, S: Series>(
                     .map(|reply| Receipt { recipients, reply });
                 series.done(out, Some(result));
                 if upcoming.is_none() {
-                    session.after_quit();
+                    let _ = session.after_quit();
                     return;
                 }
             }

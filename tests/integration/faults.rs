@@ -179,6 +179,40 @@ fn a_stray_reply_before_bdat_is_out_of_step_76_not_delivered() {
     assert!(!server.received_string().contains("BDAT"));
 }
 
+/// Over PIPELINING and CHUNKING the transaction and QUIT leave in one write: a stray
+/// `250` among the replies was taken for the message's, and the `554` after it went
+/// unread: exit 0 for a refused message. Now 76, and with `--queue` the message stays.
+#[test]
+fn a_stray_reply_in_a_pipelined_bdat_transaction_is_76_and_kept() {
+    let script = || {
+        vec![
+            send(GREETING),
+            Step::Line,
+            send("250-fake.example.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"),
+            // Everything the client sends arrives; then every reply in one write.
+            Step::Silence(Duration::from_millis(300)),
+            send(
+                "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 stray\r\n554 5.7.1 message refused\r\n221 bye\r\n",
+            ),
+            Step::Silence(Duration::from_millis(300)),
+        ]
+    };
+    let server = FakeServer::start(script());
+    let user = User::new(server.addr());
+    user.compose("b@example.test", &[])
+        .assert_code(76)
+        .assert_stderr_contains("554 5.7.1 message refused");
+    assert!(server.received_string().contains("BDAT"));
+
+    let server = FakeServer::start(script());
+    let user = User::new(server.addr());
+    user.compose("b@example.test", &["--queue"])
+        .assert_success()
+        .assert_stderr_contains("queued as");
+    let listing = user.listing(false);
+    assert!(listing.contains("b@example.test"), "{listing}");
+}
+
 #[test]
 fn a_stray_reply_keeps_the_message_in_the_queue() {
     // The compose face with --queue, and the sendmail face: kept, never lost.

@@ -286,7 +286,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.timed(Phase::Quit, |s| {
             let sent = s.send_group(&[Command::Quit], Stage::Quit, s.timeouts.quit);
             if sent.is_ok() {
-                s.after_quit();
+                let _ = s.after_quit();
             }
             s.dead = true;
             sent
@@ -295,14 +295,17 @@ impl<S: Read + Write + IoTimeout> Session<S> {
 
     /// After a QUIT has gone, the session is over. A connection that failed before
     /// gets no further wait; with a transcript, a live one is given a moment to show
-    /// the goodbye, and a server that holds it back is not waited for.
-    pub(crate) fn after_quit(&mut self) {
+    /// the goodbye, and a server that holds it back is not waited for. Returns a
+    /// reply read here that is not the goodbye.
+    pub(crate) fn after_quit(&mut self) -> Option<Reply> {
         self.record.timeline.enter(Phase::Quit);
+        let mut unexpected = None;
         if !self.dead && self.transcript.is_some() {
             let wait = self.timeouts.quit.min(SHOWN_QUIT_WAIT);
             match self.read_reply(Stage::Quit, wait) {
                 Ok(reply) if reply.code != 221 => {
                     self.note(&format!("unexpected reply to QUIT: {reply}"));
+                    unexpected = Some(reply);
                 }
                 Ok(_) => {}
                 Err(Error::Timeout { .. }) => self.note(&format!(
@@ -313,6 +316,18 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             }
         }
         self.dead = true;
+        unexpected
+    }
+
+    /// A whole reply already here, after the last one due was read: the server answered
+    /// more than it was asked, so the replies read were not the ones they were taken
+    /// for. With QUIT sent, its 221 is the one reply that may be waiting.
+    pub(crate) fn unasked_reply(&self, quit_sent: bool) -> Option<Reply> {
+        match parse_reply(&self.rbuf) {
+            Ok(Some((reply, _))) if quit_sent && reply.code == 221 => None,
+            Ok(Some((reply, _))) => Some(reply),
+            _ => None,
+        }
     }
 
     /// Ends the session after a failure: QUIT if the connection is still usable, and

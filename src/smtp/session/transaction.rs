@@ -171,7 +171,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         self.send_body(message, then)?;
         let reply = self.end_of_data(&mut recipients);
         if quit {
-            self.after_quit();
+            let _ = self.after_quit();
         }
         Ok(Receipt {
             recipients,
@@ -305,8 +305,22 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         } else {
             Ok(self.end_of_data(&mut recipients))
         };
+        // Every reply here is read in turn, none checked for being in step before it
+        // (the whole transaction left at once): a stray one shifts them all, and the
+        // message's own reply is then the one left over (RFC 2920 §3.1: one reply
+        // per command, in order).
+        let mut unasked = self.unasked_reply(quit);
         if quit {
-            self.after_quit();
+            unasked = unasked.or(self.after_quit());
+        }
+        if let (Ok(_), Some(extra)) = (&ended, unasked) {
+            self.dead = true;
+            return Err(Error::Protocol {
+                stage: Stage::EndOfData,
+                detail: format!(
+                    "the server sent more replies than it was sent commands; the one left                      over: {extra}"
+                ),
+            });
         }
         if let Some(e) = mail_error {
             return Err(e);

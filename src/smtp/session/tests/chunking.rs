@@ -372,3 +372,63 @@ fn a_stray_reply_before_bdat_is_never_taken_for_its_reply() {
     assert_out_of_step(&r.result.unwrap_err());
     assert_eq!(count(r.peer.written(), b"BDAT"), 1);
 }
+
+/// Over PIPELINING and CHUNKING the whole transaction leaves at once and its replies
+/// are read in turn: a stray `250` among them was taken for the message's reply, and
+/// the server's `554` after it went unread (or showed only as "unexpected reply to
+/// QUIT"): a refused message reported delivered. The reply left over is caught.
+#[test]
+fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_one() {
+    let large = large_message();
+    let cases: [(&[u8], &str); 2] = [
+        (
+            SIMPLE_MESSAGE.as_bytes(),
+            "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 stray\r\n554 5.7.1 refused\r\n",
+        ),
+        (
+            &large,
+            "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 chunk 1\r\n250 2.0.0 stray\r\n\
+             250 2.0.0 chunk 2\r\n554 5.7.1 refused\r\n",
+        ),
+    ];
+    for (message, replies) in cases {
+        for verbose in [false, true] {
+            let script = [GREETING, EHLO_BOTH, replies, "221 bye\r\n"];
+            let transcript = verbose.then(|| Transcript::new(Box::new(SharedBuf::default())));
+            let r = last_message(
+                ScriptedPeer::new(script, AtEnd::Eof),
+                true,
+                transcript,
+                &envelope(&["b@example.test"]),
+                message,
+            );
+            let err = r.result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Protocol {
+                        stage: Stage::EndOfData,
+                        ..
+                    }
+                ),
+                "verbose {verbose}: {err:?}"
+            );
+            assert!(err.to_string().contains("554 5.7.1 refused"), "{err}");
+            assert_eq!(exit::code(&err), exit::PROTOCOL);
+        }
+    }
+    // The same transaction in step is delivered, its 221 left unread.
+    let script = [
+        GREETING,
+        EHLO_BOTH,
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n221 bye\r\n",
+    ];
+    let r = last_message(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        true,
+        None,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    );
+    assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 queued"]);
+}
