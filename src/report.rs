@@ -29,8 +29,9 @@ pub struct Report {
     /// The address actually connected to.
     pub peer: Option<String>,
     pub tls: Option<(TlsStart, TlsInfo)>,
-    /// The phases before the session: connecting, and implicit TLS.
-    pub timeline: Timeline,
+    /// The phases before the session: connecting, and implicit TLS ([`Report::spent`]
+    /// gives these and the session's together).
+    pub connecting: Timeline,
     /// What the session recorded: greeting, EHLO, AUTH, the last transaction.
     pub session: Record,
     /// From before connecting to after QUIT.
@@ -61,7 +62,7 @@ impl Report {
 
     /// Each phase that ran, the client's and then the session's, with its time.
     pub fn spent(&self) -> Vec<(Phase, Duration)> {
-        let mut all = self.timeline.clone();
+        let mut all = self.connecting.clone();
         for (phase, took) in self.session.timeline.spent() {
             all.add(phase, took);
         }
@@ -455,7 +456,7 @@ mod tests {
     fn a_refusal_shows_code_enhanced_code_and_stage() {
         let mut report = Report::for_server("mx.example.test:25");
         report
-            .timeline
+            .connecting
             .add(Phase::Connect, Duration::from_micros(1500));
         let err = Error::Refused {
             stage: Stage::EndOfData,

@@ -43,9 +43,9 @@ impl Client {
         }
         let (connection, ehlo_name, implicit) = match settings.server.unix_path() {
             Some(path) => {
-                report.timeline.enter(Phase::Connect);
+                report.connecting.enter(Phase::Connect);
                 let unix = std::os::unix::net::UnixStream::connect(path);
-                report.timeline.stop();
+                report.connecting.stop();
                 let unix = unix.map_err(|source| Error::Connect {
                     server: settings.server.to_string(),
                     source,
@@ -130,9 +130,9 @@ fn connect_tcp(
     transcript: &mut Option<Transcript>,
     report: &mut Report,
 ) -> Result<(Connection, String, bool), Error> {
-    report.timeline.enter(Phase::Connect);
+    report.connecting.enter(Phase::Connect);
     let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect);
-    report.timeline.stop();
+    report.connecting.stop();
     let tcp = tcp?;
     if let Ok(peer) = tcp.peer_addr() {
         report.peer = Some(peer.to_string());
@@ -156,9 +156,9 @@ fn connect_tcp(
             port: settings.server.port,
             timeout: settings.timeouts.greeting,
         };
-        report.timeline.enter(Phase::Tls);
+        report.connecting.enter(Phase::Tls);
         let shaken = client.handshake(tcp, Handshake::Implicit);
-        report.timeline.stop();
+        report.connecting.stop();
         shaken?
     } else {
         Connection::Plain(tcp)

@@ -394,8 +394,6 @@ mod tests {
         assert_eq!(entries(q.list().unwrap())[0].recipients, ["b@example.test"]);
     }
 
-    /// A delivered entry that cannot leave the queue (the rename fails) is marked
-    /// settled for everyone: no flush sends it again, and the next listing removes it.
     /// To a server without SMTPUTF8 the results name the ASCII form of an IDN
     /// address: the marks must find the entry's recipient all the same, or a full disk
     /// would have it sent a second copy.
@@ -415,6 +413,8 @@ mod tests {
         assert_eq!(entry.recipients, ["x@example.test"]);
     }
 
+    /// A delivered entry that cannot leave the queue (the rename fails) is marked
+    /// settled for everyone: no flush sends it again, and the next listing removes it.
     #[test]
     fn a_delivered_entry_that_cannot_be_removed_is_never_sent_again() {
         let t = TempDir::new();

@@ -6,7 +6,8 @@
 //! beginning with white space, so that unfolding (removing the CRLFs) gives the field
 //! back as it was. A line that fits is never touched.
 
-use super::message::MAX_LINE;
+/// Longest line, without its CRLF (RFC 5322 §2.1.1).
+pub const MAX_LINE: usize = 998;
 
 /// The length RFC 5322 §2.1.1 recommends, aimed at when a line is folded anyway.
 pub const TARGET: usize = 78;

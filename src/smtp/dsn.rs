@@ -63,7 +63,7 @@ pub fn envid_is_valid(envid: &str) -> bool {
 }
 
 /// xtext (RFC 3461 §4): `+`, `=` and anything outside `!`..`~` as `+XX`.
-pub fn xtext(text: &str) -> String {
+pub(crate) fn xtext(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'!'..=b'~' if b != b'+' && b != b'=' => (b as char).to_string(),

@@ -90,8 +90,7 @@ pub struct Prepared {
     pub folded: Vec<String>,
 }
 
-/// Longest line, without its CRLF (RFC 5322 §2.1.1).
-pub const MAX_LINE: usize = 998;
+pub use super::fold::MAX_LINE;
 
 /// Fields a message never carries out: their point is that recipients do not see them.
 const DROPPED: [&str; 2] = ["Bcc", "Resent-Bcc"];
