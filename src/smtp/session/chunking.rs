@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use super::message::Counted;
+use super::body::Counted;
 use super::{DATA_BUFFER, Session};
 use crate::envelope::Envelope;
 use crate::error::{Error, Stage};

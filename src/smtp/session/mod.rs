@@ -5,7 +5,8 @@
 //! Here is the core: sending commands, reading replies within their deadline, `expect`,
 //! the greeting, EHLO, STARTTLS and QUIT. The transaction strategies (lock-step,
 //! pipelined DATA, pipelined BDAT) are in `transaction`, BDAT chunks in `chunking`, the
-//! message after DATA's 354 in `message`, and the AUTH exchange in `authenticate`.
+//! message body after DATA's 354 in `body`, the AUTH exchange in `authenticate`, the
+//! `-v` dialogue in `transcript` and RFC 5321's limits in `timeouts`.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -19,8 +20,8 @@ use crate::error::{Error, Stage};
 use crate::progress::Progress;
 
 mod authenticate;
+mod body;
 mod chunking;
-mod message;
 mod timeouts;
 mod transaction;
 mod transcript;
