@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::envelope::Address;
 use crate::smtp::receipt::RecipientResult;
 use crate::smtp::reply::Reply;
 pub use crate::smtp::stage::Stage;
@@ -80,6 +81,19 @@ pub enum Error {
         list(refused)
     )]
     RefusedAfterData { refused: Vec<RecipientResult> },
+    /// Under LMTP, the replies after the data stopped part-way (RFC 2033 §4.2: one per
+    /// recipient): `cause` (a 421, a timeout, a close) came after some recipients had
+    /// theirs. `answered` holds every recipient with a verdict (refused at RCPT, or
+    /// answered after the data), `unanswered` those whose reply never came.
+    #[error(
+        "{cause}\n  the replies after the data stopped part-way:\n{}",
+        cut_short(answered, unanswered)
+    )]
+    CutShortAfterData {
+        answered: Vec<RecipientResult>,
+        unanswered: Vec<Address>,
+        cause: Box<Error>,
+    },
     /// Every recipient was refused, so no message was sent.
     #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
     NoRecipients { refused: Vec<RecipientResult> },
@@ -103,7 +117,9 @@ impl Error {
             | Error::Refused { stage, .. } => Some(*stage),
             Error::NoRecipients { .. } => Some(Stage::RcptTo),
             Error::RefusedAfterData { .. } => Some(Stage::EndOfData),
-            Error::Hint { error, .. } => error.stage(),
+            Error::Hint { error, .. } | Error::CutShortAfterData { cause: error, .. } => {
+                error.stage()
+            }
             Error::Usage(_)
             | Error::Data(_)
             | Error::NoInput { .. }
@@ -118,7 +134,9 @@ impl Error {
     pub fn reply(&self) -> Option<&Reply> {
         match self {
             Error::Refused { reply, .. } | Error::Unexpected { reply, .. } => Some(reply),
-            Error::Hint { error, .. } => error.reply(),
+            Error::Hint { error, .. } | Error::CutShortAfterData { cause: error, .. } => {
+                error.reply()
+            }
             _ => None,
         }
     }
@@ -141,6 +159,14 @@ pub fn list(refused: &[RecipientResult]) -> String {
         .map(|r| format!("  <{}>:\n{}", r.recipient, indent(&r.reply)))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The verdicts that came after the data stopped part-way, then who had none.
+fn cut_short(answered: &[RecipientResult], unanswered: &[Address]) -> String {
+    let mut lines = vec![list(answered)];
+    lines.extend(unanswered.iter().map(|a| format!("  <{a}>: no reply")));
+    lines.retain(|l| !l.is_empty());
+    lines.join("\n")
 }
 
 #[cfg(test)]

@@ -41,6 +41,16 @@ pub fn code(err: &Error) -> u8 {
         Error::NoRecipients { refused } | Error::RefusedAfterData { refused } => {
             refusals_code(refused).unwrap_or(SOFTWARE)
         }
+        // Those with no reply are to retry; a permanent refusal among the others
+        // outranks that, as it does among mixed refusals (see `refusals_code`).
+        Error::CutShortAfterData { answered, .. } => {
+            let refused: Vec<RecipientResult> =
+                answered.iter().filter(|r| !r.accepted).cloned().collect();
+            match refusals_code(&refused) {
+                Some(c @ (NOUSER | UNAVAILABLE)) => c,
+                _ => TEMPFAIL,
+            }
+        }
         Error::LocalIo { .. } => IOERR,
         Error::Hint { error, .. } => code(error),
     }

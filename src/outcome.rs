@@ -29,6 +29,22 @@ impl Outcome {
             Err(Error::NoRecipients { refused } | Error::RefusedAfterData { refused }) => {
                 Outcome::of_recipients(refused)
             }
+            Err(Error::CutShortAfterData {
+                answered,
+                unanswered,
+                cause,
+            }) => {
+                let mut outcome = Outcome::of_recipients(answered);
+                let why = cause.reply().map_or_else(|| cause.to_string(), one_line);
+                let who: Vec<String> = unanswered.iter().map(|a| format!("<{a}>")).collect();
+                let lost = format!("{}: no reply after the data: {why}", who.join(", "));
+                outcome.retry.extend(unanswered.iter().cloned());
+                outcome.retry_reason = match outcome.retry_reason.as_str() {
+                    "" => lost,
+                    before => format!("{before}; {lost}"),
+                };
+                outcome
+            }
             Err(e) => {
                 let mut outcome = Outcome::default();
                 if refuses_the_message(e) {

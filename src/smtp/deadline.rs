@@ -21,9 +21,10 @@ pub trait IoTimeout {
     fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()>;
     /// The time by which the next read must be done (`None`: no deadline). Only a
     /// stream that reads its socket more than once per read (TLS, a record at a time)
-    /// needs it: for the others the read timeout is the time left.
+    /// needs it: for the others the read timeout is the time left. It bounds whatever
+    /// that stream does on the socket for the read, writes included.
     fn read_by(&mut self, _deadline: Option<Instant>) {}
-    /// As [`IoTimeout::read_by`], for the next write.
+    /// As [`IoTimeout::read_by`], for the next write; `None` once it is over.
     fn write_by(&mut self, _deadline: Option<Instant>) {}
 }
 
@@ -167,11 +168,22 @@ impl<S: Write + IoTimeout> Write for Bounded<'_, S> {
 /// record a byte at a time would never time out. Here each call has only what is left
 /// until the deadline; once it is gone the call fails as a timed-out socket call
 /// does, without waiting.
+///
+/// The deadline is that of what the session is doing, whichever way the socket goes:
+/// OpenSSL reads during `SSL_write` (a TLS 1.2 renegotiation, TLS 1.3 post-handshake
+/// messages, RFC 8446 §4.6) and writes during `SSL_read` (answering a KeyUpdate, an
+/// alert). While a write is under way its deadline bounds both; otherwise the read's
+/// does; with neither, each call is bounded by `limit`, so no small timeout set for an
+/// earlier call is left to cut a later one short.
 #[derive(Debug)]
 pub struct Timed {
     tcp: TcpStream,
+    /// The deadline of the read the session is in, or began last.
     read_by: Option<Instant>,
+    /// The deadline of the write under way; `None` between writes.
     write_by: Option<Instant>,
+    /// The bound of a call with no deadline: the session's general limit.
+    limit: Duration,
     /// The socket's read and write timeouts now.
     read_set: Option<Duration>,
     write_set: Option<Duration>,
@@ -186,6 +198,7 @@ impl Timed {
             tcp,
             read_by: Some(by),
             write_by: Some(by),
+            limit,
             read_set: None,
             write_set: None,
         }
@@ -195,30 +208,36 @@ impl Timed {
         &self.tcp
     }
 
+    /// The deadline of the read about to begin; it bounds the writes OpenSSL makes
+    /// during it too.
     pub(crate) fn read_by(&mut self, deadline: Option<Instant>) {
         self.read_by = deadline;
     }
 
+    /// The deadline of the write about to begin, `None` once it is over (the read's
+    /// deadline is then back in force); it bounds the reads OpenSSL makes during it too.
     pub(crate) fn write_by(&mut self, deadline: Option<Instant>) {
         self.write_by = deadline;
     }
 
-    /// The socket timeout for a call due by `by`; an error once it is past.
-    fn left(by: Option<Instant>) -> io::Result<Option<Duration>> {
-        let Some(by) = by else { return Ok(None) };
+    /// The socket timeout for the next call, whichever way: what is left of the
+    /// deadline in force, or the general limit; an error once the deadline is past.
+    fn left(&self) -> io::Result<Duration> {
+        let Some(by) = self.write_by.or(self.read_by) else {
+            return Ok(self.limit);
+        };
         let left = by.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
         }
-        Ok(Some(left))
+        Ok(left)
     }
 }
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(left) = Timed::left(self.read_by)?
-            && !close_enough(self.read_set, left)
-        {
+        let left = self.left()?;
+        if !close_enough(self.read_set, left) {
             let t = socket_timeout(left);
             self.tcp.set_read_timeout(Some(t))?;
             self.read_set = Some(t);
@@ -229,9 +248,8 @@ impl Read for Timed {
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(left) = Timed::left(self.write_by)?
-            && !close_enough(self.write_set, left)
-        {
+        let left = self.left()?;
+        if !close_enough(self.write_set, left) {
             let t = socket_timeout(left);
             self.tcp.set_write_timeout(Some(t))?;
             self.write_set = Some(t);
@@ -388,6 +406,74 @@ mod tests {
         );
         assert!(got > 0 && got < 100, "{got} bytes");
         assert!(took >= limit && took < limit * 2, "took {took:?}");
+    }
+
+    /// A `Timed` over one end of a loopback connection, and the other end.
+    fn timed_pair(limit: Duration) -> (Timed, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (far, _) = listener.accept().unwrap();
+        let mut timed = Timed::new(near, limit);
+        // As after the handshake: the session gives each read and write its deadline.
+        timed.read_by(None);
+        timed.write_by(None);
+        (timed, far)
+    }
+
+    /// A deadline that has passed.
+    fn passed() -> Instant {
+        let then = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        then
+    }
+
+    #[test]
+    fn a_read_during_a_write_keeps_to_the_write_s_deadline() {
+        let (mut timed, mut far) = timed_pair(Duration::from_secs(60));
+        // The last reply was read: its deadline stays behind, and has passed.
+        timed.read_by(Some(passed()));
+        timed.write_by(Some(Instant::now() + Duration::from_secs(5)));
+        // A write that needs no read.
+        timed.write_all(b"MAIL FROM:<a@example.test>\r\n").unwrap();
+        // What OpenSSL does when SSL_write meets a renegotiation or a post-handshake
+        // message: it reads the socket, within the write's time.
+        far.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(timed.read(&mut byte).unwrap(), 1);
+        let timeout = timed.get_ref().read_timeout().unwrap().unwrap();
+        assert!(timeout > Duration::from_secs(4), "{timeout:?}");
+        // Once the write is over, the read's deadline is back.
+        timed.write_by(None);
+        far.write_all(b"y").unwrap();
+        let err = timed.read(&mut byte).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_write_during_a_read_keeps_to_the_read_s_deadline() {
+        let limit = Duration::from_secs(60);
+        let (mut timed, _far) = timed_pair(limit);
+        // A write with a few milliseconds left leaves a small SO_SNDTIMEO behind.
+        timed.write_by(Some(Instant::now() + Duration::from_millis(5)));
+        timed.write_all(b"x").unwrap();
+        timed.write_by(None);
+        // A read due in 5 s, during which OpenSSL writes (answering a KeyUpdate, or an
+        // alert): the write has the read's time, not what the last write left.
+        timed.read_by(Some(Instant::now() + Duration::from_secs(5)));
+        timed.write_all(b"y").unwrap();
+        let timeout = timed.get_ref().write_timeout().unwrap().unwrap();
+        assert!(
+            // The kernel rounds a socket timeout up to its clock's tick.
+            timeout > Duration::from_secs(4) && timeout < Duration::from_millis(5100),
+            "{timeout:?}"
+        );
+        // No deadline at all: the general limit, never a small one left over.
+        timed.write_by(Some(Instant::now() + Duration::from_millis(5)));
+        timed.write_all(b"z").unwrap();
+        timed.write_by(None);
+        timed.read_by(None);
+        timed.write_all(b"w").unwrap();
+        assert_eq!(timed.get_ref().write_timeout().unwrap(), Some(limit));
     }
 
     #[test]

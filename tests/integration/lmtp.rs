@@ -164,11 +164,24 @@ fn lmtp_over_a_unix_socket_reports_each_recipient() {
     assert_eq!(got[0].0, ["ok@example.test", "full@example.test"]);
 }
 
+/// What the scripted LMTP peer does once it has sent its replies after the data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Goes on answering, as a server does.
+    Serve,
+    /// Closes the connection, whether every recipient had its reply or not.
+    Close,
+}
+
 /// A scripted LMTP peer on a Unix socket, for exact replies after the data: it answers
 /// each command of one session in turn (no PIPELINING, so outbox goes in lockstep) and
 /// after the message sends `after_data`, one reply per accepted recipient (RFC 2033
-/// §4.2). The thread returns what the client sent.
-fn scripted_lmtp(path: &Path, after_data: &'static str) -> std::thread::JoinHandle<String> {
+/// §4.2), then does as `then` says. The thread returns what the client sent.
+fn scripted_lmtp(
+    path: &Path,
+    after_data: &'static str,
+    then: Then,
+) -> std::thread::JoinHandle<String> {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::os::unix::net::UnixListener::bind(path).expect("bind the LMTP socket");
     std::thread::spawn(move || {
@@ -212,7 +225,7 @@ fn scripted_lmtp(path: &Path, after_data: &'static str) -> std::thread::JoinHand
                 }
                 _ => "500 5.5.1 what\r\n",
             };
-            if out.write_all(reply.as_bytes()).is_err() {
+            if out.write_all(reply.as_bytes()).is_err() || (verb == "DATA" && then == Then::Close) {
                 return got;
             }
         }
@@ -222,9 +235,19 @@ fn scripted_lmtp(path: &Path, after_data: &'static str) -> std::thread::JoinHand
 /// One submission to ok@ and full@ against the scripted peer; `--queue` with a queue
 /// of the environment's own. Returns the result and what the peer received.
 fn send_scripted(env: &TestEnv, after_data: &'static str, queue: bool) -> (Output, String) {
+    send_scripted_then(env, after_data, Then::Serve, queue)
+}
+
+/// As [`send_scripted`], the peer doing as `then` says after its replies to the data.
+fn send_scripted_then(
+    env: &TestEnv,
+    after_data: &'static str,
+    then: Then,
+    queue: bool,
+) -> (Output, String) {
     let dir = TempDir::new("outbox-lmtp-fake");
     let socket = dir.join("lmtp.sock");
-    let peer = scripted_lmtp(&socket, after_data);
+    let peer = scripted_lmtp(&socket, after_data, then);
     let mut cmd = env.cmd();
     cmd.env("OUTBOX_QUEUE_DIR", env.root().join("queue"))
         .args(["--lmtp", "--timeout", "10", "--server"])
@@ -297,4 +320,42 @@ fn lmtp_552_after_data_is_permanent() {
         false,
     );
     out.assert_code(75);
+}
+
+/// RFC 2033 §4.2: ok@ had its 250 after the data, then the connection closed before
+/// full@'s reply. ok@ has the message and must not get it again: with `--queue` only
+/// full@ waits in the queue, with why; without it, exit 75.
+#[test]
+fn lmtp_reply_lost_after_the_data_retries_only_the_unanswered() {
+    const HALF: &str = "250 2.0.0 <ok@example.test> delivered\r\n";
+    let env = TestEnv::new();
+    let (out, _) = send_scripted_then(&env, HALF, Then::Close, true);
+    out.assert_code(0);
+    let queue = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("OUTBOX_QUEUE_DIR", env.root().join("queue"))
+            .arg("queue")
+            .args(args);
+        cmd.run()
+    };
+    let listed = queue(&["list"]);
+    listed.assert_success();
+    let listing = listed.stdout_str();
+    assert!(
+        listing.contains("to: full@example.test\n"),
+        "{}",
+        listed.report()
+    );
+    assert!(!listing.contains("ok@example.test"), "{}", listed.report());
+    assert!(
+        listing.contains("no reply after the data"),
+        "{}",
+        listed.report()
+    );
+
+    let (out, got) = send_scripted_then(&env, HALF, Then::Close, false);
+    out.assert_code(75)
+        .assert_stderr_contains("closed the connection")
+        .assert_stderr_contains("<full@example.test>: no reply");
+    assert!(got.contains("\r\n\r\nto a full mailbox\r\n.\r\n"), "{got}");
 }

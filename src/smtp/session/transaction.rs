@@ -354,12 +354,22 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
             return self.expect(Stage::EndOfData, reply, &[250], "250");
         }
+        let due: Vec<usize> = (0..recipients.len())
+            .filter(|&i| recipients[i].accepted)
+            .collect();
         let mut first_ok = None;
-        for r in recipients.iter_mut().filter(|r| r.accepted) {
-            let reply = self.read_reply(Stage::EndOfData, self.timeouts.data_end)?;
-            if reply.code == 421 {
-                return Err(self.refused(Stage::EndOfData, reply));
-            }
+        for (k, &i) in due.iter().enumerate() {
+            let reply = match self.read_reply(Stage::EndOfData, self.timeouts.data_end) {
+                Ok(reply) if reply.code == 421 => Err(self.refused(Stage::EndOfData, reply)),
+                read => read,
+            };
+            let reply = match reply {
+                Ok(reply) => reply,
+                // Nobody has had a reply yet: nobody has the message.
+                Err(cause) if k == 0 => return Err(cause),
+                Err(cause) => return Err(cut_short(recipients, i, cause)),
+            };
+            let r = &mut recipients[i];
             r.accepted = reply.code == 250;
             r.stage = Stage::EndOfData;
             if r.accepted && first_ok.is_none() {
@@ -423,5 +433,23 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         };
         self.record.recipients.push(result.clone());
         Ok(result)
+    }
+}
+
+/// The error for LMTP replies after the data that stopped (a 421, a timeout, a
+/// close) before the reply for `recipients[from]`: the recipients from there on that
+/// were accepted at RCPT had no answer; every other one has its verdict.
+fn cut_short(recipients: &[RecipientResult], from: usize, cause: Error) -> Error {
+    let (unanswered, answered): (Vec<_>, Vec<_>) = recipients
+        .iter()
+        .enumerate()
+        .partition(|&(i, r)| i >= from && r.accepted);
+    Error::CutShortAfterData {
+        answered: answered.into_iter().map(|(_, r)| r.clone()).collect(),
+        unanswered: unanswered
+            .into_iter()
+            .map(|(_, r)| r.recipient.clone())
+            .collect(),
+        cause: Box::new(cause),
     }
 }

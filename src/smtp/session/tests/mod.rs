@@ -19,6 +19,7 @@ use crate::smtp::tls::{Channel, TlsClient, TlsMode};
 
 mod chunking;
 mod ending;
+mod lmtp_partial;
 mod lockstep;
 mod pipelining;
 mod report;
