@@ -18,11 +18,7 @@ fn read_after_last_write(peer: &ScriptedPeer) -> bool {
 fn the_reply_to_quit_is_not_waited_for() {
     // A server that never says goodbye: a read after QUIT would wait out the whole quit
     // timeout on a real socket (here it would fail at once as timed out).
-    let r = run(
-        ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout));
     r.result.unwrap();
     r.quit.unwrap().unwrap();
     assert_eq!(show(r.peer.written()), CMDS.concat());
@@ -106,11 +102,7 @@ fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
     // Lock-step.
     let mut script: Vec<&str> = REPLIES[..4].to_vec();
     script.extend([stray, refusal]);
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
     assert_out_of_step(&r.result.unwrap_err());
     // Not a byte of the message, and no QUIT: the server is out of step.
     assert_eq!(show(r.peer.written()), CMDS[..4].concat());
@@ -118,13 +110,7 @@ fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
     // Pipelined, with QUIT announced.
     let group = format!("250 2.1.0 ok\r\n250 2.1.5 ok\r\n{stray}");
     let script = [GREETING, EHLO_PIPELINING, group.as_str(), refusal];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE_MESSAGE.as_bytes());
     assert_out_of_step(&r.result.unwrap_err());
     assert_eq!(writes(&r.peer), [SEND_EHLO, &format!("{MAIL_B}DATA\r\n")]);
     assert!(!r.usable);

@@ -434,16 +434,80 @@ fn run(peer: ScriptedPeer, envelope: &Envelope, message: &[u8]) -> Run {
     run_with(peer, Timeouts::default(), None, envelope, message)
 }
 
+/// `run` of the plain message to b over `peer`: the shape most lock-step tests share.
+fn run_simple(peer: ScriptedPeer) -> Run {
+    run(
+        peer,
+        &envelope(&["b@example.test"]),
+        SIMPLE_MESSAGE.as_bytes(),
+    )
+}
+
 /// A one-recipient session whose server answers the first `k` stages as usual, then
 /// sends `then` (if any) and behaves as `at_end`.
 fn failing_at(k: usize, then: Option<&str>, at_end: AtEnd) -> Run {
     let mut turns: Vec<&str> = REPLIES[..k].to_vec();
     turns.extend(then);
-    run(
-        ScriptedPeer::new(turns, at_end),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    )
+    run_simple(ScriptedPeer::new(turns, at_end))
+}
+
+/// A session over `script` (ending in EOF) with the default timeouts, not yet greeted.
+fn session(script: &[&str]) -> Session<ScriptedPeer> {
+    Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
+}
+
+/// `session` after its greeting and EHLO, both expected to succeed.
+fn greeted(mut session: Session<ScriptedPeer>) -> Session<ScriptedPeer> {
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session
+}
+
+/// A transcript writing into a buffer the test can read afterwards.
+fn transcript() -> (SharedBuf, Option<Transcript>) {
+    let buf = SharedBuf::default();
+    let transcript = Transcript::new(Box::new(buf.clone()));
+    (buf, Some(transcript))
+}
+
+impl SharedBuf {
+    /// What has been written so far, as text.
+    fn text(&self) -> String {
+        show(&self.0.lock().unwrap())
+    }
+}
+
+/// The error refuses at `stage` with `code`.
+#[track_caller]
+fn assert_refused(err: &Error, stage: Stage, code: u16) {
+    assert!(
+        matches!(err, Error::Refused { stage: s, reply } if *s == stage && reply.code == code),
+        "want {code} at {stage}: {err:?}"
+    );
+}
+
+/// Every recipient was refused, each with its code.
+#[track_caller]
+fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
+    match err {
+        Error::NoRecipients { refused } => {
+            let got: Vec<_> = refused
+                .iter()
+                .map(|f| (f.recipient.as_str(), f.reply.code))
+                .collect();
+            assert_eq!(got, want);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The error is a protocol error at `stage`.
+#[track_caller]
+fn assert_protocol(err: &Error, stage: Stage) {
+    assert!(
+        matches!(err, Error::Protocol { stage: s, .. } if *s == stage),
+        "want a protocol error at {stage}: {err:?}"
+    );
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -532,6 +596,13 @@ fn last_message(
         usable,
         peer: session.into_inner(),
     }
+}
+
+/// `last_message` over a script that ends in EOF, with CHUNKING used where offered and
+/// no transcript: the shape most pipelining and chunking tests share.
+fn last(script: &[&str], to: &[&str], message: &[u8]) -> Last {
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    last_message(peer, true, None, &envelope(to), message)
 }
 
 /// How often the client waited for the server after its greeting: reads that follow

@@ -52,20 +52,6 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
     }
 }
 
-#[track_caller]
-fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
-    match err {
-        Error::NoRecipients { refused } => {
-            let got: Vec<_> = refused
-                .iter()
-                .map(|f| (f.recipient.as_str(), f.reply.code))
-                .collect();
-            assert_eq!(got, want);
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
 /// What a pipelined transaction that stood no chance must come to.
 enum Refusal {
     /// The sender refused at this stage with this code.
@@ -170,13 +156,7 @@ fn pipelined_bdat_every_recipient_refused() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n550 5.1.1 no b\r\n554 5.5.1 no valid recipients\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE_MESSAGE.as_bytes());
     let err = r.result.unwrap_err();
     assert_no_recipients(&err, &[("b@example.test", 550)]);
     assert_eq!(r.peer.unread(), 0);
@@ -192,11 +172,9 @@ fn pipelined_one_refused_recipient_of_two() {
         "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n354 go\r\n",
         "250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
+    let r = last(
+        &script,
+        &["b@example.test", "c@example.test"],
         SIMPLE_MESSAGE.as_bytes(),
     );
     let receipt = r.result.unwrap();
@@ -222,11 +200,9 @@ fn pipelined_one_refused_recipient_of_two() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.1 busy\r\n250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
+    let r = last(
+        &script,
+        &["b@example.test", "c@example.test"],
         SIMPLE_MESSAGE.as_bytes(),
     );
     let receipt = r.result.unwrap();
@@ -254,11 +230,9 @@ fn pipelined_421_to_a_recipient_ends_it_all() {
         EHLO_PIPELINING,
         "250 2.1.0 ok\r\n421 4.3.2 shutting down\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
+    let r = last(
+        &script,
+        &["b@example.test", "c@example.test"],
         SIMPLE_MESSAGE.as_bytes(),
     );
     let err = r.result.unwrap_err();
@@ -284,13 +258,7 @@ fn end_of_data_refused_with_quit_pipelined_still_reads_the_goodbye() {
         "250 ok\r\n250 ok\r\n354 go\r\n",
         "451 4.3.0 try again later\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE_MESSAGE.as_bytes());
     let err = r.result.unwrap_err();
     assert!(
         matches!(&err, Error::Refused { stage: Stage::EndOfData, reply } if reply.code == 451),

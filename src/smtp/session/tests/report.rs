@@ -217,13 +217,7 @@ fn progress_is_told_of_every_chunk_with_bdat_and_the_wire_is_unchanged() {
         .iter()
         .map(|w| w.to_vec())
         .collect::<Vec<_>>();
-    let without = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        &message,
-    );
+    let without = last(&script, &["b@example.test"], &message);
     assert_eq!(with, without.peer.writes());
 }
 
