@@ -182,7 +182,7 @@ fn no_chunking_uses_data_where_bdat_is_offered() {
         false,
         None,
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     r.result.unwrap();
     assert_eq!(
@@ -204,7 +204,7 @@ fn bdat_refused_after_the_data_is_unavailable() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n554 5.6.0 content rejected\r\n221 bye\r\n",
     ];
-    let r = last(&script, &["b@example.test"], SIMPLE_MESSAGE.as_bytes());
+    let r = last(&script, &["b@example.test"], SIMPLE);
     let err = r.result.unwrap_err();
     assert_refused(&err, Stage::EndOfData, 554);
     assert_eq!(err.reply().unwrap().lines, ["5.6.0 content rejected"]);
@@ -225,7 +225,7 @@ fn bdat_refused_after_the_data_is_unavailable() {
 
 #[test]
 fn transcript_of_a_pipelined_bdat_session() {
-    let (buf, transcript) = transcript();
+    let (buf, transcript) = transcript_to_buf();
     let message = "Subject: secret\r\n\r\nbody\n";
     let wire_len = crlf(message.as_bytes()).len();
     let script = [
@@ -293,11 +293,7 @@ fn a_stray_reply_before_bdat_is_never_taken_for_its_reply() {
     // reply, BDAT commands sent).
     let large = large_message();
     let cases: [(&[u8], &[&str], usize); 2] = [
-        (
-            SIMPLE_MESSAGE.as_bytes(),
-            &["250 2.1.5 ok\r\n250 2.0.0 stray\r\n"],
-            0,
-        ),
+        (SIMPLE, &["250 2.1.5 ok\r\n250 2.0.0 stray\r\n"], 0),
         (
             &large,
             &[
@@ -330,7 +326,7 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
     let large = large_message();
     let cases: [(&[u8], &str); 2] = [
         (
-            SIMPLE_MESSAGE.as_bytes(),
+            SIMPLE,
             "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 stray\r\n554 5.7.1 refused\r\n",
         ),
         (
@@ -372,6 +368,6 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last(&script, &["b@example.test"], SIMPLE_MESSAGE.as_bytes());
+    let r = last(&script, &["b@example.test"], SIMPLE);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 queued"]);
 }

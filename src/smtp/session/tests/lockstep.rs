@@ -29,7 +29,7 @@ fn happy_path_transcript_byte_for_byte() {
     for chunk in [ALL_AT_ONCE, 1, 3] {
         let r = run(
             ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
-            &envelope(&["b@example.test", "c@example.test"]),
+            &envelope(&B_C),
             message,
         );
         assert_eq!(show(r.peer.written()), expected, "chunk {chunk}");
@@ -122,7 +122,7 @@ fn rfc_5321_timeouts_apply_per_stage() {
         Timeouts::uniform(t),
         None,
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     assert!(r.result.is_ok());
     let set = r.peer.timeouts();
@@ -170,7 +170,7 @@ fn helo_when_ehlo_is_refused() {
             AtEnd::Eof,
         ),
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     assert_refused(r.result.as_ref().unwrap_err(), Stage::Helo, 550);
     assert_eq!(
@@ -258,7 +258,7 @@ fn one_refused_recipient_of_three() {
     let r = run(
         ScriptedPeer::new(script, AtEnd::Eof),
         &envelope(&["b@example.test", "c@example.test", "d@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     let receipt = r.result.unwrap();
     let accepted: Vec<_> = receipt
@@ -305,8 +305,8 @@ fn every_recipient_refused_sends_no_data() {
     ];
     let r = run(
         ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        &envelope(&B_C),
+        SIMPLE,
     );
     let err = r.result.unwrap_err();
     assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 450)]);
@@ -471,7 +471,7 @@ fn a_reply_sent_before_its_command_is_refused() {
 
 #[test]
 fn transcript_shows_commands_replies_and_a_message_summary() {
-    let (buf, transcript) = transcript();
+    let (buf, transcript) = transcript_to_buf();
     let script = [
         "220 mx\x1b[31m ready\x07\r\n",
         "250-mx.example.test\r\n250 8BITMIME\r\n",
@@ -521,7 +521,7 @@ fn transcript_shows_commands_replies_and_a_message_summary() {
 #[test]
 fn a_write_failure_during_the_message_is_a_network_error() {
     let before = CMDS[..4].concat().len();
-    let small = SIMPLE_MESSAGE.as_bytes().to_vec();
+    let small = SIMPLE.to_vec();
     let large = format!("{}\r\n", "m".repeat(98)).repeat(3000).into_bytes();
     for (what, message) in [("small", &small), ("large", &large)] {
         for kind in [io::ErrorKind::BrokenPipe, io::ErrorKind::WouldBlock] {
@@ -562,7 +562,7 @@ fn a_write_failure_during_the_message_is_a_network_error() {
         ScriptedPeer::new(&REPLIES[..2], AtEnd::Eof)
             .fail_writes_after(CMDS[0].len(), io::ErrorKind::BrokenPipe),
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     let err = r.result.unwrap_err();
     assert!(

@@ -327,6 +327,10 @@ const EHLO_REPLY: &str = "250-mx.example.test greets client.example.test\r\n\
                           250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
 const HELLO: &str = "220 mx.example.test ESMTP\r\n";
 const SIMPLE_MESSAGE: &str = "Subject: hi\r\n\r\nhello\r\n";
+/// `SIMPLE_MESSAGE` as the message source takes it.
+const SIMPLE: &[u8] = SIMPLE_MESSAGE.as_bytes();
+/// The two recipients of most multi-recipient cases.
+const B_C: [&str; 2] = ["b@example.test", "c@example.test"];
 const SIMPLE_WIRE: &str = "Subject: hi\r\n\r\nhello\r\n.\r\n";
 
 fn addr(s: &str) -> Address {
@@ -436,11 +440,7 @@ fn run(peer: ScriptedPeer, envelope: &Envelope, message: &[u8]) -> Run {
 
 /// `run` of the plain message to b over `peer`: the shape most lock-step tests share.
 fn run_simple(peer: ScriptedPeer) -> Run {
-    run(
-        peer,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    )
+    run(peer, &envelope(&["b@example.test"]), SIMPLE)
 }
 
 /// A one-recipient session whose server answers the first `k` stages as usual, then
@@ -464,7 +464,7 @@ fn greeted(mut session: Session<ScriptedPeer>) -> Session<ScriptedPeer> {
 }
 
 /// A transcript writing into a buffer the test can read afterwards.
-fn transcript() -> (SharedBuf, Option<Transcript>) {
+fn transcript_to_buf() -> (SharedBuf, Option<Transcript>) {
     let buf = SharedBuf::default();
     let transcript = Transcript::new(Box::new(buf.clone()));
     (buf, Some(transcript))

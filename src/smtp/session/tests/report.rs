@@ -73,7 +73,7 @@ fn the_report_says_what_was_used_each_recipient_and_each_stage() {
     let (session, _, result) = reported(
         &script,
         true,
-        &["b@example.test", "c@example.test"],
+        &B_C,
         "Subject: x\r\n\r\nGrüße\r\n".as_bytes(),
         None,
     );
@@ -132,7 +132,7 @@ fn a_refused_transaction_keeps_the_recipients_in_the_report() {
         &script,
         true,
         &["b@example.test"],
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
         Some(SIMPLE_MESSAGE.len() as u64),
     );
     let err = result.unwrap_err();
@@ -260,11 +260,7 @@ fn lmtp_refusals_after_the_data_are_not_nothing_sent() {
     session.greeting().unwrap();
     session.ehlo(EHLO_NAME).unwrap();
     let err = session
-        .transaction(
-            &envelope(&["b@example.test", "c@example.test"]),
-            &[],
-            &mut SIMPLE_MESSAGE.as_bytes(),
-        )
+        .transaction(&envelope(&B_C), &[], &mut SIMPLE_MESSAGE.as_bytes())
         .unwrap_err();
     match &err {
         Error::RefusedAfterData { refused } => {

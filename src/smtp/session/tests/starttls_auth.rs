@@ -256,7 +256,7 @@ fn policy_run(
         secret: Secret::new("pencil-42".into()),
     });
     let mut session = Session::new(peer, Timeouts::default());
-    let message = Message::from_bytes(SIMPLE_MESSAGE.as_bytes().to_vec());
+    let message = Message::from_bytes(SIMPLE.to_vec());
     let result = crate::deliver(
         &mut session,
         &settings,
