@@ -387,6 +387,17 @@ struct Run {
     peer: ScriptedPeer,
 }
 
+/// The MAIL parameters the client would give `message` after this session's EHLO.
+fn parameters(
+    session: &Session<ScriptedPeer>,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<crate::Parameters, Error> {
+    let caps = session.capabilities();
+    let (offers, limit) = (|k: &str| caps.has(k), caps.size_limit().flatten());
+    crate::parameters(offers, limit, envelope, message, &crate::Dsn::default())
+}
+
 /// What `deliver` in lib.rs does on a connection without TLS or AUTH.
 fn plain_delivery(
     session: &mut Session<ScriptedPeer>,
@@ -395,14 +406,7 @@ fn plain_delivery(
 ) -> Result<Receipt, Error> {
     session.greeting()?;
     session.ehlo(EHLO_NAME)?;
-    let caps = session.capabilities();
-    let params = crate::parameters(
-        |k| caps.has(k),
-        caps.size_limit().flatten(),
-        envelope,
-        message,
-        &crate::Dsn::default(),
-    )?;
+    let params = parameters(session, envelope, message)?;
     session.transaction_with(envelope, &params, &mut message.reader())
 }
 
@@ -572,16 +576,8 @@ fn last_message(
     session.greeting().unwrap();
     session.ehlo(EHLO_NAME).unwrap();
     session.quit_after_next();
-    let caps = session.capabilities();
     let message = Message::from_bytes(message.to_vec());
-    let params = crate::parameters(
-        |k| caps.has(k),
-        caps.size_limit().flatten(),
-        envelope,
-        &message,
-        &crate::Dsn::default(),
-    )
-    .unwrap();
+    let params = parameters(&session, envelope, &message).unwrap();
     let result = session.transaction_with(envelope, &params, &mut message.reader());
     let usable = session.is_usable();
     match &result {

@@ -53,9 +53,7 @@ impl crate::Series for Batch {
 
 /// Greets, says EHLO, then sends `batch` as a series.
 fn run_series(script: &[&str], batch: &mut Batch) -> ScriptedPeer {
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(script));
     assert!(session.pipelines_data());
     crate::send_series_on(&mut session, &crate::Dsn::default(), batch);
     assert!(!session.is_usable(), "the series ends the session");
