@@ -45,11 +45,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
         "250 2.0.0 queued as L1\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        message,
-    );
+    let r = run_script(&script, &["b@example.test"], message);
     let receipt = r.result.unwrap();
     assert_eq!(receipt.reply.lines, ["2.0.0 queued as L1"]);
     r.quit.unwrap().unwrap();
@@ -153,11 +149,7 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
         "250 2.0.0 all queued as L3\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        &message,
-    );
+    let r = run_script(&script, &["b@example.test"], &message);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as L3"]);
     assert_goodbye_unread(&r.peer, "221 bye\r\n");
     let wire = r.peer.written();
@@ -307,11 +299,7 @@ fn a_stray_reply_before_bdat_is_never_taken_for_its_reply() {
         let mut script = vec![GREETING, EHLO_CHUNKING, "250 2.1.0 ok\r\n"];
         script.extend(turns);
         script.push("554 5.7.1 message refused\r\n");
-        let r = run(
-            ScriptedPeer::new(script, AtEnd::Eof),
-            &envelope(&["b@example.test"]),
-            message,
-        );
+        let r = run_script(&script, &["b@example.test"], message);
         assert_out_of_step(&r.result.unwrap_err());
         assert_eq!(count(r.peer.written(), b"BDAT"), bdats);
     }

@@ -37,15 +37,8 @@ fn happy_path_transcript_byte_for_byte() {
         assert_goodbye_unread(&r.peer, "221 2.0.0 bye\r\n");
 
         let receipt = r.result.unwrap();
-        let got: Vec<_> = receipt
-            .recipients
-            .iter()
-            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
-            .collect();
-        assert_eq!(
-            got,
-            [("b@example.test", true, 250), ("c@example.test", true, 251)]
-        );
+        let want = [("b@example.test", true, 250), ("c@example.test", true, 251)];
+        assert_eq!(outcomes(&receipt), want);
         assert_eq!(
             receipt.recipients[1].reply.lines,
             ["2.1.5 c is not local; will forward"]
@@ -219,27 +212,21 @@ fn a_closed_connection_at_any_stage_ends_the_session_without_quit() {
 
 #[test]
 fn a_silent_server_times_out() {
-    // Nothing at all: no greeting.
-    let r = failing_at(0, None, AtEnd::Timeout);
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { stage: Stage::Greeting, after } if after == minutes(5)),
-        "{err:?}"
-    );
-    assert_eq!(exit::code(&err), 75);
-    assert!(r.peer.written().is_empty());
-
-    // No reply to the final dot.
-    let r = failing_at(5, None, AtEnd::Timeout);
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { stage: Stage::EndOfData, after } if after == minutes(10)),
-        "{err:?}"
-    );
-    assert_eq!(exit::code(&err), 75);
-    // The message went out whole; no QUIT follows (it would be read as more data by a
-    // server that is merely slow, and waiting for its reply would cost another timeout).
-    assert_eq!(show(r.peer.written()), CMDS[..5].concat());
+    // Nothing at all: no greeting. Or no reply to the final dot: the message went out
+    // whole; no QUIT follows (it would be read as more data by a server that is merely
+    // slow, and waiting for its reply would cost another timeout). (Stages answered,
+    // the stage that timed out, its limit in minutes.)
+    for (k, stage, limit) in [(0, Stage::Greeting, 5), (5, Stage::EndOfData, 10)] {
+        let r = failing_at(k, None, AtEnd::Timeout);
+        let err = r.result.unwrap_err();
+        let want = (stage, minutes(limit));
+        assert!(
+            matches!(err, Error::Timeout { stage, after } if (stage, after) == want),
+            "{err:?}"
+        );
+        assert_eq!(exit::code(&err), 75);
+        assert_eq!(show(r.peer.written()), CMDS[..k].concat());
+    }
 }
 
 #[test]
@@ -255,9 +242,9 @@ fn one_refused_recipient_of_three() {
         "250 2.0.0 queued\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test", "d@example.test"]),
+    let r = run_script(
+        &script,
+        &["b@example.test", "c@example.test", "d@example.test"],
         SIMPLE,
     );
     let receipt = r.result.unwrap();
@@ -303,11 +290,7 @@ fn every_recipient_refused_sends_no_data() {
         "450 4.2.1 mailbox busy\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&B_C),
-        SIMPLE,
-    );
+    let r = run_script(&script, &B_C, SIMPLE);
     let err = r.result.unwrap_err();
     assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 450)]);
     // Permanent outranks temporary.
@@ -419,11 +402,7 @@ fn a_small_message_leaves_in_one_write_and_each_command_in_one() {
     let body = line.repeat(1000);
     let wire = format!("{body}.\r\n");
     assert!(wire.len() < 64 * 1024);
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        body.as_bytes(),
-    );
+    let r = run_script(&REPLIES, &["b@example.test"], body.as_bytes());
     assert!(r.result.is_ok());
     let writes: Vec<String> = r.peer.writes().into_iter().map(show).collect();
     let mut expected: Vec<String> = CMDS.iter().map(|c| c.to_string()).collect();
@@ -437,11 +416,7 @@ fn a_large_message_leaves_in_buffer_sized_writes() {
     let line = format!("{}\r\n", "m".repeat(98));
     let body = line.repeat(3000); // 300 KB
     let wire = format!("{body}.\r\n");
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        body.as_bytes(),
-    );
+    let r = run_script(&REPLIES, &["b@example.test"], body.as_bytes());
     assert!(r.result.is_ok());
     let writes = r.peer.writes();
     let message_writes = &writes[4..writes.len() - 1];

@@ -442,6 +442,15 @@ fn run(peer: ScriptedPeer, envelope: &Envelope, message: &[u8]) -> Run {
     run_with(peer, Timeouts::default(), None, envelope, message)
 }
 
+/// `run` over a script that ends in EOF.
+fn run_script(script: &[&str], to: &[&str], message: &[u8]) -> Run {
+    run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(to),
+        message,
+    )
+}
+
 /// `run` of the plain message to b over `peer`: the shape most lock-step tests share.
 fn run_simple(peer: ScriptedPeer) -> Run {
     run(peer, &envelope(&["b@example.test"]), SIMPLE)
@@ -479,6 +488,14 @@ impl SharedBuf {
     fn text(&self) -> String {
         show(&self.0.lock().unwrap())
     }
+}
+
+/// Each recipient of a receipt: accepted or not, with the code of its reply.
+fn outcomes(receipt: &Receipt) -> Vec<(&str, bool, u16)> {
+    let outcomes = receipt.recipients.iter();
+    outcomes
+        .map(|r| (r.recipient.as_str(), r.accepted, r.reply.code))
+        .collect()
 }
 
 /// The error refuses at `stage` with `code`.

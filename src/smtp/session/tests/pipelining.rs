@@ -30,15 +30,8 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
             "chunk {chunk}"
         );
         let receipt = r.result.unwrap();
-        let got: Vec<_> = receipt
-            .recipients
-            .iter()
-            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
-            .collect();
-        assert_eq!(
-            got,
-            [("b@example.test", true, 250), ("c@example.test", true, 251)]
-        );
+        let want = [("b@example.test", true, 250), ("c@example.test", true, 251)];
+        assert_eq!(outcomes(&receipt), want);
         assert_eq!(receipt.reply.code, 250);
         assert_eq!(receipt.reply.lines, ["2.0.0 queued as P1"]);
         assert!(receipt.refused().is_empty());
@@ -119,11 +112,7 @@ fn pipelined_refusals_read_every_reply_and_send_no_message() {
         let mut script = vec![GREETING, EHLO_PIPELINING];
         script.extend(case.turns);
         script.push("221 bye\r\n");
-        let r = run(
-            ScriptedPeer::new(script, AtEnd::Eof),
-            &envelope(&B_C),
-            SIMPLE,
-        );
+        let r = run_script(&script, &B_C, SIMPLE);
         let err = r.result.unwrap_err();
         match case.want {
             Refusal::At(stage, code) => assert_refused(&err, stage, code),
