@@ -21,7 +21,7 @@ fn pipelining_and_chunking_send_envelope_bdat_message_and_quit_in_one_write() {
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!("{MAIL_B}BDAT {} LAST\r\n{}{QUIT}", wire.len(), show(wire)),
+            format!("{MAIL_B}{}{QUIT}", bdat_last(wire)),
         ]
     );
     // No dot-stuffing and no terminating dot under BDAT.
@@ -55,7 +55,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
             SEND_EHLO.to_owned(),
             "MAIL FROM:<a@example.test>\r\n".to_owned(),
             "RCPT TO:<b@example.test>\r\n".to_owned(),
-            format!("BDAT {} LAST\r\n{}", wire.len(), show(&wire)),
+            bdat_last(&wire),
             QUIT.to_owned(),
         ]
     );
@@ -169,13 +169,8 @@ fn no_chunking_uses_data_where_bdat_is_offered() {
         "250 ok\r\n250 ok\r\n354 go\r\n",
         "250 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        false,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE,
-    );
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let r = last_message(peer, false, None, &envelope(&["b@example.test"]), SIMPLE);
     r.result.unwrap();
     assert_eq!(
         writes(&r.peer),
@@ -205,10 +200,7 @@ fn bdat_refused_after_the_data_is_unavailable() {
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!(
-                "{MAIL_B}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
-                SIMPLE_MESSAGE.len()
-            ),
+            format!("{MAIL_B}{}{QUIT}", bdat_last(SIMPLE)),
         ]
     );
     assert_eq!(r.peer.unread(), 0, "the 221 was read");
@@ -327,14 +319,11 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
         for verbose in [false, true] {
             let script = [GREETING, EHLO_BOTH, replies, "221 bye\r\n"];
             let transcript = verbose.then(|| Transcript::new(Box::new(SharedBuf::default())));
-            let peer = ScriptedPeer::new(script, AtEnd::Eof);
-            let r = last_message(
-                peer,
-                true,
-                transcript,
-                &envelope(&["b@example.test"]),
-                message,
+            let (peer, to) = (
+                ScriptedPeer::new(script, AtEnd::Eof),
+                envelope(&["b@example.test"]),
             );
+            let r = last_message(peer, true, transcript, &to, message);
             let err = r.result.unwrap_err();
             assert!(
                 matches!(

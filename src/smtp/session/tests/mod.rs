@@ -677,6 +677,11 @@ fn crlf(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `message` (already in CRLF lines) as one BDAT chunk marked LAST.
+fn bdat_last(message: &[u8]) -> String {
+    format!("BDAT {} LAST\r\n{}", message.len(), show(message))
+}
+
 /// A BDAT chunk as sent: declared size, LAST or not, the bytes.
 type Chunk = (usize, bool, Vec<u8>);
 

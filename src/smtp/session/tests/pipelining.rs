@@ -13,13 +13,8 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
         "221 2.0.0 bye\r\n",
     ];
     for chunk in [ALL_AT_ONCE, 1, 5] {
-        let r = last_message(
-            ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
-            true,
-            None,
-            &envelope(&B_C),
-            SIMPLE,
-        );
+        let peer = ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk);
+        let r = last_message(peer, true, None, &envelope(&B_C), SIMPLE);
         assert_eq!(
             writes(&r.peer),
             [
@@ -192,10 +187,7 @@ fn pipelined_one_refused_recipient_of_two() {
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!(
-                "{MAIL_B_C}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
-                SIMPLE_MESSAGE.len()
-            ),
+            format!("{MAIL_B_C}{}{QUIT}", bdat_last(SIMPLE)),
         ]
     );
     assert_eq!(r.peer.unread(), 0);
