@@ -157,14 +157,8 @@ fn helo_when_ehlo_is_refused() {
     }
 
     // HELO refused too: the error names HELO.
-    let r = run(
-        ScriptedPeer::new(
-            ["220 mx\r\n", "502 no\r\n", "550 go away\r\n", "221 bye\r\n"],
-            AtEnd::Eof,
-        ),
-        &envelope(&["b@example.test"]),
-        SIMPLE,
-    );
+    let script = ["220 mx\r\n", "502 no\r\n", "550 go away\r\n", "221 bye\r\n"];
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
     assert_refused(r.result.as_ref().unwrap_err(), Stage::Helo, 550);
     assert_eq!(
         show(r.peer.written()),
