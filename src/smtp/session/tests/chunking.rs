@@ -14,20 +14,14 @@ fn pipelining_and_chunking_send_envelope_bdat_message_and_quit_in_one_write() {
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued as C1\r\n",
         "221 2.0.0 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        message,
-    );
+    let r = last(&script, &["b@example.test"], message);
     let receipt = r.result.unwrap();
     assert_eq!(receipt.reply.lines, ["2.0.0 queued as C1"]);
     assert_eq!(
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!("{MAIL_B}BDAT {} LAST\r\n{}{QUIT}", wire.len(), show(wire)),
+            format!("{MAIL_B}{}{QUIT}", bdat_last(wire)),
         ]
     );
     // No dot-stuffing and no terminating dot under BDAT.
@@ -51,11 +45,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
         "250 2.0.0 queued as L1\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        message,
-    );
+    let r = run_script(&script, &["b@example.test"], message);
     let receipt = r.result.unwrap();
     assert_eq!(receipt.reply.lines, ["2.0.0 queued as L1"]);
     r.quit.unwrap().unwrap();
@@ -65,7 +55,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
             SEND_EHLO.to_owned(),
             "MAIL FROM:<a@example.test>\r\n".to_owned(),
             "RCPT TO:<b@example.test>\r\n".to_owned(),
-            format!("BDAT {} LAST\r\n{}", wire.len(), show(&wire)),
+            bdat_last(&wire),
             QUIT.to_owned(),
         ]
     );
@@ -75,13 +65,7 @@ fn chunking_without_pipelining_goes_in_lock_step() {
     assert_eq!(waits(&r.peer), 4);
 
     // The same with QUIT announced: it follows the BDAT reply, on its own.
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        message,
-    );
+    let r = last(&script, &["b@example.test"], message);
     r.result.unwrap();
     assert_eq!(writes(&r.peer)[4], QUIT);
     assert_goodbye_unread(&r.peer, "221 bye\r\n");
@@ -142,13 +126,7 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
          250 2.0.0 all queued as C3\r\n",
         "221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        &message,
-    );
+    let r = last(&script, &["b@example.test"], &message);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as C3"]);
     assert_goodbye_unread(&r.peer, "221 bye\r\n");
     assert!(!r.usable);
@@ -171,11 +149,7 @@ fn a_large_message_goes_in_several_chunks_only_the_last_marked_last() {
         "250 2.0.0 all queued as L3\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        &message,
-    );
+    let r = run_script(&script, &["b@example.test"], &message);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 all queued as L3"]);
     assert_goodbye_unread(&r.peer, "221 bye\r\n");
     let wire = r.peer.written();
@@ -195,13 +169,8 @@ fn no_chunking_uses_data_where_bdat_is_offered() {
         "250 ok\r\n250 ok\r\n354 go\r\n",
         "250 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        false,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let r = last_message(peer, false, None, &envelope(&["b@example.test"]), SIMPLE);
     r.result.unwrap();
     assert_eq!(
         writes(&r.peer),
@@ -222,31 +191,16 @@ fn bdat_refused_after_the_data_is_unavailable() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n554 5.6.0 content rejected\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE);
     let err = r.result.unwrap_err();
-    match &err {
-        Error::Refused { stage, reply } => {
-            assert_eq!(*stage, Stage::EndOfData);
-            assert_eq!(reply.code, 554);
-            assert_eq!(reply.lines, ["5.6.0 content rejected"]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_refused(&err, Stage::EndOfData, 554);
+    assert_eq!(err.reply().unwrap().lines, ["5.6.0 content rejected"]);
     assert_eq!(exit::code(&err), 69);
     assert_eq!(
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!(
-                "{MAIL_B}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
-                SIMPLE_MESSAGE.len()
-            ),
+            format!("{MAIL_B}{}{QUIT}", bdat_last(SIMPLE)),
         ]
     );
     assert_eq!(r.peer.unread(), 0, "the 221 was read");
@@ -255,7 +209,7 @@ fn bdat_refused_after_the_data_is_unavailable() {
 
 #[test]
 fn transcript_of_a_pipelined_bdat_session() {
-    let buf = SharedBuf::default();
+    let (buf, transcript) = transcript_to_buf();
     let message = "Subject: secret\r\n\r\nbody\n";
     let wire_len = crlf(message.as_bytes()).len();
     let script = [
@@ -263,15 +217,11 @@ fn transcript_of_a_pipelined_bdat_session() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        Some(Transcript::new(Box::new(buf.clone()))),
-        &envelope(&["b@example.test"]),
-        message.as_bytes(),
-    );
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let to = envelope(&["b@example.test"]);
+    let r = last_message(peer, true, transcript, &to, message.as_bytes());
     r.result.unwrap();
-    let transcript = show(&buf.0.lock().unwrap());
+    let transcript = buf.text();
     assert_eq!(
         transcript,
         format!(
@@ -306,24 +256,8 @@ fn a_large_bdat_message_stops_after_one_chunk_when_mail_is_refused() {
         "550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
         "221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        &large_message(),
-    );
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Refused {
-                stage: Stage::MailFrom,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let r = last(&script, &["b@example.test"], &large_message());
+    assert_refused(&r.result.unwrap_err(), Stage::MailFrom, 550);
     let written = r.peer.written();
     assert!(
         written.len() < CHUNK_SIZE + DATA_BUFFER + 4096,
@@ -338,39 +272,29 @@ fn a_large_bdat_message_stops_after_one_chunk_when_mail_is_refused() {
 
 #[test]
 fn a_stray_reply_before_bdat_is_never_taken_for_its_reply() {
-    // An extra reply after the RCPT replies, before BDAT, in lock-step.
-    let script = [
-        GREETING,
-        EHLO_CHUNKING,
-        "250 2.1.0 ok\r\n",
-        "250 2.1.5 ok\r\n250 2.0.0 stray\r\n",
-        "554 5.7.1 message refused\r\n",
+    // In lock-step, an extra reply after the RCPT replies, before BDAT; and one between
+    // the chunks of a large message, after a chunk's reply: (message, turns after MAIL's
+    // reply, BDAT commands sent).
+    let large = large_message();
+    let cases: [(&[u8], &[&str], usize); 2] = [
+        (SIMPLE, &["250 2.1.5 ok\r\n250 2.0.0 stray\r\n"], 0),
+        (
+            &large,
+            &[
+                "250 2.1.5 ok\r\n",
+                "250 2.0.0 chunk 1\r\n250 2.0.0 stray\r\n",
+            ],
+            1,
+        ),
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    assert_out_of_step(&r.result.unwrap_err());
-    assert_eq!(count(r.peer.written(), b"BDAT"), 0);
-
-    // The same between the chunks of a large message: after a chunk's reply.
-    let message = large_message();
-    let script = [
-        GREETING,
-        EHLO_CHUNKING,
-        "250 2.1.0 ok\r\n",
-        "250 2.1.5 ok\r\n",
-        "250 2.0.0 chunk 1\r\n250 2.0.0 stray\r\n",
-        "554 5.7.1 message refused\r\n",
-    ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        &message,
-    );
-    assert_out_of_step(&r.result.unwrap_err());
-    assert_eq!(count(r.peer.written(), b"BDAT"), 1);
+    for (message, turns, bdats) in cases {
+        let mut script = vec![GREETING, EHLO_CHUNKING, "250 2.1.0 ok\r\n"];
+        script.extend(turns);
+        script.push("554 5.7.1 message refused\r\n");
+        let r = run_script(&script, &["b@example.test"], message);
+        assert_out_of_step(&r.result.unwrap_err());
+        assert_eq!(count(r.peer.written(), b"BDAT"), bdats);
+    }
 }
 
 /// Over PIPELINING and CHUNKING the whole transaction leaves at once and its replies
@@ -382,7 +306,7 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
     let large = large_message();
     let cases: [(&[u8], &str); 2] = [
         (
-            SIMPLE_MESSAGE.as_bytes(),
+            SIMPLE,
             "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 stray\r\n554 5.7.1 refused\r\n",
         ),
         (
@@ -395,13 +319,11 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
         for verbose in [false, true] {
             let script = [GREETING, EHLO_BOTH, replies, "221 bye\r\n"];
             let transcript = verbose.then(|| Transcript::new(Box::new(SharedBuf::default())));
-            let r = last_message(
+            let (peer, to) = (
                 ScriptedPeer::new(script, AtEnd::Eof),
-                true,
-                transcript,
-                &envelope(&["b@example.test"]),
-                message,
+                envelope(&["b@example.test"]),
             );
+            let r = last_message(peer, true, transcript, &to, message);
             let err = r.result.unwrap_err();
             assert!(
                 matches!(
@@ -423,12 +345,6 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 queued"]);
 }

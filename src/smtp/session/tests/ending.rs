@@ -14,15 +14,30 @@ fn read_after_last_write(peer: &ScriptedPeer) -> bool {
         .any(|e| matches!(e, Event::Read { .. } | Event::ReadTimedOut { .. }))
 }
 
+/// How many reads timed out.
+fn timed_out_reads(peer: &ScriptedPeer) -> usize {
+    let timed_out = |e: &&Event| matches!(e, Event::ReadTimedOut { .. });
+    peer.events().iter().filter(timed_out).count()
+}
+
+/// A session over `peer` with a silence hint after 1 ms, and how often it was given.
+fn hinted(peer: ScriptedPeer) -> (Session<ScriptedPeer>, Arc<Mutex<u32>>) {
+    let said = Arc::new(Mutex::new(0));
+    let counter = said.clone();
+    let session = Session::new(peer, Timeouts::default()).with_silence_hint(
+        Duration::from_millis(1),
+        move || {
+            *counter.lock().unwrap() += 1;
+        },
+    );
+    (session, said)
+}
+
 #[test]
 fn the_reply_to_quit_is_not_waited_for() {
     // A server that never says goodbye: a read after QUIT would wait out the whole quit
     // timeout on a real socket (here it would fail at once as timed out).
-    let r = run(
-        ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout));
     r.result.unwrap();
     r.quit.unwrap().unwrap();
     assert_eq!(show(r.peer.written()), CMDS.concat());
@@ -36,49 +51,29 @@ fn the_reply_to_quit_is_not_waited_for() {
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",
         "250 2.0.0 queued as Q1\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Timeout),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let peer = ScriptedPeer::new(script, AtEnd::Timeout);
+    let r = last_message(peer, true, None, &envelope(&["b@example.test"]), SIMPLE);
     assert_eq!(r.result.unwrap().reply.lines, ["2.0.0 queued as Q1"]);
     assert!(show(r.peer.written()).ends_with(&format!("{SIMPLE_WIRE}{QUIT}")));
-    let timed_out = r
-        .peer
-        .events()
-        .iter()
-        .filter(|e| matches!(e, Event::ReadTimedOut { .. }))
-        .count();
-    assert_eq!(timed_out, 0, "a read waited for the 221");
+    assert_eq!(timed_out_reads(&r.peer), 0, "a read waited for the 221");
     assert!(!r.usable);
 }
 
 #[test]
 fn with_a_transcript_the_reply_to_quit_is_waited_for_briefly() {
     // -v shows the goodbye when it comes at once...
-    let buf = SharedBuf::default();
-    let r = run_with(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        Timeouts::default(),
-        Some(Transcript::new(Box::new(buf.clone()))),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let to = envelope(&["b@example.test"]);
+    let (buf, transcript) = transcript_to_buf();
+    let peer = ScriptedPeer::new(REPLIES, AtEnd::Eof);
+    let r = run_with(peer, Timeouts::default(), transcript, &to, SIMPLE);
     r.result.unwrap();
     assert_eq!(r.peer.unread(), 0);
-    let shown = show(&buf.0.lock().unwrap());
+    let shown = buf.text();
     assert!(shown.ends_with("> QUIT\n< 221 2.0.0 bye\n"), "{shown}");
     // ...for a moment only, not the quit timeout, and says it did not come.
-    let buf = SharedBuf::default();
-    let r = run_with(
-        ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout),
-        Timeouts::default(),
-        Some(Transcript::new(Box::new(buf.clone()))),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let (buf, transcript) = transcript_to_buf();
+    let peer = ScriptedPeer::new(&REPLIES[..6], AtEnd::Timeout);
+    let r = run_with(peer, Timeouts::default(), transcript, &to, SIMPLE);
     r.result.unwrap();
     r.quit.unwrap().unwrap();
     let waited = r.peer.events().iter().rev().find_map(|e| match e {
@@ -90,7 +85,7 @@ fn with_a_transcript_the_reply_to_quit_is_waited_for_briefly() {
         waited <= SHOWN_QUIT_WAIT && waited > SHOWN_QUIT_WAIT / 2,
         "{waited:?}"
     );
-    let shown = show(&buf.0.lock().unwrap());
+    let shown = buf.text();
     assert!(
         shown.ends_with("> QUIT\n* no reply to QUIT within 300 ms; closing without it\n"),
         "{shown}"
@@ -106,11 +101,7 @@ fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
     // Lock-step.
     let mut script: Vec<&str> = REPLIES[..4].to_vec();
     script.extend([stray, refusal]);
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
     assert_out_of_step(&r.result.unwrap_err());
     // Not a byte of the message, and no QUIT: the server is out of step.
     assert_eq!(show(r.peer.written()), CMDS[..4].concat());
@@ -118,13 +109,7 @@ fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
     // Pipelined, with QUIT announced.
     let group = format!("250 2.1.0 ok\r\n250 2.1.5 ok\r\n{stray}");
     let script = [GREETING, EHLO_PIPELINING, group.as_str(), refusal];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE);
     assert_out_of_step(&r.result.unwrap_err());
     assert_eq!(writes(&r.peer), [SEND_EHLO, &format!("{MAIL_B}DATA\r\n")]);
     assert!(!r.usable);
@@ -132,15 +117,7 @@ fn a_stray_reply_after_354_is_never_taken_for_the_final_one() {
 
 #[test]
 fn a_silent_greeting_gives_the_hint_once_and_the_wait_goes_on() {
-    let said = Arc::new(Mutex::new(0));
-    let counter = said.clone();
-    let mut session = Session::new(
-        ScriptedPeer::new(Vec::<&str>::new(), AtEnd::Timeout),
-        Timeouts::default(),
-    )
-    .with_silence_hint(Duration::from_millis(1), move || {
-        *counter.lock().unwrap() += 1;
-    });
+    let (mut session, said) = hinted(ScriptedPeer::new(Vec::<&str>::new(), AtEnd::Timeout));
     let err = session.greeting().unwrap_err();
     assert_eq!(*said.lock().unwrap(), 1);
     // The greeting's own limit still applies, and is what the error reports.
@@ -153,15 +130,7 @@ fn a_silent_greeting_gives_the_hint_once_and_the_wait_goes_on() {
     }
 
     // A server that greets says nothing of the kind.
-    let said = Arc::new(Mutex::new(0));
-    let counter = said.clone();
-    let mut session = Session::new(
-        ScriptedPeer::new([GREETING], AtEnd::Eof),
-        Timeouts::default(),
-    )
-    .with_silence_hint(Duration::from_millis(1), move || {
-        *counter.lock().unwrap() += 1;
-    });
+    let (mut session, said) = hinted(ScriptedPeer::new([GREETING], AtEnd::Eof));
     assert_eq!(session.greeting().unwrap().code, 220);
     assert_eq!(*said.lock().unwrap(), 0);
 }
@@ -173,13 +142,9 @@ fn the_wait_for_a_refusal_after_a_failed_write_follows_the_limits() {
     // never more than the stage's own limit.
     let before = CMDS[..4].concat().len();
     let wait_after = |kind: io::ErrorKind, timeouts: Timeouts| {
-        let r = run_with(
-            ScriptedPeer::new(&REPLIES[..5], AtEnd::Timeout).fail_writes_after(before + 7, kind),
-            timeouts,
-            None,
-            &envelope(&["b@example.test"]),
-            SIMPLE_MESSAGE.as_bytes(),
-        );
+        let peer = ScriptedPeer::new(&REPLIES[..5], AtEnd::Timeout);
+        let peer = peer.fail_writes_after(before + 7, kind);
+        let r = run_with(peer, timeouts, None, &envelope(&["b@example.test"]), SIMPLE);
         assert!(r.result.is_err());
         let events = r.peer.events();
         let failed = events
@@ -213,13 +178,9 @@ fn a_dead_connection_gets_no_further_wait_after_the_dot() {
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",
     ];
     for transcript in [false, true] {
-        let r = last_message(
-            ScriptedPeer::new(script, AtEnd::Timeout),
-            true,
-            transcript.then(|| Transcript::new(Box::new(SharedBuf::default()))),
-            &envelope(&["b@example.test"]),
-            SIMPLE_MESSAGE.as_bytes(),
-        );
+        let peer = ScriptedPeer::new(script, AtEnd::Timeout);
+        let shown = transcript.then(|| Transcript::new(Box::new(SharedBuf::default())));
+        let r = last_message(peer, true, shown, &envelope(&["b@example.test"]), SIMPLE);
         assert!(matches!(
             r.result,
             Err(Error::Timeout {
@@ -227,13 +188,7 @@ fn a_dead_connection_gets_no_further_wait_after_the_dot() {
                 ..
             })
         ));
-        let timed_out = r
-            .peer
-            .events()
-            .iter()
-            .filter(|e| matches!(e, Event::ReadTimedOut { .. }))
-            .count();
-        assert_eq!(timed_out, 1, "transcript {transcript}");
+        assert_eq!(timed_out_reads(&r.peer), 1, "transcript {transcript}");
         assert_eq!(count(r.peer.written(), b"QUIT"), 1);
     }
 }
@@ -249,17 +204,10 @@ fn lmtp_ends_with_quit_and_does_not_wait_for_its_reply() {
         "250 2.0.0 <b@example.test> delivered\r\n250 2.0.0 <c@example.test> delivered\r\n",
         "221 bye\r\n",
     ];
-    let mut session =
-        Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default()).with_lmtp(true);
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&script).with_lmtp(true));
     session.quit_after_next();
     let receipt = session
-        .transaction(
-            &envelope(&["b@example.test", "c@example.test"]),
-            &[],
-            &mut SIMPLE_MESSAGE.as_bytes(),
-        )
+        .transaction(&envelope(&B_C), &[], &mut SIMPLE_MESSAGE.as_bytes())
         .unwrap();
     assert!(receipt.recipients.iter().all(|r| r.accepted));
     assert!(!session.is_usable());

@@ -29,7 +29,7 @@ fn happy_path_transcript_byte_for_byte() {
     for chunk in [ALL_AT_ONCE, 1, 3] {
         let r = run(
             ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
-            &envelope(&["b@example.test", "c@example.test"]),
+            &envelope(&B_C),
             message,
         );
         assert_eq!(show(r.peer.written()), expected, "chunk {chunk}");
@@ -37,15 +37,8 @@ fn happy_path_transcript_byte_for_byte() {
         assert_goodbye_unread(&r.peer, "221 2.0.0 bye\r\n");
 
         let receipt = r.result.unwrap();
-        let got: Vec<_> = receipt
-            .recipients
-            .iter()
-            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
-            .collect();
-        assert_eq!(
-            got,
-            [("b@example.test", true, 250), ("c@example.test", true, 251)]
-        );
+        let want = [("b@example.test", true, 250), ("c@example.test", true, 251)];
+        assert_eq!(outcomes(&receipt), want);
         assert_eq!(
             receipt.recipients[1].reply.lines,
             ["2.1.5 c is not local; will forward"]
@@ -70,11 +63,7 @@ fn happy_path_transcript_byte_for_byte() {
 fn one_byte_reads_are_really_one_byte() {
     // The peer itself: with chunk(1) the client gets the script a byte at a time, so
     // the happy path above really exercised reassembly across reads.
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof).chunk(1),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(REPLIES, AtEnd::Eof).chunk(1));
     assert!(r.result.is_ok());
     let reads: Vec<usize> = r
         .peer
@@ -104,11 +93,7 @@ fn assert_near(got: Option<Duration>, want: Duration, what: &str) {
 
 #[test]
 fn rfc_5321_timeouts_apply_per_stage() {
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(REPLIES, AtEnd::Eof));
     assert!(r.result.is_ok());
     let p = &r.peer;
     assert_near(p.timeout_reading(b"220"), minutes(5), "greeting");
@@ -130,7 +115,7 @@ fn rfc_5321_timeouts_apply_per_stage() {
         Timeouts::uniform(t),
         None,
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     assert!(r.result.is_ok());
     let set = r.peer.timeouts();
@@ -156,11 +141,7 @@ fn helo_when_ehlo_is_refused() {
             "250 queued\r\n",
             "221 bye\r\n",
         ];
-        let r = run(
-            ScriptedPeer::new(script, AtEnd::Eof),
-            &envelope(&["b@example.test"]),
-            SIMPLE_MESSAGE.as_bytes(),
-        );
+        let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
         assert_eq!(r.result.unwrap().reply.code, 250, "{code}");
         assert_eq!(
             show(r.peer.written()),
@@ -176,21 +157,9 @@ fn helo_when_ehlo_is_refused() {
     }
 
     // HELO refused too: the error names HELO.
-    let r = run(
-        ScriptedPeer::new(
-            ["220 mx\r\n", "502 no\r\n", "550 go away\r\n", "221 bye\r\n"],
-            AtEnd::Eof,
-        ),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
-    match &r.result {
-        Err(Error::Refused { stage, reply }) => {
-            assert_eq!(*stage, Stage::Helo);
-            assert_eq!(reply.code, 550);
-        }
-        other => panic!("{other:?}"),
-    }
+    let script = ["220 mx\r\n", "502 no\r\n", "550 go away\r\n", "221 bye\r\n"];
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
+    assert_refused(r.result.as_ref().unwrap_err(), Stage::Helo, 550);
     assert_eq!(
         show(r.peer.written()),
         "EHLO client.example.test\r\nHELO client.example.test\r\nQUIT\r\n"
@@ -202,14 +171,8 @@ fn a_421_at_any_stage_ends_the_session_without_quit() {
     for (k, &stage) in STAGES.iter().enumerate() {
         let r = failing_at(k, Some("421 4.3.2 shutting down\r\n"), AtEnd::Eof);
         let err = r.result.unwrap_err();
-        match &err {
-            Error::Refused { stage: s, reply } => {
-                assert_eq!(*s, stage);
-                assert_eq!(reply.code, 421, "{stage}");
-                assert_eq!(reply.lines, ["4.3.2 shutting down"]);
-            }
-            other => panic!("{stage}: {other:?}"),
-        }
+        assert_refused(&err, stage, 421);
+        assert_eq!(err.reply().unwrap().lines, ["4.3.2 shutting down"]);
         assert_eq!(exit::code(&err), 75, "{stage}");
         assert_eq!(show(r.peer.written()), CMDS[..k].concat(), "{stage}");
         assert_eq!(count(r.peer.written(), b"QUIT"), 0, "{stage}");
@@ -230,11 +193,8 @@ fn a_closed_connection_at_any_stage_ends_the_session_without_quit() {
     }
 
     // Closed halfway through a multi-line reply, a byte at a time.
-    let r = run(
-        ScriptedPeer::new(["220-mx.example.test\r\n220-still"], AtEnd::Eof).chunk(1),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r =
+        run_simple(ScriptedPeer::new(["220-mx.example.test\r\n220-still"], AtEnd::Eof).chunk(1));
     assert!(matches!(
         r.result,
         Err(Error::Closed {
@@ -246,27 +206,21 @@ fn a_closed_connection_at_any_stage_ends_the_session_without_quit() {
 
 #[test]
 fn a_silent_server_times_out() {
-    // Nothing at all: no greeting.
-    let r = failing_at(0, None, AtEnd::Timeout);
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { stage: Stage::Greeting, after } if after == minutes(5)),
-        "{err:?}"
-    );
-    assert_eq!(exit::code(&err), 75);
-    assert!(r.peer.written().is_empty());
-
-    // No reply to the final dot.
-    let r = failing_at(5, None, AtEnd::Timeout);
-    let err = r.result.unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { stage: Stage::EndOfData, after } if after == minutes(10)),
-        "{err:?}"
-    );
-    assert_eq!(exit::code(&err), 75);
-    // The message went out whole; no QUIT follows (it would be read as more data by a
-    // server that is merely slow, and waiting for its reply would cost another timeout).
-    assert_eq!(show(r.peer.written()), CMDS[..5].concat());
+    // Nothing at all: no greeting. Or no reply to the final dot: the message went out
+    // whole; no QUIT follows (it would be read as more data by a server that is merely
+    // slow, and waiting for its reply would cost another timeout). (Stages answered,
+    // the stage that timed out, its limit in minutes.)
+    for (k, stage, limit) in [(0, Stage::Greeting, 5), (5, Stage::EndOfData, 10)] {
+        let r = failing_at(k, None, AtEnd::Timeout);
+        let err = r.result.unwrap_err();
+        let want = (stage, minutes(limit));
+        assert!(
+            matches!(err, Error::Timeout { stage, after } if (stage, after) == want),
+            "{err:?}"
+        );
+        assert_eq!(exit::code(&err), 75);
+        assert_eq!(show(r.peer.written()), CMDS[..k].concat());
+    }
 }
 
 #[test]
@@ -282,10 +236,10 @@ fn one_refused_recipient_of_three() {
         "250 2.0.0 queued\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test", "d@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+    let r = run_script(
+        &script,
+        &["b@example.test", "c@example.test", "d@example.test"],
+        SIMPLE,
     );
     let receipt = r.result.unwrap();
     let accepted: Vec<_> = receipt
@@ -330,22 +284,9 @@ fn every_recipient_refused_sends_no_data() {
         "450 4.2.1 mailbox busy\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_script(&script, &B_C, SIMPLE);
     let err = r.result.unwrap_err();
-    match &err {
-        Error::NoRecipients { refused } => {
-            let got: Vec<_> = refused
-                .iter()
-                .map(|f| (f.recipient.as_str(), f.reply.code))
-                .collect();
-            assert_eq!(got, [("b@example.test", 550), ("c@example.test", 450)]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_no_recipients(&err, &[("b@example.test", 550), ("c@example.test", 450)]);
     // Permanent outranks temporary.
     assert_eq!(exit::code(&err), 67);
     assert_eq!(count(r.peer.written(), b"DATA"), 0);
@@ -365,19 +306,9 @@ fn mail_from_refused_then_one_quit() {
         "553 5.7.1 sender rejected\r\n",
         "221 bye\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
     let err = r.result.unwrap_err();
-    match &err {
-        Error::Refused { stage, reply } => {
-            assert_eq!(*stage, Stage::MailFrom);
-            assert_eq!(reply.code, 553);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_refused(&err, Stage::MailFrom, 553);
     assert_eq!(exit::code(&err), 69);
     assert_eq!(
         show(r.peer.written()),
@@ -401,11 +332,7 @@ fn garbage_replies_are_protocol_errors() {
     ];
     for (what, greeting) in cases {
         for chunk in [ALL_AT_ONCE, 1] {
-            let r = run(
-                ScriptedPeer::new([greeting], AtEnd::Eof).chunk(chunk),
-                &envelope(&["b@example.test"]),
-                SIMPLE_MESSAGE.as_bytes(),
-            );
+            let r = run_simple(ScriptedPeer::new([greeting], AtEnd::Eof).chunk(chunk));
             let err = r.result.unwrap_err();
             assert!(
                 matches!(
@@ -425,13 +352,7 @@ fn garbage_replies_are_protocol_errors() {
 
     // Garbage later on names its stage.
     let r = failing_at(2, Some("OK\r\n"), AtEnd::Eof);
-    assert!(matches!(
-        r.result,
-        Err(Error::Protocol {
-            stage: Stage::MailFrom,
-            ..
-        })
-    ));
+    assert_protocol(r.result.as_ref().unwrap_err(), Stage::MailFrom);
     assert_eq!(show(r.peer.written()), CMDS[..2].concat());
 }
 
@@ -475,11 +396,7 @@ fn a_small_message_leaves_in_one_write_and_each_command_in_one() {
     let body = line.repeat(1000);
     let wire = format!("{body}.\r\n");
     assert!(wire.len() < 64 * 1024);
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        body.as_bytes(),
-    );
+    let r = run_script(&REPLIES, &["b@example.test"], body.as_bytes());
     assert!(r.result.is_ok());
     let writes: Vec<String> = r.peer.writes().into_iter().map(show).collect();
     let mut expected: Vec<String> = CMDS.iter().map(|c| c.to_string()).collect();
@@ -493,11 +410,7 @@ fn a_large_message_leaves_in_buffer_sized_writes() {
     let line = format!("{}\r\n", "m".repeat(98));
     let body = line.repeat(3000); // 300 KB
     let wire = format!("{body}.\r\n");
-    let r = run(
-        ScriptedPeer::new(REPLIES, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        body.as_bytes(),
-    );
+    let r = run_script(&REPLIES, &["b@example.test"], body.as_bytes());
     assert!(r.result.is_ok());
     let writes = r.peer.writes();
     let message_writes = &writes[4..writes.len() - 1];
@@ -518,29 +431,16 @@ fn a_reply_sent_before_its_command_is_refused() {
         "220 mx.example.test ready\r\n250-mx.example.test\r\n250 PIPELINING\r\n",
         "250 ok\r\n",
     ];
-    let r = run(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = run_simple(ScriptedPeer::new(script, AtEnd::Eof));
     let err = r.result.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Protocol {
-                stage: Stage::Ehlo,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_protocol(&err, Stage::Ehlo);
     assert_eq!(exit::code(&err), 76);
     assert_eq!(show(r.peer.written()), "", "not even QUIT after a desync");
 }
 
 #[test]
 fn transcript_shows_commands_replies_and_a_message_summary() {
-    let buf = SharedBuf::default();
+    let (buf, transcript) = transcript_to_buf();
     let script = [
         "220 mx\x1b[31m ready\x07\r\n",
         "250-mx.example.test\r\n250 8BITMIME\r\n",
@@ -551,15 +451,17 @@ fn transcript_shows_commands_replies_and_a_message_summary() {
         "221 bye\r\n",
     ];
     let message = "Subject: secret plans\r\n\r\nline one\r\nline two\n";
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    let to = envelope(&["b@example.test"]);
     let r = run_with(
-        ScriptedPeer::new(script, AtEnd::Eof),
+        peer,
         Timeouts::default(),
-        Some(Transcript::new(Box::new(buf.clone()))),
-        &envelope(&["b@example.test"]),
+        transcript,
+        &to,
         message.as_bytes(),
     );
     assert!(r.result.is_ok());
-    let transcript = show(&buf.0.lock().unwrap());
+    let transcript = buf.text();
     assert_eq!(
         transcript,
         format!(
@@ -588,7 +490,7 @@ fn transcript_shows_commands_replies_and_a_message_summary() {
 #[test]
 fn a_write_failure_during_the_message_is_a_network_error() {
     let before = CMDS[..4].concat().len();
-    let small = SIMPLE_MESSAGE.as_bytes().to_vec();
+    let small = SIMPLE.to_vec();
     let large = format!("{}\r\n", "m".repeat(98)).repeat(3000).into_bytes();
     for (what, message) in [("small", &small), ("large", &large)] {
         for kind in [io::ErrorKind::BrokenPipe, io::ErrorKind::WouldBlock] {
@@ -629,7 +531,7 @@ fn a_write_failure_during_the_message_is_a_network_error() {
         ScriptedPeer::new(&REPLIES[..2], AtEnd::Eof)
             .fail_writes_after(CMDS[0].len(), io::ErrorKind::BrokenPipe),
         &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
     );
     let err = r.result.unwrap_err();
     assert!(
@@ -695,12 +597,7 @@ impl Read for FailingReader {
 
 #[test]
 fn a_failing_message_source_is_a_local_io_error() {
-    let mut session = Session::new(
-        ScriptedPeer::new(&REPLIES[..5], AtEnd::Eof),
-        Timeouts::default(),
-    );
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&REPLIES[..5]));
     let mut source = FailingReader {
         data: b"Subject: half\r\n\r\nhalf a mess",
         interrupted: false,

@@ -328,6 +328,10 @@ const EHLO_REPLY: &str = "250-mx.example.test greets client.example.test\r\n\
                           250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
 const HELLO: &str = "220 mx.example.test ESMTP\r\n";
 const SIMPLE_MESSAGE: &str = "Subject: hi\r\n\r\nhello\r\n";
+/// `SIMPLE_MESSAGE` as the message source takes it.
+const SIMPLE: &[u8] = SIMPLE_MESSAGE.as_bytes();
+/// The two recipients of most multi-recipient cases.
+const B_C: [&str; 2] = ["b@example.test", "c@example.test"];
 const SIMPLE_WIRE: &str = "Subject: hi\r\n\r\nhello\r\n.\r\n";
 
 fn addr(s: &str) -> Address {
@@ -384,6 +388,17 @@ struct Run {
     peer: ScriptedPeer,
 }
 
+/// The MAIL parameters the client would give `message` after this session's EHLO.
+fn parameters(
+    session: &Session<ScriptedPeer>,
+    envelope: &Envelope,
+    message: &Message,
+) -> Result<crate::Parameters, Error> {
+    let caps = session.capabilities();
+    let (offers, limit) = (|k: &str| caps.has(k), caps.size_limit().flatten());
+    crate::parameters(offers, limit, envelope, message, &crate::Dsn::default())
+}
+
 /// What `deliver` in lib.rs does on a connection without TLS or AUTH.
 fn plain_delivery(
     session: &mut Session<ScriptedPeer>,
@@ -392,14 +407,7 @@ fn plain_delivery(
 ) -> Result<Receipt, Error> {
     session.greeting()?;
     session.ehlo(EHLO_NAME)?;
-    let caps = session.capabilities();
-    let params = crate::parameters(
-        |k| caps.has(k),
-        caps.size_limit().flatten(),
-        envelope,
-        message,
-        &crate::Dsn::default(),
-    )?;
+    let params = parameters(session, envelope, message)?;
     session.transaction_with(envelope, &params, &mut message.reader())
 }
 
@@ -435,16 +443,93 @@ fn run(peer: ScriptedPeer, envelope: &Envelope, message: &[u8]) -> Run {
     run_with(peer, Timeouts::default(), None, envelope, message)
 }
 
+/// `run` over a script that ends in EOF.
+fn run_script(script: &[&str], to: &[&str], message: &[u8]) -> Run {
+    run(
+        ScriptedPeer::new(script, AtEnd::Eof),
+        &envelope(to),
+        message,
+    )
+}
+
+/// `run` of the plain message to b over `peer`: the shape most lock-step tests share.
+fn run_simple(peer: ScriptedPeer) -> Run {
+    run(peer, &envelope(&["b@example.test"]), SIMPLE)
+}
+
 /// A one-recipient session whose server answers the first `k` stages as usual, then
 /// sends `then` (if any) and behaves as `at_end`.
 fn failing_at(k: usize, then: Option<&str>, at_end: AtEnd) -> Run {
     let mut turns: Vec<&str> = REPLIES[..k].to_vec();
     turns.extend(then);
-    run(
-        ScriptedPeer::new(turns, at_end),
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    )
+    run_simple(ScriptedPeer::new(turns, at_end))
+}
+
+/// A session over `script` (ending in EOF) with the default timeouts, not yet greeted.
+fn session(script: &[&str]) -> Session<ScriptedPeer> {
+    Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
+}
+
+/// `session` after its greeting and EHLO, both expected to succeed.
+fn greeted(mut session: Session<ScriptedPeer>) -> Session<ScriptedPeer> {
+    session.greeting().unwrap();
+    session.ehlo(EHLO_NAME).unwrap();
+    session
+}
+
+/// A transcript writing into a buffer the test can read afterwards.
+fn transcript_to_buf() -> (SharedBuf, Option<Transcript>) {
+    let buf = SharedBuf::default();
+    let transcript = Transcript::new(Box::new(buf.clone()));
+    (buf, Some(transcript))
+}
+
+impl SharedBuf {
+    /// What has been written so far, as text.
+    fn text(&self) -> String {
+        show(&self.0.lock().unwrap())
+    }
+}
+
+/// Each recipient of a receipt: accepted or not, with the code of its reply.
+fn outcomes(receipt: &Receipt) -> Vec<(&str, bool, u16)> {
+    let outcomes = receipt.recipients.iter();
+    outcomes
+        .map(|r| (r.recipient.as_str(), r.accepted, r.reply.code))
+        .collect()
+}
+
+/// The error refuses at `stage` with `code`.
+#[track_caller]
+fn assert_refused(err: &Error, stage: Stage, code: u16) {
+    assert!(
+        matches!(err, Error::Refused { stage: s, reply } if *s == stage && reply.code == code),
+        "want {code} at {stage}: {err:?}"
+    );
+}
+
+/// Every recipient was refused, each with its code.
+#[track_caller]
+fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
+    match err {
+        Error::NoRecipients { refused } => {
+            let got: Vec<_> = refused
+                .iter()
+                .map(|f| (f.recipient.as_str(), f.reply.code))
+                .collect();
+            assert_eq!(got, want);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The error is a protocol error at `stage`.
+#[track_caller]
+fn assert_protocol(err: &Error, stage: Stage) {
+    assert!(
+        matches!(err, Error::Protocol { stage: s, .. } if *s == stage),
+        "want a protocol error at {stage}: {err:?}"
+    );
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -509,16 +594,8 @@ fn last_message(
     session.greeting().unwrap();
     session.ehlo(EHLO_NAME).unwrap();
     session.quit_after_next();
-    let caps = session.capabilities();
     let message = Message::from_bytes(message.to_vec());
-    let params = crate::parameters(
-        |k| caps.has(k),
-        caps.size_limit().flatten(),
-        envelope,
-        &message,
-        &crate::Dsn::default(),
-    )
-    .unwrap();
+    let params = parameters(&session, envelope, &message).unwrap();
     let result = session.transaction_with(envelope, &params, &mut message.reader());
     let usable = session.is_usable();
     match &result {
@@ -533,6 +610,13 @@ fn last_message(
         usable,
         peer: session.into_inner(),
     }
+}
+
+/// `last_message` over a script that ends in EOF, with CHUNKING used where offered and
+/// no transcript: the shape most pipelining and chunking tests share.
+fn last(script: &[&str], to: &[&str], message: &[u8]) -> Last {
+    let peer = ScriptedPeer::new(script, AtEnd::Eof);
+    last_message(peer, true, None, &envelope(to), message)
 }
 
 /// How often the client waited for the server after its greeting: reads that follow
@@ -592,6 +676,11 @@ fn crlf(input: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// `message` (already in CRLF lines) as one BDAT chunk marked LAST.
+fn bdat_last(message: &[u8]) -> String {
+    format!("BDAT {} LAST\r\n{}", message.len(), show(message))
 }
 
 /// A BDAT chunk as sent: declared size, LAST or not, the bytes.

@@ -13,13 +13,8 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
         "221 2.0.0 bye\r\n",
     ];
     for chunk in [ALL_AT_ONCE, 1, 5] {
-        let r = last_message(
-            ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk),
-            true,
-            None,
-            &envelope(&["b@example.test", "c@example.test"]),
-            SIMPLE_MESSAGE.as_bytes(),
-        );
+        let peer = ScriptedPeer::new(script, AtEnd::Eof).chunk(chunk);
+        let r = last_message(peer, true, None, &envelope(&B_C), SIMPLE);
         assert_eq!(
             writes(&r.peer),
             [
@@ -30,15 +25,8 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
             "chunk {chunk}"
         );
         let receipt = r.result.unwrap();
-        let got: Vec<_> = receipt
-            .recipients
-            .iter()
-            .map(|rr| (rr.recipient.as_str(), rr.accepted, rr.reply.code))
-            .collect();
-        assert_eq!(
-            got,
-            [("b@example.test", true, 250), ("c@example.test", true, 251)]
-        );
+        let want = [("b@example.test", true, 250), ("c@example.test", true, 251)];
+        assert_eq!(outcomes(&receipt), want);
         assert_eq!(receipt.reply.code, 250);
         assert_eq!(receipt.reply.lines, ["2.0.0 queued as P1"]);
         assert!(receipt.refused().is_empty());
@@ -49,20 +37,6 @@ fn pipelining_sends_the_envelope_and_data_in_one_write_and_the_end_with_quit() {
         assert_eq!(count(r.peer.written(), b"QUIT"), 1);
         // EHLO, the envelope group, the end of data (QUIT went with it).
         assert_eq!(waits(&r.peer), 3, "chunk {chunk}");
-    }
-}
-
-#[track_caller]
-fn assert_no_recipients(err: &Error, want: &[(&str, u16)]) {
-    match err {
-        Error::NoRecipients { refused } => {
-            let got: Vec<_> = refused
-                .iter()
-                .map(|f| (f.recipient.as_str(), f.reply.code))
-                .collect();
-            assert_eq!(got, want);
-        }
-        other => panic!("{other:?}"),
     }
 }
 
@@ -133,17 +107,10 @@ fn pipelined_refusals_read_every_reply_and_send_no_message() {
         let mut script = vec![GREETING, EHLO_PIPELINING];
         script.extend(case.turns);
         script.push("221 bye\r\n");
-        let r = run(
-            ScriptedPeer::new(script, AtEnd::Eof),
-            &envelope(&["b@example.test", "c@example.test"]),
-            SIMPLE_MESSAGE.as_bytes(),
-        );
+        let r = run_script(&script, &B_C, SIMPLE);
         let err = r.result.unwrap_err();
         match case.want {
-            Refusal::At(want_stage, code) => assert!(
-                matches!(&err, Error::Refused { stage, reply } if *stage == want_stage && reply.code == code),
-                "{name}: {err:?}"
-            ),
+            Refusal::At(stage, code) => assert_refused(&err, stage, code),
             Refusal::Everyone(want) => assert_no_recipients(&err, want),
         }
         if let Some(code) = case.exit {
@@ -170,13 +137,7 @@ fn pipelined_bdat_every_recipient_refused() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n550 5.1.1 no b\r\n554 5.5.1 no valid recipients\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE);
     let err = r.result.unwrap_err();
     assert_no_recipients(&err, &[("b@example.test", 550)]);
     assert_eq!(r.peer.unread(), 0);
@@ -192,13 +153,7 @@ fn pipelined_one_refused_recipient_of_two() {
         "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n354 go\r\n",
         "250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &B_C, SIMPLE);
     let receipt = r.result.unwrap();
     let refused = receipt.refused();
     assert_eq!(refused.len(), 1);
@@ -222,13 +177,7 @@ fn pipelined_one_refused_recipient_of_two() {
         EHLO_BOTH,
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.1 busy\r\n250 2.0.0 queued\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &B_C, SIMPLE);
     let receipt = r.result.unwrap();
     let refused = receipt.refused();
     assert_eq!(refused.len(), 1);
@@ -238,10 +187,7 @@ fn pipelined_one_refused_recipient_of_two() {
         writes(&r.peer),
         [
             SEND_EHLO.to_owned(),
-            format!(
-                "{MAIL_B_C}BDAT {} LAST\r\n{SIMPLE_MESSAGE}{QUIT}",
-                SIMPLE_MESSAGE.len()
-            ),
+            format!("{MAIL_B_C}{}{QUIT}", bdat_last(SIMPLE)),
         ]
     );
     assert_eq!(r.peer.unread(), 0);
@@ -254,18 +200,9 @@ fn pipelined_421_to_a_recipient_ends_it_all() {
         EHLO_PIPELINING,
         "250 2.1.0 ok\r\n421 4.3.2 shutting down\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test", "c@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &B_C, SIMPLE);
     let err = r.result.unwrap_err();
-    assert!(
-        matches!(&err, Error::Refused { stage: Stage::RcptTo, reply } if reply.code == 421),
-        "{err:?}"
-    );
+    assert_refused(&err, Stage::RcptTo, 421);
     assert_eq!(exit::code(&err), 75);
     assert!(!r.usable);
     // Neither the message nor a QUIT: the server has gone.
@@ -284,18 +221,9 @@ fn end_of_data_refused_with_quit_pipelined_still_reads_the_goodbye() {
         "250 ok\r\n250 ok\r\n354 go\r\n",
         "451 4.3.0 try again later\r\n221 bye\r\n",
     ];
-    let r = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        SIMPLE_MESSAGE.as_bytes(),
-    );
+    let r = last(&script, &["b@example.test"], SIMPLE);
     let err = r.result.unwrap_err();
-    assert!(
-        matches!(&err, Error::Refused { stage: Stage::EndOfData, reply } if reply.code == 451),
-        "{err:?}"
-    );
+    assert_refused(&err, Stage::EndOfData, 451);
     assert_eq!(exit::code(&err), 75);
     assert_eq!(
         writes(&r.peer),
@@ -319,9 +247,7 @@ fn pipelined_421_to_data_after_refusals_ends_the_session() {
         EHLO_PIPELINING,
         "250 2.1.0 ok\r\n550 5.1.1 no b\r\n421 4.3.2 closing\r\n",
     ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&script));
     let err = session
         .transaction(
             &envelope(&["b@example.test"]),

@@ -35,26 +35,24 @@ fn reported(
     total: Option<u64>,
 ) -> (Session<ScriptedPeer>, Told, Result<Receipt, Error>) {
     let told = Arc::new(Mutex::new(Told::default()));
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
-        .with_chunking(chunking);
+    let mut session = session(script).with_chunking(chunking);
     session.set_progress(Some(Box::new(Recording(told.clone()))));
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session);
     session.quit_after_next();
     session.set_message_size(total);
-    let caps = session.capabilities();
     let message = Message::from_bytes(message.to_vec());
-    let params = crate::parameters(
-        |k| caps.has(k),
-        caps.size_limit().flatten(),
-        &envelope(to),
-        &message,
-        &crate::Dsn::default(),
-    )
-    .unwrap();
+    let params = parameters(&session, &envelope(to), &message).unwrap();
     let result = session.transaction_with(&envelope(to), &params, &mut message.reader());
     let told = told.lock().unwrap().clone();
     (session, told, result)
+}
+
+/// The client's report of this session (nothing before it: no connection, no TLS).
+fn report_of(session: &Session<ScriptedPeer>) -> crate::Report {
+    crate::Report {
+        session: session.record().clone(),
+        ..crate::Report::default()
+    }
 }
 
 fn phases(report: &crate::Report) -> Vec<&'static str> {
@@ -73,16 +71,12 @@ fn the_report_says_what_was_used_each_recipient_and_each_stage() {
     let (session, _, result) = reported(
         &script,
         true,
-        &["b@example.test", "c@example.test"],
+        &B_C,
         "Subject: x\r\n\r\nGrüße\r\n".as_bytes(),
         None,
     );
     let receipt = result.unwrap();
-    // The client's report of this session (nothing before it: no connection, no TLS).
-    let report = &crate::Report {
-        session: session.record().clone(),
-        ..crate::Report::default()
-    };
+    let report = &report_of(&session);
     assert_eq!(
         report.session.greeting.as_deref(),
         Some("mx.example.test ESMTP")
@@ -132,7 +126,7 @@ fn a_refused_transaction_keeps_the_recipients_in_the_report() {
         &script,
         true,
         &["b@example.test"],
-        SIMPLE_MESSAGE.as_bytes(),
+        SIMPLE,
         Some(SIMPLE_MESSAGE.len() as u64),
     );
     let err = result.unwrap_err();
@@ -145,11 +139,7 @@ fn a_refused_transaction_keeps_the_recipients_in_the_report() {
         Some("5.7.1")
     );
     assert!(err.to_string().contains("554 5.7.1 spam"), "{err}");
-    // The client's report of this session (nothing before it: no connection, no TLS).
-    let report = &crate::Report {
-        session: session.record().clone(),
-        ..crate::Report::default()
-    };
+    let report = &report_of(&session);
     assert_eq!(report.session.recipients.len(), 1);
     assert!(report.session.recipients[0].accepted);
     assert_eq!(phases(report), ["greeting", "ehlo", "envelope", "data"]);
@@ -217,13 +207,7 @@ fn progress_is_told_of_every_chunk_with_bdat_and_the_wire_is_unchanged() {
         .iter()
         .map(|w| w.to_vec())
         .collect::<Vec<_>>();
-    let without = last_message(
-        ScriptedPeer::new(script, AtEnd::Eof),
-        true,
-        None,
-        &envelope(&["b@example.test"]),
-        &message,
-    );
+    let without = last(&script, &["b@example.test"], &message);
     assert_eq!(with, without.peer.writes());
 }
 
@@ -242,8 +226,7 @@ fn progress_hears_of_a_failed_transfer() {
         .fail_writes_after(300 + DATA_BUFFER, io::ErrorKind::ConnectionReset);
     let mut session = Session::new(peer, Timeouts::default());
     session.set_progress(Some(Box::new(Recording(told.clone()))));
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session);
     let result = session.transaction(&envelope(&["b@example.test"]), &[], &mut &message[..]);
     assert!(result.is_err());
     let told = told.lock().unwrap().clone();
@@ -261,16 +244,9 @@ fn lmtp_refusals_after_the_data_are_not_nothing_sent() {
         "552 5.2.2 <b@example.test> mailbox full\r\n452 4.2.2 <c@example.test> over quota\r\n",
         "221 bye\r\n",
     ];
-    let mut session =
-        Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default()).with_lmtp(true);
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&script).with_lmtp(true));
     let err = session
-        .transaction(
-            &envelope(&["b@example.test", "c@example.test"]),
-            &[],
-            &mut SIMPLE_MESSAGE.as_bytes(),
-        )
+        .transaction(&envelope(&B_C), &[], &mut SIMPLE_MESSAGE.as_bytes())
         .unwrap_err();
     match &err {
         Error::RefusedAfterData { refused } => {

@@ -19,7 +19,7 @@ fn starttls_discards_early_bytes_forgets_capabilities_and_says_ehlo_again() {
         after_220.as_str(),
         "250-mx.example.test\r\n250 PIPELINING\r\n",
     ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
+    let mut session = session(&script);
     session.greeting().unwrap();
     assert!(session.ehlo(EHLO_NAME).unwrap().has("STARTTLS"));
     session.starttls().unwrap();
@@ -64,9 +64,7 @@ fn starttls_refused() {
             refusal,
             "221 bye\r\n",
         ];
-        let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-        session.greeting().unwrap();
-        session.ehlo(EHLO_NAME).unwrap();
+        let mut session = greeted(session(&script));
         let err = session.starttls().unwrap_err();
         assert!(
             matches!(
@@ -94,9 +92,7 @@ fn a_failed_starttls_handshake_leaves_nothing_to_send_quit_over() {
         "250-mx\r\n250 STARTTLS\r\n",
         "220 go\r\n",
     ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default());
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&script));
     session.starttls().unwrap();
     let err = session
         .upgrade(|_| {
@@ -117,20 +113,15 @@ fn auth_run(
     password: &str,
     replies: &[&str],
 ) -> (Result<Reply, Error>, String, String) {
-    let buf = SharedBuf::default();
+    let (buf, transcript) = transcript_to_buf();
     let mut script = vec![
         "220 mx ESMTP\r\n",
         "250-mx\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n",
     ];
     script.extend_from_slice(replies);
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
-        .with_transcript(Some(Transcript::new(Box::new(buf.clone()))));
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
+    let mut session = greeted(session(&script).with_transcript(transcript));
     let result = session.auth(mechanism, &credentials(password));
-    let written = show(session.into_inner().written());
-    let transcript = show(&buf.0.lock().unwrap());
-    (result, written, transcript)
+    (result, show(session.into_inner().written()), buf.text())
 }
 
 #[test]
@@ -253,10 +244,10 @@ fn policy_run(
     };
     let credentials = user.map(|u| Credentials {
         user: u.to_owned(),
-        secret: Secret::new("pencil-42".into()),
+        ..credentials("pencil-42")
     });
     let mut session = Session::new(peer, Timeouts::default());
-    let message = Message::from_bytes(SIMPLE_MESSAGE.as_bytes().to_vec());
+    let message = Message::from_bytes(SIMPLE.to_vec());
     let result = crate::deliver(
         &mut session,
         &settings,
@@ -366,25 +357,20 @@ fn tls_none_never_sends_starttls_even_when_offered() {
 fn an_overlong_initial_response_goes_after_an_empty_challenge() {
     // RFC 4954 §4: AUTH without the initial response, which follows the empty 334.
     let long_token = "t".repeat(5_000);
-    let buf = SharedBuf::default();
+    let (buf, transcript) = transcript_to_buf();
     let script = [
         "220 mx ESMTP\r\n",
         "250-mx\r\n250 AUTH XOAUTH2\r\n",
         "334 \r\n",
         "235 ok\r\n",
     ];
-    let mut session = Session::new(ScriptedPeer::new(script, AtEnd::Eof), Timeouts::default())
-        .with_transcript(Some(Transcript::new(Box::new(buf.clone()))));
-    session.greeting().unwrap();
-    session.ehlo(EHLO_NAME).unwrap();
-    let creds = Credentials {
-        user: "user".into(),
-        secret: Secret::new(long_token.clone()),
-    };
-    session.auth(Mechanism::XOAuth2, &creds).unwrap();
+    let mut session = greeted(session(&script).with_transcript(transcript));
+    session
+        .auth(Mechanism::XOAuth2, &credentials(&long_token))
+        .unwrap();
     let written = show(session.into_inner().written());
     assert!(written.contains("AUTH XOAUTH2\r\n"), "{}", &written[..80]);
     let expected = BASE64.encode(format!("user=user\x01auth=Bearer {long_token}\x01\x01"));
     assert!(written.ends_with(&format!("{expected}\r\n")));
-    assert!(!show(&buf.0.lock().unwrap()).contains(&long_token));
+    assert!(!buf.text().contains(&long_token));
 }
