@@ -194,24 +194,13 @@ fn without_chunking_the_same_message_arrives_the_same() {
 
 #[test]
 fn without_smtputf8_an_idn_domain_goes_as_a_labels() {
-    use crate::support::fake::{FakeServer, Step, send};
+    use crate::support::fake::{FakeServer, Step, one_message, send};
     // A server that offers 8BITMIME but not SMTPUTF8.
-    let server = FakeServer::start(vec![
-        send("220 fake.example.test ESMTP\r\n"),
-        Step::Line,
-        send("250-fake.example.test\r\n250 8BITMIME\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 queued\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        "220 fake.example.test ESMTP\r\n",
+        "250-fake.example.test\r\n250 8BITMIME\r\n",
+        "250 queued\r\n",
+    ));
     let mut cmd = TestEnv::new().cmd();
     cmd.args([
         "--server",

@@ -248,25 +248,14 @@ fn compose_utf8_address_headers_get_smtputf8() {
 
 #[test]
 fn without_smtputf8_or_8bitmime_a_utf8_header_over_an_ascii_body_goes_7bit() {
-    use crate::support::fake::{FakeServer, Step, send};
+    use crate::support::fake::{FakeServer, one_message};
     // A server that offers no extension at all: the rewritten message is 7-bit, so it
     // needs neither SMTPUTF8 nor 8BITMIME (before, it was refused as 8-bit data).
-    let server = FakeServer::start(vec![
-        send("220 fake.example.test ESMTP\r\n"),
-        Step::Line,
-        send("250 fake.example.test\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 queued\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        "220 fake.example.test ESMTP\r\n",
+        "250 fake.example.test\r\n",
+        "250 queued\r\n",
+    ));
     let env = env_for(server.addr());
     let message = "From: Jörg <a@example.test>\nSubject: Grüße aus Köln\n\
                    Date: Tue, 1 Dec 2026 22:00:00 +0100\nMessage-ID: <7bit@example.test>\n\n\
