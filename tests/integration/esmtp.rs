@@ -64,19 +64,12 @@ fn size_and_dsn_parameters_are_sent_and_taken() {
     ]);
     let out = cmd.run();
     out.assert_success();
-    let stderr = out.stderr_str();
-    let mail = stderr
-        .lines()
-        .find(|l| l.starts_with("> MAIL FROM:"))
-        .unwrap_or_else(|| out.fail("no MAIL FROM"));
+    let mail = out.stderr_line("> MAIL FROM:");
     assert!(mail.contains(" SIZE="), "{mail}");
     assert!(mail.contains(" RET=HDRS"), "{mail}");
     // xtext (RFC 3461 §4): "+" and "=" are written as +2B and +3D.
     assert!(mail.contains(" ENVID=batch+2B7+3Dx"), "{mail}");
-    let rcpt_line = stderr
-        .lines()
-        .find(|l| l.starts_with("> RCPT TO:"))
-        .unwrap_or_else(|| out.fail("no RCPT TO"));
+    let rcpt_line = out.stderr_line("> RCPT TO:");
     assert!(
         rcpt_line.ends_with(" NOTIFY=SUCCESS,FAILURE"),
         "{rcpt_line}"

@@ -545,6 +545,17 @@ impl Output {
         self
     }
 
+    /// The first line on standard error that starts with `prefix`, such as a
+    /// transcript's `"> MAIL FROM:"`; fails with the report when there is none.
+    #[track_caller]
+    pub fn stderr_line(&self, prefix: &str) -> String {
+        let stderr = self.stderr_str();
+        match stderr.lines().find(|l| l.starts_with(prefix)) {
+            Some(line) => line.to_owned(),
+            None => self.fail(&format!("no line starting with {prefix:?} on stderr")),
+        }
+    }
+
     #[track_caller]
     pub fn assert_stdout_empty(&self) -> &Self {
         if !self.stdout.is_empty() {
