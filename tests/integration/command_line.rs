@@ -232,16 +232,8 @@ fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
             "outbox.toml",
             format!("[default]\nuser = \"me\"\npassword = {value}\n"),
         );
-        let mut cmd = env.cmd();
-        cmd.args([
-            "--dry-run",
-            "--body",
-            "x",
-            "-f",
-            "a@example.test",
-            "b@example.test",
-        ])
-        .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+        let mut cmd = dry_run_in(&env, &[]);
+        cmd.env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
         let out = cmd.run();
         out.assert_code(78).assert_stderr_contains("outbox.toml:3:");
         assert!(!out.stderr_str().contains("12345"), "{}", out.report());
@@ -252,7 +244,12 @@ fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
 
 /// A dry run from a@example.test to b@example.test with `extra` flags.
 fn dry_run(extra: &[&str]) -> Cmd {
-    let mut cmd = TestEnv::new().cmd();
+    dry_run_in(&TestEnv::new(), extra)
+}
+
+/// As [`dry_run`], in `env`.
+fn dry_run_in(env: &TestEnv, extra: &[&str]) -> Cmd {
+    let mut cmd = env.cmd();
     cmd.args(["--dry-run", "--body", "x", "-f", "a@example.test"])
         .args(extra)
         .arg("b@example.test");
@@ -297,16 +294,8 @@ fn timeout_accepts_s_and_m_suffixes() {
         .assert_stderr_contains("30s, 2m");
     let env = TestEnv::new();
     env.write_file("outbox.toml", "[default]\ntimeout = \"90s\"\n");
-    let mut cmd = env.cmd();
-    cmd.args([
-        "--dry-run",
-        "--body",
-        "x",
-        "-f",
-        "a@example.test",
-        "b@example.test",
-    ])
-    .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+    let mut cmd = dry_run_in(&env, &[]);
+    cmd.env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
     cmd.run().assert_code(0);
 }
 
