@@ -34,17 +34,11 @@ impl User {
     }
 
     fn configure(&self, server: &str) {
-        self.env.write_file(
-            "outbox.toml",
-            format!("[default]\nserver = \"{server}\"\ntimeout = 10\n"),
-        );
+        self.env.configure(server, 10, "");
     }
 
     fn outbox(&self) -> Cmd {
-        let mut cmd = self.env.cmd();
-        cmd.env("OUTBOX_CONFIG", self.env.root().join("outbox.toml"))
-            .env("OUTBOX_QUEUE_DIR", self.env.root().join("queue"));
-        cmd
+        self.env.configured_cmd()
     }
 
     /// The compose face: a short message from a@ to `to`, with `extra` flags.
