@@ -94,6 +94,23 @@ fn up_to_354(ehlo: &str, after_354: &str, end: &str) -> Vec<Step> {
     ]
 }
 
+/// The dialogue of a pipelining server up to its 354 (sent with `after_354`), MAIL,
+/// RCPT and DATA read in one go, and the message read.
+fn pipelined_up_to_354(after_354: &str) -> Vec<Step> {
+    vec![
+        send(GREETING),
+        Step::Line,
+        send(EHLO_PIPELINING),
+        Step::Line,
+        Step::Line,
+        Step::Line,
+        send(&format!(
+            "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n{after_354}"
+        )),
+        Step::Data,
+    ]
+}
+
 #[test]
 fn a_held_back_reply_to_quit_does_not_delay_the_client() {
     // The server never says 221 (Exim holds it until the client closes). Waiting for
@@ -240,15 +257,8 @@ fn a_stray_reply_in_a_flush_does_not_cascade() {
     let user = User::new(&format!("127.0.0.1:{}", free_port()));
     user.sendmail("one@example.test", "first").assert_success();
     user.sendmail("two@example.test", "second").assert_success();
-    let server = FakeServer::start(vec![
-        send(GREETING),
-        Step::Line,
-        send(EHLO_PIPELINING),
-        Step::Line,
-        Step::Line,
-        Step::Line,
-        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 stray\r\n"),
-        Step::Data,
+    let mut script = pipelined_up_to_354("250 2.0.0 stray\r\n");
+    script.extend([
         send("554 5.7.1 refused\r\n"),
         Step::Line,
         Step::Line,
@@ -258,6 +268,7 @@ fn a_stray_reply_in_a_flush_does_not_cascade() {
         send("250 2.0.0 queued as F2\r\n"),
         Step::Line,
     ]);
+    let server = FakeServer::start(script);
     user.configure(server.addr());
     // Deferred entries are no failure of the flush; what matters is that none is
     // counted delivered or failed.
@@ -403,17 +414,8 @@ fn silence_after_the_dot_on_the_pipelined_path_is_one_wait() {
         })
         .collect();
     for after_dot in [vec![Step::Silence(Duration::from_secs(8))], drip] {
-        let mut script = vec![
-            send(GREETING),
-            Step::Line,
-            send(EHLO_PIPELINING),
-            Step::Line,
-            Step::Line,
-            Step::Line,
-            send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
-            Step::Data,
-            Step::Mark,
-        ];
+        let mut script = pipelined_up_to_354("");
+        script.push(Step::Mark);
         script.extend(after_dot);
         assert_times_out_after_mark(script, false, &[], "after the dot");
     }
