@@ -164,3 +164,13 @@ pub(crate) fn verbose_transcript(settings: &Settings) -> Option<Transcript> {
         .verbose
         .then(|| Transcript::new(Box::new(std::io::stderr())))
 }
+
+/// An envelope from `from` to `to`, for the unit tests of the client's parts.
+#[cfg(test)]
+fn test_envelope(from: &str, to: &str) -> Envelope {
+    use crate::envelope::Address;
+    Envelope::new(
+        Some(Address::new(from).unwrap()),
+        [Address::new(to).unwrap()],
+    )
+}

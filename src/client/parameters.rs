@@ -117,15 +117,8 @@ pub fn wire_size(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Address;
+    use crate::client::test_envelope as envelope;
     use crate::exit;
-
-    fn envelope(from: &str, to: &str) -> Envelope {
-        Envelope::new(
-            Some(Address::new(from).unwrap()),
-            [Address::new(to).unwrap()],
-        )
-    }
 
     fn message(text: &str) -> Message {
         Message::from_bytes(text.as_bytes().to_vec())

@@ -249,14 +249,8 @@ fn ascii_envelope(envelope: &Envelope) -> Result<Envelope, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::test_envelope as envelope;
     use crate::exit;
-
-    fn envelope(from: &str, to: &str) -> Envelope {
-        Envelope::new(
-            Some(Address::new(from).unwrap()),
-            [Address::new(to).unwrap()],
-        )
-    }
 
     #[test]
     fn without_smtputf8_domains_go_as_a_labels_and_utf8_local_parts_are_refused() {

@@ -11,18 +11,13 @@ use crate::support::{Cmd, TestEnv, free_port, unique_name};
 /// local name, and a server that is not there: what is taken for a recipient would
 /// be queued or fail with 75, never 0 or 64.
 fn with_catch_all(env: &TestEnv, args: &[&str]) -> Cmd {
-    env.write_file(
-        "outbox.toml",
-        format!(
-            "[default]\nserver = \"127.0.0.1:{}\"\ntimeout = 5\n\n[aliases]\n\
-             default = \"catchall@example.test\"\n",
-            free_port()
-        ),
+    env.configure(
+        &format!("127.0.0.1:{}", free_port()),
+        5,
+        "\n[aliases]\ndefault = \"catchall@example.test\"\n",
     );
-    let mut cmd = env.cmd();
-    cmd.args(args)
-        .env("OUTBOX_CONFIG", env.root().join("outbox.toml"))
-        .env("OUTBOX_QUEUE_DIR", env.root().join("queue"));
+    let mut cmd = env.configured_cmd();
+    cmd.args(args);
     cmd
 }
 
@@ -194,23 +189,15 @@ fn an_empty_message_to_the_sendmail_face_is_still_sent() {
     // sendmail(1) takes an empty message on standard input; so does Postfix.
     let local = unique_name("empty");
     let env = TestEnv::new();
-    env.write_file(
-        "outbox.toml",
-        format!(
-            "[default]\nserver = \"{}\"\ntimeout = 30\n",
-            Postfix::shared().addr()
-        ),
-    );
-    let mut cmd = env.cmd();
+    env.configure(&Postfix::shared().addr(), 30, "");
+    let mut cmd = env.configured_cmd();
     cmd.args([
         "sendmail",
         "-i",
         "-f",
         "someone@example.test",
         &rcpt(&local),
-    ])
-    .env("OUTBOX_CONFIG", env.root().join("outbox.toml"))
-    .env("OUTBOX_QUEUE_DIR", env.root().join("queue"));
+    ]);
     cmd.run().assert_code(0);
     let got = Postfix::shared().wait_for_messages(&local, 1, std::time::Duration::from_secs(30));
     assert_eq!(got.len(), 1);
@@ -232,16 +219,8 @@ fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
             "outbox.toml",
             format!("[default]\nuser = \"me\"\npassword = {value}\n"),
         );
-        let mut cmd = env.cmd();
-        cmd.args([
-            "--dry-run",
-            "--body",
-            "x",
-            "-f",
-            "a@example.test",
-            "b@example.test",
-        ])
-        .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+        let mut cmd = dry_run_in(&env, &[]);
+        cmd.env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
         let out = cmd.run();
         out.assert_code(78).assert_stderr_contains("outbox.toml:3:");
         assert!(!out.stderr_str().contains("12345"), "{}", out.report());
@@ -252,7 +231,12 @@ fn a_password_of_the_wrong_type_in_the_config_is_not_shown_in_the_error() {
 
 /// A dry run from a@example.test to b@example.test with `extra` flags.
 fn dry_run(extra: &[&str]) -> Cmd {
-    let mut cmd = TestEnv::new().cmd();
+    dry_run_in(&TestEnv::new(), extra)
+}
+
+/// As [`dry_run`], in `env`.
+fn dry_run_in(env: &TestEnv, extra: &[&str]) -> Cmd {
+    let mut cmd = env.cmd();
     cmd.args(["--dry-run", "--body", "x", "-f", "a@example.test"])
         .args(extra)
         .arg("b@example.test");
@@ -297,16 +281,8 @@ fn timeout_accepts_s_and_m_suffixes() {
         .assert_stderr_contains("30s, 2m");
     let env = TestEnv::new();
     env.write_file("outbox.toml", "[default]\ntimeout = \"90s\"\n");
-    let mut cmd = env.cmd();
-    cmd.args([
-        "--dry-run",
-        "--body",
-        "x",
-        "-f",
-        "a@example.test",
-        "b@example.test",
-    ])
-    .env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
+    let mut cmd = dry_run_in(&env, &[]);
+    cmd.env("OUTBOX_CONFIG", env.root().join("outbox.toml"));
     cmd.run().assert_code(0);
 }
 

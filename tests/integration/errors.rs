@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::fake::{FakeServer, Step, send};
+use crate::support::fake::{FakeServer, Step, one_message, send};
 use crate::support::{free_port, outbox};
 
 const GREETING: &str = "220 fake.example.test ESMTP\r\n";
@@ -274,22 +274,11 @@ fn mail_from_refused_is_unavailable_69_and_quit_is_sent() {
 
 #[test]
 fn rejected_message_after_data_is_69_with_the_reply() {
-    let server = FakeServer::start(vec![
-        send(GREETING),
-        Step::Line,
-        send(EHLO_OK),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("554-5.7.1 message refused:\r\n554 5.7.1 looks like spam\x1b[2J\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        GREETING,
+        EHLO_OK,
+        "554-5.7.1 message refused:\r\n554 5.7.1 looks like spam\x1b[2J\r\n",
+    ));
     let out = to_fake(&server).run();
     out.assert_code(69)
         .assert_stderr_contains("554-5.7.1 message refused:")
@@ -301,22 +290,11 @@ fn rejected_message_after_data_is_69_with_the_reply() {
 
 #[test]
 fn exact_client_bytes_on_the_wire() {
-    let server = FakeServer::start(vec![
-        send("220-fake.example.test ESMTP\r\n220 welcome\r\n"),
-        Step::Line,
-        send(EHLO_OK),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 queued\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        "220-fake.example.test ESMTP\r\n220 welcome\r\n",
+        EHLO_OK,
+        "250 queued\r\n",
+    ));
     let out = outbox()
         .args([
             "--server",

@@ -64,19 +64,12 @@ fn size_and_dsn_parameters_are_sent_and_taken() {
     ]);
     let out = cmd.run();
     out.assert_success();
-    let stderr = out.stderr_str();
-    let mail = stderr
-        .lines()
-        .find(|l| l.starts_with("> MAIL FROM:"))
-        .unwrap_or_else(|| out.fail("no MAIL FROM"));
+    let mail = out.stderr_line("> MAIL FROM:");
     assert!(mail.contains(" SIZE="), "{mail}");
     assert!(mail.contains(" RET=HDRS"), "{mail}");
     // xtext (RFC 3461 §4): "+" and "=" are written as +2B and +3D.
     assert!(mail.contains(" ENVID=batch+2B7+3Dx"), "{mail}");
-    let rcpt_line = stderr
-        .lines()
-        .find(|l| l.starts_with("> RCPT TO:"))
-        .unwrap_or_else(|| out.fail("no RCPT TO"));
+    let rcpt_line = out.stderr_line("> RCPT TO:");
     assert!(
         rcpt_line.ends_with(" NOTIFY=SUCCESS,FAILURE"),
         "{rcpt_line}"
@@ -194,24 +187,13 @@ fn without_chunking_the_same_message_arrives_the_same() {
 
 #[test]
 fn without_smtputf8_an_idn_domain_goes_as_a_labels() {
-    use crate::support::fake::{FakeServer, Step, send};
+    use crate::support::fake::{FakeServer, Step, one_message, send};
     // A server that offers 8BITMIME but not SMTPUTF8.
-    let server = FakeServer::start(vec![
-        send("220 fake.example.test ESMTP\r\n"),
-        Step::Line,
-        send("250-fake.example.test\r\n250 8BITMIME\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 queued\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        "220 fake.example.test ESMTP\r\n",
+        "250-fake.example.test\r\n250 8BITMIME\r\n",
+        "250 queued\r\n",
+    ));
     let mut cmd = TestEnv::new().cmd();
     cmd.args([
         "--server",

@@ -34,17 +34,11 @@ impl User {
     }
 
     fn configure(&self, server: &str) {
-        self.env.write_file(
-            "outbox.toml",
-            format!("[default]\nserver = \"{server}\"\ntimeout = 10\n"),
-        );
+        self.env.configure(server, 10, "");
     }
 
     fn outbox(&self) -> Cmd {
-        let mut cmd = self.env.cmd();
-        cmd.env("OUTBOX_CONFIG", self.env.root().join("outbox.toml"))
-            .env("OUTBOX_QUEUE_DIR", self.env.root().join("queue"));
-        cmd
+        self.env.configured_cmd()
     }
 
     /// The compose face: a short message from a@ to `to`, with `extra` flags.
@@ -100,6 +94,23 @@ fn up_to_354(ehlo: &str, after_354: &str, end: &str) -> Vec<Step> {
     ]
 }
 
+/// The dialogue of a pipelining server up to its 354 (sent with `after_354`), MAIL,
+/// RCPT and DATA read in one go, and the message read.
+fn pipelined_up_to_354(after_354: &str) -> Vec<Step> {
+    vec![
+        send(GREETING),
+        Step::Line,
+        send(EHLO_PIPELINING),
+        Step::Line,
+        Step::Line,
+        Step::Line,
+        send(&format!(
+            "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n{after_354}"
+        )),
+        Step::Data,
+    ]
+}
+
 #[test]
 fn a_held_back_reply_to_quit_does_not_delay_the_client() {
     // The server never says 221 (Exim holds it until the client closes). Waiting for
@@ -138,6 +149,22 @@ fn stray_after_354() -> Vec<Step> {
         "250 2.0.0 stray\r\n",
         "554 5.7.1 message refused\r\n",
     )
+}
+
+/// Runs the compose face against `script` with `extra` and `--queue`: the message is
+/// kept for b@example.test, exit 0. The user and the queue's listing, for more checks.
+#[track_caller]
+fn assert_kept_with_queue(script: Vec<Step>, extra: &[&str]) -> (User, String) {
+    let server = FakeServer::start(script);
+    let user = User::new(server.addr());
+    let mut args = extra.to_vec();
+    args.push("--queue");
+    user.compose("b@example.test", &args)
+        .assert_success()
+        .assert_stderr_contains("queued as");
+    let listing = user.listing(false);
+    assert!(listing.contains("b@example.test"), "{listing}");
+    (user, listing)
 }
 
 #[track_caller]
@@ -204,25 +231,13 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_76_and_kept() {
         .assert_stderr_contains("554 5.7.1 message refused");
     assert!(server.received_string().contains("BDAT"));
 
-    let server = FakeServer::start(script());
-    let user = User::new(server.addr());
-    user.compose("b@example.test", &["--queue"])
-        .assert_success()
-        .assert_stderr_contains("queued as");
-    let listing = user.listing(false);
-    assert!(listing.contains("b@example.test"), "{listing}");
+    assert_kept_with_queue(script(), &[]);
 }
 
 #[test]
 fn a_stray_reply_keeps_the_message_in_the_queue() {
     // The compose face with --queue, and the sendmail face: kept, never lost.
-    let server = FakeServer::start(stray_after_354());
-    let user = User::new(server.addr());
-    user.compose("b@example.test", &["--queue"])
-        .assert_success()
-        .assert_stderr_contains("queued as");
-    let listing = user.listing(false);
-    assert!(listing.contains("b@example.test"), "{listing}");
+    let (_, listing) = assert_kept_with_queue(stray_after_354(), &[]);
     assert!(listing.contains("sent data before"), "{listing}");
 
     let server = FakeServer::start(stray_after_354());
@@ -242,15 +257,8 @@ fn a_stray_reply_in_a_flush_does_not_cascade() {
     let user = User::new(&format!("127.0.0.1:{}", free_port()));
     user.sendmail("one@example.test", "first").assert_success();
     user.sendmail("two@example.test", "second").assert_success();
-    let server = FakeServer::start(vec![
-        send(GREETING),
-        Step::Line,
-        send(EHLO_PIPELINING),
-        Step::Line,
-        Step::Line,
-        Step::Line,
-        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 stray\r\n"),
-        Step::Data,
+    let mut script = pipelined_up_to_354("250 2.0.0 stray\r\n");
+    script.extend([
         send("554 5.7.1 refused\r\n"),
         Step::Line,
         Step::Line,
@@ -260,6 +268,7 @@ fn a_stray_reply_in_a_flush_does_not_cascade() {
         send("250 2.0.0 queued as F2\r\n"),
         Step::Line,
     ]);
+    let server = FakeServer::start(script);
     user.configure(server.addr());
     // Deferred entries are no failure of the flush; what matters is that none is
     // counted delivered or failed.
@@ -298,13 +307,7 @@ fn starttls_454_is_temporary_75_and_queued() {
     let got = server.received_string();
     assert!(!got.contains("MAIL FROM"), "went on in clear: {got:?}");
 
-    let server = FakeServer::start(script());
-    let user = User::new(server.addr());
-    user.compose("b@example.test", &["--tls", "starttls", "--queue"])
-        .assert_success()
-        .assert_stderr_contains("queued as");
-    let listing = user.listing(false);
-    assert!(listing.contains("b@example.test"), "{listing}");
+    let (user, _) = assert_kept_with_queue(script(), &["--tls", "starttls"]);
     assert!(user.listing(true).contains("the failed folder is empty"));
 }
 
@@ -333,31 +336,51 @@ fn big_attachment(user: &User) -> String {
     path.display().to_string()
 }
 
-/// Runs the compose face at `--timeout 3` with `args`; the exit code, and how long
-/// after the fake server's mark it ended.
-fn timed_after_mark(server: FakeServer, user: &User, args: &[&str]) -> (Output, Duration) {
-    let out = user.compose("b@example.test", args);
+/// Runs the compose face against `script` at `--timeout 3`, with `args` after that
+/// (and a big attachment where `big`), and checks that it timed out, 75, within the
+/// limit of the fake server's mark (`what` says what the mark stands for).
+#[track_caller]
+fn assert_times_out_after_mark(script: Vec<Step>, big: bool, args: &[&str], what: &str) {
+    let server = match big {
+        true => FakeServer::start_with_receive_buffer(script, 4096),
+        false => FakeServer::start(script),
+    };
+    let user = User::new(server.addr());
+    let mut all = vec!["--timeout".to_owned(), TIMEOUT.to_string()];
+    if big {
+        all.extend(["-a".to_owned(), big_attachment(&user)]);
+    }
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = user.compose("b@example.test", &all);
     let ended = Instant::now();
     let (_, marks) = server.received_with_marks();
     let mark = *marks.first().expect("the fake server reached its mark");
-    (out, ended.saturating_duration_since(mark))
+    let took = ended.saturating_duration_since(mark);
+    out.assert_code(75).assert_stderr_contains("timed out");
+    assert!(
+        took < Duration::from_secs(TIMEOUT) + MARGIN,
+        "took {took:?} {what}"
+    );
+}
+
+/// The dialogue up to the message (354 sent), then the mark and `stall`.
+fn stalled_in_the_data(stall: Step) -> Vec<Step> {
+    let mut script = up_to_354(EHLO_OK, "", "");
+    script.truncate(9);
+    script.extend([Step::Mark, stall]);
+    script
 }
 
 #[test]
 fn a_peer_that_stops_reading_during_the_data_ends_within_the_timeout() {
     // Each blocked send used to wait the whole timeout and return a partial count, the
     // rest was written with a fresh wait, then 5 s more for a refusal: 14.5 s at 3.
-    let mut script = up_to_354(EHLO_OK, "", "");
-    script.truncate(9);
-    script.extend([Step::Mark, Step::Silence(Duration::from_secs(8))]);
-    let server = FakeServer::start_with_receive_buffer(script, 4096);
-    let user = User::new(server.addr());
-    let file = big_attachment(&user);
-    let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "-a", &file]);
-    out.assert_code(75).assert_stderr_contains("timed out");
-    assert!(
-        took < Duration::from_secs(TIMEOUT) + MARGIN,
-        "took {took:?} after the peer stopped reading"
+    assert_times_out_after_mark(
+        stalled_in_the_data(Step::Silence(Duration::from_secs(8))),
+        true,
+        &[],
+        "after the peer stopped reading",
     );
 }
 
@@ -365,20 +388,14 @@ fn a_peer_that_stops_reading_during_the_data_ends_within_the_timeout() {
 fn a_peer_that_reads_a_drip_at_a_time_ends_within_the_timeout() {
     // 100 bytes every 50 ms: each send takes a little, so a limit per send call never
     // runs out; a block of the message must leave within the limit.
-    let mut script = up_to_354(EHLO_OK, "", "");
-    script.truncate(9);
-    script.extend([
-        Step::Mark,
-        Step::Drip(Duration::from_millis(50), Duration::from_secs(8)),
-    ]);
-    let server = FakeServer::start_with_receive_buffer(script, 4096);
-    let user = User::new(server.addr());
-    let file = big_attachment(&user);
-    let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "-a", &file]);
-    out.assert_code(75).assert_stderr_contains("timed out");
-    assert!(
-        took < Duration::from_secs(TIMEOUT) + MARGIN,
-        "took {took:?} after the drip began"
+    assert_times_out_after_mark(
+        stalled_in_the_data(Step::Drip(
+            Duration::from_millis(50),
+            Duration::from_secs(8),
+        )),
+        true,
+        &[],
+        "after the drip began",
     );
 }
 
@@ -397,26 +414,10 @@ fn silence_after_the_dot_on_the_pipelined_path_is_one_wait() {
         })
         .collect();
     for after_dot in [vec![Step::Silence(Duration::from_secs(8))], drip] {
-        let mut script = vec![
-            send(GREETING),
-            Step::Line,
-            send(EHLO_PIPELINING),
-            Step::Line,
-            Step::Line,
-            Step::Line,
-            send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
-            Step::Data,
-            Step::Mark,
-        ];
+        let mut script = pipelined_up_to_354("");
+        script.push(Step::Mark);
         script.extend(after_dot);
-        let server = FakeServer::start(script);
-        let user = User::new(server.addr());
-        let (out, took) = timed_after_mark(server, &user, &["--timeout", "3"]);
-        out.assert_code(75).assert_stderr_contains("timed out");
-        assert!(
-            took < Duration::from_secs(TIMEOUT) + MARGIN,
-            "took {took:?} after the dot"
-        );
+        assert_times_out_after_mark(script, false, &[], "after the dot");
     }
 }
 
@@ -432,12 +433,5 @@ fn a_drip_during_the_tls_handshake_ends_within_the_timeout() {
         script.push(Step::Send(vec![b]));
         script.push(Step::Silence(Duration::from_millis(300)));
     }
-    let server = FakeServer::start(script);
-    let user = User::new(server.addr());
-    let (out, took) = timed_after_mark(server, &user, &["--timeout", "3", "--tls", "implicit"]);
-    out.assert_code(75).assert_stderr_contains("timed out");
-    assert!(
-        took < Duration::from_secs(TIMEOUT) + MARGIN,
-        "took {took:?} in the handshake"
-    );
+    assert_times_out_after_mark(script, false, &["--tls", "implicit"], "in the handshake");
 }

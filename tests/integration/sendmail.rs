@@ -42,10 +42,7 @@ impl Face {
 
     /// (Re)writes the configuration file.
     fn configure(&self, server: &str, config: &str) {
-        self.env.write_file(
-            "outbox.toml",
-            format!("[default]\nserver = \"{server}\"\ntimeout = 30\n{config}"),
-        );
+        self.env.configure(server, 30, config);
     }
 
     fn queue_dir(&self) -> PathBuf {
@@ -54,10 +51,7 @@ impl Face {
 
     /// `program` in this environment, with the configuration and queue set.
     fn program(&self, program: impl AsRef<std::path::Path>) -> Cmd {
-        let mut cmd = self.env.command(program);
-        cmd.env("OUTBOX_CONFIG", self.env.root().join("outbox.toml"))
-            .env("OUTBOX_QUEUE_DIR", self.queue_dir());
-        cmd
+        self.env.configured_command(program)
     }
 
     fn outbox(&self) -> Cmd {

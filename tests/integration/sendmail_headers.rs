@@ -10,31 +10,20 @@ use std::time::Duration;
 use mail_parser::MessageParser;
 
 use crate::support::postfix::{Postfix, rcpt, strip_trace_headers};
-use crate::support::{Cmd, Output, TestEnv, unique_name};
+use crate::support::{Output, TestEnv, unique_name};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A test environment whose configuration is `[default]` with `server` and `more`.
 fn env_for(server: &str, more: &str) -> TestEnv {
     let env = TestEnv::new();
-    env.write_file(
-        "outbox.toml",
-        format!("[default]\nserver = \"{server}\"\ntimeout = 30\n{more}"),
-    );
+    env.configure(server, 30, more);
     env
-}
-
-/// `program` in `env`, with its configuration and a queue of its own.
-fn command(env: &TestEnv, program: impl AsRef<std::path::Path>) -> Cmd {
-    let mut cmd = env.command(program);
-    cmd.env("OUTBOX_CONFIG", env.root().join("outbox.toml"))
-        .env("OUTBOX_QUEUE_DIR", env.root().join("queue"));
-    cmd
 }
 
 /// `outbox sendmail ARGS` with `stdin`, and `vars` set in its environment.
 fn sendmail(env: &TestEnv, args: &[&str], stdin: &[u8], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = command(env, env!("CARGO_BIN_EXE_outbox"));
+    let mut cmd = env.configured_cmd();
     cmd.arg("sendmail").args(args).stdin(stdin.to_vec());
     for (k, v) in vars {
         cmd.env(k, v);
@@ -101,7 +90,7 @@ fn php_mail_with_60_bcc_is_folded_not_refused() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut cmd = command(&env, "/bin/sh");
+    let mut cmd = env.configured_command("/bin/sh");
     cmd.arg("-c")
         .arg(
             "printf 'To: a@example.test\\nBcc: %s\\nSubject: x\\n\\nbody\\n' \
@@ -248,7 +237,7 @@ fn date_is_in_the_local_time_zone() {
         None,
     ] {
         let local = unique_name("sm-date");
-        let mut cmd = command(&env, env!("CARGO_BIN_EXE_outbox"));
+        let mut cmd = env.configured_cmd();
         cmd.args(["sendmail", "-i", &rcpt(&local)])
             .stdin(b"Subject: when\n\nnow\n".to_vec());
         match tz {
@@ -281,7 +270,7 @@ fn date_is_in_the_local_time_zone() {
     }
 
     // The compose face too.
-    let mut cmd = command(&env, env!("CARGO_BIN_EXE_outbox"));
+    let mut cmd = env.configured_cmd();
     cmd.args(["--dry-run", "-s", "when", "--body", "now", "a@example.test"])
         .env("TZ", "Europe/Berlin");
     let out = cmd.run();

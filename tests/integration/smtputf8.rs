@@ -37,14 +37,15 @@ fn sendmail(env: &TestEnv, args: &[&str], stdin: &str) -> Output {
     cmd.run()
 }
 
-/// The line `> MAIL FROM:...` of a transcript.
-fn mail_line(out: &Output) -> String {
-    let stderr = out.stderr_str();
-    stderr
-        .lines()
-        .find(|l| l.starts_with("> MAIL FROM:"))
-        .unwrap_or_else(|| panic!("no MAIL line\n{}", out.report()))
-        .to_owned()
+/// The compose face with `-v`, from Jörg, subject Grüße, body Köln, with `extra` flags,
+/// to `to` at `pf`.
+fn compose(pf: &Postfix, extra: &[&str], to: &str) -> Output {
+    let mut cmd = TestEnv::new().cmd();
+    cmd.args(["-v", "--server", &pf.addr()])
+        .args(["-f", "Jörg <a@example.test>", "-s", "Grüße"])
+        .args(extra)
+        .args(["--body", "Köln", to]);
+    cmd.run()
 }
 
 /// The delivered header section (without Postfix's trace fields) and body.
@@ -90,7 +91,7 @@ fn utf8_header_fields_go_with_smtputf8_byte_for_byte() {
         &message,
     );
     out.assert_success();
-    let mail = mail_line(&out);
+    let mail = out.stderr_line("> MAIL FROM:");
     assert!(
         mail.starts_with("> MAIL FROM:<a@example.test> SIZE=")
             && mail.ends_with(" BODY=8BITMIME SMTPUTF8"),
@@ -124,7 +125,7 @@ fn without_smtputf8_utf8_header_fields_go_as_encoded_words() {
         "{}",
         out.report()
     );
-    let mail = mail_line(&out);
+    let mail = out.stderr_line("> MAIL FROM:");
     // The body is still 8-bit: BODY=8BITMIME stays; SMTPUTF8 goes.
     assert!(
         mail.ends_with(" BODY=8BITMIME") && !mail.contains("SMTPUTF8"),
@@ -200,24 +201,13 @@ fn compose_utf8_address_headers_get_smtputf8() {
     // they are: a UTF-8 one makes the header UTF-8.
     let pf = Postfix::shared();
     let local = unique_name("utf8-compose");
-    let mut cmd = TestEnv::new().cmd();
-    cmd.args([
-        "-v",
-        "--server",
-        &pf.addr(),
-        "-f",
-        "Jörg <a@example.test>",
-        "-s",
-        "Grüße",
-        "-H",
-        "Reply-To: jörg@example.test",
-        "--body",
-        "Köln",
-        &rcpt(&local),
-    ]);
-    let out = cmd.run();
+    let out = compose(pf, &["-H", "Reply-To: jörg@example.test"], &rcpt(&local));
     out.assert_success();
-    assert!(mail_line(&out).ends_with(" SMTPUTF8"), "{}", out.report());
+    assert!(
+        out.stderr_line("> MAIL FROM:").ends_with(" SMTPUTF8"),
+        "{}",
+        out.report()
+    );
     let got = pf.wait_for_messages(&local, 1, WAIT).remove(0);
     let (head, _) = split_delivered(&got);
     let head = String::from_utf8_lossy(&head).into_owned();
@@ -228,45 +218,25 @@ fn compose_utf8_address_headers_get_smtputf8() {
 
     // An ASCII header: no SMTPUTF8, as before.
     let local = unique_name("utf8-compose");
-    let mut cmd = TestEnv::new().cmd();
-    cmd.args([
-        "-v",
-        "--server",
-        &pf.addr(),
-        "-f",
-        "Jörg <a@example.test>",
-        "-s",
-        "Grüße",
-        "--body",
-        "Köln",
-        &rcpt(&local),
-    ]);
-    let out = cmd.run();
+    let out = compose(pf, &[], &rcpt(&local));
     out.assert_success();
-    assert!(!mail_line(&out).contains("SMTPUTF8"), "{}", out.report());
+    assert!(
+        !out.stderr_line("> MAIL FROM:").contains("SMTPUTF8"),
+        "{}",
+        out.report()
+    );
 }
 
 #[test]
 fn without_smtputf8_or_8bitmime_a_utf8_header_over_an_ascii_body_goes_7bit() {
-    use crate::support::fake::{FakeServer, Step, send};
+    use crate::support::fake::{FakeServer, one_message};
     // A server that offers no extension at all: the rewritten message is 7-bit, so it
     // needs neither SMTPUTF8 nor 8BITMIME (before, it was refused as 8-bit data).
-    let server = FakeServer::start(vec![
-        send("220 fake.example.test ESMTP\r\n"),
-        Step::Line,
-        send("250 fake.example.test\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("250 ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 queued\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = FakeServer::start(one_message(
+        "220 fake.example.test ESMTP\r\n",
+        "250 fake.example.test\r\n",
+        "250 queued\r\n",
+    ));
     let env = env_for(server.addr());
     let message = "From: Jörg <a@example.test>\nSubject: Grüße aus Köln\n\
                    Date: Tue, 1 Dec 2026 22:00:00 +0100\nMessage-ID: <7bit@example.test>\n\n\

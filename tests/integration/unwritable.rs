@@ -106,14 +106,9 @@ fn the_sendmail_face_with_unwritable_stderr_still_queues_and_exits_0() {
     let dead = format!("127.0.0.1:{}", free_port());
     for (name, sink) in sinks() {
         let env = TestEnv::new();
-        env.write_file(
-            "outbox.toml",
-            format!("[default]\nserver = \"{dead}\"\ntimeout = 5\n"),
-        );
-        let mut cmd = env.cmd();
+        env.configure(&dead, 5, "");
+        let mut cmd = env.configured_cmd();
         cmd.args(["sendmail", "-v", "-i", "-f", SENDER, "later@example.test"])
-            .env("OUTBOX_CONFIG", env.root().join("outbox.toml"))
-            .env("OUTBOX_QUEUE_DIR", env.root().join("queue"))
             .stdin(b"Subject: unwritable\n\nhello\n".to_vec());
         let out = cmd.run_with(None, Some(sink()));
         assert_eq!(out.status, Some(0), "{name}\n{}", out.report());

@@ -205,32 +205,48 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         until: Instant,
         limit: Duration,
     ) -> Result<bool, Error> {
-        let mut chunk = [0u8; READ_CHUNK];
         while self.rbuf.is_empty() {
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !self.read_more(stage, left, until, limit)? {
                 return Ok(false);
-            }
-            self.prepare_read(stage, left, until)?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.dead = true;
-                    return Err(Error::Closed { stage });
-                }
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(false);
-                }
-                Err(e) => return Err(self.io_error(stage, limit, e)),
             }
         }
         Ok(true)
+    }
+
+    /// One read of what the server sends, waiting up to `left` (until `deadline`),
+    /// kept in the read buffer; `false` when the wait ran out (an interrupted read is
+    /// `true`: nothing came, but there is time to read again). `limit` is the stage's,
+    /// for the error of a read that fails.
+    fn read_more(
+        &mut self,
+        stage: Stage,
+        left: Duration,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<bool, Error> {
+        let mut chunk = [0u8; READ_CHUNK];
+        self.prepare_read(stage, left, deadline)?;
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.dead = true;
+                Err(Error::Closed { stage })
+            }
+            Ok(n) => {
+                self.rbuf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.io_error(stage, limit, e)),
+        }
     }
 
     /// EHLO, and HELO if the server refuses EHLO permanently (RFC 5321 §4.1.4).
@@ -459,7 +475,6 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Reply, Error> {
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
             match parse_reply(&self.rbuf) {
                 Ok(Some((reply, used))) => {
@@ -486,15 +501,9 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                     after: timeout,
                 });
             }
-            self.prepare_read(stage, left, deadline)?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.dead = true;
-                    return Err(Error::Closed { stage });
-                }
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io_error(stage, timeout, e)),
+            if !self.read_more(stage, left, deadline, timeout)? {
+                let ran_out = io::Error::from(io::ErrorKind::TimedOut);
+                return Err(self.io_error(stage, timeout, ran_out));
             }
         }
     }

@@ -31,6 +31,28 @@ pub fn send(s: &str) -> Step {
     Step::Send(s.as_bytes().to_vec())
 }
 
+/// The script of a lock-step server that takes one message: `greeting`, `ehlo` as the
+/// reply to EHLO, MAIL and RCPT accepted, 354, the message read, `verdict` after the
+/// dot, and 221 to QUIT.
+pub fn one_message(greeting: &str, ehlo: &str, verdict: &str) -> Vec<Step> {
+    vec![
+        send(greeting),
+        Step::Line,
+        send(ehlo),
+        Step::Line,
+        send("250 ok\r\n"),
+        Step::Line,
+        send("250 ok\r\n"),
+        Step::Line,
+        send("354 go on\r\n"),
+        Step::Data,
+        send(verdict),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]
+}
+
 /// A peer that takes one connection and plays its script.
 pub struct FakeServer {
     addr: String,

@@ -218,6 +218,30 @@ impl TestEnv {
         fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
+    /// Writes the configuration file `outbox.toml`: `[default]` with `server` and
+    /// `timeout` (seconds), then the lines `more` (keys, then other tables such as
+    /// `[aliases]`). Returns its path.
+    pub fn configure(&self, server: &str, timeout: u64, more: &str) -> PathBuf {
+        self.write_file(
+            "outbox.toml",
+            format!("[default]\nserver = \"{server}\"\ntimeout = {timeout}\n{more}"),
+        )
+    }
+
+    /// As [`TestEnv::configured_command`], for the `outbox` binary.
+    pub fn configured_cmd(&self) -> Cmd {
+        self.configured_command(env!("CARGO_BIN_EXE_outbox"))
+    }
+
+    /// `program` in this environment, with the configuration file `outbox.toml` (see
+    /// [`TestEnv::configure`]) and the queue `queue/` of its own.
+    pub fn configured_command(&self, program: impl AsRef<Path>) -> Cmd {
+        let mut cmd = self.command(program);
+        cmd.env("OUTBOX_CONFIG", self.root().join("outbox.toml"))
+            .env("OUTBOX_QUEUE_DIR", self.root().join("queue"));
+        cmd
+    }
+
     /// A command for the `outbox` binary in this environment.
     pub fn cmd(&self) -> Cmd {
         self.command(env!("CARGO_BIN_EXE_outbox"))
@@ -543,6 +567,17 @@ impl Output {
             self.fail(&format!("expected stderr to contain {needle:?}"));
         }
         self
+    }
+
+    /// The first line on standard error that starts with `prefix`, such as a
+    /// transcript's `"> MAIL FROM:"`; fails with the report when there is none.
+    #[track_caller]
+    pub fn stderr_line(&self, prefix: &str) -> String {
+        let stderr = self.stderr_str();
+        match stderr.lines().find(|l| l.starts_with(prefix)) {
+            Some(line) => line.to_owned(),
+            None => self.fail(&format!("no line starting with {prefix:?} on stderr")),
+        }
     }
 
     #[track_caller]
