@@ -339,7 +339,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
     /// A whole reply already here, after the last one due was read: the server answered
     /// more than it was asked, so the replies read were not the ones they were taken
     /// for. With QUIT sent, its 221 is the one reply that may be waiting.
-    pub(crate) fn unasked_reply(&self, quit_sent: bool) -> Option<Reply> {
+    fn unasked_reply(&self, quit_sent: bool) -> Option<Reply> {
         match parse_reply(&self.rbuf) {
             Ok(Some((reply, _))) if quit_sent && reply.code == 221 => None,
             Ok(Some((reply, _))) => Some(reply),

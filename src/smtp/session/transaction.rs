@@ -318,7 +318,8 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             return Err(Error::Protocol {
                 stage: Stage::EndOfData,
                 detail: format!(
-                    "the server sent more replies than it was sent commands; the one left                      over: {extra}"
+                    "the server sent more replies than it was sent commands; the one left \
+                     over: {extra}"
                 ),
             });
         }

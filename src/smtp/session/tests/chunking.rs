@@ -335,7 +335,11 @@ fn a_stray_reply_in_a_pipelined_bdat_transaction_is_never_taken_for_the_final_on
                 ),
                 "verbose {verbose}: {err:?}"
             );
-            assert!(err.to_string().contains("554 5.7.1 refused"), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("the one left over: 554 5.7.1 refused"),
+                "{err}"
+            );
             assert_eq!(exit::code(&err), exit::PROTOCOL);
         }
     }
