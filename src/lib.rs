@@ -71,7 +71,8 @@ pub use error::{Error, Stage};
 pub use message::Message;
 pub use report::Report;
 pub use settings::Settings;
-pub use smtp::session::{Receipt, RecipientResult, Session, Timeouts, Transcript};
+pub use smtp::receipt::{Receipt, RecipientResult};
+pub use smtp::session::{Session, Timeouts, Transcript};
 
 #[cfg(test)]
 pub(crate) use client::{deliver, send_series_on};

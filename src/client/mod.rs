@@ -18,7 +18,8 @@ use crate::error::Error;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::settings::Settings;
-use crate::smtp::session::{Receipt, Session, Transcript};
+use crate::smtp::receipt::Receipt;
+use crate::smtp::session::{Session, Transcript};
 use crate::smtp::tls::Connection;
 use crate::{Envelope, Message};
 

@@ -10,7 +10,8 @@ use crate::error::Error;
 use crate::message::Message;
 use crate::message::downgrade::Downgraded;
 use crate::smtp;
-use crate::smtp::session::{Receipt, RecipientResult, Session};
+use crate::smtp::receipt::{Receipt, RecipientResult};
+use crate::smtp::session::Session;
 use crate::smtp::tls::Channel;
 #[cfg(test)]
 use crate::{settings::Settings, smtp::auth::Credentials, smtp::tls::TlsClient};

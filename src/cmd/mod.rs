@@ -12,7 +12,7 @@ use outbox::config::Config;
 use outbox::envelope::Address;
 use outbox::outcome::Outcome;
 use outbox::queue::Queue;
-use outbox::smtp::session::Receipt;
+use outbox::smtp::receipt::Receipt;
 use outbox::smtp::tls::TlsMode;
 use outbox::{Envelope, Error, Message, Report, Settings, exit};
 

@@ -23,7 +23,8 @@ use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
 pub use super::deadline::Timed;
 use super::deadline::{IoTimeout, prepare_read, socket_timeout};
-use crate::error::{Error, Stage};
+use crate::error::Error;
+use crate::smtp::stage::Stage;
 
 /// When to use TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]

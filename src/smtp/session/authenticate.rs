@@ -6,12 +6,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Session;
-use crate::error::{Error, Stage};
+use crate::error::Error;
 use crate::smtp::auth::{Credentials, Exchange, Mechanism};
 use crate::smtp::command::{Command, CommandError};
 use crate::smtp::deadline::IoTimeout;
 use crate::smtp::record::Phase;
 use crate::smtp::reply::{Reply, sanitize};
+use crate::smtp::stage::Stage;
 
 impl<S: Read + Write + IoTimeout> Session<S> {
     /// `AUTH` (RFC 4954): the exchange runs until 235, answering each 334 challenge.

@@ -5,11 +5,12 @@ use std::io::{self, BufWriter, Read, Write};
 use std::time::Duration;
 
 use super::{DATA_BUFFER, GLANCE, REFUSAL_WAIT, Session};
-use crate::error::{Error, Stage};
+use crate::error::Error;
 use crate::progress::Progress;
 use crate::smtp::command::Command;
 use crate::smtp::data::DotWriter;
 use crate::smtp::deadline::{Bounded, IoTimeout};
+use crate::smtp::stage::Stage;
 
 /// The stream while the message is sent, telling `progress` of each write.
 pub(super) struct Counted<'a, W> {

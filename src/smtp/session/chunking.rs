@@ -6,11 +6,12 @@ use std::io::{self, Read, Write};
 use super::body::Counted;
 use super::{DATA_BUFFER, Session};
 use crate::envelope::Envelope;
-use crate::error::{Error, Stage};
+use crate::error::Error;
 use crate::smtp::command::Command;
 use crate::smtp::data::DotWriter;
 use crate::smtp::deadline::{Bounded, IoTimeout};
 use crate::smtp::receipt::RecipientResult;
+use crate::smtp::stage::Stage;
 
 /// What sending a message as BDAT chunks left to do.
 pub(super) struct Chunked {

@@ -16,8 +16,9 @@ use super::deadline::{Bounded, close_enough, socket_timeout};
 use super::extension::Capabilities;
 use super::record::{Phase, Record};
 use super::reply::{Reply, parse_reply};
-use crate::error::{Error, Stage};
+use crate::error::Error;
 use crate::progress::Progress;
+use crate::smtp::stage::Stage;
 
 mod authenticate;
 mod body;
@@ -27,7 +28,6 @@ mod transaction;
 mod transcript;
 
 pub use super::deadline::IoTimeout;
-pub use super::receipt::{Receipt, RecipientResult};
 pub use timeouts::Timeouts;
 pub use transaction::{Parameters, envelope_commands};
 pub use transcript::Transcript;

@@ -6,12 +6,13 @@ use std::io::{Read, Write};
 
 use super::Session;
 use crate::envelope::{Address, Envelope};
-use crate::error::{Error, Stage};
+use crate::error::Error;
 use crate::smtp::command::{Command, CommandError};
 use crate::smtp::deadline::IoTimeout;
 use crate::smtp::receipt::{Receipt, RecipientResult};
 use crate::smtp::record::Phase;
 use crate::smtp::reply::Reply;
+use crate::smtp::stage::Stage;
 
 /// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use crate::compose::Message;
 use crate::envelope::{Address, Envelope};
 use crate::exit;
 use crate::smtp::auth::{Credentials, Mechanism, Secret};
+use crate::smtp::receipt::Receipt;
 use crate::smtp::tls::{Channel, TlsClient, TlsMode};
 
 mod chunking;
