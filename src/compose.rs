@@ -528,7 +528,42 @@ fn address_list(list: &[Mailbox]) -> HeaderAddress<'_> {
 /// and mailx write it: the zone `TZ` names (`Europe/Berlin`, `:Europe/Berlin`, a
 /// zoneinfo file or a POSIX rule), else `/etc/localtime`; UTC when neither gives one.
 pub fn date_now() -> String {
-    rfc5322_date(jiff::Timestamp::now(), jiff::tz::TimeZone::system())
+    rfc5322_date(jiff::Timestamp::now(), local_zone(std::env::var("TZ").ok()))
+}
+
+/// Where zone names are found, unless `TZDIR` says otherwise (as for the C library).
+const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// The local time zone for `tz`, the value of `TZ`: a zone name under the zoneinfo
+/// directory, with or without a leading `:`, a TZif file's path, or a POSIX rule
+/// (`CET-1CEST,M3.5.0,M10.5.0/3`); without one, `/etc/localtime`. UTC for an empty
+/// `TZ` and for anything that does not read as a zone. The file is read directly:
+/// jiff's own lookup lists the whole zoneinfo tree first, over a millisecond per
+/// message.
+fn local_zone(tz: Option<String>) -> jiff::tz::TimeZone {
+    use jiff::tz::TimeZone;
+    let tzif = |name: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|data| TimeZone::tzif(name, &data).ok())
+    };
+    let Some(tz) = tz else {
+        return tzif("localtime", std::path::Path::new("/etc/localtime")).unwrap_or(TimeZone::UTC);
+    };
+    let name = tz.strip_prefix(':').unwrap_or(&tz);
+    if name.is_empty() {
+        return TimeZone::UTC;
+    }
+    let path = if name.starts_with('/') {
+        PathBuf::from(name)
+    } else {
+        std::env::var_os("TZDIR")
+            .map_or_else(|| PathBuf::from(ZONEINFO), PathBuf::from)
+            .join(name)
+    };
+    tzif(name, &path)
+        .or_else(|| TimeZone::posix(name).ok())
+        .unwrap_or(TimeZone::UTC)
 }
 
 /// `at` as an RFC 5322 date-time in `zone`: "Tue, 1 Dec 2026 22:40:00 +0100".
@@ -1012,7 +1047,7 @@ mod tests {
 
     #[test]
     fn date_is_in_the_local_time_zone_not_always_utc() {
-        let zone = |name| jiff::tz::TimeZone::get(name).unwrap();
+        let zone = |name: &str| local_zone(Some(name.to_owned()));
         let winter: jiff::Timestamp = "2026-12-01T21:40:00Z".parse().unwrap();
         let summer: jiff::Timestamp = "2026-07-01T09:05:03Z".parse().unwrap();
         assert_eq!(
@@ -1031,6 +1066,26 @@ mod tests {
             rfc5322_date(winter, jiff::tz::TimeZone::UTC),
             "Tue, 1 Dec 2026 21:40:00 +0000"
         );
+        // Every form TZ takes: `:name`, a TZif file's path, a POSIX rule; empty, or
+        // naming nothing, is UTC.
+        for tz in [
+            ":Europe/Berlin",
+            "/usr/share/zoneinfo/Europe/Berlin",
+            "CET-1CEST,M3.5.0,M10.5.0/3",
+        ] {
+            assert_eq!(
+                rfc5322_date(summer, zone(tz)),
+                "Wed, 1 Jul 2026 11:05:03 +0200",
+                "{tz}"
+            );
+        }
+        for tz in ["", "No/Such_Zone", "../../etc/passwd"] {
+            assert_eq!(
+                rfc5322_date(winter, zone(tz)),
+                "Tue, 1 Dec 2026 21:40:00 +0000",
+                "{tz}"
+            );
+        }
         // What mail-builder writes for UTC is the same text.
         assert_eq!(
             mail_builder::headers::date::Date::new(winter.as_second()).to_rfc822(),
