@@ -974,7 +974,7 @@ mod tests {
                     String::from_utf8_lossy(&got[..got.len().min(4000)])
                 );
                 assert_eq!(message.len(), got.len() as u64);
-                assert_eq!(message.wire_size(), crate::wire_size(&got));
+                assert_eq!(message.wire_size(), crate::message::wire_size(&got));
                 assert!(!message.is_8bit());
             }
             let streamed = build_with(draft, "h", Inline::NEVER).unwrap();

@@ -64,11 +64,10 @@ pub mod smtp;
 
 pub use client::{
     Client, Dsn, Options, Outgoing, Parameters, Series, parameters, submit_reported, submit_with,
-    wire_size,
 };
 pub use envelope::{Address, Envelope, Mailbox};
 pub use error::{Error, Stage};
-pub use message::Message;
+pub use message::{Message, wire_size};
 pub use report::Report;
 pub use settings::Settings;
 pub use smtp::receipt::{Receipt, RecipientResult};

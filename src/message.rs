@@ -81,7 +81,7 @@ pub struct Message {
     sources: Vec<Source>,
     /// Bytes the reader yields.
     len: u64,
-    /// The size as the server counts it (RFC 1870): see [`crate::wire_size`].
+    /// The size as the server counts it (RFC 1870): see [`wire_size`].
     wire_size: u64,
     /// Bytes of the header section, the empty line that ends it included (the whole
     /// message when it has no such line).
@@ -581,6 +581,14 @@ fn changed(path: &Path, size: u64) -> io::Error {
     )
 }
 
+/// The size of the message as the server counts it (RFC 1870 §3): every line end a
+/// CRLF, the last line ended, no dot-stuffing.
+pub fn wire_size(bytes: &[u8]) -> u64 {
+    let mut counter = WireCounter::default();
+    counter.feed(bytes);
+    counter.finish()
+}
+
 /// Counts a message's size as the server sees it (RFC 1870 §3), fed a piece at a
 /// time: every line end (CRLF, LF or CR alone) counts as CRLF, and an unended last
 /// line is ended.
@@ -703,7 +711,7 @@ mod tests {
             let got = message.to_vec().unwrap();
             assert!(got == expected);
             assert_eq!(message.len(), got.len() as u64);
-            assert_eq!(message.wire_size(), crate::wire_size(&got));
+            assert_eq!(message.wire_size(), wire_size(&got));
         }
         // Small reads give the same bytes.
         let mut small = Vec::new();
@@ -755,7 +763,7 @@ mod tests {
         let message = Message::from_file_at(file, &path, 0).unwrap();
         assert_eq!(message.to_vec().unwrap(), text);
         assert_eq!(message.len(), text.len() as u64);
-        assert_eq!(message.wire_size(), crate::wire_size(text));
+        assert_eq!(message.wire_size(), wire_size(text));
         assert!(message.is_8bit());
         std::fs::remove_file(path).unwrap();
     }
@@ -767,7 +775,7 @@ mod tests {
             let mut counter = WireCounter::default();
             counter.feed(&text[..split]);
             counter.feed(&text[split..]);
-            assert_eq!(counter.finish(), crate::wire_size(text), "{split}");
+            assert_eq!(counter.finish(), wire_size(text), "{split}");
         }
     }
 }

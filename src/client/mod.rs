@@ -7,7 +7,7 @@ mod connect;
 mod parameters;
 mod send;
 
-pub use parameters::{Dsn, Parameters, parameters, wire_size};
+pub use parameters::{Dsn, Parameters, parameters};
 pub use send::{Outgoing, Series};
 #[cfg(test)]
 pub(crate) use send::{deliver, send_series_on};

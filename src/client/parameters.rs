@@ -3,7 +3,7 @@
 
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::message::{self, Message};
+use crate::message::Message;
 pub use crate::smtp::session::Parameters;
 
 pub use crate::smtp::dsn::Dsn;
@@ -106,19 +106,12 @@ pub(super) fn parameters_for(
     Ok(params)
 }
 
-/// The size of the message as the server counts it (RFC 1870 §3): every line end a
-/// CRLF, the last line ended, no dot-stuffing.
-pub fn wire_size(bytes: &[u8]) -> u64 {
-    let mut counter = message::WireCounter::default();
-    counter.feed(bytes);
-    counter.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::client::test_envelope as envelope;
     use crate::exit;
+    use crate::message::wire_size;
 
     fn message(text: &str) -> Message {
         Message::from_bytes(text.as_bytes().to_vec())

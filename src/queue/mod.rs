@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(locked.entry(), entry);
         let opened = locked.open_message().unwrap();
         assert!(opened.to_vec().unwrap() == message);
-        assert_eq!(opened.wire_size(), crate::wire_size(&message));
+        assert_eq!(opened.wire_size(), crate::message::wire_size(&message));
         // Nothing is left in the staging area.
         assert_eq!(fs::read_dir(q.dir().join(TMP)).unwrap().count(), 0);
     }

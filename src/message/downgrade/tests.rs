@@ -268,7 +268,7 @@ fn a_downgraded_message_reads_its_new_header_then_the_same_body() {
     let expected = b"From: =?UTF-8?Q?J=C3=B6rg?= <a@example.test>\r\n\
                      Subject: =?UTF-8?Q?K=C3=B6ln?=\r\n\r\nK\xc3\xb6ln\r\n";
     assert_eq!(got, expected);
-    assert_eq!(down.wire_size(), crate::wire_size(expected));
+    assert_eq!(down.wire_size(), crate::message::wire_size(expected));
     assert!(down.is_8bit());
     assert_eq!(down.fields(), ["From", "Subject"]);
 
@@ -289,7 +289,7 @@ fn a_downgraded_message_reads_its_new_header_then_the_same_body() {
     let mut expected = b"Subject: =?UTF-8?Q?K=C3=B6ln?=\r\n\r\n".to_vec();
     expected.extend(std::iter::repeat_n(b'a', 200_000));
     assert!(got == expected);
-    assert_eq!(down.wire_size(), crate::wire_size(&expected));
+    assert_eq!(down.wire_size(), crate::message::wire_size(&expected));
     assert!(!down.is_8bit());
     std::fs::remove_file(path).unwrap();
 }
@@ -338,7 +338,7 @@ fn a_composed_message_with_a_file_keeps_its_file_after_the_new_header() {
     let old_head = "To: <j@bücher.example>\r\n".len();
     assert_eq!(&got[..new_head.len()], new_head);
     assert!(got[new_head.len()..] == original[old_head..]);
-    assert_eq!(down.wire_size(), crate::wire_size(&got));
+    assert_eq!(down.wire_size(), crate::message::wire_size(&got));
     assert!(!down.is_8bit());
     std::fs::remove_file(path).unwrap();
 }

@@ -157,7 +157,7 @@ fn progress_is_told_of_every_byte_of_the_message_with_data() {
         "250 ok\r\n250 ok\r\n354 go ahead\r\n",
         "250 ok\r\n221 bye\r\n",
     ];
-    let total = crate::wire_size(&message);
+    let total = crate::message::wire_size(&message);
     let (session, told, result) =
         reported(&script, true, &["b@example.test"], &message, Some(total));
     result.unwrap();
