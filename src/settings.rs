@@ -465,7 +465,7 @@ pub fn default_sender() -> Option<Mailbox> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .chain(passwd_name())
+        .chain(passwd_name(&passwd))
         .find_map(|user| {
             let address = Mailbox::parse(&format!("<{user}@{host}>")).ok()?.address;
             Some(Mailbox {
@@ -494,11 +494,11 @@ pub fn gecos_name(passwd: &str, login: &str) -> Option<String> {
     (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
 }
 
-fn passwd_name() -> Option<String> {
+/// The login name of the process's owner in the passwd file `passwd`.
+fn passwd_name(passwd: &str) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     // /proc/self is owned by the process's effective user; std has no geteuid().
     let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
         let name = fields.next()?;
@@ -610,7 +610,8 @@ mod tests {
     #[test]
     fn passwd_lookup_finds_the_owner() {
         // The test runs as some user that has a passwd entry on any sane machine.
-        let name = passwd_name().expect("the test user is in /etc/passwd");
+        let name = passwd_name(&std::fs::read_to_string("/etc/passwd").unwrap())
+            .expect("the test user is in /etc/passwd");
         assert!(!name.is_empty());
     }
 
