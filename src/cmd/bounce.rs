@@ -297,3 +297,130 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
     mta.log_outcome(&attempt, &outcome, told.as_deref());
     fate
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Address {
+        Address::new(s).unwrap()
+    }
+
+    fn settings() -> Settings {
+        let mut s = Settings::from_cli(&outbox::cli::Cli::default()).unwrap();
+        s.local_domain = "host.example".into();
+        s.aliases
+            .insert("root".into(), vec![a("admin@example.com")]);
+        s
+    }
+
+    fn to_whom(
+        settings: &Settings,
+        from: Option<&str>,
+        dsn: &Dsn,
+        failed: &[&str],
+    ) -> Result<Vec<String>, String> {
+        let envelope = Envelope::new(from.map(a), [a("x@example.net")]);
+        let message = Message::from_bytes(b"Subject: x\r\n\r\nx\r\n".to_vec());
+        let original = Original {
+            id: "1",
+            envelope: &envelope,
+            message: &message,
+            dsn,
+            arrival: SystemTime::now(),
+        };
+        let failed: Vec<Address> = failed.iter().map(|f| a(f)).collect();
+        recipients(settings, &original, &failed)
+            .map(|list| list.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_bounce_goes_to_the_sender_through_the_aliases_at_this_host() {
+        let s = settings();
+        let none = Dsn::default();
+        assert_eq!(
+            to_whom(&s, Some("me@example.org"), &none, &["x@example.net"]),
+            Ok(vec!["me@example.org".into()])
+        );
+        // cron's sender at this host is whoever root stands for; another domain's root
+        // is not.
+        assert_eq!(
+            to_whom(&s, Some("root@host.example"), &none, &["x@example.net"]),
+            Ok(vec!["admin@example.com".into()])
+        );
+        assert_eq!(
+            to_whom(&s, Some("root@example.org"), &none, &["x@example.net"]),
+            Ok(vec!["root@example.org".into()])
+        );
+        // A name with no alias stays as it is.
+        assert_eq!(
+            to_whom(&s, Some("alice@host.example"), &none, &["x@example.net"]),
+            Ok(vec!["alice@host.example".into()])
+        );
+    }
+
+    #[test]
+    fn the_null_sender_gets_no_bounce_and_bounce_to_gets_the_notice_once() {
+        let mut s = settings();
+        let none = Dsn::default();
+        assert_eq!(
+            to_whom(&s, None, &none, &["x@example.net"]),
+            Err("null sender".into())
+        );
+        s.bounce_to = Some(a("postmaster@example.com"));
+        assert_eq!(
+            to_whom(&s, None, &none, &["x@example.net"]),
+            Ok(vec!["postmaster@example.com".into()])
+        );
+        // The notice to bounce_to failing is told to nobody: no loop.
+        assert_eq!(
+            to_whom(&s, None, &none, &["postmaster@example.com"]),
+            Err("null sender".into())
+        );
+        // Without bounce_copy an ordinary bounce goes to the sender alone; with it,
+        // bounce_to gets a copy.
+        assert_eq!(
+            to_whom(&s, Some("me@example.org"), &none, &["x@example.net"]),
+            Ok(vec!["me@example.org".into()])
+        );
+        s.bounce_copy = true;
+        assert_eq!(
+            to_whom(&s, Some("me@example.org"), &none, &["x@example.net"]),
+            Ok(vec![
+                "me@example.org".into(),
+                "postmaster@example.com".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn notify_without_failure_asks_for_no_bounce() {
+        let s = settings();
+        for (notify, due) in [
+            ("NEVER", false),
+            ("SUCCESS,DELAY", false),
+            ("FAILURE", true),
+            ("SUCCESS,FAILURE", true),
+        ] {
+            let dsn = Dsn {
+                notify: Some(notify.into()),
+                ..Dsn::default()
+            };
+            let got = to_whom(&s, Some("me@example.org"), &dsn, &["x@example.net"]);
+            assert_eq!(got.is_ok(), due, "{notify}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn fate_notes() {
+        assert_eq!(Fate::Sent("1".into()).note(), "sent as 1");
+        assert_eq!(Fate::Queued("2".into()).note(), "queued as 2");
+        assert_eq!(
+            Fate::NotDue("null sender".into()).note(),
+            "none (null sender)"
+        );
+        assert!(Fate::NotDue(String::new()).is_handled());
+        assert!(!Fate::Lost("disk full".into()).is_handled());
+        assert!(!Fate::Refused(Ok("3".into())).is_handled());
+    }
+}

@@ -389,6 +389,50 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_keeps_its_dsn_requests_and_the_fate_of_its_bounce() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let notes = Notes {
+            reason: "550 5.1.1 no".into(),
+            dsn: Dsn {
+                notify: Some("FAILURE,DELAY".into()),
+                ret: Some("FULL".into()),
+                envid: Some("env.1".into()),
+            },
+            bounce: Some("sent as 1.2.3".into()),
+        };
+        let id = q
+            .keep(
+                Folder::Failed,
+                Some(&addr("me@example.test")),
+                &[addr("a@example.test")],
+                &msg(b"x\r\n"),
+                &notes,
+                at(T0),
+            )
+            .unwrap();
+        let failed = entries(q.list_failed().unwrap());
+        assert_eq!(failed[0].id, id);
+        assert_eq!(failed[0].dsn, notes.dsn);
+        assert_eq!(failed[0].bounce, notes.bounce);
+        assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no"));
+
+        // A RET that is not RFC 3461's makes the entry unreadable, not a bounce of
+        // another kind.
+        let path = q.dir().join(FAILED).join(&id);
+        let text = fs::read(&path).unwrap();
+        let bad = String::from_utf8(text)
+            .unwrap()
+            .replace("ret = \"FULL\"", "ret = \"MOST\"");
+        fs::write(&path, bad).unwrap();
+        assert!(
+            matches!(&q.list_failed().unwrap()[0], Listed::Corrupt { problem, .. } if problem.contains("RET")),
+            "{:?}",
+            q.list_failed().unwrap()
+        );
+    }
+
+    #[test]
     fn remove_takes_the_entry_away() {
         let t = TempDir::new();
         let q = t.queue();

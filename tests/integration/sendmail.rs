@@ -737,10 +737,7 @@ fn a_permanent_refusal_is_bounced_and_kept_in_failed() {
     let rejected = unique_name("reject-sm");
     let sender = unique_name("sm-bounced");
     let pf = Postfix::shared();
-    let face = Face::new(
-        &pf.addr(),
-        &format!("from = \"{}\"\n", rcpt(&sender)),
-    );
+    let face = Face::new(&pf.addr(), &format!("from = \"{}\"\n", rcpt(&sender)));
     let out = face.sendmail(&[&rcpt(&rejected)], b"Subject: no\n\nbody\n");
     out.assert_code(0)
         .assert_stderr_contains(&rcpt(&rejected))
