@@ -1106,6 +1106,17 @@ mod tests {
     }
 
     #[test]
+    fn date_at_writes_the_given_time_in_the_given_zone() {
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_796_119_200);
+        let berlin = local_zone(Some("Europe/Berlin".into()));
+        assert_eq!(date_at(at, &berlin), "Tue, 1 Dec 2026 11:00:00 +0100");
+        assert_eq!(
+            date_at(at, &jiff::tz::TimeZone::UTC),
+            "Tue, 1 Dec 2026 10:00:00 +0000"
+        );
+    }
+
+    #[test]
     fn message_ids_differ() {
         assert_ne!(new_message_id("a"), new_message_id("a"));
     }

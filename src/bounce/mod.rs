@@ -265,7 +265,13 @@ fn header(
         .iter()
         .map(|a| fields::safe(a.as_str(), true))
         .collect();
-    fields::field(out, "To", &to.join(", "));
+    // RFC 5322 §3.6.3 allows an empty group where there is no one to name.
+    let to = if to.is_empty() {
+        "undisclosed-recipients:;".to_owned()
+    } else {
+        to.join(", ")
+    };
+    fields::field(out, "To", &to);
     fields::field(out, "Subject", &subject(notice, header));
     fields::field(
         out,

@@ -552,3 +552,17 @@ fn a_big_file_original_returns_its_headers_without_being_read_whole() {
     }
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_bounce_to_no_one_names_an_empty_group() {
+    let mut n = notice(two_failures(), Ret::Headers);
+    n.to.clear();
+    let bounce = built(&n, ORIGINAL.as_bytes());
+    assert!(bounce.contains("\r\nTo: undisclosed-recipients:;\r\n"));
+    n.to = vec![
+        address("alice@example.com"),
+        address("postmaster@example.com"),
+    ];
+    let bounce = built(&n, ORIGINAL.as_bytes());
+    assert!(bounce.contains("\r\nTo: alice@example.com, postmaster@example.com\r\n"));
+}
