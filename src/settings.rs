@@ -461,7 +461,7 @@ fn ehlo_name_for(fqdn: String, local: Option<IpAddr>) -> String {
 /// entry (see [`gecos_name`]) as the display name, as sendmail and mailx put it.
 pub fn default_sender() -> Option<Mailbox> {
     let host = fqdn();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let passwd = crate::passwd::read();
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
@@ -496,14 +496,7 @@ pub fn gecos_name(passwd: &str, login: &str) -> Option<String> {
 
 /// The login name of the process's owner in the passwd file `passwd`.
 fn passwd_name(passwd: &str) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self is owned by the process's effective user; std has no geteuid().
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        (fields.nth(1)? == uid).then(|| name.to_owned())
-    })
+    crate::passwd::login_name(passwd, crate::passwd::effective_uid())
 }
 
 #[cfg(test)]
