@@ -174,13 +174,16 @@ fn send(connection: &mut Option<syslog::Connection>, path: &Path, message: &str)
 /// Appends the lines to the file at `path`, created 0640 if it is not there. The file
 /// is opened for each write, so that a rotated log is followed at once; each line goes
 /// in one write(2) on a file opened for appending, so that lines of processes writing
-/// at the same time do not mix.
+/// at the same time do not mix. Opened non-blocking, so that a named pipe with no
+/// reader (or a full one) is trouble to report, not a wait.
 fn append(path: &Path, texts: &[String], stamp: &str, pid: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits();
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
+        .custom_flags(i32::try_from(nonblocking).unwrap_or(0))
         .open(path)?;
     texts
         .iter()

@@ -260,12 +260,19 @@ fn a_file_gets_the_lines_appended() {
 fn writers_at_the_same_time_never_mix_within_a_line() {
     let dir = TempDir::new("concurrent");
     let path = dir.path().join("outbox.log");
+    // Half the threads share a log, as a flush's threads would; the others have a log
+    // each, as separate processes would.
+    let shared = Arc::new(Log::new(Target::File(path.clone())));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let path = path.clone();
+            let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
-                // A log each, as separate processes would have.
-                let log = Log::new(Target::File(path));
+                let log = if t % 2 == 0 {
+                    shared
+                } else {
+                    Arc::new(Log::new(Target::File(path)))
+                };
                 let mut one = line(Status::Sent, "bob@example.test");
                 one.id = format!("T{t}");
                 one.reply = format!("250 {}", t.to_string().repeat(1500));
@@ -316,6 +323,36 @@ fn an_unwritable_file_is_said_once_and_the_write_returns() {
     let text = warnings.text();
     assert_eq!(text.matches("warning").count(), 1, "{text}");
     assert!(text.contains("No space left on device"), "{text}");
+}
+
+#[test]
+fn a_named_pipe_with_no_reader_is_said_once_and_never_waited_for() {
+    let dir = TempDir::new("fifo");
+    let path = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (log, warnings) = log_with_warnings(Target::File(path.clone()));
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        log.write(&line(Status::Sent, "bob@example.test"));
+        log.write(&line(Status::Sent, "bob@example.test"));
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a pipe nobody reads does not hold up the write");
+    writer.join().unwrap();
+    assert_eq!(
+        warnings.text(),
+        format!(
+            "outbox: warning: cannot write the log to {}: No such device or address \
+             (os error 6); mail goes on\n",
+            path.display()
+        )
+    );
 }
 
 #[test]
