@@ -52,6 +52,9 @@ pub struct Settings {
     /// when neither says, for each face to choose (the sendmail face and the flush
     /// log to syslog; compose does not log).
     pub log: Option<Target>,
+    /// The syslog daemon's socket (`syslog_socket`), for a face whose log goes to
+    /// syslog by default; `None`: the usual one.
+    pub syslog_socket: Option<PathBuf>,
     /// Who is told of failed messages from the null sender `<>` (and gets copies of
     /// bounces, with `bounce_copy`), a bare name given the local domain.
     pub bounce_to: Option<Address>,
@@ -215,6 +218,7 @@ impl Settings {
             aliases,
             local_domain,
             log,
+            syslog_socket: account.syslog_socket.clone(),
             bounce_to,
             bounce_copy: account.bounce_copy.unwrap_or(false),
         })
