@@ -47,9 +47,14 @@ impl Fate {
         }
     }
 
-    /// Whether the failure is taken care of: told, on its way, or not to be told.
+    /// Whether the failure is taken care of: told, on its way, not to be told, or
+    /// (the bounce refused in turn) logged and kept in `failed`, as an MTA keeps a
+    /// double bounce. Only a failure that nothing records is not.
     pub fn is_handled(&self) -> bool {
-        matches!(self, Fate::Sent(_) | Fate::Queued(_) | Fate::NotDue(_))
+        matches!(
+            self,
+            Fate::Sent(_) | Fate::Queued(_) | Fate::NotDue(_) | Fate::Refused(Ok(_))
+        )
     }
 }
 
@@ -473,6 +478,7 @@ mod tests {
         );
         assert!(Fate::NotDue(String::new()).is_handled());
         assert!(!Fate::Lost("disk full".into()).is_handled());
-        assert!(!Fate::Refused(Ok("3".into())).is_handled());
+        assert!(Fate::Refused(Ok("3".into())).is_handled());
+        assert!(!Fate::Refused(Err("disk full".into())).is_handled());
     }
 }

@@ -375,7 +375,10 @@ fn the_local_user_is_the_real_one_with_its_name() {
         .and_then(|id| id.parse().ok())
         .unwrap();
     assert_eq!(uid, real);
-    let id = std::process::Command::new("id").arg("-un").output().unwrap();
+    let id = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
     let login = String::from_utf8(id.stdout).unwrap();
     assert_eq!(name.as_deref(), Some(login.trim()));
 }

@@ -46,10 +46,7 @@ pub enum Listed {
     /// Boxed: an entry is large beside the error.
     Entry(Box<Entry>),
     /// An entry whose file cannot be used, and why.
-    Corrupt {
-        id: String,
-        problem: String,
-    },
+    Corrupt { id: String, problem: String },
 }
 
 impl Listed {

@@ -771,6 +771,43 @@ fn a_permanent_refusal_is_bounced_and_kept_in_failed() {
     assert_eq!(pf.messages_now(&sender).len(), 1, "-oep sent a bounce");
 }
 
+/// A notice to `bounce_to` that is itself refused makes no further notice, even when
+/// the refusal names `bounce_to` in its ASCII form: to a server without SMTPUTF8 the
+/// address `reject-pm@bücher.example` goes, and is refused, as
+/// `reject-pm@xn--bcher-kva.example`. Once, this went round until the stack ran out.
+#[test]
+fn a_refused_notice_to_bounce_to_is_not_told_of_again() {
+    let pf = Postfix::builder().smtputf8(false).start();
+    let rejected = unique_name("reject-null");
+    let face = Face::new(&pf.addr(), "bounce_to = \"reject-pm@bücher.example\"\n");
+    let out = face.sendmail(
+        &["-f", "<>", "-i", &rcpt(&rejected)],
+        b"Subject: auto-reply\n\nbody\n",
+    );
+    out.assert_code(0).assert_stderr_contains(&rcpt(&rejected));
+    let log = String::from_utf8(face.env.read_file(face.env.log_file())).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // The message's refusal, and the notice's: nothing more.
+    assert_eq!(lines.len(), 2, "{log}\n{}", out.report());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("to=<reject-pm@xn--bcher-kva.example>")
+                && l.contains("status=bounced")
+                && l.contains("bounce=\"none (it reports a failure itself)\"")),
+        "{log}"
+    );
+    let failed = face.queue(&["list", "--failed"]);
+    assert_eq!(
+        entry_ids(&failed.stdout_str()).len(),
+        2,
+        "{}",
+        failed.report()
+    );
+    face.queue(&["list"])
+        .assert_stdout_contains("the queue is empty");
+}
+
 /// The compose face queues only when asked: `--queue` exits 0 and keeps the message,
 /// without it the exit is 75 and nothing is kept.
 #[test]
