@@ -85,7 +85,21 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     };
     // The listing is what was asked for: one that cannot be written is a failure
     // (74), but a reader that stops early (`| head`) is not.
-    if let Err(e) = output::stdout_text(&listing(&entries, failed, SystemTime::now())) {
+    // A bounce that was queued has gone on since: where it is now says what became
+    // of it.
+    let queued = queue.list()?;
+    let waiting: Vec<&str> = queued.iter().map(Listed::id).collect();
+    let bounce_now = |id: &str| {
+        if waiting.contains(&id) {
+            "still queued"
+        } else if queue.dir().join("failed").join(id).exists() {
+            "refused since, kept in failed"
+        } else {
+            "sent since"
+        }
+    };
+    let text = listing(&entries, failed, SystemTime::now(), bounce_now);
+    if let Err(e) = output::stdout_text(&text) {
         say!("outbox: cannot write the listing to standard output: {e}");
         return Ok(exit::IOERR);
     }
@@ -93,7 +107,12 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
 }
 
 /// The text `queue list` prints for `entries`.
-fn listing(entries: &[Listed], failed: bool, now: SystemTime) -> String {
+fn listing(
+    entries: &[Listed],
+    failed: bool,
+    now: SystemTime,
+    bounce_now: impl Fn(&str) -> &'static str,
+) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
     if entries.is_empty() {
@@ -123,7 +142,14 @@ fn listing(entries: &[Listed], failed: bool, now: SystemTime) -> String {
                 }
                 if failed {
                     let bounce = e.bounce.as_deref().unwrap_or("none (kept before bounces)");
-                    let _ = writeln!(text, "    bounce: {bounce}");
+                    match bounce.strip_prefix("queued as ") {
+                        Some(id) => {
+                            let _ = writeln!(text, "    bounce: {bounce} ({})", bounce_now(id));
+                        }
+                        None => {
+                            let _ = writeln!(text, "    bounce: {bounce}");
+                        }
+                    }
                 }
                 if !failed && !e.is_due(now) {
                     let wait = e.next_attempt.duration_since(now).unwrap_or_default();
@@ -154,4 +180,70 @@ fn remove(ids: &[String]) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outbox::queue::Entry;
+    use outbox::smtp::dsn::Dsn;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn failed_entry(bounce: Option<&str>) -> Listed {
+        let at = UNIX_EPOCH + Duration::from_secs(1_796_166_000);
+        Listed::Entry(Box::new(Entry {
+            id: "1796166000.000000.00000001".into(),
+            from: Some("me@example.test".into()),
+            recipients: vec!["x@example.test".into()],
+            created: at,
+            attempts: 1,
+            last_error: Some("550 5.1.1 no".into()),
+            next_attempt: at,
+            size: 10,
+            dsn: Dsn::default(),
+            bounce: bounce.map(str::to_owned),
+            via: None,
+            notice: false,
+        }))
+    }
+
+    #[test]
+    fn the_failed_listing_says_what_became_of_each_bounce() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_166_060);
+        let where_now = |id: &str| {
+            if id == "B1" {
+                "still queued"
+            } else {
+                "sent since"
+            }
+        };
+        let text = listing(
+            &[
+                failed_entry(Some("sent as A1")),
+                failed_entry(Some("queued as B1")),
+                failed_entry(Some("queued as B2")),
+                failed_entry(None),
+            ],
+            true,
+            now,
+            where_now,
+        );
+        let bounces: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("    bounce: "))
+            .collect();
+        assert_eq!(
+            bounces,
+            [
+                "sent as A1",
+                "queued as B1 (still queued)",
+                "queued as B2 (sent since)",
+                "none (kept before bounces)"
+            ],
+            "{text}"
+        );
+        // The queue's own listing has no bounce lines.
+        let text = listing(&[failed_entry(Some("sent as A1"))], false, now, where_now);
+        assert!(!text.contains("bounce:"), "{text}");
+    }
 }
