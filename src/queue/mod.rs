@@ -135,8 +135,9 @@ impl Queue {
         self.keep(Folder::Queue, from, recipients, message, &notes, now)
     }
 
-    /// As [`Queue::enqueue`] (into the queue) or [`Queue::store_failed`] (into
-    /// `failed`), with the submission's DSN requests and the bounce's fate in `notes`.
+    /// As [`Queue::enqueue`], into the queue or straight into `failed` (a message
+    /// refused for good), with the submission's DSN requests and the bounce's fate
+    /// in `notes`.
     pub fn keep(
         &self,
         folder: Folder,
@@ -151,23 +152,6 @@ impl Queue {
             Folder::Failed => self.root.join(FAILED),
         };
         self.add(&dest, from, recipients, message, notes, now)
-    }
-
-    /// Stores a message that failed permanently straight into `failed`, with
-    /// `reason` (the server's reply); returns its id.
-    pub fn store_failed(
-        &self,
-        from: Option<&Address>,
-        recipients: &[Address],
-        message: &Message,
-        reason: &str,
-        now: SystemTime,
-    ) -> Result<String, Error> {
-        let notes = Notes {
-            reason: reason.to_owned(),
-            ..Notes::default()
-        };
-        self.keep(Folder::Failed, from, recipients, message, &notes, now)
     }
 
     /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
@@ -378,18 +362,18 @@ mod tests {
     }
 
     #[test]
-    fn store_failed_goes_straight_to_failed() {
+    fn a_failure_goes_straight_to_failed() {
         let t = TempDir::new();
         let q = t.queue();
-        let id = q
-            .store_failed(
-                Some(&addr("me@example.test")),
-                &[addr("nobody@example.test")],
-                &msg(b"Subject: x\r\n\r\nbody\r\n"),
-                "550 5.1.1 <nobody@example.test>: user unknown",
-                at(T0),
-            )
-            .unwrap();
+        let id = store_failed(
+            &q,
+            Some(&addr("me@example.test")),
+            &[addr("nobody@example.test")],
+            &msg(b"Subject: x\r\n\r\nbody\r\n"),
+            "550 5.1.1 <nobody@example.test>: user unknown",
+            at(T0),
+        )
+        .unwrap();
         assert!(q.list().unwrap().is_empty());
         let failed = entries(q.list_failed().unwrap());
         assert_eq!(failed.len(), 1);

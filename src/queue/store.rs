@@ -474,9 +474,15 @@ mod tests {
             .retry_later(&["a@example.test".into()], "451", at(T0))
             .unwrap();
         assert_eq!(mode(&entry), 0o600);
-        let failed = q
-            .store_failed(None, &[addr("a@example.test")], &msg(b"x"), "550", at(T0))
-            .unwrap();
+        let failed = store_failed(
+            &q,
+            None,
+            &[addr("a@example.test")],
+            &msg(b"x"),
+            "550",
+            at(T0),
+        )
+        .unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o600);
         q.lock(&id).unwrap().unwrap().fail("550", None).unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&id)), 0o600);

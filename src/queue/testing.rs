@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Entry, Listed, Queue};
+use super::{Entry, Folder, Listed, Notes, Queue};
 use crate::envelope::Address;
 use crate::message::Message;
 
@@ -94,4 +94,20 @@ pub(super) fn big_message() -> Vec<u8> {
         }
     }
     m
+}
+
+/// Keeps `message` in `failed` with `reason`, as a permanent refusal does.
+pub fn store_failed(
+    q: &Queue,
+    from: Option<&Address>,
+    recipients: &[Address],
+    message: &Message,
+    reason: &str,
+    now: SystemTime,
+) -> Result<String, crate::error::Error> {
+    let notes = Notes {
+        reason: reason.to_owned(),
+        ..Notes::default()
+    };
+    q.keep(Folder::Failed, from, recipients, message, &notes, now)
 }
