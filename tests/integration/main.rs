@@ -28,6 +28,7 @@ mod sendmail;
 mod sendmail_headers;
 mod smtputf8;
 mod support_auth_selftest;
+mod support_log_selftest;
 mod support_selftest;
 mod support_tls_selftest;
 mod tls_auth;
