@@ -16,12 +16,14 @@ mod support;
 
 mod bench;
 mod big_attachment;
+mod bounces;
 mod command_line;
 mod compose;
 mod errors;
 mod esmtp;
 mod faults;
 mod lmtp;
+mod log;
 mod postfix_smoke;
 mod report;
 mod sendmail;
