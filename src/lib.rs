@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+pub mod bounce;
 pub mod cli;
 pub mod client;
 pub mod compose;
@@ -53,6 +54,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod exit;
+pub mod log;
 pub mod message;
 pub mod outcome;
 pub mod progress;

@@ -6,11 +6,15 @@ use crate::envelope::Address;
 use crate::error::{Error, Stage};
 use crate::exit;
 use crate::smtp::receipt::{Receipt, RecipientResult};
+use crate::smtp::reply::Reply;
 
 /// One submission's result, recipient by recipient.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub accepted: Vec<Address>,
+    /// The reply that took the message for `accepted` (the end of the data; under
+    /// LMTP each recipient's own, of which this is the first).
+    pub accepted_reply: Option<Reply>,
     /// Refused for now, or never reached (server down, connection lost): retry later.
     pub retry: Vec<Address>,
     pub retry_reason: String,
@@ -19,13 +23,49 @@ pub struct Outcome {
     pub failed_reason: String,
     /// The exit code the permanent failures call for (0 if there are none).
     pub failed_code: u8,
+    /// What was said of each recipient in `retry` and `failed`: for the bounce and
+    /// the log.
+    pub refusals: Vec<Refusal>,
+}
+
+/// What became of one recipient that did not get the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub recipient: Address,
+    /// The server's reply that refused it, where there was one (to its RCPT, to the
+    /// message, or, under LMTP, its own reply after the data).
+    pub reply: Option<Reply>,
+    /// Where that came: the stage of the reply, or of the error.
+    pub stage: Option<Stage>,
+    /// The reply or the error, on one line.
+    pub reason: String,
+    /// Refused for good (else: to retry).
+    pub permanent: bool,
+}
+
+impl Outcome {
+    /// The refusals for good.
+    pub fn permanent(&self) -> impl Iterator<Item = &Refusal> {
+        self.refusals.iter().filter(|r| r.permanent)
+    }
+
+    /// The refusals to retry.
+    pub fn temporary(&self) -> impl Iterator<Item = &Refusal> {
+        self.refusals.iter().filter(|r| !r.permanent)
+    }
 }
 
 impl Outcome {
     /// Sorts each recipient of `envelope` by what `result` says of it.
     pub fn of(envelope: &Envelope, result: &Result<Receipt, Error>) -> Outcome {
         match result {
-            Ok(receipt) => Outcome::of_recipients(&receipt.recipients),
+            Ok(receipt) => {
+                let mut outcome = Outcome::of_recipients(&receipt.recipients);
+                if !outcome.accepted.is_empty() {
+                    outcome.accepted_reply = Some(receipt.reply.clone());
+                }
+                outcome
+            }
             Err(Error::NoRecipients { refused } | Error::RefusedAfterData { refused }) => {
                 Outcome::of_recipients(refused)
             }
@@ -39,6 +79,13 @@ impl Outcome {
                 let who: Vec<String> = unanswered.iter().map(|a| format!("<{a}>")).collect();
                 let lost = format!("{}: no reply after the data: {why}", who.join(", "));
                 outcome.retry.extend(unanswered.iter().cloned());
+                outcome.refusals.extend(unanswered.iter().map(|r| Refusal {
+                    recipient: r.clone(),
+                    reply: cause.reply().cloned(),
+                    stage: Some(Stage::EndOfData),
+                    reason: format!("no reply after the data: {why}"),
+                    permanent: false,
+                }));
                 outcome.retry_reason = match outcome.retry_reason.as_str() {
                     "" => lost,
                     before => format!("{before}; {lost}"),
@@ -47,7 +94,8 @@ impl Outcome {
             }
             Err(e) => {
                 let mut outcome = Outcome::default();
-                if refuses_the_message(e) {
+                let permanent = refuses_the_message(e);
+                if permanent {
                     outcome.failed = envelope.to.clone();
                     outcome.failed_reason = e.to_string();
                     outcome.failed_code = exit::code(e);
@@ -55,6 +103,20 @@ impl Outcome {
                     outcome.retry = envelope.to.clone();
                     outcome.retry_reason = e.to_string();
                 }
+                let reason = e
+                    .reply()
+                    .map_or_else(|| e.to_string().replace('\n', " / "), one_line);
+                outcome.refusals = envelope
+                    .to
+                    .iter()
+                    .map(|r| Refusal {
+                        recipient: r.clone(),
+                        reply: e.reply().cloned(),
+                        stage: e.stage(),
+                        reason: reason.clone(),
+                        permanent,
+                    })
+                    .collect();
                 outcome
             }
         }
@@ -66,17 +128,35 @@ impl Outcome {
         let mut outcome = Outcome::default();
         let mut retry_replies = Vec::new();
         let mut failed = Vec::new();
+        let mut refusals = (Vec::new(), Vec::new());
         for r in results {
             if r.accepted {
                 outcome.accepted.push(r.recipient.clone());
-            } else if exit::recipient_code(r) == exit::TEMPFAIL {
-                outcome.retry.push(r.recipient.clone());
-                retry_replies.push(format!("<{}>: {}", r.recipient, one_line(&r.reply)));
-            } else {
+                if outcome.accepted_reply.is_none() && r.stage == Stage::EndOfData {
+                    outcome.accepted_reply = Some(r.reply.clone());
+                }
+                continue;
+            }
+            let permanent = exit::recipient_code(r) != exit::TEMPFAIL;
+            let refusal = Refusal {
+                recipient: r.recipient.clone(),
+                reply: Some(r.reply.clone()),
+                stage: Some(r.stage),
+                reason: one_line(&r.reply),
+                permanent,
+            };
+            if permanent {
                 outcome.failed.push(r.recipient.clone());
                 failed.push(r.clone());
+                refusals.1.push(refusal);
+            } else {
+                outcome.retry.push(r.recipient.clone());
+                retry_replies.push(format!("<{}>: {}", r.recipient, one_line(&r.reply)));
+                refusals.0.push(refusal);
             }
         }
+        outcome.refusals = refusals.0;
+        outcome.refusals.append(&mut refusals.1);
         outcome.retry_reason = retry_replies.join("; ");
         outcome.failed_reason = failed
             .iter()

@@ -47,6 +47,10 @@ pub struct Settings {
     pub aliases: BTreeMap<String, Vec<Address>>,
     /// The domain a local name gets when no alias takes it.
     pub local_domain: String,
+    pub log: Option<crate::log::Target>,
+    pub syslog_socket: Option<PathBuf>,
+    pub bounce_to: Option<Address>,
+    pub bounce_copy: bool,
 }
 
 /// Five days, as sendmail's and Postfix's queues keep a message by default.
@@ -198,6 +202,10 @@ impl Settings {
                 }),
             aliases,
             local_domain,
+            log: None,
+            syslog_socket: None,
+            bounce_to: None,
+            bounce_copy: false,
         })
     }
 

@@ -1,16 +1,19 @@
 //! The compose face: a message from flags and a body, sent (or shown) at once.
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::time::SystemTime;
 
 use outbox::cli::Cli;
 use outbox::compose::{self, Attachment, Draft};
 use outbox::envelope::{Envelope, Mailbox};
 use outbox::error::{self, Error};
+use outbox::outcome::Outcome;
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
 use outbox::smtp::session::envelope_commands;
 use outbox::{Message, Report, Settings, exit, settings};
 
+use super::mta::{Attempt, LogDefault, Mta};
 use super::output::say;
 
 /// The compose face: build the message from flags and body, then send it (or show it).
@@ -45,11 +48,29 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
         json: cli.json,
         progress: true,
     };
+    // A client: it logs only where the configuration says.
+    let mta = Mta::new(&settings, LogDefault::Nowhere);
     if settings.queue {
-        return super::deliver_or_keep(&settings, &envelope, &message, super::Keep::Say, show);
+        let handling = super::Handling {
+            keep: super::Keep::Say,
+            show,
+            refusals: super::Refusals::Report,
+        };
+        return super::deliver_or_keep(&settings, &mta, &envelope, &message, handling);
     }
     super::warn_about_tls(&settings);
+    let arrival = SystemTime::now();
     let (result, report) = super::submit(&settings, &envelope, &message, show);
+    let attempt = Attempt::new(
+        &outbox::queue::new_id(arrival),
+        &envelope,
+        &settings,
+        &report,
+        message.len(),
+        arrival,
+    );
+    let outcome = Outcome::of(&envelope, &result);
+    mta.log_outcome(&attempt, &outcome, Some(super::NO_BOUNCE));
     let code = super::result_code(&result);
     if cli.json {
         super::print_json(&outbox::report::json(&report, &result, code));

@@ -1,7 +1,10 @@
 //! The faces of the binary: each turns its command line into a session and an exit code.
 
+pub mod bounce;
 pub mod compose;
+pub mod flush;
 pub mod help;
+pub mod mta;
 pub mod output;
 pub mod queue;
 pub mod sendmail;
@@ -11,11 +14,12 @@ use std::time::SystemTime;
 use outbox::config::Config;
 use outbox::envelope::Address;
 use outbox::outcome::Outcome;
-use outbox::queue::Queue;
+use outbox::queue::{Folder, Notes, Queue};
 use outbox::smtp::receipt::Receipt;
 use outbox::smtp::tls::TlsMode;
 use outbox::{Envelope, Error, Message, Report, Settings, exit};
 
+use mta::{Attempt, Mta};
 use output::say;
 
 /// The configuration file, with its warnings said.
@@ -109,24 +113,60 @@ pub fn result_code(result: &Result<Receipt, Error>) -> u8 {
     }
 }
 
+/// The log's note on a refusal that the caller is told of instead of a bounce.
+pub const NO_BOUNCE: &str = "none (the caller is told)";
+
+/// What becomes of a recipient refused for good.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Refusals {
+    /// Said on standard error, with the refusal's exit code (the compose face, the
+    /// sendmail face's `-oep`).
+    Report,
+    /// The exit code only (`-oeq`).
+    Quiet,
+    /// A bounce to the sender, and exit 0 once it is sent or queued (the sendmail
+    /// face): an MTA has taken the message.
+    Bounce,
+}
+
+/// How a face hands a message over: what it says and shows, and what a refusal gets.
+#[derive(Clone, Copy)]
+pub struct Handling {
+    pub keep: Keep,
+    pub show: Show,
+    pub refusals: Refusals,
+}
+
 /// Sends the message; what cannot be delivered now goes to the queue (exit 0, as a
 /// sendmail that has accepted a message for delivery), and what is refused for good
-/// is kept in the queue's `failed` folder and reported, with the exit code it calls
-/// for. If what needs queueing cannot be queued, the exit code is 75 so the caller
-/// keeps the message itself. The queue's copy is streamed from the message (see
-/// [`outbox::queue::Queue::enqueue`]): a composed message is not made whole in memory.
+/// is kept in the queue's `failed` folder and, as `handling` says, bounced or
+/// reported with the exit code it calls for. If what needs queueing cannot be queued,
+/// the exit code is 75 so the caller keeps the message itself. The queue's copy is
+/// streamed from the message (see [`outbox::queue::Queue::enqueue`]): a composed
+/// message is not made whole in memory. Each outcome is logged.
 pub fn deliver_or_keep(
     settings: &Settings,
+    mta: &Mta,
     envelope: &Envelope,
     message: &Message,
-    keep: Keep,
-    show: Show,
+    handling: Handling,
 ) -> anyhow::Result<u8> {
     warn_about_tls(settings);
-    let (result, report) = submit(settings, envelope, message, show);
+    let arrival = SystemTime::now();
+    let (result, report) = submit(settings, envelope, message, handling.show);
+    let attempt = Attempt::new(
+        &outbox::queue::new_id(arrival),
+        envelope,
+        settings,
+        &report,
+        message.len(),
+        arrival,
+    );
     let mut kept = serde_json::Map::new();
-    let code = keep_what_failed(settings, envelope, message, keep, &result, &mut kept);
-    if show.json {
+    let code = keep_what_failed(
+        settings, mta, &attempt, envelope, message, handling, &result, &mut kept,
+    );
+    if handling.show.json {
         let mut json = outbox::report::json(&report, &result, code);
         if let Some(object) = json.as_object_mut() {
             object.extend(kept);
@@ -138,11 +178,14 @@ pub fn deliver_or_keep(
 
 /// The queueing part of [`deliver_or_keep`]: returns the exit code, and notes in
 /// `kept` (for `--json`) where what was not delivered is kept.
+#[allow(clippy::too_many_arguments)]
 fn keep_what_failed(
     settings: &Settings,
+    mta: &Mta,
+    attempt: &Attempt,
     envelope: &Envelope,
     message: &Message,
-    keep: Keep,
+    handling: Handling,
     result: &Result<Receipt, Error>,
     kept: &mut serde_json::Map<String, serde_json::Value>,
 ) -> u8 {
@@ -153,9 +196,16 @@ fn keep_what_failed(
     let now = SystemTime::now();
     let from = envelope.from.as_ref();
     let queue = || Queue::open(&settings.queue_dir());
+    let notes = |reason: &str, bounce: Option<String>| Notes {
+        reason: reason.to_owned(),
+        dsn: settings.dsn.clone(),
+        bounce,
+    };
+    let mut code = exit::OK;
     if !outcome.retry.is_empty() {
         let queued = queue().and_then(|q| {
-            q.enqueue(from, &outcome.retry, message, &outcome.retry_reason, now)
+            let notes = notes(&outcome.retry_reason, None);
+            q.keep(Folder::Queue, from, &outcome.retry, message, &notes, now)
                 .map(|id| (id, q))
         });
         match queued {
@@ -167,7 +217,7 @@ fn keep_what_failed(
                         "recipients": outcome.retry.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     }),
                 );
-                if keep == Keep::Say || settings.verbose {
+                if handling.keep == Keep::Say || settings.verbose {
                     say!(
                         "outbox: not delivered yet to {} ({}); queued as {id} in {}",
                         list(&outcome.retry),
@@ -182,16 +232,44 @@ fn keep_what_failed(
                     list(&outcome.retry),
                     outcome.retry_reason
                 );
-                report_failed(&outcome, "");
-                return exit::TEMPFAIL;
+                code = exit::TEMPFAIL;
             }
         }
     }
     if outcome.failed.is_empty() {
-        return exit::OK;
+        mta.log_outcome(attempt, &outcome, None);
+        return code;
     }
+    let bounce = match handling.refusals {
+        Refusals::Bounce => {
+            let original = bounce::Original {
+                id: &attempt.id,
+                envelope,
+                message,
+                dsn: &settings.dsn,
+                arrival: attempt.arrival,
+            };
+            let made = bounce::make(
+                settings,
+                mta,
+                &original,
+                bounce::failures(settings, &outcome),
+            );
+            Some(match made {
+                Ok(made) => bounce::send_now(settings, mta, made),
+                Err(fate) => fate,
+            })
+        }
+        Refusals::Report | Refusals::Quiet => None,
+    };
+    let note = Some(
+        bounce
+            .as_ref()
+            .map_or_else(|| NO_BOUNCE.to_owned(), bounce::Fate::note),
+    );
     let stored = queue().and_then(|q| {
-        q.store_failed(from, &outcome.failed, message, &outcome.failed_reason, now)
+        let notes = notes(&outcome.failed_reason, note.clone());
+        q.keep(Folder::Failed, from, &outcome.failed, message, &notes, now)
             .map(|id| (id, q))
     });
     let said = match stored {
@@ -201,8 +279,28 @@ fn keep_what_failed(
         }
         Err(e) => format!("; it could not be kept: {e}"),
     };
-    report_failed(&outcome, &said);
-    outcome.failed_code
+    mta.log_outcome(attempt, &outcome, note.as_deref());
+    match (handling.refusals, &bounce) {
+        (Refusals::Quiet, _) => code.max(outcome.failed_code),
+        (Refusals::Report, _) => {
+            report_failed(&outcome, &said);
+            if code == exit::OK {
+                outcome.failed_code
+            } else {
+                code
+            }
+        }
+        (Refusals::Bounce, Some(fate)) => {
+            kept.insert("bounce".into(), fate.note().into());
+            report_failed(&outcome, &format!("{said}; bounce: {}", fate.note()));
+            if fate.is_handled() || code != exit::OK {
+                code
+            } else {
+                outcome.failed_code
+            }
+        }
+        (Refusals::Bounce, None) => code,
+    }
 }
 
 fn report_failed(outcome: &Outcome, kept: &str) {
@@ -211,7 +309,7 @@ fn report_failed(outcome: &Outcome, kept: &str) {
     }
 }
 
-fn list(addresses: &[Address]) -> String {
+pub fn list(addresses: &[Address]) -> String {
     addresses
         .iter()
         .map(|a| format!("<{a}>"))

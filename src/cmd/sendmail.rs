@@ -5,12 +5,14 @@ use std::ffi::OsString;
 use outbox::envelope::Mailbox;
 use outbox::error::Error;
 use outbox::sendmail::{
-    Action, Fixups, SendmailArgs, envelope_sender, from_name, parse_args, prepare, read_message,
+    Action, ErrorMode, Fixups, SendmailArgs, envelope_sender, from_name, parse_args, prepare,
+    read_message,
 };
 use outbox::{Envelope, Message, Settings, settings};
 
-use super::Keep;
+use super::mta::{LogDefault, Mta};
 use super::output::say;
+use super::{Keep, Refusals};
 
 pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
     let args: Vec<String> = args
@@ -33,7 +35,7 @@ pub fn run(program: &str, args: &[OsString]) -> anyhow::Result<u8> {
     match parsed.action {
         Action::ListQueue => super::queue::list(false),
         // As Postfix's sendmail -q: every message, now, whatever its back-off.
-        Action::FlushQueue => super::queue::flush(parsed.verbose, super::queue::Pick::Everything),
+        Action::FlushQueue => super::flush::flush(parsed.verbose, super::queue::Pick::Everything),
         Action::Deliver => deliver(&parsed),
     }
 }
@@ -105,11 +107,15 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     };
     let envelope = Envelope::new(sender, super::expand_all(&settings, &recipients));
     let message = Message::from_bytes(prepared.message);
-    super::deliver_or_keep(
-        &settings,
-        &envelope,
-        &message,
-        Keep::Quietly,
-        super::Show::default(),
-    )
+    let mta = Mta::new(&settings, LogDefault::Syslog);
+    let handling = super::Handling {
+        keep: Keep::Quietly,
+        show: super::Show::default(),
+        refusals: match args.error_mode {
+            ErrorMode::Mail => Refusals::Bounce,
+            ErrorMode::Print => Refusals::Report,
+            ErrorMode::Quiet => Refusals::Quiet,
+        },
+    };
+    super::deliver_or_keep(&settings, &mta, &envelope, &message, handling)
 }

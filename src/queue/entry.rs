@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::marks::{self, Marks};
 use crate::envelope::{Address, Envelope};
 use crate::error::Error;
+use crate::smtp::dsn::{self, Dsn};
 
 /// What an entry's first line begins with.
 const MAGIC: &str = "outbox-queue";
@@ -52,6 +53,11 @@ pub struct Entry {
     pub next_attempt: SystemTime,
     /// Length of the message in bytes.
     pub size: u64,
+    /// What the submission asked of delivery status notifications (RFC 3461: RET,
+    /// NOTIFY, ENVID): the bounce a failure gets follows it.
+    pub dsn: Dsn,
+    /// In `failed`: what became of the bounce ("sent as …", "queued as …", "none: …").
+    pub bounce: Option<String>,
 }
 
 impl Entry {
@@ -100,6 +106,14 @@ pub(super) struct EnvelopeFile {
     last_error: Option<String>,
     next_attempt: u64,
     size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notify: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    envid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bounce: Option<String>,
 }
 
 impl EnvelopeFile {
@@ -113,6 +127,10 @@ impl EnvelopeFile {
             last_error: entry.last_error.clone(),
             next_attempt: secs(entry.next_attempt),
             size: entry.size,
+            ret: entry.dsn.ret.clone(),
+            notify: entry.dsn.notify.clone(),
+            envid: entry.dsn.envid.clone(),
+            bounce: entry.bounce.clone(),
         }
     }
 
@@ -149,6 +167,21 @@ impl EnvelopeFile {
                 .checked_add(Duration::from_secs(s))
                 .ok_or_else(|| format!("the time {s} is out of range"))
         };
+        // Checked as the command lines' are: they may go into a bounce.
+        let ret = match self.ret.as_deref().map(dsn::ret) {
+            Some(None) => return Err("the RET value is neither FULL nor HDRS".into()),
+            Some(Some(ret)) => Some(ret.to_owned()),
+            None => None,
+        };
+        let notify = match self.notify.as_deref().map(dsn::notify) {
+            Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
+            other => other.flatten(),
+        };
+        if let Some(envid) = &self.envid
+            && !dsn::envid_is_valid(envid)
+        {
+            return Err(format!("the ENVID: {}", dsn::ENVID_RULE));
+        }
         Ok(Entry {
             id: id.to_owned(),
             from,
@@ -158,6 +191,12 @@ impl EnvelopeFile {
             last_error: self.last_error,
             next_attempt: time(self.next_attempt)?,
             size: self.size,
+            dsn: Dsn {
+                notify,
+                ret,
+                envid: self.envid,
+            },
+            bounce: self.bounce,
         })
     }
 }

@@ -112,9 +112,10 @@ impl Locked {
     }
 
     /// A permanent failure: the entry moves to `failed`, with `reason` as its last
-    /// error.
-    pub fn fail(mut self, reason: &str) -> Result<(), Error> {
+    /// error and `bounce` saying what became of its bounce.
+    pub fn fail(mut self, reason: &str, bounce: Option<String>) -> Result<(), Error> {
         self.entry.last_error = Some(reason.to_owned());
+        self.entry.bounce = bounce;
         // The new entry goes into failed before the old one leaves the queue: a crash
         // between leaves it in both, to be tried (and refused) once more.
         self.rewrite(&self.root.join(FAILED))?;
@@ -296,7 +297,7 @@ mod tests {
         q.lock(&id)
             .unwrap()
             .unwrap()
-            .fail("550 5.1.1 no such user")
+            .fail("550 5.1.1 no such user", Some("sent as 1.2.3".into()))
             .unwrap();
         assert!(q.list().unwrap().is_empty());
         let failed = entries(q.list_failed().unwrap());
@@ -306,6 +307,7 @@ mod tests {
             failed[0].last_error.as_deref(),
             Some("550 5.1.1 no such user")
         );
+        assert_eq!(failed[0].bounce.as_deref(), Some("sent as 1.2.3"));
         let file = fs::read(q.dir().join(FAILED).join(&id)).unwrap();
         assert!(file.ends_with(b"\nSubject: x\r\n\r\nbody\r\n"));
         assert!(!q.dir().join(&id).exists());

@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use crate::envelope::Address;
 use crate::error::Error;
 use crate::message::Message;
+use crate::smtp::dsn::Dsn;
 
 mod entry;
 mod locked;
@@ -38,13 +39,33 @@ mod testing;
 pub use entry::Entry;
 pub use locked::Locked;
 pub use retry::{Pick, describe_duration};
-pub use store::Listed;
+pub use store::{Listed, new_id};
 
 use entry::{EnvelopeFile, HEAD_READ, Unreadable, corrupt, read_entry};
 use store::{
     DIR_MODE, FAILED, TMP, check_id, clean_tmp, default_dir_from, discard, io_error, new_staging,
     passwd_home, scan, sync_dir, take_lock,
 };
+
+/// Where [`Queue::keep`] puts a new entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Folder {
+    /// The queue: due for delivery at once.
+    Queue,
+    /// `failed`: refused for good.
+    Failed,
+}
+
+/// What a new entry holds besides its envelope and message.
+#[derive(Clone, Debug, Default)]
+pub struct Notes {
+    /// Why it could not be delivered now: its last error (none if empty).
+    pub reason: String,
+    /// The submission's DSN requests (RFC 3461).
+    pub dsn: Dsn,
+    /// In `failed`: what became of the bounce.
+    pub bounce: Option<String>,
+}
 
 /// The queue directory of this user.
 #[derive(Clone, Debug)]
@@ -99,7 +120,29 @@ impl Queue {
         reason: &str,
         now: SystemTime,
     ) -> Result<String, Error> {
-        self.add(&self.root, from, recipients, message, reason, now)
+        let notes = Notes {
+            reason: reason.to_owned(),
+            ..Notes::default()
+        };
+        self.keep(Folder::Queue, from, recipients, message, &notes, now)
+    }
+
+    /// As [`Queue::enqueue`] (into the queue) or [`Queue::store_failed`] (into
+    /// `failed`), with the submission's DSN requests and the bounce's fate in `notes`.
+    pub fn keep(
+        &self,
+        folder: Folder,
+        from: Option<&Address>,
+        recipients: &[Address],
+        message: &Message,
+        notes: &Notes,
+        now: SystemTime,
+    ) -> Result<String, Error> {
+        let dest = match folder {
+            Folder::Queue => self.root.clone(),
+            Folder::Failed => self.root.join(FAILED),
+        };
+        self.add(&dest, from, recipients, message, notes, now)
     }
 
     /// Stores a message that failed permanently straight into `failed`, with
@@ -112,14 +155,11 @@ impl Queue {
         reason: &str,
         now: SystemTime,
     ) -> Result<String, Error> {
-        self.add(
-            &self.root.join(FAILED),
-            from,
-            recipients,
-            message,
-            reason,
-            now,
-        )
+        let notes = Notes {
+            reason: reason.to_owned(),
+            ..Notes::default()
+        };
+        self.keep(Folder::Failed, from, recipients, message, &notes, now)
     }
 
     /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
@@ -196,7 +236,7 @@ impl Queue {
         from: Option<&Address>,
         recipients: &[Address],
         message: &Message,
-        reason: &str,
+        notes: &Notes,
         now: SystemTime,
     ) -> Result<String, Error> {
         if recipients.is_empty() {
@@ -213,9 +253,11 @@ impl Queue {
             recipients: recipients.iter().map(|a| a.as_str().to_owned()).collect(),
             created: now,
             attempts: 0,
-            last_error: (!reason.is_empty()).then(|| reason.to_owned()),
+            last_error: (!notes.reason.is_empty()).then(|| notes.reason.clone()),
             next_attempt: now,
             size: message.len(),
+            dsn: notes.dsn.clone(),
+            bounce: notes.bounce.clone(),
         };
         let result = (|| {
             let head = EnvelopeFile::of(&entry).head()?;
@@ -288,6 +330,8 @@ mod tests {
                 last_error: Some("421 4.3.2 shutting down".into()),
                 next_attempt: at(T0),
                 size: message.len() as u64,
+                dsn: Dsn::default(),
+                bounce: None,
             }
         );
         assert!(entry.is_due(now));
@@ -341,6 +385,50 @@ mod tests {
         assert_eq!(
             failed[0].last_error.as_deref(),
             Some("550 5.1.1 <nobody@example.test>: user unknown")
+        );
+    }
+
+    #[test]
+    fn an_entry_keeps_its_dsn_requests_and_the_fate_of_its_bounce() {
+        let t = TempDir::new();
+        let q = t.queue();
+        let notes = Notes {
+            reason: "550 5.1.1 no".into(),
+            dsn: Dsn {
+                notify: Some("FAILURE,DELAY".into()),
+                ret: Some("FULL".into()),
+                envid: Some("env.1".into()),
+            },
+            bounce: Some("sent as 1.2.3".into()),
+        };
+        let id = q
+            .keep(
+                Folder::Failed,
+                Some(&addr("me@example.test")),
+                &[addr("a@example.test")],
+                &msg(b"x\r\n"),
+                &notes,
+                at(T0),
+            )
+            .unwrap();
+        let failed = entries(q.list_failed().unwrap());
+        assert_eq!(failed[0].id, id);
+        assert_eq!(failed[0].dsn, notes.dsn);
+        assert_eq!(failed[0].bounce, notes.bounce);
+        assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no"));
+
+        // A RET that is not RFC 3461's makes the entry unreadable, not a bounce of
+        // another kind.
+        let path = q.dir().join(FAILED).join(&id);
+        let text = fs::read(&path).unwrap();
+        let bad = String::from_utf8(text)
+            .unwrap()
+            .replace("ret = \"FULL\"", "ret = \"MOST\"");
+        fs::write(&path, bad).unwrap();
+        assert!(
+            matches!(&q.list_failed().unwrap()[0], Listed::Corrupt { problem, .. } if problem.contains("RET")),
+            "{:?}",
+            q.list_failed().unwrap()
         );
     }
 

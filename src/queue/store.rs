@@ -63,15 +63,21 @@ impl Listed {
 /// A fresh id and its staging file in `tmp/`, made (and locked, so that a
 /// concurrent `open` does not take it for a crash's leftover) with a name no
 /// entry, failed entry or staging file has.
-pub(super) fn new_staging(root: &Path, now: SystemTime) -> io::Result<(String, PathBuf, File)> {
+/// An id of the queue's form for a message taken at `now`: the time, then a random
+/// part. A submission that is never queued is logged under one too.
+pub fn new_id(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{:010}.{:06}.{:08x}",
+        since.as_secs(),
+        since.subsec_micros(),
+        random_u32()
+    )
+}
+
+pub(super) fn new_staging(root: &Path, now: SystemTime) -> io::Result<(String, PathBuf, File)> {
     loop {
-        let id = format!(
-            "{:010}.{:06}.{:08x}",
-            since.as_secs(),
-            since.subsec_micros(),
-            random_u32()
-        );
+        let id = new_id(now);
         let taken = [root.join(&id), root.join(FAILED).join(&id)]
             .iter()
             .any(|p| fs::symlink_metadata(p).is_ok());
@@ -467,7 +473,7 @@ mod tests {
             .store_failed(None, &[addr("a@example.test")], &msg(b"x"), "550", at(T0))
             .unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o600);
-        q.lock(&id).unwrap().unwrap().fail("550").unwrap();
+        q.lock(&id).unwrap().unwrap().fail("550", None).unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&id)), 0o600);
     }
 

@@ -11,5 +11,5 @@ mod fold;
 mod input;
 mod qualify;
 
-pub use args::{Action, SendmailArgs, envelope_sender, parse_args};
+pub use args::{Action, ErrorMode, SendmailArgs, envelope_sender, parse_args};
 pub use input::{Fixups, MAX_LINE, Prepared, from_name, prepare, read_message};

@@ -728,16 +728,25 @@ fn a_deferred_recipient_is_kept_alone() {
         .assert_stdout_contains("the failed folder is empty");
 }
 
-/// A permanent refusal in the sendmail face: exit 67, said on stderr, kept in
-/// `failed` with the server's reply, nothing in the queue.
+/// A permanent refusal in the sendmail face: the sender gets a bounce, the exit is 0
+/// (an MTA has taken the message), the refusal is still said on stderr, and the
+/// message is kept in `failed` with the server's reply and the bounce's fate;
+/// nothing waits in the queue. With `-oep` the exit is 67 and no bounce goes.
 #[test]
-fn a_permanent_refusal_is_kept_in_failed() {
+fn a_permanent_refusal_is_bounced_and_kept_in_failed() {
     let rejected = unique_name("reject-sm");
-    let face = Face::new(&Postfix::shared().addr(), "from = \"me@example.test\"\n");
+    let sender = unique_name("sm-bounced");
+    let pf = Postfix::shared();
+    let face = Face::new(&pf.addr(), &format!("from = \"{}\"\n", rcpt(&sender)));
     let out = face.sendmail(&[&rcpt(&rejected)], b"Subject: no\n\nbody\n");
-    out.assert_code(67)
+    out.assert_code(0)
         .assert_stderr_contains(&rcpt(&rejected))
         .assert_stderr_contains("550");
+    let bounces = pf.wait_for_messages(&sender, 1, WAIT);
+    assert_eq!(bounces.len(), 1, "{}", out.report());
+    let bounce = String::from_utf8_lossy(&bounces[0]);
+    assert!(bounce.contains("Return-Path: <>"), "{bounce}");
+    assert!(bounce.contains("report-type=delivery-status"), "{bounce}");
     face.queue(&["list"])
         .assert_success()
         .assert_stdout_contains("the queue is empty");
@@ -752,6 +761,14 @@ fn a_permanent_refusal_is_kept_in_failed() {
         "{}",
         failed.report()
     );
+    assert!(listing.contains("bounce: sent as "), "{}", failed.report());
+
+    let again = unique_name("reject-sm");
+    face.sendmail(&["-oep", &rcpt(&again)], b"Subject: no\n\nbody\n")
+        .assert_code(67)
+        .assert_stderr_contains(&rcpt(&again));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(pf.messages_now(&sender).len(), 1, "-oep sent a bounce");
 }
 
 /// The compose face queues only when asked: `--queue` exits 0 and keeps the message,

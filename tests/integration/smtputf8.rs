@@ -151,7 +151,7 @@ fn without_smtputf8_a_utf8_address_in_a_to_header_is_refused() {
     let message = utf8_message(&format!("Jörg <jörg@example.test>, {}", rcpt(&local)));
     let out = sendmail(
         &env,
-        &["-v", "-i", "-f", "a@example.test", &rcpt(&local)],
+        &["-v", "-oep", "-i", "-f", "a@example.test", &rcpt(&local)],
         &message,
     );
     out.assert_code(69)

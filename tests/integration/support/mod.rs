@@ -153,7 +153,10 @@ impl Drop for TempDir {
 /// `home/`, `config/`, `state/`, `cache/` and `data/` below it. Commands made
 /// with [`TestEnv::cmd`] get `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`,
 /// `XDG_CACHE_HOME` and `XDG_DATA_HOME` pointing there, `USER`/`LOGNAME` set
-/// to `tester`, no `OUTBOX_*` variables, and the root as working directory.
+/// to `tester`, no `OUTBOX_*` variables but `OUTBOX_LOG` (the log goes to
+/// [`TestEnv::log_file`], not to the machine's syslog; remove it with
+/// `env_remove("OUTBOX_LOG")` to test the configuration's `log`), and the root as
+/// working directory.
 ///
 /// Cloning is cheap and shares the directory; it is removed when the last
 /// clone (including the `Cmd`s made from it) is dropped.
@@ -192,6 +195,11 @@ impl TestEnv {
 
     pub fn home(&self) -> PathBuf {
         self.root().join("home")
+    }
+
+    /// Where outbox's log goes (`OUTBOX_LOG`) unless a test says otherwise.
+    pub fn log_file(&self) -> PathBuf {
+        self.root().join("outbox.log")
     }
 
     pub fn config_home(&self) -> PathBuf {
@@ -382,7 +390,8 @@ impl Cmd {
             .env("XDG_CACHE_HOME", self.env.cache_home())
             .env("XDG_DATA_HOME", self.env.data_home())
             .env("USER", "tester")
-            .env("LOGNAME", "tester");
+            .env("LOGNAME", "tester")
+            .env("OUTBOX_LOG", self.env.log_file());
         for (k, v) in &self.envs {
             match v {
                 Some(v) => c.env(k, v),

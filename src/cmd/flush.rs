@@ -1,0 +1,456 @@
+//! `outbox queue flush` (and sendmail's `-q`): delivers what waits in the queue, one
+//! connection per server, bounces what fails for good or waits too long, and logs
+//! each outcome.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use outbox::cli::Cli;
+use outbox::error::Error;
+use outbox::outcome::Outcome;
+use outbox::queue::{Folder, Listed, Locked, Notes, Pick, Queue, describe_duration};
+use outbox::{Address, Client, Outgoing, Receipt, Series, Settings, exit};
+
+use super::bounce::{self, Fate, Original};
+use super::mta::{Attempt, LogDefault, Mta};
+use super::output::{out, say};
+
+/// How many times the bounces a flush made are tried in the same flush: a bounce's
+/// failure may make a notice to `bounce_to`, whose own failure makes none.
+const BOUNCE_ROUNDS: usize = 3;
+
+/// Delivers what `pick` says. Entries are grouped by the settings their sender picks
+/// (the account whose `from` it is, else the default), and each group goes over one
+/// connection. An entry past the queue lifetime gets one last try, then moves to
+/// `failed`. A failure for good gets a bounce, queued and sent over a connection of
+/// the same settings before the flush ends. Trouble with one entry is reported and
+/// the flush goes on.
+pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
+    let (queue, base, config) = super::queue::open_queue()?;
+    let mta = Mta::new(&base, LogDefault::Syslog);
+    let now = SystemTime::now();
+    let mut groups: BTreeMap<String, (Settings, Vec<String>)> = BTreeMap::new();
+    let mut code = exit::OK;
+    for listed in queue.list()? {
+        let entry = match listed {
+            Listed::Entry(entry) => entry,
+            Listed::Corrupt { id, problem } => {
+                say!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
+                code = exit::DATAERR;
+                continue;
+            }
+        };
+        if !pick.takes(&entry, now, base.queue_lifetime) {
+            continue;
+        }
+        let cli = Cli {
+            from: entry.from.clone(),
+            verbose,
+            ..Cli::default()
+        };
+        match Settings::resolve(&cli, config.as_ref()) {
+            Ok(settings) => groups
+                .entry(session_key(&settings))
+                .or_insert_with(|| (settings, Vec::new()))
+                .1
+                .push(entry.id),
+            Err(e) => {
+                say!("outbox: {}: {e}; left in the queue", entry.id);
+                code = exit::code(&e);
+            }
+        }
+    }
+    let mut totals = Totals::default();
+    std::thread::scope(|scope| {
+        // Removing a delivered entry's file costs about as much as sending it (more,
+        // where the filesystem discards freed blocks): that goes on beside the sending,
+        // on another thread, told to stop when the sending is over.
+        let (over, stop) = mpsc::channel::<()>();
+        if !groups.is_empty() {
+            let queue = &queue;
+            scope.spawn(move || sweep_until(queue, &stop));
+        }
+        for _ in 0..=BOUNCE_ROUNDS {
+            let mut bounces = BTreeMap::new();
+            for (key, (settings, ids)) in &groups {
+                let flusher = Flusher {
+                    queue: &queue,
+                    mta: &mta,
+                    settings,
+                    lifetime: base.queue_lifetime,
+                    pick,
+                };
+                let made = flusher.group(ids, &mut totals);
+                if !made.is_empty() {
+                    bounces.insert(key.clone(), (settings.clone(), made));
+                }
+            }
+            if bounces.is_empty() {
+                break;
+            }
+            // The bounces go over the settings of what they report.
+            groups = bounces;
+        }
+        drop(over);
+    });
+    queue.sweep();
+    if totals.errors > 0 {
+        code = exit::IOERR;
+    }
+    // Quiet for cron, which mails whatever a job prints.
+    if verbose || std::io::stdout().is_terminal() {
+        out!(
+            "delivered {}, deferred {}, failed {}, skipped (in use) {}",
+            totals.delivered,
+            totals.deferred,
+            totals.failed,
+            totals.skipped
+        );
+    }
+    Ok(code)
+}
+
+/// How long the sweeping thread first waits when it found nothing to remove; each
+/// further time it finds nothing it waits twice as long, up to SWEEP_PAUSE_MAX.
+const SWEEP_PAUSE: Duration = Duration::from_millis(5);
+const SWEEP_PAUSE_MAX: Duration = Duration::from_millis(200);
+
+/// Sweeps the queue until `stop` is closed.
+fn sweep_until(queue: &Queue, stop: &mpsc::Receiver<()>) {
+    let mut pause = SWEEP_PAUSE;
+    loop {
+        if queue.sweep() > 0 {
+            pause = SWEEP_PAUSE;
+            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                return;
+            }
+        } else {
+            if !matches!(
+                stop.recv_timeout(pause),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ) {
+                return;
+            }
+            pause = (pause * 2).min(SWEEP_PAUSE_MAX);
+        }
+    }
+}
+
+/// What makes two entries go over the same session.
+fn session_key(s: &Settings) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}",
+        s.server,
+        s.auth.as_ref().map(|a| &a.user),
+        s.tls,
+        s.ehlo_name,
+        s.timeouts
+    )
+}
+
+#[derive(Default)]
+struct Totals {
+    delivered: usize,
+    deferred: usize,
+    failed: usize,
+    skipped: usize,
+    errors: usize,
+}
+
+/// What one group's delivery needs: where the entries are, the log, the settings.
+struct Flusher<'a> {
+    queue: &'a Queue,
+    mta: &'a Mta,
+    settings: &'a Settings,
+    lifetime: Duration,
+    pick: Pick,
+}
+
+impl Flusher<'_> {
+    /// Delivers the entries `ids` over one connection; returns the ids of the bounces
+    /// it queued.
+    fn group(&self, ids: &[String], totals: &mut Totals) -> Vec<String> {
+        let transcript = self
+            .settings
+            .verbose
+            .then(|| outbox::Transcript::new(Box::new(std::io::stderr())));
+        let mut bounces = Vec::new();
+        let mut client = match Client::connect(self.settings, transcript) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nobody is reached: every entry waits for the next flush, or, past the
+                // lifetime, is given up.
+                say!("outbox: cannot reach {}: {e}", self.settings.server);
+                let report = outbox::Report::for_server(&self.settings.server);
+                let result = Err(e);
+                for id in ids {
+                    let done = self.queue.lock(id).and_then(|locked| match locked {
+                        Some(mut locked) => {
+                            let envelope = locked.entry().envelope()?;
+                            let message = locked.open_message()?;
+                            let out = Outgoing {
+                                tag: locked,
+                                envelope,
+                                message,
+                            };
+                            self.settle(out, &result, &report, totals, &mut bounces)
+                        }
+                        None => Ok(()),
+                    });
+                    if let Err(err) = done {
+                        say!("outbox: {id}: {err}");
+                        totals.errors += 1;
+                    }
+                }
+                return bounces;
+            }
+        };
+        let report = client.report();
+        let mut run = FlushRun {
+            flusher: self,
+            report,
+            ids: ids.iter(),
+            totals,
+            bounces: &mut bounces,
+        };
+        client.send_series(&mut run);
+        client.finish();
+        bounces
+    }
+
+    /// Entry `id`, locked, if it is still there and, for [`Pick::Due`], still due:
+    /// another flush may have sent it, or tried it, since it was listed.
+    fn take(&self, id: &str) -> Result<Option<Outgoing<Locked>>, Error> {
+        let now = SystemTime::now();
+        let Some(mut locked) = self
+            .queue
+            .lock(id)?
+            .filter(|l| self.pick.takes(l.entry(), now, self.lifetime))
+        else {
+            return Ok(None);
+        };
+        let envelope = locked.entry().envelope()?;
+        let message = locked.open_message()?;
+        Ok(Some(Outgoing {
+            tag: locked,
+            envelope,
+            message,
+        }))
+    }
+
+    /// What one attempt at an entry leaves: removed, kept for later (with the
+    /// recipients still to do), or moved to failed with a bounce queued (its id
+    /// added to `bounces`). Each outcome is logged.
+    fn settle(
+        &self,
+        out: Outgoing<Locked>,
+        result: &Result<Receipt, Error>,
+        report: &outbox::Report,
+        totals: &mut Totals,
+        bounces: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        let Outgoing {
+            tag: mut locked,
+            envelope,
+            message,
+        } = out;
+        let entry = locked.entry().clone();
+        let id = entry.id.clone();
+        let now = SystemTime::now();
+        let outcome = Outcome::of(&envelope, result);
+        let attempt = Attempt::new(
+            &id,
+            &envelope,
+            self.settings,
+            report,
+            entry.size,
+            entry.created,
+        );
+        let original = Original {
+            id: &id,
+            envelope: &envelope,
+            message: &message,
+            dsn: &entry.dsn,
+            arrival: entry.created,
+        };
+        let note = (!outcome.failed.is_empty()).then(|| {
+            let failures = bounce::failures(self.settings, &outcome);
+            self.queue_bounce(&original, failures, bounces).note()
+        });
+        if outcome.accepted.is_empty() && outcome.retry.is_empty() {
+            // Refused for good, for everyone: the entry itself moves to failed.
+            say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
+            self.mta.log_outcome(&attempt, &outcome, note.as_deref());
+            totals.failed += 1;
+            return locked.fail(&outcome.failed_reason, note);
+        }
+        let more = !outcome.retry.is_empty();
+        if more || !outcome.failed.is_empty() {
+            // Who has the message is written down first, in place: the failed copy and the
+            // new envelope need free space, and if the disk is full a later flush must
+            // still not send them a second copy.
+            mark_settled(&mut locked, &outcome.accepted);
+        }
+        if !outcome.failed.is_empty() {
+            let notes = Notes {
+                reason: outcome.failed_reason.clone(),
+                dsn: entry.dsn.clone(),
+                bounce: note.clone(),
+            };
+            let from = envelope.from.as_ref();
+            let kept =
+                self.queue
+                    .keep(Folder::Failed, from, &outcome.failed, &message, &notes, now)?;
+            say!(
+                "outbox: {id}: not delivered: {}; kept as {kept} in failed",
+                outcome.failed_reason
+            );
+            totals.failed += 1;
+            if more {
+                // Kept in failed once: a new envelope that cannot be written must not
+                // have them refused, and kept, again.
+                mark_settled(&mut locked, &outcome.failed);
+            }
+        }
+        let age = entry.age(now);
+        if more && age >= self.lifetime {
+            // Given up: the temporary refusals are logged as expired, not deferred.
+            let given_up = Outcome {
+                refusals: outcome.permanent().cloned().collect(),
+                ..outcome
+            };
+            self.mta.log_outcome(&attempt, &given_up, note.as_deref());
+            return self.expire(
+                locked,
+                &original,
+                &given_up.retry,
+                &given_up.retry_reason,
+                &attempt,
+                totals,
+                bounces,
+            );
+        }
+        self.mta.log_outcome(&attempt, &outcome, note.as_deref());
+        if !more {
+            totals.delivered += 1;
+            return locked.delivered();
+        }
+        totals.deferred += 1;
+        let remaining: Vec<String> = outcome.retry.iter().map(|a| a.to_string()).collect();
+        locked.retry_later(&remaining, &outcome.retry_reason, now)
+    }
+
+    /// Gives up the entry after its last try: `to` expired, a bounce for them.
+    #[allow(clippy::too_many_arguments)]
+    fn expire(
+        &self,
+        locked: Locked,
+        original: &Original,
+        to: &[Address],
+        reason: &str,
+        attempt: &Attempt,
+        totals: &mut Totals,
+        bounces: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        let age = locked.entry().age(SystemTime::now());
+        let why = format!(
+            "given up after {}; last error: {reason}",
+            describe_duration(age)
+        );
+        say!(
+            "outbox: {} has waited {} and is given up: {reason}",
+            locked.entry().id,
+            describe_duration(age)
+        );
+        let failures = bounce::expired(self.settings, to, &why);
+        let note = self.queue_bounce(original, failures, bounces).note();
+        self.mta.log_expired(attempt, to, &why, &note);
+        totals.failed += 1;
+        locked.fail(&why, Some(note))
+    }
+
+    /// Makes the bounce for `failures` and queues it, due at once: this flush sends
+    /// it next. Says what became of it.
+    fn queue_bounce(
+        &self,
+        original: &Original,
+        failures: Vec<outbox::bounce::Failure>,
+        bounces: &mut Vec<String>,
+    ) -> Fate {
+        let made = match bounce::make(self.settings, self.mta, original, failures) {
+            Ok(made) => made,
+            Err(fate) => return fate,
+        };
+        let notes = Notes::default();
+        match self.queue.keep(
+            Folder::Queue,
+            None,
+            &made.envelope.to,
+            &made.message,
+            &notes,
+            SystemTime::now(),
+        ) {
+            Ok(id) => {
+                bounces.push(id.clone());
+                Fate::Queued(id)
+            }
+            Err(e) => {
+                say!("outbox: {}: cannot queue its bounce: {e}", original.id);
+                Fate::Lost(e.to_string())
+            }
+        }
+    }
+}
+
+/// The entries of one group as a series of messages over one connection.
+struct FlushRun<'a, 'b> {
+    flusher: &'a Flusher<'a>,
+    /// The connection's, for the log.
+    report: outbox::Report,
+    ids: std::slice::Iter<'a, String>,
+    totals: &'b mut Totals,
+    bounces: &'b mut Vec<String>,
+}
+
+impl Series for FlushRun<'_, '_> {
+    type Tag = Locked;
+
+    /// The next entry that is still to be tried and free: locked, with its message open.
+    fn next(&mut self) -> Option<Outgoing<Locked>> {
+        for id in self.ids.by_ref() {
+            match self.flusher.take(id) {
+                Ok(Some(out)) => return Some(out),
+                Ok(None) => self.totals.skipped += 1,
+                Err(e) => {
+                    say!("outbox: {id}: {e}");
+                    self.totals.errors += 1;
+                }
+            }
+        }
+        None
+    }
+
+    fn done(&mut self, out: Outgoing<Locked>, result: Option<Result<Receipt, Error>>) {
+        // Not tried (the connection was lost first): left as it was for the next flush.
+        let Some(result) = result else { return };
+        let id = out.tag.entry().id.clone();
+        if let Err(e) = self
+            .flusher
+            .settle(out, &result, &self.report, self.totals, self.bounces)
+        {
+            say!("outbox: {id}: {e}");
+            self.totals.errors += 1;
+        }
+    }
+}
+
+/// Marks `settled` in place. If that fails (an I/O error; on a copy-on-write
+/// filesystem even an overwrite may need space) the new envelope written next still
+/// drops them, so it is said and the settling goes on.
+fn mark_settled(locked: &mut Locked, settled: &[Address]) {
+    if let Err(e) = locked.settle_in_place(settled) {
+        say!("outbox: {e}");
+    }
+}

@@ -1,0 +1,183 @@
+//! What a face does as an MTA besides sending: it knows who runs it and where its log
+//! goes, and writes a line for each outcome of an attempt, one per group of recipients
+//! that fared alike (as Postfix's smtp(8) and msmtp log).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use outbox::envelope::Address;
+use outbox::log::{self, Line, Log, Status, Target};
+use outbox::outcome::Outcome;
+use outbox::smtp::reply::Reply;
+use outbox::{Envelope, Report, Settings};
+
+/// Where the socket of the local syslog daemon is, unless `syslog_socket` says.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// The log, and who runs outbox.
+pub struct Mta {
+    pub log: Log,
+    pub uid: u32,
+    pub user: Option<String>,
+}
+
+/// Where a face logs when the configuration does not say.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LogDefault {
+    /// The sendmail face and the queue flush: to syslog, as an MTA does.
+    Syslog,
+    /// The compose face: only when configured.
+    Nowhere,
+}
+
+impl Mta {
+    pub fn new(settings: &Settings, default: LogDefault) -> Mta {
+        let target = settings.log.clone().unwrap_or_else(|| match default {
+            LogDefault::Syslog => Target::Syslog(
+                settings
+                    .syslog_socket
+                    .clone()
+                    .unwrap_or_else(|| Path::new(SYSLOG_SOCKET).to_owned()),
+            ),
+            LogDefault::Nowhere => Target::None,
+        });
+        let (uid, user) = log::local_user();
+        Mta {
+            log: Log::new(target),
+            uid,
+            user,
+        }
+    }
+
+    /// Who submitted, for a bounce: "uid 1000 (alice)".
+    pub fn submitter(&self) -> String {
+        match &self.user {
+            Some(user) => format!("uid {} ({user})", self.uid),
+            None => format!("uid {}", self.uid),
+        }
+    }
+
+    /// Logs what `outcome` says of each recipient of one attempt: the accepted as
+    /// sent; the refusals, grouped by their reply, as deferred or (for good) bounced,
+    /// with `bounce` (what became of the bounce) noted on the latter.
+    pub fn log_outcome(&self, attempt: &Attempt, outcome: &Outcome, bounce: Option<&str>) {
+        if !outcome.accepted.is_empty() {
+            let reply = outcome.accepted_reply.as_ref();
+            let mut line = self.line(attempt, outcome.accepted.clone(), Status::Sent, reply);
+            line.queued_as = reply.and_then(outbox::report::queue_id);
+            if line.reply.is_empty() {
+                line.reply = "accepted".into();
+            }
+            self.log.write(&line);
+        }
+        for permanent in [false, true] {
+            let mut groups: Vec<(&str, Option<&Reply>, Vec<Address>)> = Vec::new();
+            for r in outcome.refusals.iter().filter(|r| r.permanent == permanent) {
+                match groups.iter_mut().find(|(reason, ..)| *reason == r.reason) {
+                    Some(group) => group.2.push(r.recipient.clone()),
+                    None => groups.push((&r.reason, r.reply.as_ref(), vec![r.recipient.clone()])),
+                }
+            }
+            for (reason, reply, to) in groups {
+                let status = if permanent {
+                    Status::Bounced
+                } else {
+                    Status::Deferred
+                };
+                let mut line = self.line(attempt, to, status, reply);
+                line.reply = reason.to_owned();
+                if let (true, Some(bounce)) = (permanent, bounce) {
+                    line.notes.push(("bounce", bounce.to_owned()));
+                }
+                self.log.write(&line);
+            }
+        }
+    }
+
+    /// Logs that `to` were given up after waiting too long (RFC 3463 X.4.7).
+    pub fn log_expired(&self, attempt: &Attempt, to: &[Address], reason: &str, bounce: &str) {
+        let mut line = self.line(attempt, to.to_vec(), Status::Expired, None);
+        line.dsn = Some(outbox::bounce::EXPIRED.into());
+        line.reply = reason.to_owned();
+        line.notes.push(("bounce", bounce.to_owned()));
+        self.log.write(&line);
+    }
+
+    /// A line for `to` with what `attempt` says, the status and the reply's code.
+    pub fn line(
+        &self,
+        attempt: &Attempt,
+        to: Vec<Address>,
+        status: Status,
+        reply: Option<&Reply>,
+    ) -> Line {
+        Line {
+            id: attempt.id.to_owned(),
+            queued_as: None,
+            uid: self.uid,
+            user: self.user.clone(),
+            from: attempt.from.clone(),
+            to,
+            server: attempt.server.clone(),
+            peer: attempt.peer.clone(),
+            tls: attempt.tls.clone(),
+            auth: attempt.auth.clone(),
+            size: attempt.size,
+            delay: SystemTime::now()
+                .duration_since(attempt.arrival)
+                .unwrap_or_default(),
+            status,
+            dsn: reply.and_then(|r| r.enhanced).map(|c| c.to_string()),
+            reply: reply.map(|r| r.to_string()).unwrap_or_default(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// One attempt at a message: what its log lines say besides the recipients.
+pub struct Attempt {
+    /// outbox's id of the message: its queue id, or the submission's.
+    pub id: String,
+    pub from: Option<Address>,
+    pub server: String,
+    pub peer: Option<String>,
+    pub tls: Option<String>,
+    pub auth: Option<String>,
+    pub size: u64,
+    /// When outbox took the message.
+    pub arrival: SystemTime,
+}
+
+impl Attempt {
+    /// An attempt over the connection `report` describes, as `settings` made it.
+    pub fn new(
+        id: &str,
+        envelope: &Envelope,
+        settings: &Settings,
+        report: &Report,
+        size: u64,
+        arrival: SystemTime,
+    ) -> Attempt {
+        Attempt {
+            id: id.to_owned(),
+            from: envelope.from.clone(),
+            server: report
+                .server
+                .clone()
+                .unwrap_or_else(|| settings.server.to_string()),
+            peer: report.peer.clone(),
+            tls: report
+                .tls
+                .as_ref()
+                .map(|(_, info)| format!("{}/{}", info.version, info.cipher)),
+            auth: report
+                .session
+                .auth
+                .as_ref()
+                .and(settings.auth.as_ref())
+                .map(|a| a.user.clone()),
+            size,
+            arrival,
+        }
+    }
+}
