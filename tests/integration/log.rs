@@ -148,7 +148,7 @@ fn a_log_file_has_a_line_per_outcome() {
     let good = unique_name("log-file-good");
     let refused = unique_name("reject-log-file");
     let face = Face::new(&pf.addr(), "");
-    let path = face.env.root().join("outbox.log");
+    let path = face.env.root().join("explicit.log");
     let mut cmd = face.sendmail_cmd(
         &["-i", "-f", &rcpt(&sender), &rcpt(&good), &rcpt(&refused)],
         b"Subject: logged\n\nbody\n",
@@ -175,7 +175,8 @@ fn the_sendmail_face_logs_to_syslog_by_default() {
     let face = Face::new(
         &pf.addr(),
         &format!("syslog_socket = \"{}\"\n", sink.path().display()),
-    );
+    )
+    .log_from_config();
     face.sendmail(
         &["-i", "-f", &rcpt(&sender), &rcpt(&good), &rcpt(&refused)],
         b"Subject: logged\n\nbody\n",
@@ -197,7 +198,7 @@ fn the_compose_face_logs_only_when_configured() {
     let sink = SyslogSink::bind();
     let to = unique_name("log-compose");
     let socket = format!("syslog_socket = \"{}\"\n", sink.path().display());
-    let face = Face::new(&pf.addr(), &socket);
+    let face = Face::new(&pf.addr(), &socket).log_from_config();
     face.compose(
         &["-f", "me@example.test", "-s", "quiet", &rcpt(&to)],
         b"x\n",
@@ -226,8 +227,8 @@ fn the_compose_face_logs_only_when_configured() {
 fn a_null_sender_refusal_is_logged_and_not_bounced() {
     let pf = Postfix::shared();
     let refused = unique_name("reject-log-null");
-    let face = Face::new(&pf.addr(), "");
-    let path = face.env.root().join("outbox.log");
+    let face = Face::new(&pf.addr(), "").log_from_config();
+    let path = face.env.root().join("configured.log");
     face.configure(&pf.addr(), &format!("log = \"{}\"\n", path.display()));
     face.sendmail(
         &["-i", "-f", "<>", &rcpt(&refused)],
@@ -254,7 +255,7 @@ fn the_queue_and_its_flush_log_each_attempt() {
     let good = unique_name("log-flush-good");
     let deferred = unique_name("defer-log-flush");
     let socket = format!("syslog_socket = \"{}\"\n", sink.path().display());
-    let face = Face::new(&closed_server(), &socket);
+    let face = Face::new(&closed_server(), &socket).log_from_config();
     for to in [&good, &deferred] {
         face.sendmail(
             &["-i", "-f", &rcpt(&sender), &rcpt(to)],
@@ -313,9 +314,9 @@ fn the_password_never_appears_in_the_log() {
         .user("alice", &password)
         .start();
     let sink = SyslogSink::bind();
-    let face = Face::new("localhost:1", "");
+    let face = Face::new("localhost:1", "").log_from_config();
     let pw_file = face.env.write_file("pw", format!("{password}\n"));
-    let path = face.env.root().join("outbox.log");
+    let path = face.env.root().join("configured.log");
     let port = server.port();
     let account = format!(
         "tls = \"starttls\"\ntls_ca_file = \"{}\"\nuser = \"alice\"\nauth = \"plain\"\n\

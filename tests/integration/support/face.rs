@@ -15,6 +15,9 @@ pub const TIMEOUT: u64 = 30;
 #[derive(Clone, Debug)]
 pub struct Face {
     pub env: TestEnv,
+    /// Leave `OUTBOX_LOG` unset, so the configuration's `log` (or the face's
+    /// default) decides where the log goes; see [`Face::log_from_config`].
+    log_from_config: bool,
 }
 
 impl Face {
@@ -23,9 +26,17 @@ impl Face {
     pub fn new(server: &str, config: &str) -> Face {
         let face = Face {
             env: TestEnv::new(),
+            log_from_config: false,
         };
         face.configure(server, config);
         face
+    }
+
+    /// Commands run without the harness's `OUTBOX_LOG` (which sends the log to
+    /// [`TestEnv::log_file`]), for tests of `log` and the faces' defaults.
+    pub fn log_from_config(mut self) -> Face {
+        self.log_from_config = true;
+        self
     }
 
     /// (Re)writes the configuration file.
@@ -39,7 +50,11 @@ impl Face {
 
     /// `program` in this environment, with the configuration and queue set.
     pub fn program(&self, program: impl AsRef<Path>) -> Cmd {
-        self.env.configured_command(program)
+        let mut cmd = self.env.configured_command(program);
+        if self.log_from_config {
+            cmd.env_remove("OUTBOX_LOG");
+        }
+        cmd
     }
 
     /// The outbox binary, configured.
