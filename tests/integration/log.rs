@@ -368,9 +368,13 @@ fn the_password_never_appears_in_the_log() {
 
 /// `sendmail -i -f sender good refused` with a log that cannot be written: exit 0,
 /// the good one delivered, the bounce sent, and one warning on stderr (beside the
-/// refusal), not one per line the log missed.
+/// refusal) that names `place`, not one per line the log missed.
 #[track_caller]
-fn assert_mail_goes_and_one_warning(face: &Face, out_of: impl Fn(&Face, &[&str]) -> Output) {
+fn assert_mail_goes_and_one_warning(
+    face: &Face,
+    place: &std::path::Path,
+    out_of: impl Fn(&Face, &[&str]) -> Output,
+) {
     let pf = Postfix::shared();
     let sender = unique_name("log-broken");
     let good = unique_name("log-broken-good");
@@ -389,8 +393,10 @@ fn assert_mail_goes_and_one_warning(face: &Face, out_of: impl Fn(&Face, &[&str])
         .collect();
     assert_eq!(warnings.len(), 1, "one warning expected:\n{}", out.report());
     assert!(
-        warnings[0].to_ascii_lowercase().contains("log"),
-        "the warning does not say it is about the log:\n{}",
+        warnings[0].to_ascii_lowercase().contains("log")
+            && warnings[0].contains(&place.display().to_string()),
+        "the warning does not say it is about the log at {}:\n{}",
+        place.display(),
         out.report()
     );
 }
@@ -398,16 +404,18 @@ fn assert_mail_goes_and_one_warning(face: &Face, out_of: impl Fn(&Face, &[&str])
 #[test]
 fn no_syslog_socket_warns_once_and_mail_still_goes() {
     let pf = Postfix::shared();
+    let socket = face_missing_dir(&unique_name("nosock")).join("log");
     let face = Face::new(
         &pf.addr(),
         &format!(
             "log = \"syslog\"\nsyslog_socket = \"{}\"\n",
-            face_missing_dir(&unique_name("nosock"))
-                .join("log")
-                .display()
+            socket.display()
         ),
-    );
-    assert_mail_goes_and_one_warning(&face, |f, args| f.sendmail(args, b"Subject: s\n\nx\n"));
+    )
+    .log_from_config();
+    assert_mail_goes_and_one_warning(&face, &socket, |f, args| {
+        f.sendmail(args, b"Subject: s\n\nx\n")
+    });
 }
 
 #[test]
@@ -418,7 +426,7 @@ fn an_unwritable_log_file_warns_once_and_mail_still_goes() {
         face_missing_dir(&unique_name("nodir")).join("outbox.log"),
         "/dev/full".into(),
     ] {
-        assert_mail_goes_and_one_warning(&face, |f, args| {
+        assert_mail_goes_and_one_warning(&face, &place, |f, args| {
             let mut cmd = f.sendmail_cmd(args, b"Subject: f\n\nx\n");
             cmd.env("OUTBOX_LOG", &place);
             cmd.run()
