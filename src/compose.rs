@@ -377,7 +377,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// 128 random bits in hex, for placeholders no text can hold by chance.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // Without the system's randomness, time and process; a placeholder found
@@ -500,7 +500,7 @@ fn base64_text_part<'x>(content_type: ContentType<'x>, body: &[u8]) -> MimePart<
 }
 
 /// `text` with every line end (LF, CR or CRLF) made CRLF.
-fn crlf_lines(text: &[u8]) -> Vec<u8> {
+pub(crate) fn crlf_lines(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 32);
     let mut bytes = text.iter().peekable();
     while let Some(&b) = bytes.next() {
@@ -528,7 +528,19 @@ fn address_list(list: &[Mailbox]) -> HeaderAddress<'_> {
 /// and mailx write it: the zone `TZ` names (`Europe/Berlin`, `:Europe/Berlin`, a
 /// zoneinfo file or a POSIX rule), else `/etc/localtime`; UTC when neither gives one.
 pub fn date_now() -> String {
-    rfc5322_date(jiff::Timestamp::now(), local_zone(std::env::var("TZ").ok()))
+    rfc5322_date(jiff::Timestamp::now(), local_time_zone())
+}
+
+/// The local time zone, as [`date_now`] finds it.
+pub(crate) fn local_time_zone() -> jiff::tz::TimeZone {
+    local_zone(std::env::var("TZ").ok())
+}
+
+/// `at` as an RFC 5322 date-time (§3.3) in `zone`; a time outside what the format
+/// holds is written as the Unix epoch rather than failing a message over its Date.
+pub(crate) fn date_at(at: SystemTime, zone: &jiff::tz::TimeZone) -> String {
+    let at = jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    rfc5322_date(at, zone.clone())
 }
 
 /// Where zone names are found, unless `TZDIR` says otherwise (as for the C library).
@@ -1090,6 +1102,17 @@ mod tests {
         assert_eq!(
             mail_builder::headers::date::Date::new(winter.as_second()).to_rfc822(),
             "Tue, 1 Dec 2026 21:40:00 +0000"
+        );
+    }
+
+    #[test]
+    fn date_at_writes_the_given_time_in_the_given_zone() {
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_796_119_200);
+        let berlin = local_zone(Some("Europe/Berlin".into()));
+        assert_eq!(date_at(at, &berlin), "Tue, 1 Dec 2026 11:00:00 +0100");
+        assert_eq!(
+            date_at(at, &jiff::tz::TimeZone::UTC),
+            "Tue, 1 Dec 2026 10:00:00 +0000"
         );
     }
 

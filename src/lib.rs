@@ -15,7 +15,8 @@
 //! - [`smtp`]: the protocol engine, the [`Session`] and the values it speaks in;
 //! - the message: [`compose`] builds one from flags, [`message`] holds it ready for
 //!   DATA, [`envelope`] says who it is from and for;
-//! - [`queue`]: messages kept on disk until a later flush delivers them;
+//! - [`queue`]: messages kept on disk until a later flush delivers them; [`bounce`]:
+//!   the report sent to the sender of one that fails;
 //! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
 //!   (what they resolve to);
 //! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],

@@ -281,6 +281,12 @@ impl Message {
         self.header_8bit
     }
 
+    /// Bytes of the header section, the empty line that ends it included (the whole
+    /// message when it has no such line). Known without reading any file.
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
     /// Whether some of the message is read from files when it is sent (an error
     /// reading them is then possible).
     pub fn reads_files(&self) -> bool {
