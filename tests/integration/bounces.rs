@@ -682,3 +682,47 @@ fn bounce_copy_sends_bounce_to_a_copy() {
         "the copy is of another message:\n{text}"
     );
 }
+
+/// A refusal after the data (here Postfix's header_checks: 550 5.7.1 at the final
+/// dot) refuses the message for every recipient: exit 0, and one bounce naming both,
+/// with the reply that came after the data.
+#[test]
+fn a_refusal_after_the_data_is_bounced_for_every_recipient() {
+    let checks = crate::support::TempDir::new("outbox-header-checks");
+    let table = checks.join("header_checks");
+    std::fs::write(
+        &table,
+        "/^X-Refuse-Me:/ REJECT 5.7.1 refused after the data\n",
+    )
+    .unwrap();
+    let pf = Postfix::builder()
+        .main_cf("header_checks", &format!("regexp:{}", table.display()))
+        .main_cf("nested_header_checks", "")
+        .start();
+    let sender = unique_name("bnc-data");
+    let one = unique_name("bnc-data-one");
+    let two = unique_name("bnc-data-two");
+    let face = Face::new(&pf.addr(), "");
+    let out = face.sendmail(
+        &["-i", "-f", &rcpt(&sender), &rcpt(&one), &rcpt(&two)],
+        b"Subject: refused whole\nX-Refuse-Me: yes\n\nbody\n",
+    );
+    out.assert_success()
+        .assert_stderr_contains("refused after the data");
+    let dsn = &bounces(&pf, &sender, 1)[0];
+    let text = dsn.text();
+    assert_eq!(dsn.return_path.as_deref(), Some("<>"), "{text}");
+    assert_eq!(dsn.content_type, "multipart/report", "{text}");
+    assert_eq!(dsn.final_recipients(), [rcpt(&one), rcpt(&two)], "{text}");
+    for r in &dsn.recipients {
+        assert_eq!(r.field("Action"), "failed", "{text}");
+        assert_eq!(r.field("Status"), "5.7.1", "{text}");
+        assert!(
+            r.field("Diagnostic-Code")
+                .starts_with("smtp; 550 5.7.1 refused after the data"),
+            "{text}"
+        );
+    }
+    assert!(returned_headers(dsn).contains("X-Refuse-Me: yes"), "{text}");
+    assert!(pf.messages_now(&one).is_empty() && pf.messages_now(&two).is_empty());
+}
