@@ -66,7 +66,9 @@ fn assert_common(line: &LogLine, sender: &str, server: &str) {
     assert_eq!(line.field("uid"), my_uid(), "{raw}");
     assert!(!line.field("user").is_empty(), "{raw}");
     assert_eq!(line.field("from"), format!("<{sender}>"), "{raw}");
-    assert!(line.field("server").contains(server), "{raw}");
+    // The name given (the port may be shown apart), and the address connected.
+    let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+    assert!(line.field("server").contains(host), "{raw}");
     assert_eq!(line.field("peer"), server, "{raw}");
     line.field("tls");
     line.field("auth");
@@ -339,7 +341,7 @@ fn the_password_never_appears_in_the_log() {
         assert_eq!(l.field("auth"), "alice", "{}", l.raw);
         assert!(l.field("tls").contains("TLSv1."), "{}", l.raw);
         assert_eq!(l.field("status"), "sent", "{}", l.raw);
-        assert!(l.field("server").contains(&server_name), "{}", l.raw);
+        assert!(l.field("server").contains("localhost"), "{}", l.raw);
     };
 
     face.configure(
