@@ -552,7 +552,7 @@ const ZONEINFO: &str = "/usr/share/zoneinfo";
 /// `TZ` and for anything that does not read as a zone. The file is read directly:
 /// jiff's own lookup lists the whole zoneinfo tree first, over a millisecond per
 /// message.
-fn local_zone(tz: Option<String>) -> jiff::tz::TimeZone {
+pub(crate) fn local_zone(tz: Option<String>) -> jiff::tz::TimeZone {
     use jiff::tz::TimeZone;
     let tzif = |name: &str, path: &std::path::Path| {
         std::fs::read(path)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
+use crate::log::Target;
 use crate::smtp::auth::Secret;
 use crate::smtp::tls::TlsMode;
 
@@ -49,7 +50,30 @@ pub struct Account {
     /// Days a queued message is retried before it is moved to `failed`.
     #[serde(default, deserialize_with = "lifetime")]
     pub queue_lifetime: Option<f64>,
+    /// Where the log goes: `syslog`, `stderr`, `none` or a file's absolute path (see
+    /// [`Target::parse`]); checked here, resolved in the settings.
+    #[serde(default, deserialize_with = "log_place")]
+    pub log: Option<String>,
+    /// The syslog socket, when not /dev/log.
+    #[serde(default, deserialize_with = "syslog_socket")]
+    pub syslog_socket: Option<PathBuf>,
+    /// Who is told of failed messages from the null sender, and gets bounce copies.
+    #[serde(default, deserialize_with = "bounce_to")]
+    pub bounce_to: Option<Address>,
+    /// Whether `bounce_to` gets a copy of every bounce.
+    pub bounce_copy: Option<bool>,
 }
+
+/// Keys that only `[default]` may hold: the queue, its flush and the log are one per
+/// user, and a flush goes by `[default]`, so an account's own would never be seen.
+const DEFAULT_ONLY: &[&str] = &[
+    "queue_dir",
+    "queue_lifetime",
+    "log",
+    "syslog_socket",
+    "bounce_to",
+    "bounce_copy",
+];
 
 impl Account {
     /// This account over `base`: each key set here wins.
@@ -71,7 +95,27 @@ impl Account {
             queue: self.queue.or(base.queue),
             queue_dir: self.queue_dir.or(base.queue_dir),
             queue_lifetime: self.queue_lifetime.or(base.queue_lifetime),
+            log: self.log.or(base.log),
+            syslog_socket: self.syslog_socket.or(base.syslog_socket),
+            bounce_to: self.bounce_to.or(base.bounce_to),
+            bounce_copy: self.bounce_copy.or(base.bounce_copy),
         }
+    }
+
+    /// The first key this account sets of those only `[default]` may hold.
+    fn default_only_key(&self) -> Option<&'static str> {
+        let set = [
+            self.queue_dir.is_some(),
+            self.queue_lifetime.is_some(),
+            self.log.is_some(),
+            self.syslog_socket.is_some(),
+            self.bounce_to.is_some(),
+            self.bounce_copy.is_some(),
+        ];
+        DEFAULT_ONLY
+            .iter()
+            .zip(set)
+            .find_map(|(key, set)| set.then_some(*key))
     }
 }
 
@@ -198,16 +242,19 @@ impl Config {
             })
         })?;
         // The queue is one per user: an account of its own would hold mail that no
-        // flush (which reads [default]) ever finds.
-        if let Some((name, _)) = file
-            .account
-            .iter()
-            .find(|(_, a)| a.queue_dir.is_some() || a.queue_lifetime.is_some())
-        {
-            return Err(Error::Config(format!(
-                "{}: [account.{name}]: queue_dir and queue_lifetime belong in [default]",
-                path.display()
-            )));
+        // flush (which reads [default]) ever finds; the log and bounce keys likewise.
+        for (name, account) in &file.account {
+            if let Some(key) = account.default_only_key() {
+                let at = match key_line(text, name, key) {
+                    Some(line) => format!("{}:{line}", path.display()),
+                    None => path.display().to_string(),
+                };
+                return Err(Error::Config(format!(
+                    "{at}: {key}: [account.{name}] cannot set {key}: it belongs in [default] \
+                     (as {}), which the queue's flush goes by",
+                    DEFAULT_ONLY.join(", ")
+                )));
+            }
         }
         Ok(Config {
             path: path.to_owned(),
@@ -276,6 +323,29 @@ impl Config {
     fn holds_password(&self) -> bool {
         self.default.password.is_some() || self.accounts.values().any(|a| a.password.is_some())
     }
+}
+
+/// The line of `text` that sets `key` in the table `[account.NAME]`, when it is set
+/// there on a `key = value` line.
+fn key_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.split(']').next().unwrap_or_default();
+            let header: String = header
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '\t' | '"' | '\''))
+                .collect();
+            inside = header == format!("account.{name}");
+        } else if inside
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim().trim_matches(['"', '\'']) == key
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// Keys whose values are secrets: never shown, in an error either.
@@ -401,6 +471,30 @@ fn lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Er
         ));
     }
     Ok(Some(days))
+}
+
+fn log_place<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    Target::parse(&text, None).map_err(serde::de::Error::custom)?;
+    Ok(Some(text))
+}
+
+fn syslog_socket<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let text = String::deserialize(d)?;
+    if !text.starts_with('/') || text.contains('\0') {
+        return Err(serde::de::Error::custom(format!(
+            "{text:?} is not a socket: give its absolute path, such as /dev/log"
+        )));
+    }
+    Ok(Some(PathBuf::from(text)))
+}
+
+/// One address (`admin@example.com`, or with a name: `Admin <admin@example.com>`).
+fn bounce_to<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
+    let text = String::deserialize(d)?;
+    Mailbox::parse(&text)
+        .map(|m| Some(m.address))
+        .map_err(serde::de::Error::custom)
 }
 
 /// The password, as a string. serde's own type error quotes the value (`invalid
@@ -601,9 +695,123 @@ password = "hunter2-secret"
         let m = config_error("[aliases]\nroot = \"not an address\"\n");
         assert!(m.starts_with("/etc/outbox/config.toml:2: root:"), "{m}");
         let m = config_error("[account.a]\nqueue_dir = \"/tmp/q\"\n");
-        assert!(m.contains("belong in [default]"), "{m}");
+        assert!(
+            m.starts_with("/etc/outbox/config.toml:2: queue_dir:"),
+            "{m}"
+        );
+        assert!(m.contains("belongs in [default]"), "{m}");
         let m = config_error("[default]\nqueue_lifetime = 0\n");
         assert!(m.contains("queue_lifetime"), "{m}");
+    }
+
+    #[test]
+    fn log_and_bounce_keys() {
+        let c = parse(
+            "[default]\nlog = \"/var/log/outbox.log\"\nsyslog_socket = \"/run/log\"\n\
+             bounce_to = \"Admin <admin@example.test>\"\nbounce_copy = true\n\
+             [account.a]\nserver = \"mx.example.test\"\n",
+        )
+        .unwrap();
+        for account in [
+            c.account(None, None).unwrap(),
+            c.account(Some("a"), None).unwrap(),
+        ] {
+            assert_eq!(account.log.as_deref(), Some("/var/log/outbox.log"));
+            assert_eq!(account.syslog_socket, Some(PathBuf::from("/run/log")));
+            assert_eq!(
+                account.bounce_to,
+                Some(Address::new("admin@example.test").unwrap())
+            );
+            assert_eq!(account.bounce_copy, Some(true));
+        }
+        for value in ["syslog", "stderr", "none", "/tmp/x.log"] {
+            let c = parse(&format!("[default]\nlog = \"{value}\"\n")).unwrap();
+            assert_eq!(c.account(None, None).unwrap().log.as_deref(), Some(value));
+        }
+        let c = parse("[default]\nbounce_to = \"root\"\nbounce_copy = false\n").unwrap();
+        let d = c.account(None, None).unwrap();
+        assert_eq!(d.bounce_to, Some(Address::new("root").unwrap()));
+        assert_eq!(d.bounce_copy, Some(false));
+        let d = parse("[default]\n").unwrap().account(None, None).unwrap();
+        assert_eq!(
+            (d.log, d.syslog_socket, d.bounce_to, d.bounce_copy),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn bad_log_and_bounce_values_name_the_key_and_line() {
+        for (text, start, says) in [
+            (
+                "[default]\n\nlog = \"outbox.log\"\n",
+                "/etc/outbox/config.toml:3: log:",
+                "give syslog, stderr, none or the absolute path of a file",
+            ),
+            (
+                "[default]\nlog = 1\n",
+                "/etc/outbox/config.toml:2: log:",
+                "string",
+            ),
+            (
+                "[default]\nsyslog_socket = \"dev/log\"\n",
+                "/etc/outbox/config.toml:2: syslog_socket:",
+                "give its absolute path",
+            ),
+            (
+                "[default]\nbounce_to = \"not an address\"\n",
+                "/etc/outbox/config.toml:2: bounce_to:",
+                "invalid address",
+            ),
+            (
+                "[default]\nbounce_to = \"<>\"\n",
+                "/etc/outbox/config.toml:2: bounce_to:",
+                "",
+            ),
+            (
+                "[default]\nbounce_to = \"a@example.test, b@example.test\"\n",
+                "/etc/outbox/config.toml:2: bounce_to:",
+                "",
+            ),
+            (
+                "[default]\nbounce_copy = \"yes\"\n",
+                "/etc/outbox/config.toml:2: bounce_copy:",
+                "bool",
+            ),
+        ] {
+            let m = config_error(text);
+            assert!(m.starts_with(start), "{text:?}: {m}");
+            assert!(m.contains(says), "{text:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn an_account_cannot_set_what_belongs_in_default() {
+        for (key, value) in [
+            ("log", "\"none\""),
+            ("syslog_socket", "\"/run/log\""),
+            ("bounce_to", "\"admin@example.test\""),
+            ("bounce_copy", "true"),
+            ("queue_lifetime", "3"),
+        ] {
+            let text = format!(
+                "[default]\nlog = \"syslog\"\n\n[account.\"work\"]\nserver = \"mx.example.test\"\n\
+                 {key} = {value}\n"
+            );
+            assert_eq!(
+                config_error(&text),
+                format!(
+                    "/etc/outbox/config.toml:6: {key}: [account.work] cannot set {key}: it \
+                     belongs in [default] (as queue_dir, queue_lifetime, log, syslog_socket, \
+                     bounce_to, bounce_copy), which the queue's flush goes by"
+                )
+            );
+        }
+        // Set some other way than on a line of its table, it is refused all the same.
+        let m = config_error("[account]\nwork.bounce_copy = true\n");
+        assert!(
+            m.starts_with("/etc/outbox/config.toml: bounce_copy: [account.work]"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
 //!   (what they resolve to);
 //! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],
-//!   [`progress`].
+//!   [`progress`], and [`log`], the line of every outcome; [`passwd`] names the user.
 //!
 //! ```no_run
 //! use outbox::compose::{self, Draft};
@@ -58,6 +58,7 @@ pub mod exit;
 pub mod log;
 pub mod message;
 pub mod outcome;
+pub mod passwd;
 pub mod progress;
 pub mod queue;
 pub mod report;

@@ -9,6 +9,7 @@ use crate::cli::Cli;
 use crate::config::{Account, Config};
 use crate::envelope::{Address, Mailbox};
 use crate::error::Error;
+use crate::log::Target;
 use crate::smtp::auth::{Credentials, Mechanism, Secret, valid_user};
 use crate::smtp::command::Command;
 use crate::smtp::dsn;
@@ -47,9 +48,17 @@ pub struct Settings {
     pub aliases: BTreeMap<String, Vec<Address>>,
     /// The domain a local name gets when no alias takes it.
     pub local_domain: String,
-    pub log: Option<crate::log::Target>,
+    /// Where the log goes: `$OUTBOX_LOG`, else the configuration's `log`. `None`
+    /// when neither says, for each face to choose (the sendmail face and the flush
+    /// log to syslog; compose does not log).
+    pub log: Option<Target>,
+    /// The syslog daemon's socket (`syslog_socket`), for a face whose log goes to
+    /// syslog by default; `None`: the usual one.
     pub syslog_socket: Option<PathBuf>,
+    /// Who is told of failed messages from the null sender `<>` (and gets copies of
+    /// bounces, with `bounce_copy`), a bare name given the local domain.
     pub bounce_to: Option<Address>,
+    /// Whether `bounce_to` gets a copy of every bounce.
     pub bounce_copy: bool,
 }
 
@@ -181,6 +190,12 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
+        let log = log_target(
+            std::env::var("OUTBOX_LOG").ok().as_deref(),
+            account.log.as_deref(),
+            account.syslog_socket.as_deref(),
+        )?;
+        let bounce_to = account.bounce_to.map(|a| qualify_with(a, &local_domain));
         Ok(Settings {
             server_named: cli.server.is_some() || account.server.is_some(),
             server,
@@ -202,10 +217,10 @@ impl Settings {
                 }),
             aliases,
             local_domain,
-            log: None,
-            syslog_socket: None,
-            bounce_to: None,
-            bounce_copy: false,
+            log,
+            syslog_socket: account.syslog_socket.clone(),
+            bounce_to,
+            bounce_copy: account.bounce_copy.unwrap_or(false),
         })
     }
 
@@ -219,10 +234,7 @@ impl Settings {
     /// An address with a domain: a bare local name (`-f root`, an alias target
     /// `admin`) gets the local domain, as a relay would refuse it without one.
     pub fn qualify(&self, address: Address) -> Address {
-        if address.domain().is_some() {
-            return address;
-        }
-        Address::new(&format!("{address}@{}", self.local_domain)).unwrap_or(address)
+        qualify_with(address, &self.local_domain)
     }
 
     /// The sender: `given` (`-f`, a bare name qualified), else the account's `from`,
@@ -297,6 +309,33 @@ impl Settings {
             secret,
         }))
     }
+}
+
+/// `address`, given `domain` if it has none.
+fn qualify_with(address: Address, domain: &str) -> Address {
+    if address.domain().is_some() {
+        return address;
+    }
+    Address::new(&format!("{address}@{domain}")).unwrap_or(address)
+}
+
+/// Where the log goes: `env` (the value of `$OUTBOX_LOG`; empty is unset) over
+/// `configured` (the `log` key), "syslog" meaning `syslog_socket` where one is set.
+/// `None` when neither is set.
+pub fn log_target(
+    env: Option<&str>,
+    configured: Option<&str>,
+    syslog_socket: Option<&std::path::Path>,
+) -> Result<Option<Target>, Error> {
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        return Target::parse(value, syslog_socket)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("$OUTBOX_LOG: {e}")));
+    }
+    configured
+        .map(|value| Target::parse(value, syslog_socket))
+        .transpose()
+        .map_err(|e| Error::Config(format!("log: {e}")))
 }
 
 /// `--notify`, `--ret`, `--envid`, checked and in the form RFC 3461 writes them.
@@ -469,7 +508,7 @@ fn ehlo_name_for(fqdn: String, local: Option<IpAddr>) -> String {
 /// entry (see [`gecos_name`]) as the display name, as sendmail and mailx put it.
 pub fn default_sender() -> Option<Mailbox> {
     let host = fqdn();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let passwd = crate::passwd::read();
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
@@ -504,14 +543,7 @@ pub fn gecos_name(passwd: &str, login: &str) -> Option<String> {
 
 /// The login name of the process's owner in the passwd file `passwd`.
 fn passwd_name(passwd: &str) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self is owned by the process's effective user; std has no geteuid().
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        (fields.nth(1)? == uid).then(|| name.to_owned())
-    })
+    crate::passwd::login_name(passwd, crate::passwd::effective_uid())
 }
 
 #[cfg(test)]
@@ -746,6 +778,72 @@ mod tests {
         let s = Settings::resolve(&cli, Some(&config)).unwrap();
         assert_eq!(s.expand(&a("ROOT")).0, [a("admin@example.test")]);
         assert_eq!(s.qualify(a("root")), a("root@example.test"));
+    }
+
+    #[test]
+    fn the_log_comes_from_the_environment_over_the_configuration() {
+        let socket = std::path::Path::new("/run/test/log");
+        let file = || Some(Target::File("/var/log/outbox.log".into()));
+        assert_eq!(log_target(None, None, None).unwrap(), None);
+        assert_eq!(log_target(Some(""), None, Some(socket)).unwrap(), None);
+        assert_eq!(
+            log_target(None, Some("/var/log/outbox.log"), None).unwrap(),
+            file()
+        );
+        assert_eq!(
+            log_target(None, Some("syslog"), Some(socket)).unwrap(),
+            Some(Target::Syslog(socket.into()))
+        );
+        assert_eq!(
+            log_target(None, Some("syslog"), None).unwrap(),
+            Some(Target::Syslog("/dev/log".into()))
+        );
+        assert_eq!(
+            log_target(Some("none"), Some("syslog"), None).unwrap(),
+            Some(Target::None)
+        );
+        assert_eq!(
+            log_target(Some("/var/log/outbox.log"), Some("stderr"), None).unwrap(),
+            file()
+        );
+        assert_eq!(
+            log_target(Some("syslog"), Some("none"), Some(socket)).unwrap(),
+            Some(Target::Syslog(socket.into()))
+        );
+        let Err(Error::Config(m)) = log_target(Some("relative.log"), Some("none"), None) else {
+            panic!("a bad $OUTBOX_LOG is a configuration error");
+        };
+        assert_eq!(
+            m,
+            "$OUTBOX_LOG: \"relative.log\" is not a place for the log: give syslog, \
+             stderr, none or the absolute path of a file"
+        );
+    }
+
+    #[test]
+    fn log_and_bounce_settings_come_from_default() {
+        let config = Config::parse(
+            "[default]\nfrom = \"me@example.test\"\nlog = \"syslog\"\n\
+             syslog_socket = \"/run/test/log\"\nbounce_to = \"postmaster\"\n\
+             bounce_copy = true\n[account.a]\nserver = \"mx.example.test\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["outbox", "-A", "a", "x@example.test"]).unwrap();
+        let s = Settings::resolve(&cli, Some(&config)).unwrap();
+        // The tests' own environment may set $OUTBOX_LOG, which wins.
+        let expected = match std::env::var("OUTBOX_LOG").ok().filter(|v| !v.is_empty()) {
+            Some(v) => Target::parse(&v, Some(std::path::Path::new("/run/test/log"))).unwrap(),
+            None => Target::Syslog("/run/test/log".into()),
+        };
+        assert_eq!(s.log, Some(expected));
+        assert_eq!(
+            s.bounce_to,
+            Some(Address::new("postmaster@example.test").unwrap())
+        );
+        assert!(s.bounce_copy);
+        let s = settings(&["x@example.test"]).unwrap();
+        assert_eq!((s.bounce_to, s.bounce_copy), (None, false));
     }
 
     #[test]

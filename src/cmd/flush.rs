@@ -63,6 +63,7 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
         }
     }
     let mut totals = Totals::default();
+    let mut bounce_totals = Totals::default();
     std::thread::scope(|scope| {
         // Removing a delivered entry's file costs about as much as sending it (more,
         // where the filesystem discards freed blocks): that goes on beside the sending,
@@ -72,7 +73,13 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
             let queue = &queue;
             scope.spawn(move || sweep_until(queue, &stop));
         }
-        for _ in 0..=BOUNCE_ROUNDS {
+        for round in 0..=BOUNCE_ROUNDS {
+            // The bounces are counted apart: the totals are of what was queued.
+            let totals = if round == 0 {
+                &mut totals
+            } else {
+                &mut bounce_totals
+            };
             let mut bounces = BTreeMap::new();
             for (key, (settings, ids)) in &groups {
                 let flusher = Flusher {
@@ -82,7 +89,7 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
                     lifetime: base.queue_lifetime,
                     pick,
                 };
-                let made = flusher.group(ids, &mut totals);
+                let made = flusher.group(ids, totals);
                 if !made.is_empty() {
                     bounces.insert(key.clone(), (settings.clone(), made));
                 }
@@ -96,7 +103,7 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
         drop(over);
     });
     queue.sweep();
-    if totals.errors > 0 {
+    if totals.errors + bounce_totals.errors > 0 {
         code = exit::IOERR;
     }
     // Quiet for cron, which mails whatever a job prints.
@@ -108,6 +115,15 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
             totals.failed,
             totals.skipped
         );
+        let Totals {
+            delivered,
+            deferred,
+            failed,
+            ..
+        } = bounce_totals;
+        if delivered + deferred + failed > 0 {
+            out!("bounces: sent {delivered}, deferred {deferred}, refused {failed}");
+        }
     }
     Ok(code)
 }

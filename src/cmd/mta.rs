@@ -11,9 +11,6 @@ use outbox::outcome::Outcome;
 use outbox::smtp::reply::Reply;
 use outbox::{Envelope, Report, Settings};
 
-/// Where the socket of the local syslog daemon is, unless `syslog_socket` says.
-const SYSLOG_SOCKET: &str = "/dev/log";
-
 /// The log, and who runs outbox.
 pub struct Mta {
     pub log: Log,
@@ -37,7 +34,7 @@ impl Mta {
                 settings
                     .syslog_socket
                     .clone()
-                    .unwrap_or_else(|| Path::new(SYSLOG_SOCKET).to_owned()),
+                    .unwrap_or_else(|| Path::new(log::DEFAULT_SYSLOG_SOCKET).to_owned()),
             ),
             LogDefault::Nowhere => Target::None,
         });

@@ -1329,7 +1329,11 @@ fn a_flush_over_data_pipelines_one_message_into_the_next() {
     assert_eq!(flush_totals(&flush), [3, 1, 1, 0], "{}", flush.report());
     let transcript = flush.stderr_str();
     assert!(!transcript.contains("BDAT"), "{}", flush.report());
-    let lines: Vec<&str> = transcript.lines().collect();
+    // The queued messages' session, then the bounce's own for the refused one.
+    let sessions: Vec<&str> = transcript.split("* connecting to").skip(1).collect();
+    assert_eq!(sessions.len(), 2, "{}", flush.report());
+    assert!(sessions[1].contains("> MAIL FROM:<>"), "{}", flush.report());
+    let lines: Vec<&str> = sessions[0].lines().collect();
     let after_dot: Vec<&str> = lines
         .windows(2)
         .filter(|w| w[0] == "> .")

@@ -36,11 +36,19 @@ fn commands_run_in_an_isolated_environment() {
             out.report()
         );
     }
-    let outbox_vars: Vec<&str> = stdout
+    let mut outbox_vars: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("OUTBOX_"))
         .collect();
-    assert_eq!(outbox_vars, ["OUTBOX_EXPLICIT=1"], "{}", out.report());
+    // OUTBOX_LOG keeps the log out of the machine's syslog.
+    let log = format!("OUTBOX_LOG={}", env.log_file().display());
+    outbox_vars.sort_unstable();
+    assert_eq!(
+        outbox_vars,
+        ["OUTBOX_EXPLICIT=1", log.as_str()],
+        "{}",
+        out.report()
+    );
     assert!(env.home().is_dir() && env.config_home().is_dir());
 }
 
