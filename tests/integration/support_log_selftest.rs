@@ -70,6 +70,7 @@ fn log_lines_of_a_file_and_of_syslog() {
     )
     .unwrap();
     assert_eq!(line.stamp, "2026-12-01T23:59:01Z");
+    assert_eq!(line.pri, None);
     assert_eq!(line.pid, 4242);
     assert_eq!(line.text, "id=9 status=sent reply=\"250 2.0.0 Ok\"");
     assert_eq!(line.field("reply"), "250 2.0.0 Ok");
@@ -77,20 +78,24 @@ fn log_lines_of_a_file_and_of_syslog() {
     assert!(LogLine::from_file_line("outbox[1]: id=1").is_err());
     assert!(LogLine::from_file_line("t outbox[x]: id=1").is_err());
 
-    let d =
-        LogLine::from_datagram("<22>Dec  1 23:59:01 outbox[77]: id=1 status=bounced", 22).unwrap();
-    assert_eq!(d.stamp, "<22>Dec  1 23:59:01");
+    let d = LogLine::from_datagram("<22>Dec  1 23:59:01 outbox[77]: id=1 status=bounced").unwrap();
+    assert_eq!(d.stamp, "Dec  1 23:59:01");
+    assert_eq!(d.pri, Some(22));
     assert_eq!(d.pid, 77);
     assert_eq!(d.field("status"), "bounced");
-    assert!(LogLine::from_datagram("<22>Dec 11 23:59:01 outbox[77]: id=1", 22).is_ok());
+    let d = LogLine::from_datagram("<20>Dec 11 23:59:01 outbox[77]: id=1").unwrap();
+    assert_eq!(d.pri, Some(20));
     for bad in [
-        "<13>Dec  1 23:59:01 outbox[77]: id=1",
+        "Dec  1 23:59:01 outbox[77]: id=1",
+        "<>Dec  1 23:59:01 outbox[77]: id=1",
+        "<192>Dec  1 23:59:01 outbox[77]: id=1",
+        "<2x>Dec  1 23:59:01 outbox[77]: id=1",
         "<22>Dec 1 23:59:01 outbox[77]: id=1",
         "<22>2026-12-01T23:59:01 outbox[77]: id=1",
         "<22>Dec  1 23:59:01 mailer[77]: id=1",
         "<22>Dec  1 23:59:01 outbox[77] id=1",
     ] {
-        assert!(LogLine::from_datagram(bad, 22).is_err(), "{bad}");
+        assert!(LogLine::from_datagram(bad).is_err(), "{bad}");
     }
 }
 

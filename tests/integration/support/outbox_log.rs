@@ -8,8 +8,10 @@
 pub struct LogLine {
     /// The line or datagram as written.
     pub raw: String,
-    /// What precedes the tag: the time (file), or `<PRI>TIMESTAMP` (syslog).
+    /// What precedes the tag: the time (file), or the RFC 3164 TIMESTAMP (syslog).
     pub stamp: String,
+    /// The syslog priority, facility × 8 + severity (RFC 3164 §4.1.1); `None` in a file.
+    pub pri: Option<u8>,
     pub pid: u32,
     /// What follows `outbox[PID]: `.
     pub text: String,
@@ -26,16 +28,21 @@ impl LogLine {
         if stamp.is_empty() {
             return Err(format!("no time before the tag in {line:?}"));
         }
-        LogLine::tagged(line, stamp, rest)
+        LogLine::tagged(line, stamp, None, rest)
     }
 
-    /// Parses a syslog datagram: `<PRI>Mmm dd hh:mm:ss outbox[PID]: TEXT`, with
-    /// its priority checked against `pri` (22 is facility mail, severity info).
-    pub fn from_datagram(datagram: &str, pri: u8) -> Result<LogLine, String> {
-        let prefix = format!("<{pri}>");
-        let rest = datagram
-            .strip_prefix(&prefix)
-            .ok_or_else(|| format!("datagram does not start with {prefix}: {datagram:?}"))?;
+    /// Parses a syslog datagram: `<PRI>Mmm dd hh:mm:ss outbox[PID]: TEXT`.
+    pub fn from_datagram(datagram: &str) -> Result<LogLine, String> {
+        let (pri, rest) = datagram
+            .strip_prefix('<')
+            .and_then(|d| d.split_once('>'))
+            .ok_or_else(|| format!("datagram does not start with <PRI>: {datagram:?}"))?;
+        // RFC 3164 §4.1.1: one to three digits, at most 191 (23 × 8 + 7).
+        let pri = Some(pri)
+            .filter(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u8>().ok())
+            .filter(|p| *p <= 191)
+            .ok_or_else(|| format!("bad PRI <{pri}> in {datagram:?}"))?;
         // RFC 3164 §4.1.2: TIMESTAMP is "Mmm dd hh:mm:ss", the day padded with a space.
         let stamp = rest
             .get(..15)
@@ -46,11 +53,11 @@ impl LogLine {
         let tagged = rest[15..]
             .strip_prefix(" outbox[")
             .ok_or_else(|| format!("no \" outbox[\" after the timestamp in {datagram:?}"))?;
-        LogLine::tagged(datagram, &format!("{prefix}{stamp}"), tagged)
+        LogLine::tagged(datagram, stamp, Some(pri), tagged)
     }
 
     /// `rest` is what follows `outbox[`: `PID]: TEXT`.
-    fn tagged(raw: &str, stamp: &str, rest: &str) -> Result<LogLine, String> {
+    fn tagged(raw: &str, stamp: &str, pri: Option<u8>, rest: &str) -> Result<LogLine, String> {
         let (pid, text) = rest
             .split_once("]: ")
             .ok_or_else(|| format!("no \"]: \" after the pid in {raw:?}"))?;
@@ -61,6 +68,7 @@ impl LogLine {
         Ok(LogLine {
             raw: raw.to_owned(),
             stamp: stamp.to_owned(),
+            pri,
             pid,
             text: text.to_owned(),
             fields,
@@ -95,13 +103,13 @@ pub fn parse_file(contents: &str) -> Vec<LogLine> {
         .collect()
 }
 
-/// Every datagram, parsed with priority `pri`; panics on one not in the format.
+/// Every datagram, parsed; panics on one not in the format.
 #[track_caller]
-pub fn parse_datagrams(datagrams: &[String], pri: u8) -> Vec<LogLine> {
+pub fn parse_datagrams(datagrams: &[String]) -> Vec<LogLine> {
     datagrams
         .iter()
         .map(|d| {
-            LogLine::from_datagram(d, pri)
+            LogLine::from_datagram(d)
                 .unwrap_or_else(|e| panic!("{e}\n--- all datagrams ---\n{}", datagrams.join("\n")))
         })
         .collect()
