@@ -13,7 +13,7 @@ use crate::smtp::stage::Stage;
 pub(crate) fn text(notice: &Notice, returned: &Returned) -> String {
     let mut out = String::new();
     let host = safe(&notice.reporting_mta, true);
-    out.push_str(&format!("This is the mail system at {host}.\r\n\r\n"));
+    out.push_str(&format!("This report comes from outbox at {host}.\r\n\r\n"));
     let (failed, delayed): (Vec<&Failure>, Vec<&Failure>) = notice
         .failures
         .iter()

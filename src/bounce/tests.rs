@@ -109,7 +109,7 @@ Content-Type: text/plain; charset=us-ascii\r\n\
 Content-Transfer-Encoding: 7bit\r\n\
 Content-Description: Notification\r\n\
 \r\n\
-This is the mail system at host.example.com.\r\n\
+This report comes from outbox at host.example.com.\r\n\
 \r\n\
 Your message could not be delivered to these 2 recipients:\r\n\
 \r\n\

@@ -221,7 +221,7 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
         super::Show::default(),
     );
     let outcome = Outcome::of(&made.envelope, &result);
-    let attempt = Attempt::new(
+    let mut attempt = Attempt::new(
         &id,
         &made.envelope,
         settings,
@@ -246,7 +246,10 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
                 arrival,
             )
         }) {
-            Ok(queued) => Fate::Queued(queued),
+            Ok(queued) => {
+                attempt.queued = Some(queued.clone());
+                Fate::Queued(queued)
+            }
             Err(e) => Fate::Lost(e.to_string()),
         };
     }

@@ -164,7 +164,7 @@ pub fn deliver_or_keep(
     );
     let mut kept = serde_json::Map::new();
     let code = keep_what_failed(
-        settings, mta, &attempt, envelope, message, handling, &result, &mut kept,
+        settings, mta, attempt, envelope, message, handling, &result, &mut kept,
     );
     if handling.show.json {
         let mut json = outbox::report::json(&report, &result, code);
@@ -182,7 +182,7 @@ pub fn deliver_or_keep(
 fn keep_what_failed(
     settings: &Settings,
     mta: &Mta,
-    attempt: &Attempt,
+    mut attempt: Attempt,
     envelope: &Envelope,
     message: &Message,
     handling: Handling,
@@ -210,6 +210,7 @@ fn keep_what_failed(
         });
         match queued {
             Ok((id, q)) => {
+                attempt.queued = Some(id.clone());
                 kept.insert(
                     "queued".into(),
                     serde_json::json!({
@@ -237,7 +238,7 @@ fn keep_what_failed(
         }
     }
     if outcome.failed.is_empty() {
-        mta.log_outcome(attempt, &outcome, None);
+        mta.log_outcome(&attempt, &outcome, None);
         return code;
     }
     let bounce = match handling.refusals {
@@ -279,7 +280,7 @@ fn keep_what_failed(
         }
         Err(e) => format!("; it could not be kept: {e}"),
     };
-    mta.log_outcome(attempt, &outcome, note.as_deref());
+    mta.log_outcome(&attempt, &outcome, note.as_deref());
     match (handling.refusals, &bounce) {
         (Refusals::Quiet, _) => code.max(outcome.failed_code),
         (Refusals::Report, _) => {

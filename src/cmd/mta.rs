@@ -83,6 +83,9 @@ impl Mta {
                 };
                 let mut line = self.line(attempt, to, status, reply);
                 line.reply = reason.to_owned();
+                if let (false, Some(queued)) = (permanent, &attempt.queued) {
+                    line.notes.push(("queued", queued.clone()));
+                }
                 if let (true, Some(bounce)) = (permanent, bounce) {
                     line.notes.push(("bounce", bounce.to_owned()));
                 }
@@ -143,6 +146,8 @@ pub struct Attempt {
     pub size: u64,
     /// When outbox took the message.
     pub arrival: SystemTime,
+    /// The queue entry the deferred recipients went to, when it is not `id` itself.
+    pub queued: Option<String>,
 }
 
 impl Attempt {
@@ -175,6 +180,106 @@ impl Attempt {
                 .map(|a| a.user.clone()),
             size,
             arrival,
+            queued: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outbox::outcome::Refusal;
+    use outbox::smtp::reply::{EnhancedCode, Reply};
+    use outbox::smtp::stage::Stage;
+
+    fn a(s: &str) -> Address {
+        Address::new(s).unwrap()
+    }
+
+    fn reply(code: u16, enhanced: Option<EnhancedCode>, text: &str) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            lines: vec![text.into()],
+        }
+    }
+
+    fn refusal(to: &str, reply: Reply, permanent: bool) -> Refusal {
+        Refusal {
+            recipient: a(to),
+            reason: reply.to_string(),
+            reply: Some(reply),
+            stage: Some(Stage::RcptTo),
+            permanent,
+        }
+    }
+
+    /// One line per group: the accepted, the deferred with the same reply together
+    /// (with the entry they went to), the refused for good with their bounce.
+    #[test]
+    fn an_outcome_is_logged_one_line_per_group() {
+        let dir = std::env::temp_dir().join(format!("outbox-mta-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("log");
+        let _ = std::fs::remove_file(&file);
+        let mta = Mta {
+            log: Log::new(Target::File(file.clone())),
+            uid: 1000,
+            user: Some("alice".into()),
+        };
+        let busy = reply(450, None, "mailbox busy");
+        let unknown = reply(
+            550,
+            Some(EnhancedCode {
+                class: 5,
+                subject: 1,
+                detail: 1,
+            }),
+            "no such user",
+        );
+        let outcome = Outcome {
+            accepted: vec![a("ok@example.test")],
+            accepted_reply: Some(reply(250, None, "Ok: queued as ABC123")),
+            retry: vec![a("b@example.test"), a("c@example.test")],
+            failed: vec![a("d@example.test")],
+            refusals: vec![
+                refusal("b@example.test", busy.clone(), false),
+                refusal("c@example.test", busy, false),
+                refusal("d@example.test", unknown, true),
+            ],
+            ..Outcome::default()
+        };
+        let attempt = Attempt {
+            id: "1.2.3".into(),
+            from: Some(a("me@example.test")),
+            server: "mx.example.test:25".into(),
+            peer: Some("127.0.0.1:25".into()),
+            tls: None,
+            auth: None,
+            size: 42,
+            arrival: SystemTime::now(),
+            queued: Some("4.5.6".into()),
+        };
+        mta.log_outcome(&attempt, &outcome, Some("sent as 7.8.9"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].contains(" id=1.2.3 queued_as=ABC123 uid=1000 user=alice "),
+            "{text}"
+        );
+        assert!(lines[0].contains(" to=<ok@example.test> "), "{text}");
+        assert!(lines[0].contains(" status=sent "), "{text}");
+        assert!(
+            lines[1].contains(" to=<b@example.test>,<c@example.test> "),
+            "{text}"
+        );
+        assert!(lines[1].contains(" status=deferred "), "{text}");
+        assert!(lines[1].ends_with(" queued=4.5.6"), "{text}");
+        assert!(lines[2].contains(" to=<d@example.test> "), "{text}");
+        assert!(lines[2].contains(" status=bounced dsn=5.1.1 "), "{text}");
+        assert!(lines[2].ends_with(" bounce=\"sent as 7.8.9\""), "{text}");
+        assert!(!lines[1].contains("bounce="), "{text}");
     }
 }
