@@ -62,12 +62,33 @@ pub struct Original<'a> {
     pub dsn: &'a Dsn,
     /// When outbox took it.
     pub arrival: SystemTime,
+    /// Whose settings carried it: its sender, or for a bounce the sender of what it
+    /// reports. A bounce goes over the same.
+    pub via: Option<&'a Address>,
+    /// It is one of outbox's notices to `bounce_to`: its failure makes none.
+    pub notice: bool,
 }
 
 /// A bounce made and addressed, ready to go.
 pub struct Made {
     pub envelope: Envelope,
     pub message: Message,
+    /// It goes to `bounce_to` alone, for a message from `<>`.
+    pub notice: bool,
+    /// Whose settings it goes over.
+    pub via: Option<Address>,
+}
+
+impl Made {
+    /// How the queue keeps it.
+    pub fn notes(&self, reason: &str) -> Notes {
+        Notes {
+            reason: reason.to_owned(),
+            via: self.via.clone(),
+            notice: self.notice,
+            ..Notes::default()
+        }
+    }
 }
 
 /// Each refusal in `outcome` that is for good, as the bounce reports it.
@@ -75,45 +96,47 @@ pub fn failures(settings: &Settings, outcome: &Outcome) -> Vec<Failure> {
     let now = SystemTime::now();
     outcome
         .permanent()
-        .map(|r| failure(settings, r, now))
+        .map(|r| failure(settings, r, None, now))
         .collect()
 }
 
-fn failure(settings: &Settings, r: &Refusal, now: SystemTime) -> Failure {
+/// Each refusal to retry in `outcome`, given up after waiting too long (`why`): the
+/// status of its last reply where there was one (RFC 3463 asks for the actual
+/// problem's code), else X.4.7, delivery time expired.
+pub fn expired(settings: &Settings, outcome: &Outcome, why: &str) -> Vec<Failure> {
+    let now = SystemTime::now();
+    outcome
+        .temporary()
+        .map(|r| failure(settings, r, Some(why), now))
+        .collect()
+}
+
+/// `r` as the bounce reports it; `expired` says why a temporary one is given up.
+fn failure(settings: &Settings, r: &Refusal, expired: Option<&str>, now: SystemTime) -> Failure {
+    let status = match (&r.reply, expired) {
+        (Some(reply), _) if reply.code >= 400 => bounce::status_of(reply),
+        (_, Some(_)) => bounce::EXPIRED.to_owned(),
+        (_, None) => "5.0.0".to_owned(),
+    };
+    // Remote-MTA names a server that answered over the network (RFC 3464 §2.3.5),
+    // not a local socket, nor one never reached.
+    let remote_mta = (r.reply.is_some() && settings.server.unix_path().is_none())
+        .then(|| settings.server.host.clone());
+    let diagnostic = match (&r.reply, expired) {
+        (Some(reply), _) => Diagnostic::Reply(reply.clone()),
+        (None, Some(why)) => Diagnostic::Other(format!("{why}: {}", r.reason)),
+        (None, None) => Diagnostic::Other(r.reason.clone()),
+    };
     Failure {
         recipient: r.recipient.clone(),
         original_recipient: None,
         action: Action::Failed,
-        status: r
-            .reply
-            .as_ref()
-            .filter(|reply| reply.is_permanent())
-            .map_or_else(|| "5.0.0".to_owned(), bounce::status_of),
-        remote_mta: Some(settings.server.host.clone()),
-        diagnostic: match &r.reply {
-            Some(reply) => Diagnostic::Reply(reply.clone()),
-            None => Diagnostic::Other(r.reason.clone()),
-        },
+        status,
+        remote_mta,
+        diagnostic,
         stage: r.stage,
         last_attempt: now,
     }
-}
-
-/// `to`, given up after waiting too long, as the bounce reports them (RFC 3463 X.4.7).
-pub fn expired(settings: &Settings, to: &[Address], reason: &str) -> Vec<Failure> {
-    let now = SystemTime::now();
-    to.iter()
-        .map(|a| Failure {
-            recipient: a.clone(),
-            original_recipient: None,
-            action: Action::Failed,
-            status: bounce::EXPIRED.to_owned(),
-            remote_mta: Some(settings.server.host.clone()),
-            diagnostic: Diagnostic::Other(reason.to_owned()),
-            stage: None,
-            last_attempt: now,
-        })
-        .collect()
 }
 
 /// Who is told of a failure of `original` for `failed`: its sender (a local name
@@ -124,6 +147,9 @@ fn recipients(
     original: &Original,
     failed: &[Address],
 ) -> Result<Vec<Address>, String> {
+    if original.notice {
+        return Err("it reports a failure itself".into());
+    }
     // RFC 3461 §4.1: NOTIFY without FAILURE asks for no failure notice.
     if let Some(notify) = &original.dsn.notify
         && !notify.split(',').any(|w| w == "FAILURE")
@@ -133,7 +159,7 @@ fn recipients(
     let admin = settings
         .bounce_to
         .as_ref()
-        .filter(|admin| !failed.contains(admin));
+        .filter(|admin| !failed.iter().any(|f| same_address(f, admin)));
     let mut to = match &original.envelope.from {
         Some(sender) => local_mapped(settings, sender),
         None => match admin {
@@ -148,6 +174,14 @@ fn recipients(
         to.push(admin.clone());
     }
     Ok(to)
+}
+
+/// Whether `a` and `b` name one mailbox: as written, or once in ASCII (a server
+/// without SMTPUTF8 is sent, and refuses, the A-label form of a domain).
+fn same_address(a: &Address, b: &Address) -> bool {
+    let ascii = |x: &Address| x.to_ascii().unwrap_or_else(|| x.clone());
+    a.as_str().eq_ignore_ascii_case(b.as_str())
+        || ascii(a).as_str().eq_ignore_ascii_case(ascii(b).as_str())
 }
 
 /// A sender at this host goes through the aliases as a local name would: cron's
@@ -206,12 +240,24 @@ pub fn make(
     Ok(Made {
         envelope: Envelope::new(None, to),
         message: Message::from_bytes(bytes),
+        notice: original.envelope.from.is_none(),
+        via: original
+            .via
+            .cloned()
+            .or_else(|| original.envelope.from.clone()),
     })
 }
 
 /// Sends the bounce `made` now; what cannot go now is queued, and a refusal is kept
 /// in `failed` (and told to `bounce_to`, once). Logs each outcome.
 pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
+    // A bounce asks for no DSN of its own, and names no envelope id of the message
+    // it reports.
+    let settings = Settings {
+        dsn: Dsn::default(),
+        ..settings.clone()
+    };
+    let settings = &settings;
     let arrival = SystemTime::now();
     let id = new_id(arrival);
     let (result, report) = super::submit(
@@ -233,8 +279,8 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
     let mut fate = Fate::Sent(id.clone());
     if !outcome.retry.is_empty() {
         let notes = Notes {
-            reason: outcome.retry_reason.clone(),
-            ..Notes::default()
+            id: Some(id.clone()),
+            ..made.notes(&outcome.retry_reason)
         };
         fate = match queue().and_then(|q| {
             q.keep(
@@ -261,20 +307,21 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
             message: &made.message,
             dsn: &Dsn::default(),
             arrival,
+            via: made.via.as_ref(),
+            notice: made.notice,
         };
         // The bounce's failure goes to bounce_to, if that is set and is not who
-        // refused it; that notice's own failure goes nowhere.
+        // refused it; a notice's own failure goes nowhere (see `recipients`).
         let notice = make(settings, mta, &original, failures(settings, &outcome))
             .map(|notice| send_now(settings, mta, notice));
         let note = match &notice {
-            Ok(fate) => fate.note(),
-            Err(fate) => fate.note(),
+            Ok(fate) | Err(fate) => fate.note(),
         };
         told = Some(note.clone());
         let notes = Notes {
-            reason: outcome.failed_reason.clone(),
+            id: Some(id.clone()),
             bounce: Some(note),
-            ..Notes::default()
+            ..made.notes(&outcome.failed_reason)
         };
         let kept = queue()
             .and_then(|q| {
@@ -331,6 +378,8 @@ mod tests {
             message: &message,
             dsn,
             arrival: SystemTime::now(),
+            via: None,
+            notice: false,
         };
         let failed: Vec<Address> = failed.iter().map(|f| a(f)).collect();
         recipients(settings, &original, &failed)

@@ -11,6 +11,7 @@ use outbox::cli::Cli;
 use outbox::error::Error;
 use outbox::outcome::Outcome;
 use outbox::queue::{Folder, Listed, Locked, Notes, Pick, Queue, describe_duration};
+use outbox::smtp::dsn::Dsn;
 use outbox::{Address, Client, Outgoing, Receipt, Series, Settings, exit};
 
 use super::bounce::{self, Fate, Original};
@@ -35,7 +36,7 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
     let mut code = exit::OK;
     for listed in queue.list()? {
         let entry = match listed {
-            Listed::Entry(entry) => entry,
+            Listed::Entry(entry) => *entry,
             Listed::Corrupt { id, problem } => {
                 say!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
                 code = exit::DATAERR;
@@ -45,22 +46,30 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
         if !pick.takes(&entry, now, base.queue_lifetime) {
             continue;
         }
+        // A bounce goes over the account of the message it reports.
         let cli = Cli {
-            from: entry.from.clone(),
+            from: entry.via.clone().or_else(|| entry.from.clone()),
             verbose,
             ..Cli::default()
         };
-        match Settings::resolve(&cli, config.as_ref()) {
-            Ok(settings) => groups
-                .entry(session_key(&settings))
-                .or_insert_with(|| (settings, Vec::new()))
-                .1
-                .push(entry.id),
+        let settings = match Settings::resolve(&cli, config.as_ref()) {
+            Ok(settings) => settings,
             Err(e) => {
                 say!("outbox: {}: {e}; left in the queue", entry.id);
                 code = exit::code(&e);
+                continue;
             }
-        }
+        };
+        // The DSN requests made when the message was submitted go with it.
+        let settings = Settings {
+            dsn: entry.dsn.clone(),
+            ..settings
+        };
+        groups
+            .entry(session_key(&settings))
+            .or_insert_with(|| (settings, Vec::new()))
+            .1
+            .push(entry.id);
     }
     let mut totals = Totals::default();
     let mut bounce_totals = Totals::default();
@@ -91,7 +100,12 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
                 };
                 let made = flusher.group(ids, totals);
                 if !made.is_empty() {
-                    bounces.insert(key.clone(), (settings.clone(), made));
+                    // A bounce asks for no DSN of its own.
+                    let settings = Settings {
+                        dsn: Dsn::default(),
+                        ..settings.clone()
+                    };
+                    bounces.insert(key.clone(), (settings, made));
                 }
             }
             if bounces.is_empty() {
@@ -154,15 +168,17 @@ fn sweep_until(queue: &Queue, stop: &mpsc::Receiver<()>) {
     }
 }
 
-/// What makes two entries go over the same session.
+/// What makes two entries go over the same session: the settings of the session,
+/// and the DSN requests, which the client makes for every message over it.
 fn session_key(s: &Settings) -> String {
     format!(
-        "{}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
         s.server,
         s.auth.as_ref().map(|a| &a.user),
         s.tls,
         s.ehlo_name,
-        s.timeouts
+        s.timeouts,
+        s.dsn
     )
 }
 
@@ -202,17 +218,8 @@ impl Flusher<'_> {
                 let report = outbox::Report::for_server(&self.settings.server);
                 let result = Err(e);
                 for id in ids {
-                    let done = self.queue.lock(id).and_then(|locked| match locked {
-                        Some(mut locked) => {
-                            let envelope = locked.entry().envelope()?;
-                            let message = locked.open_message()?;
-                            let out = Outgoing {
-                                tag: locked,
-                                envelope,
-                                message,
-                            };
-                            self.settle(out, &result, &report, totals, &mut bounces)
-                        }
+                    let done = self.take(id).and_then(|out| match out {
+                        Some(out) => self.settle(out, &result, &report, totals, &mut bounces),
                         None => Ok(()),
                     });
                     if let Err(err) = done {
@@ -257,8 +264,9 @@ impl Flusher<'_> {
     }
 
     /// What one attempt at an entry leaves: removed, kept for later (with the
-    /// recipients still to do), or moved to failed with a bounce queued (its id
-    /// added to `bounces`). Each outcome is logged.
+    /// recipients still to do), or moved to failed, with one bounce queued (its id
+    /// added to `bounces`) for what failed for good and, past the queue lifetime,
+    /// what waited too long. Each outcome is logged.
     fn settle(
         &self,
         out: Outgoing<Locked>,
@@ -284,36 +292,66 @@ impl Flusher<'_> {
             entry.size,
             entry.created,
         );
+        let more = !outcome.retry.is_empty();
+        let failed = !outcome.failed.is_empty();
+        let age = entry.age(now);
+        let given_up = (more && age >= self.lifetime)
+            .then(|| format!("given up after {}", describe_duration(age)));
+        if !outcome.accepted.is_empty() && (more || failed) {
+            // Who has the message is written down first, in place: the bounce, the
+            // failed copy and the new envelope need free space, and if the disk is
+            // full (or the flush is killed) a later flush must still not send them a
+            // second copy.
+            mark_settled(&mut locked, &outcome.accepted);
+        }
+        let via = entry.via.as_deref().and_then(|v| Address::new(v).ok());
         let original = Original {
             id: &id,
             envelope: &envelope,
             message: &message,
             dsn: &entry.dsn,
             arrival: entry.created,
+            via: via.as_ref(),
+            notice: entry.notice,
         };
-        let note = (!outcome.failed.is_empty()).then(|| {
-            let failures = bounce::failures(self.settings, &outcome);
-            self.queue_bounce(&original, failures, bounces).note()
-        });
-        if outcome.accepted.is_empty() && outcome.retry.is_empty() {
+        let mut failures = bounce::failures(self.settings, &outcome);
+        if let Some(why) = &given_up {
+            failures.extend(bounce::expired(self.settings, &outcome, why));
+        }
+        let fate = (!failures.is_empty()).then(|| self.queue_bounce(&original, failures, bounces));
+        let note = fate.as_ref().map(Fate::note);
+        if let Some(Fate::Lost(e)) = &fate {
+            // Nobody would hear of the failure: it stays in the queue, to be tried
+            // (and told) again by a later flush.
+            say!("outbox: {id}: its bounce cannot be queued ({e}); left in the queue");
+            totals.errors += 1;
+            self.mta.log_outcome(&attempt, &outcome, note.as_deref());
+            let remaining: Vec<String> = outcome
+                .retry
+                .iter()
+                .chain(&outcome.failed)
+                .map(ToString::to_string)
+                .collect();
+            let reason = [outcome.retry_reason.as_str(), &outcome.failed_reason]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return locked.retry_later(&remaining, &reason, now);
+        }
+        if !more && outcome.accepted.is_empty() {
             // Refused for good, for everyone: the entry itself moves to failed.
             say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
             self.mta.log_outcome(&attempt, &outcome, note.as_deref());
             totals.failed += 1;
             return locked.fail(&outcome.failed_reason, note);
         }
-        let more = !outcome.retry.is_empty();
-        if more || !outcome.failed.is_empty() {
-            // Who has the message is written down first, in place: the failed copy and the
-            // new envelope need free space, and if the disk is full a later flush must
-            // still not send them a second copy.
-            mark_settled(&mut locked, &outcome.accepted);
-        }
-        if !outcome.failed.is_empty() {
+        if failed {
             let notes = Notes {
                 reason: outcome.failed_reason.clone(),
                 dsn: entry.dsn.clone(),
                 bounce: note.clone(),
+                ..Notes::default()
             };
             let from = envelope.from.as_ref();
             let kept =
@@ -330,61 +368,35 @@ impl Flusher<'_> {
                 mark_settled(&mut locked, &outcome.failed);
             }
         }
-        let age = entry.age(now);
-        if more && age >= self.lifetime {
-            // Given up: the temporary refusals are logged as expired, not deferred.
-            let given_up = Outcome {
-                refusals: outcome.permanent().cloned().collect(),
-                ..outcome
-            };
-            self.mta.log_outcome(&attempt, &given_up, note.as_deref());
-            return self.expire(
-                locked,
-                &original,
-                &given_up.retry,
-                &given_up.retry_reason,
-                &attempt,
-                totals,
-                bounces,
-            );
-        }
-        self.mta.log_outcome(&attempt, &outcome, note.as_deref());
         if !more {
+            self.mta.log_outcome(&attempt, &outcome, note.as_deref());
             totals.delivered += 1;
             return locked.delivered();
         }
+        if let Some(why) = given_up {
+            // The temporary refusals are logged as expired, not deferred.
+            let reported = Outcome {
+                refusals: outcome.permanent().cloned().collect(),
+                ..Outcome::default()
+            };
+            let logged = Outcome {
+                accepted: outcome.accepted.clone(),
+                accepted_reply: outcome.accepted_reply.clone(),
+                ..reported
+            };
+            self.mta.log_outcome(&attempt, &logged, note.as_deref());
+            let why = format!("{why}; last error: {}", outcome.retry_reason);
+            let bounce = note.clone().unwrap_or_default();
+            self.mta
+                .log_expired(&attempt, &outcome.retry, &why, &bounce);
+            say!("outbox: {id}: {why}");
+            totals.failed += 1;
+            return locked.fail(&why, note);
+        }
+        self.mta.log_outcome(&attempt, &outcome, note.as_deref());
         totals.deferred += 1;
-        let remaining: Vec<String> = outcome.retry.iter().map(|a| a.to_string()).collect();
+        let remaining: Vec<String> = outcome.retry.iter().map(ToString::to_string).collect();
         locked.retry_later(&remaining, &outcome.retry_reason, now)
-    }
-
-    /// Gives up the entry after its last try: `to` expired, a bounce for them.
-    #[allow(clippy::too_many_arguments)]
-    fn expire(
-        &self,
-        locked: Locked,
-        original: &Original,
-        to: &[Address],
-        reason: &str,
-        attempt: &Attempt,
-        totals: &mut Totals,
-        bounces: &mut Vec<String>,
-    ) -> Result<(), Error> {
-        let age = locked.entry().age(SystemTime::now());
-        let why = format!(
-            "given up after {}; last error: {reason}",
-            describe_duration(age)
-        );
-        say!(
-            "outbox: {} has waited {} and is given up: {reason}",
-            locked.entry().id,
-            describe_duration(age)
-        );
-        let failures = bounce::expired(self.settings, to, &why);
-        let note = self.queue_bounce(original, failures, bounces).note();
-        self.mta.log_expired(attempt, to, &why, &note);
-        totals.failed += 1;
-        locked.fail(&why, Some(note))
     }
 
     /// Makes the bounce for `failures` and queues it, due at once: this flush sends
@@ -399,7 +411,7 @@ impl Flusher<'_> {
             Ok(made) => made,
             Err(fate) => return fate,
         };
-        let notes = Notes::default();
+        let notes = made.notes("");
         match self.queue.keep(
             Folder::Queue,
             None,

@@ -196,10 +196,14 @@ fn keep_what_failed(
     let now = SystemTime::now();
     let from = envelope.from.as_ref();
     let queue = || Queue::open(&settings.queue_dir());
+    // The queue's entry, or else the failed copy, takes the submission's id: its log
+    // lines, its bounce and `queue list` name the same.
     let notes = |reason: &str, bounce: Option<String>| Notes {
+        id: Some(attempt.id.clone()),
         reason: reason.to_owned(),
         dsn: settings.dsn.clone(),
         bounce,
+        ..Notes::default()
     };
     let mut code = exit::OK;
     if !outcome.retry.is_empty() {
@@ -249,6 +253,8 @@ fn keep_what_failed(
                 message,
                 dsn: &settings.dsn,
                 arrival: attempt.arrival,
+                via: None,
+                notice: false,
             };
             let made = bounce::make(
                 settings,

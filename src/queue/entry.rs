@@ -58,6 +58,11 @@ pub struct Entry {
     pub dsn: Dsn,
     /// In `failed`: what became of the bounce ("sent as …", "queued as …", "none: …").
     pub bounce: Option<String>,
+    /// Whose settings carry it, when not its sender's (a bounce: the reported
+    /// message's sender).
+    pub via: Option<String>,
+    /// One of outbox's notices to `bounce_to`: its failure is told to nobody.
+    pub notice: bool,
 }
 
 impl Entry {
@@ -114,6 +119,10 @@ pub(super) struct EnvelopeFile {
     envid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bounce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    notice: bool,
 }
 
 impl EnvelopeFile {
@@ -131,6 +140,8 @@ impl EnvelopeFile {
             notify: entry.dsn.notify.clone(),
             envid: entry.dsn.envid.clone(),
             bounce: entry.bounce.clone(),
+            via: entry.via.clone(),
+            notice: entry.notice,
         }
     }
 
@@ -177,6 +188,9 @@ impl EnvelopeFile {
             Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
             other => other.flatten(),
         };
+        if let Some(via) = &self.via {
+            Address::new(via).map_err(|e| format!("the account's sender (via): {e}"))?;
+        }
         if let Some(envid) = &self.envid
             && !dsn::envid_is_valid(envid)
         {
@@ -197,6 +211,8 @@ impl EnvelopeFile {
                 envid: self.envid,
             },
             bounce: self.bounce,
+            via: self.via,
+            notice: self.notice,
         })
     }
 }

@@ -59,6 +59,14 @@ pub enum Folder {
 /// What a new entry holds besides its envelope and message.
 #[derive(Clone, Debug, Default)]
 pub struct Notes {
+    /// The id it should have (a submission's own, so that its log lines and its
+    /// bounce name the entry); a new one when that is taken.
+    pub id: Option<String>,
+    /// Whose settings carry it, when not its sender's: a bounce goes over the
+    /// account of the message it reports.
+    pub via: Option<Address>,
+    /// One of outbox's notices to `bounce_to`: its own failure is told to nobody.
+    pub notice: bool,
     /// Why it could not be delivered now: its last error (none if empty).
     pub reason: String,
     /// The submission's DSN requests (RFC 3461).
@@ -246,7 +254,8 @@ impl Queue {
         }
         let tmp = self.root.join(TMP);
         let write = io_error(format!("cannot write to the queue {}", self.root.display()));
-        let (id, staging, file) = new_staging(&self.root, now).map_err(&write)?;
+        let (id, staging, file) =
+            new_staging(&self.root, now, notes.id.as_deref()).map_err(&write)?;
         let entry = Entry {
             id: id.clone(),
             from: from.map(|a| a.as_str().to_owned()),
@@ -258,6 +267,8 @@ impl Queue {
             size: message.len(),
             dsn: notes.dsn.clone(),
             bounce: notes.bounce.clone(),
+            via: notes.via.as_ref().map(|a| a.as_str().to_owned()),
+            notice: notes.notice,
         };
         let result = (|| {
             let head = EnvelopeFile::of(&entry).head()?;
@@ -332,6 +343,8 @@ mod tests {
                 size: message.len() as u64,
                 dsn: Dsn::default(),
                 bounce: None,
+                via: None,
+                notice: false,
             }
         );
         assert!(entry.is_due(now));
@@ -400,6 +413,9 @@ mod tests {
                 envid: Some("env.1".into()),
             },
             bounce: Some("sent as 1.2.3".into()),
+            id: Some("1796166000.000001.00c0ffee".into()),
+            via: Some(addr("alice@example.test")),
+            notice: true,
         };
         let id = q
             .keep(
@@ -411,9 +427,25 @@ mod tests {
                 at(T0),
             )
             .unwrap();
+        assert_eq!(id, "1796166000.000001.00c0ffee");
         let failed = entries(q.list_failed().unwrap());
         assert_eq!(failed[0].id, id);
         assert_eq!(failed[0].dsn, notes.dsn);
+        assert_eq!(failed[0].via.as_deref(), Some("alice@example.test"));
+        assert!(failed[0].notice);
+        // The id asked for is taken now: the next entry gets a new one.
+        let other = q
+            .keep(
+                Folder::Failed,
+                None,
+                &[addr("a@example.test")],
+                &msg(b"x\r\n"),
+                &notes,
+                at(T0),
+            )
+            .unwrap();
+        assert_ne!(other, id);
+        q.remove(&other).unwrap();
         assert_eq!(failed[0].bounce, notes.bounce);
         assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no"));
 

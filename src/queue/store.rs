@@ -43,7 +43,8 @@ const MAX_ID: usize = 64;
 /// One entry of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listed {
-    Entry(Entry),
+    /// Boxed: an entry is large beside the error.
+    Entry(Box<Entry>),
     /// An entry whose file cannot be used, and why.
     Corrupt {
         id: String,
@@ -75,9 +76,16 @@ pub fn new_id(now: SystemTime) -> String {
     )
 }
 
-pub(super) fn new_staging(root: &Path, now: SystemTime) -> io::Result<(String, PathBuf, File)> {
+/// A new entry's staging file in `tmp/`, created and locked, and its id: `wanted`
+/// if that is a free id, else a new one for `now`.
+pub(super) fn new_staging(
+    root: &Path,
+    now: SystemTime,
+    wanted: Option<&str>,
+) -> io::Result<(String, PathBuf, File)> {
+    let mut wanted = wanted.filter(|id| check_id(id).is_ok());
     loop {
-        let id = new_id(now);
+        let id = wanted.take().map_or_else(|| new_id(now), str::to_owned);
         let taken = [root.join(&id), root.join(FAILED).join(&id)]
             .iter()
             .any(|p| fs::symlink_metadata(p).is_ok());
@@ -215,7 +223,7 @@ pub(super) fn scan(dir: &Path) -> Result<(Vec<Listed>, Vec<String>), Error> {
             Err(e) => Err(Unreadable::Corrupt(format!("cannot read it: {e}"))),
         };
         match read {
-            Ok(read) => listed.push(Listed::Entry(read.entry)),
+            Ok(read) => listed.push(Listed::Entry(Box::new(read.entry))),
             Err(Unreadable::Gone) => {}
             Err(Unreadable::Settled) => settled.push(id),
             Err(Unreadable::Corrupt(problem)) => listed.push(Listed::Corrupt { id, problem }),

@@ -68,7 +68,7 @@ pub(super) fn entries(listed: Vec<Listed>) -> Vec<Entry> {
     listed
         .into_iter()
         .map(|l| match l {
-            Listed::Entry(e) => e,
+            Listed::Entry(e) => *e,
             corrupt => panic!("unexpected {corrupt:?}"),
         })
         .collect()

@@ -243,7 +243,13 @@ fn apply(out: &mut SendmailArgs, letter: char, value: &str, given: String) -> Re
         'O' => {
             let (key, flag) = value.split_once('=').unwrap_or((value, ""));
             let key = key.trim();
-            let mode = ErrorMode::of(&flag.trim().to_ascii_lowercase());
+            // As sendmail 8, which reads the value's first letter (`print`, `mail`).
+            let letter = flag
+                .trim()
+                .get(..1)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let mode = ErrorMode::of(&letter);
             if key.eq_ignore_ascii_case("IgnoreDots") {
                 out.ignore_dots = sendmail_bool(flag.trim());
             } else if let (true, Some(mode)) = (key.eq_ignore_ascii_case("ErrorMode"), mode) {
@@ -333,6 +339,8 @@ mod tests {
             ("-oeq a", ErrorMode::Quiet),
             ("-o ep a", ErrorMode::Print),
             ("-O ErrorMode=q a", ErrorMode::Quiet),
+            ("-O ErrorMode=print a", ErrorMode::Print),
+            ("-OErrorMode=Mail a", ErrorMode::Mail),
             ("-oep -oem a", ErrorMode::Mail),
         ] {
             let args = parse(line).unwrap();
