@@ -15,21 +15,32 @@
 //!   implicit TLS, recording who authenticated how.
 //! * [`pyclient::smtp_client`]: Python's smtplib as an independent client,
 //!   for testing those servers without `outbox`.
+//! * [`face::Face`]: one user of the sendmail face and the queue, with a
+//!   configuration and a queue of their own.
+//! * [`dsn::Dsn`]: a delivered bounce (RFC 3464 report) read back.
+//! * [`syslog::SyslogSink`]: a private `/dev/log` (a datagram socket in a
+//!   temporary directory); [`outbox_log::LogLine`] parses what outbox logs
+//!   there or to a file.
 //! * [`TempDir`], [`free_port`], [`unique_name`], [`crlf_to_lf`]: small
 //!   utilities.
 //!
 //! Everything here is std-only (the servers and certificates come from
-//! Postfix, `/usr/bin/python3` with aiosmtpd, and the `openssl` command).
+//! Postfix, `/usr/bin/python3` with aiosmtpd, and the `openssl` command),
+//! except [`dsn`], which reads MIME with the mail-parser dev-dependency.
 
 // Not every test module uses every helper; that is expected for a library of
 // test helpers, so unused items must not fail `clippy -D warnings`.
 #![allow(dead_code)]
 
 pub mod aiosmtpd;
+pub mod dsn;
+pub mod face;
 pub mod fake;
+pub mod outbox_log;
 pub mod postfix;
 pub mod pyclient;
 pub mod smtp;
+pub mod syslog;
 pub mod tls;
 
 use std::ffi::{OsStr, OsString};
