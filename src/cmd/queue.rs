@@ -91,11 +91,11 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     let waiting: Vec<&str> = queued.iter().map(Listed::id).collect();
     let bounce_now = |id: &str| {
         if waiting.contains(&id) {
-            "still queued"
+            BounceNow::Waiting
         } else if queue.dir().join("failed").join(id).exists() {
-            "refused since, kept in failed"
+            BounceNow::Refused
         } else {
-            "sent since"
+            BounceNow::Gone
         }
     };
     let text = listing(&entries, failed, SystemTime::now(), bounce_now);
@@ -106,12 +106,21 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// Where a bounce that was queued is now.
+enum BounceNow {
+    Waiting,
+    /// Refused in turn, kept in `failed`.
+    Refused,
+    /// Out of the queue: sent (or removed by hand).
+    Gone,
+}
+
 /// The text `queue list` prints for `entries`.
 fn listing(
     entries: &[Listed],
     failed: bool,
     now: SystemTime,
-    bounce_now: impl Fn(&str) -> &'static str,
+    bounce_now: impl Fn(&str) -> BounceNow,
 ) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
@@ -142,14 +151,15 @@ fn listing(
                 }
                 if failed {
                     let bounce = e.bounce.as_deref().unwrap_or("none (kept before bounces)");
-                    match bounce.strip_prefix("queued as ") {
-                        Some(id) => {
-                            let _ = writeln!(text, "    bounce: {bounce} ({})", bounce_now(id));
-                        }
-                        None => {
-                            let _ = writeln!(text, "    bounce: {bounce}");
-                        }
-                    }
+                    let now = match bounce.strip_prefix("queued as ") {
+                        Some(id) => match bounce_now(id) {
+                            BounceNow::Waiting => format!("{bounce} (still queued)"),
+                            BounceNow::Refused => format!("{bounce}, refused since (in failed)"),
+                            BounceNow::Gone => format!("sent as {id}"),
+                        },
+                        None => bounce.to_owned(),
+                    };
+                    let _ = writeln!(text, "    bounce: {now}");
                 }
                 if !failed && !e.is_due(now) {
                     let wait = e.next_attempt.duration_since(now).unwrap_or_default();
@@ -210,18 +220,17 @@ mod tests {
     #[test]
     fn the_failed_listing_says_what_became_of_each_bounce() {
         let now = UNIX_EPOCH + Duration::from_secs(1_796_166_060);
-        let where_now = |id: &str| {
-            if id == "B1" {
-                "still queued"
-            } else {
-                "sent since"
-            }
+        let where_now = |id: &str| match id {
+            "B1" => BounceNow::Waiting,
+            "B3" => BounceNow::Refused,
+            _ => BounceNow::Gone,
         };
         let text = listing(
             &[
                 failed_entry(Some("sent as A1")),
                 failed_entry(Some("queued as B1")),
                 failed_entry(Some("queued as B2")),
+                failed_entry(Some("queued as B3")),
                 failed_entry(None),
             ],
             true,
@@ -237,7 +246,8 @@ mod tests {
             [
                 "sent as A1",
                 "queued as B1 (still queued)",
-                "queued as B2 (sent since)",
+                "sent as B2",
+                "queued as B3, refused since (in failed)",
                 "none (kept before bounces)"
             ],
             "{text}"
