@@ -229,10 +229,17 @@ pub fn make(
         Some("FULL") => Ret::Full,
         _ => Ret::Headers,
     };
+    // bounce_copy's copy goes in the envelope only (it is the last, when added):
+    // the sender's To does not show the admin's address.
+    let copied = original.envelope.from.is_some()
+        && settings.bounce_copy
+        && to.len() > 1
+        && to.last() == settings.bounce_to.as_ref();
+    let shown = to[..to.len() - usize::from(copied)].to_vec();
     let mut notice = Notice::new(
         &settings.local_domain,
         &fqdn,
-        to.clone(),
+        shown,
         original.id.to_owned(),
         original.arrival,
         failures,
