@@ -43,6 +43,9 @@ pub struct Account {
     pub ehlo_name: Option<String>,
     #[serde(default, deserialize_with = "timeout")]
     pub timeout: Option<f64>,
+    /// Speak LMTP (RFC 2033) to the server, as `--lmtp` does: for the sendmail face
+    /// and the queue's flush too.
+    pub lmtp: Option<bool>,
     /// Keep a message that cannot be delivered now in the queue (the compose face;
     /// the sendmail face always does).
     pub queue: Option<bool>,
@@ -92,6 +95,7 @@ impl Account {
             from: self.from.or(base.from),
             ehlo_name: self.ehlo_name.or(base.ehlo_name),
             timeout: self.timeout.or(base.timeout),
+            lmtp: self.lmtp.or(base.lmtp),
             queue: self.queue.or(base.queue),
             queue_dir: self.queue_dir.or(base.queue_dir),
             queue_lifetime: self.queue_lifetime.or(base.queue_lifetime),

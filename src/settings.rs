@@ -119,7 +119,8 @@ impl Settings {
         let mode = cli.tls.or(account.tls).unwrap_or_default();
         // RFC 8314 §3.3: implicit TLS for submission is on port 465; LMTP servers
         // (Dovecot, Cyrus) listen on 24 by custom.
-        let default_port = match (mode, cli.lmtp) {
+        let lmtp = cli.lmtp || account.lmtp.unwrap_or(false);
+        let default_port = match (mode, lmtp) {
             (TlsMode::Implicit, _) => 465,
             (_, true) => 24,
             _ => DEFAULT_PORT,
@@ -206,7 +207,7 @@ impl Settings {
             auth,
             from: account.from,
             chunking: !cli.no_chunking,
-            lmtp: cli.lmtp,
+            lmtp,
             dsn: dsn_settings(cli)?,
             queue: cli.queue || account.queue.unwrap_or(false),
             queue_dir: account.queue_dir,
@@ -818,6 +819,21 @@ mod tests {
             "$OUTBOX_LOG: \"relative.log\" is not a place for the log: give syslog, \
              stderr, none or the absolute path of a file"
         );
+    }
+
+    /// `lmtp = true` speaks LMTP as `--lmtp` does, on port 24 by default, so that the
+    /// sendmail face and the flush (which have no such flag) can.
+    #[test]
+    fn lmtp_from_the_configuration() {
+        let parse = |text: &str| Config::parse(text, std::path::Path::new("test.toml")).unwrap();
+        let config = parse("[default]\nserver = \"lmtp.example.test\"\nlmtp = true\n");
+        let s = Settings::resolve(&Cli::default(), Some(&config)).unwrap();
+        assert!(s.lmtp);
+        assert_eq!(s.server.port, 24);
+        let config = parse("[default]\nserver = \"mx.example.test\"\n");
+        let s = Settings::resolve(&Cli::default(), Some(&config)).unwrap();
+        assert!(!s.lmtp);
+        assert_eq!(s.server.port, 25);
     }
 
     #[test]

@@ -182,54 +182,77 @@ fn scripted_lmtp(
     after_data: &'static str,
     then: Then,
 ) -> std::thread::JoinHandle<String> {
-    use std::io::{BufRead, BufReader, Write};
+    scripted_lmtp_sessions(path, vec![after_data], then)
+}
+
+/// As [`scripted_lmtp`], for one session after another, each with its own replies
+/// after the data.
+fn scripted_lmtp_sessions(
+    path: &Path,
+    sessions: Vec<&'static str>,
+    then: Then,
+) -> std::thread::JoinHandle<String> {
     let listener = std::os::unix::net::UnixListener::bind(path).expect("bind the LMTP socket");
     std::thread::spawn(move || {
         let mut got = String::new();
-        let Ok((stream, _)) = listener.accept() else {
-            return got;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-        let Ok(mut out) = stream.try_clone() else {
-            return got;
-        };
-        let mut lines = BufReader::new(stream);
-        let _ = out.write_all(b"220 lmtp.example.test LMTP\r\n");
-        loop {
-            let mut line = String::new();
-            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+        for after_data in sessions {
+            let Ok((stream, _)) = listener.accept() else {
                 return got;
-            }
-            got.push_str(&line);
-            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-            let reply = match verb.as_str() {
-                "LHLO" => "250-lmtp.example.test\r\n250 ENHANCEDSTATUSCODES\r\n",
-                "MAIL" | "RCPT" => "250 2.1.0 ok\r\n",
-                "DATA" => {
-                    let _ = out.write_all(b"354 go ahead\r\n");
-                    loop {
-                        let mut data = String::new();
-                        if lines.read_line(&mut data).unwrap_or(0) == 0 {
-                            return got;
-                        }
-                        got.push_str(&data);
-                        if data == ".\r\n" {
-                            break;
-                        }
-                    }
-                    after_data
-                }
-                "QUIT" => {
-                    let _ = out.write_all(b"221 2.0.0 bye\r\n");
-                    return got;
-                }
-                _ => "500 5.5.1 what\r\n",
             };
-            if out.write_all(reply.as_bytes()).is_err() || (verb == "DATA" && then == Then::Close) {
+            got.push_str(&lmtp_session(stream, after_data, then));
+        }
+        got
+    })
+}
+
+/// One session of the scripted peer; returns what the client sent.
+fn lmtp_session(
+    stream: std::os::unix::net::UnixStream,
+    after_data: &'static str,
+    then: Then,
+) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut got = String::new();
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let Ok(mut out) = stream.try_clone() else {
+        return got;
+    };
+    let mut lines = BufReader::new(stream);
+    let _ = out.write_all(b"220 lmtp.example.test LMTP\r\n");
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+            return got;
+        }
+        got.push_str(&line);
+        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "LHLO" => "250-lmtp.example.test\r\n250 ENHANCEDSTATUSCODES\r\n",
+            "MAIL" | "RCPT" => "250 2.1.0 ok\r\n",
+            "DATA" => {
+                let _ = out.write_all(b"354 go ahead\r\n");
+                loop {
+                    let mut data = String::new();
+                    if lines.read_line(&mut data).unwrap_or(0) == 0 {
+                        return got;
+                    }
+                    got.push_str(&data);
+                    if data == ".\r\n" {
+                        break;
+                    }
+                }
+                after_data
+            }
+            "QUIT" => {
+                let _ = out.write_all(b"221 2.0.0 bye\r\n");
                 return got;
             }
+            _ => "500 5.5.1 what\r\n",
+        };
+        if out.write_all(reply.as_bytes()).is_err() || (verb == "DATA" && then == Then::Close) {
+            return got;
         }
-    })
+    }
 }
 
 /// One submission to ok@ and full@ against the scripted peer; `--queue` with a queue
@@ -358,4 +381,50 @@ fn lmtp_reply_lost_after_the_data_retries_only_the_unanswered() {
         .assert_stderr_contains("closed the connection")
         .assert_stderr_contains("<full@example.test>: no reply");
     assert!(got.contains("\r\n\r\nto a full mailbox\r\n.\r\n"), "{got}");
+}
+
+/// The sendmail face over LMTP (`lmtp = true` in the configuration): a recipient's own
+/// 550 after the data (RFC 2033 §4.2) is a refusal for good like any other: exit 0,
+/// and a bounce to the sender over a second session, naming that recipient with the
+/// reply that came after the data; no Remote-MTA for a local socket.
+#[test]
+fn an_lmtp_refusal_after_the_data_is_bounced_by_the_sendmail_face() {
+    let env = TestEnv::new();
+    let dir = TempDir::new("outbox-lmtp-fake");
+    let socket = dir.join("lmtp.sock");
+    let peer = scripted_lmtp_sessions(
+        &socket,
+        vec![
+            "250 2.0.0 <ok@example.test> delivered\r\n\
+             550 5.1.1 <full@example.test> no such user\r\n",
+            "250 2.0.0 <a@example.test> delivered\r\n",
+        ],
+        Then::Serve,
+    );
+    env.configure(&format!("unix:{}", socket.display()), 10, "lmtp = true\n");
+    let mut cmd = env.configured_cmd();
+    cmd.args(["sendmail", "-i", "-f", "a@example.test"])
+        .args(["ok@example.test", "full@example.test"])
+        .stdin(b"Subject: over lmtp\n\nhello\n".to_vec());
+    let out = cmd.run();
+    let got = peer.join().expect("the LMTP peer thread panicked");
+    out.assert_code(0)
+        .assert_stderr_contains("<full@example.test>")
+        .assert_stderr_contains("550 5.1.1");
+    let sessions: Vec<&str> = got.split("LHLO ").skip(1).collect();
+    assert_eq!(sessions.len(), 2, "{got}");
+    let bounce = sessions[1];
+    assert!(bounce.contains("MAIL FROM:<>\r\n"), "{bounce}");
+    assert!(bounce.contains("RCPT TO:<a@example.test>\r\n"), "{bounce}");
+    for field in [
+        "Final-Recipient: rfc822; full@example.test\r\n",
+        "Action: failed\r\n",
+        "Status: 5.1.1\r\n",
+        "Diagnostic-Code: smtp; 550 5.1.1 <full@example.test> no such user\r\n",
+        "Subject: over lmtp\r\n",
+    ] {
+        assert!(bounce.contains(field), "no {field:?} in:\n{bounce}");
+    }
+    assert!(!bounce.contains("Remote-MTA:"), "{bounce}");
+    assert!(!bounce.contains("ok@example.test\r\nAction"), "{bounce}");
 }
