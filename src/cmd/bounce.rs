@@ -13,6 +13,7 @@ use outbox::envelope::Address;
 use outbox::outcome::{Outcome, Refusal};
 use outbox::queue::{Folder, Notes, Queue, new_id};
 use outbox::smtp::dsn::Dsn;
+use outbox::smtp::stage::Stage;
 use outbox::{Envelope, Message, Settings, settings};
 
 use super::mta::{Attempt, Mta};
@@ -145,13 +146,14 @@ fn failure(settings: &Settings, r: &Refusal, expired: Option<&str>, now: SystemT
 }
 
 /// Who is told of a failure of `original` for `failed`: its sender (a local name
-/// through the aliases), and `bounce_to` with `bounce_copy`; for the null sender,
-/// `bounce_to` alone. `Err` says why nobody is.
+/// through the aliases), and `bounce_to` with `bounce_copy` (the second value, a copy
+/// for the envelope alone); for the null sender, `bounce_to` alone. `Err` says why
+/// nobody is.
 fn recipients(
     settings: &Settings,
     original: &Original,
     failed: &[Address],
-) -> Result<Vec<Address>, String> {
+) -> Result<(Vec<Address>, Option<Address>), String> {
     if original.notice {
         return Err("it reports a failure itself".into());
     }
@@ -165,20 +167,17 @@ fn recipients(
         .bounce_to
         .as_ref()
         .filter(|admin| !failed.iter().any(|f| same_address(f, admin)));
-    let mut to = match &original.envelope.from {
+    let to = match &original.envelope.from {
         Some(sender) => local_mapped(settings, sender),
         None => match admin {
-            Some(admin) => return Ok(vec![admin.clone()]),
+            Some(admin) => return Ok((vec![admin.clone()], None)),
             None => return Err("null sender".into()),
         },
     };
-    if settings.bounce_copy
-        && let Some(admin) = admin
-        && !to.contains(admin)
-    {
-        to.push(admin.clone());
-    }
-    Ok(to)
+    let copy = admin
+        .filter(|admin| settings.bounce_copy && !to.contains(admin))
+        .cloned();
+    Ok((to, copy))
 }
 
 /// Whether `a` and `b` name one mailbox: as written, or once in ASCII (a server
@@ -223,23 +222,18 @@ pub fn make(
     failures: Vec<Failure>,
 ) -> Result<Made, Fate> {
     let failed: Vec<Address> = failures.iter().map(|f| f.recipient.clone()).collect();
-    let to = recipients(settings, original, &failed).map_err(Fate::NotDue)?;
+    let (to, copy) = recipients(settings, original, &failed).map_err(Fate::NotDue)?;
     let fqdn = settings::fqdn();
     let ret = match original.dsn.ret.as_deref() {
         Some("FULL") => Ret::Full,
         _ => Ret::Headers,
     };
-    // bounce_copy's copy goes in the envelope only (it is the last, when added):
-    // the sender's To does not show the admin's address.
-    let copied = original.envelope.from.is_some()
-        && settings.bounce_copy
-        && to.len() > 1
-        && to.last() == settings.bounce_to.as_ref();
-    let shown = to[..to.len() - usize::from(copied)].to_vec();
+    // bounce_copy's copy goes in the envelope only: the sender's To does not show
+    // the admin's address.
     let mut notice = Notice::new(
         &settings.local_domain,
         &fqdn,
-        shown,
+        to.clone(),
         original.id.to_owned(),
         original.arrival,
         failures,
@@ -250,7 +244,7 @@ pub fn make(
     let bytes = bounce::build(&notice, original.message)
         .map_err(|e| Fate::Lost(format!("cannot read the message for its bounce: {e}")))?;
     Ok(Made {
-        envelope: Envelope::new(None, to),
+        envelope: Envelope::new(None, to.into_iter().chain(copy)),
         message: Message::from_bytes(bytes),
         notice: original.envelope.from.is_none(),
         via: original
@@ -353,7 +347,19 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
             outcome.failed_reason
         );
         if outcome.accepted.is_empty() && outcome.retry.is_empty() {
-            fate = Fate::Refused(kept);
+            // A server that refuses the null sender itself will take no bounce at
+            // all: nobody hears of the failure, and the caller must.
+            let refuses_null_sender = outcome
+                .permanent()
+                .any(|r| r.stage == Some(Stage::MailFrom));
+            fate = if refuses_null_sender {
+                Fate::Lost(format!(
+                    "the server refuses mail from <>: {}",
+                    outcome.failed_reason
+                ))
+            } else {
+                Fate::Refused(kept)
+            };
         }
     }
     mta.log_outcome(&attempt, &outcome, told.as_deref());
@@ -395,7 +401,7 @@ mod tests {
         };
         let failed: Vec<Address> = failed.iter().map(|f| a(f)).collect();
         recipients(settings, &original, &failed)
-            .map(|list| list.iter().map(ToString::to_string).collect())
+            .map(|(to, copy)| to.iter().chain(&copy).map(ToString::to_string).collect())
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use outbox::cli::Cli;
 use outbox::error::Error;
-use outbox::outcome::Outcome;
+use outbox::outcome::{Outcome, Refusal};
 use outbox::queue::{Folder, Listed, Locked, Notes, Pick, Queue, describe_duration};
 use outbox::smtp::dsn::Dsn;
 use outbox::{Address, Client, Outgoing, Receipt, Series, Settings, exit};
@@ -172,8 +172,9 @@ fn sweep_until(queue: &Queue, stop: &mpsc::Receiver<()>) {
 /// and the DSN requests, which the client makes for every message over it.
 fn session_key(s: &Settings) -> String {
     format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
         s.server,
+        s.lmtp,
         s.auth.as_ref().map(|a| &a.user),
         s.tls,
         s.ehlo_name,
@@ -284,7 +285,7 @@ impl Flusher<'_> {
         let id = entry.id.clone();
         let now = SystemTime::now();
         let outcome = Outcome::of(&envelope, result);
-        let attempt = Attempt::new(
+        let mut attempt = Attempt::new(
             &id,
             &envelope,
             self.settings,
@@ -322,10 +323,23 @@ impl Flusher<'_> {
         let note = fate.as_ref().map(Fate::note);
         if let Some(Fate::Lost(e)) = &fate {
             // Nobody would hear of the failure: it stays in the queue, to be tried
-            // (and told) again by a later flush.
+            // (and told) again by a later flush, and is logged as deferred.
             say!("outbox: {id}: its bounce cannot be queued ({e}); left in the queue");
             totals.errors += 1;
-            self.mta.log_outcome(&attempt, &outcome, note.as_deref());
+            let waiting = Outcome {
+                refusals: outcome
+                    .refusals
+                    .iter()
+                    .map(|r| Refusal {
+                        permanent: false,
+                        ..r.clone()
+                    })
+                    .collect(),
+                accepted: outcome.accepted.clone(),
+                accepted_reply: outcome.accepted_reply.clone(),
+                ..Outcome::default()
+            };
+            self.mta.log_outcome(&attempt, &waiting, None);
             let remaining: Vec<String> = outcome
                 .retry
                 .iter()
@@ -339,12 +353,31 @@ impl Flusher<'_> {
                 .join("; ");
             return locked.retry_later(&remaining, &reason, now);
         }
+        // If what follows cannot record the failure (a full disk), the entry stays as
+        // it was and a later flush refuses it, and bounces it, again: the bounce queued
+        // for it now is withdrawn, so the sender hears of it once.
+        let withdraw = |bounces: &mut Vec<String>| {
+            if let Some(Fate::Queued(bounce)) = &fate {
+                let _ = self.queue.remove(bounce);
+                bounces.retain(|b| b != bounce);
+            }
+        };
+        let failed_for =
+            |to: &[Address]| -> Vec<String> { to.iter().map(ToString::to_string).collect() };
         if !more && outcome.accepted.is_empty() {
             // Refused for good, for everyone: the entry itself moves to failed.
             say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
+            let moved = locked.fail(
+                &failed_for(&outcome.failed),
+                &outcome.failed_reason,
+                note.clone(),
+            );
+            if moved.is_err() {
+                withdraw(bounces);
+            }
             self.mta.log_outcome(&attempt, &outcome, note.as_deref());
             totals.failed += 1;
-            return locked.fail(&outcome.failed_reason, note);
+            return moved;
         }
         if failed {
             let notes = Notes {
@@ -355,12 +388,21 @@ impl Flusher<'_> {
             };
             let from = envelope.from.as_ref();
             let kept =
-                self.queue
-                    .keep(Folder::Failed, from, &outcome.failed, &message, &notes, now)?;
+                match self
+                    .queue
+                    .keep(Folder::Failed, from, &outcome.failed, &message, &notes, now)
+                {
+                    Ok(kept) => kept,
+                    Err(e) => {
+                        withdraw(bounces);
+                        return Err(e);
+                    }
+                };
             say!(
                 "outbox: {id}: not delivered: {}; kept as {kept} in failed",
                 outcome.failed_reason
             );
+            attempt.kept = Some(kept);
             totals.failed += 1;
             if more {
                 // Kept in failed once: a new envelope that cannot be written must not
@@ -375,23 +417,23 @@ impl Flusher<'_> {
         }
         if let Some(why) = given_up {
             // The temporary refusals are logged as expired, not deferred.
-            let reported = Outcome {
-                refusals: outcome.permanent().cloned().collect(),
-                ..Outcome::default()
-            };
             let logged = Outcome {
                 accepted: outcome.accepted.clone(),
                 accepted_reply: outcome.accepted_reply.clone(),
-                ..reported
+                refusals: outcome.permanent().cloned().collect(),
+                ..Outcome::default()
             };
             self.mta.log_outcome(&attempt, &logged, note.as_deref());
-            let why = format!("{why}; last error: {}", outcome.retry_reason);
             let bounce = note.clone().unwrap_or_default();
-            self.mta
-                .log_expired(&attempt, &outcome.retry, &why, &bounce);
+            self.mta.log_expired(&attempt, &outcome, &why, &bounce);
+            let why = format!("{why}; last error: {}", outcome.retry_reason);
             say!("outbox: {id}: {why}");
             totals.failed += 1;
-            return locked.fail(&why, note);
+            let moved = locked.fail(&failed_for(&outcome.retry), &why, note);
+            if moved.is_err() && !failed {
+                withdraw(bounces);
+            }
+            return moved;
         }
         self.mta.log_outcome(&attempt, &outcome, note.as_deref());
         totals.deferred += 1;

@@ -281,6 +281,7 @@ fn keep_what_failed(
     });
     let said = match stored {
         Ok((id, q)) => {
+            attempt.kept = Some(id.clone());
             kept.insert("failed_kept_as".into(), id.to_string().into());
             format!("; kept as {id} in {}", q.dir().join("failed").display())
         }

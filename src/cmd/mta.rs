@@ -89,18 +89,38 @@ impl Mta {
                 if let (true, Some(bounce)) = (permanent, bounce) {
                     line.notes.push(("bounce", bounce.to_owned()));
                 }
+                if let Some(kept) = attempt
+                    .kept
+                    .as_ref()
+                    .filter(|k| permanent && **k != attempt.id)
+                {
+                    line.notes.push(("kept", kept.clone()));
+                }
                 self.log.write(&line);
             }
         }
     }
 
-    /// Logs that `to` were given up after waiting too long (RFC 3463 X.4.7).
-    pub fn log_expired(&self, attempt: &Attempt, to: &[Address], reason: &str, bounce: &str) {
-        let mut line = self.line(attempt, to.to_vec(), Status::Expired, None);
-        line.dsn = Some(outbox::bounce::EXPIRED.into());
-        line.reply = reason.to_owned();
-        line.notes.push(("bounce", bounce.to_owned()));
-        self.log.write(&line);
+    /// Logs that the recipients `outcome` has to retry were given up (`why`), one
+    /// line per reply: its status, as the bounce gives it, else X.4.7 (RFC 3463).
+    pub fn log_expired(&self, attempt: &Attempt, outcome: &Outcome, why: &str, bounce: &str) {
+        let mut groups: Vec<(&str, Option<&Reply>, Vec<Address>)> = Vec::new();
+        for r in outcome.temporary() {
+            match groups.iter_mut().find(|(reason, ..)| *reason == r.reason) {
+                Some(group) => group.2.push(r.recipient.clone()),
+                None => groups.push((&r.reason, r.reply.as_ref(), vec![r.recipient.clone()])),
+            }
+        }
+        for (reason, reply, to) in groups {
+            let mut line = self.line(attempt, to, Status::Expired, reply);
+            line.dsn = Some(reply.map_or_else(
+                || outbox::bounce::EXPIRED.to_owned(),
+                outbox::bounce::status_of,
+            ));
+            line.reply = format!("{why}; last error: {reason}");
+            line.notes.push(("bounce", bounce.to_owned()));
+            self.log.write(&line);
+        }
     }
 
     /// A line for `to` with what `attempt` says, the status and the reply's code.
@@ -148,6 +168,8 @@ pub struct Attempt {
     pub arrival: SystemTime,
     /// The queue entry the deferred recipients went to, when it is not `id` itself.
     pub queued: Option<String>,
+    /// The entry in `failed` that keeps the refused ones, when it is not `id` itself.
+    pub kept: Option<String>,
 }
 
 impl Attempt {
@@ -181,6 +203,7 @@ impl Attempt {
             size,
             arrival,
             queued: None,
+            kept: None,
         }
     }
 }
@@ -259,6 +282,7 @@ mod tests {
             size: 42,
             arrival: SystemTime::now(),
             queued: Some("4.5.6".into()),
+            kept: Some("1.2.4".into()),
         };
         mta.log_outcome(&attempt, &outcome, Some("sent as 7.8.9"));
         let text = std::fs::read_to_string(&file).unwrap();
@@ -279,7 +303,10 @@ mod tests {
         assert!(lines[1].ends_with(" queued=4.5.6"), "{text}");
         assert!(lines[2].contains(" to=<d@example.test> "), "{text}");
         assert!(lines[2].contains(" status=bounced dsn=5.1.1 "), "{text}");
-        assert!(lines[2].ends_with(" bounce=\"sent as 7.8.9\""), "{text}");
+        assert!(
+            lines[2].ends_with(" bounce=\"sent as 7.8.9\" kept=1.2.4"),
+            "{text}"
+        );
         assert!(!lines[1].contains("bounce="), "{text}");
     }
 }

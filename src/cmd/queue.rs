@@ -1,5 +1,6 @@
 //! `outbox queue list|flush|remove`: the messages kept for later delivery.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::time::SystemTime;
 
@@ -87,10 +88,14 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
     // (74), but a reader that stops early (`| head`) is not.
     // A bounce that was queued has gone on since: where it is now says what became
     // of it.
-    let queued = queue.list()?;
-    let waiting: Vec<&str> = queued.iter().map(Listed::id).collect();
+    let queued = if failed { queue.list()? } else { Vec::new() };
+    let waiting: HashSet<&str> = queued.iter().map(Listed::id).collect();
     let bounce_now = |id: &str| {
-        if waiting.contains(&id) {
+        // The note comes from a file: only an id of the queue's own form is looked up.
+        let an_id = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        if !an_id {
+            BounceNow::Unknown
+        } else if waiting.contains(id) {
             BounceNow::Waiting
         } else if queue.dir().join("failed").join(id).exists() {
             BounceNow::Refused
@@ -108,6 +113,8 @@ pub fn list(failed: bool) -> anyhow::Result<u8> {
 
 /// Where a bounce that was queued is now.
 enum BounceNow {
+    /// The note names no id of the queue's form.
+    Unknown,
     Waiting,
     /// Refused in turn, kept in `failed`.
     Refused,
@@ -153,6 +160,7 @@ fn listing(
                     let bounce = e.bounce.as_deref().unwrap_or("none (kept before bounces)");
                     let now = match bounce.strip_prefix("queued as ") {
                         Some(id) => match bounce_now(id) {
+                            BounceNow::Unknown => bounce.to_owned(),
                             BounceNow::Waiting => format!("{bounce} (still queued)"),
                             BounceNow::Refused => format!("{bounce}, refused since (in failed)"),
                             BounceNow::Gone => format!("sent as {id}"),

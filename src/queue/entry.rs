@@ -188,6 +188,11 @@ impl EnvelopeFile {
             Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
             other => other.flatten(),
         };
+        // Only outbox's own bounces (from <>) go over another sender's account or
+        // are notices: on a message with a sender these would be a forgery.
+        if (self.via.is_some() || self.notice) && from.is_some() {
+            return Err("via and notice belong to a bounce, which has no sender".into());
+        }
         if let Some(via) = &self.via {
             Address::new(via).map_err(|e| format!("the account's sender (via): {e}"))?;
         }

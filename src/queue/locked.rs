@@ -111,9 +111,27 @@ impl Locked {
         gone
     }
 
-    /// A permanent failure: the entry moves to `failed`, with `reason` as its last
-    /// error and `bounce` saying what became of its bounce.
-    pub fn fail(mut self, reason: &str, bounce: Option<String>) -> Result<(), Error> {
+    /// A permanent failure: the entry moves to `failed` for `recipients` (the ones it
+    /// failed for, named as the caller knows them, not as marks left them), with
+    /// `reason` as its last error and `bounce` saying what became of its bounce.
+    pub fn fail(
+        mut self,
+        recipients: &[String],
+        reason: &str,
+        bounce: Option<String>,
+    ) -> Result<(), Error> {
+        if recipients.is_empty() {
+            return Err(Error::Data(format!(
+                "queue entry {}: a failure for no recipient",
+                self.entry.id
+            )));
+        }
+        for r in recipients {
+            Address::new(r).map_err(|e| {
+                Error::Data(format!("queue entry {}: cannot keep {e}", self.entry.id))
+            })?;
+        }
+        self.entry.recipients = recipients.to_vec();
         self.entry.last_error = Some(reason.to_owned());
         self.entry.bounce = bounce;
         // The new entry goes into failed before the old one leaves the queue: a crash
@@ -297,7 +315,11 @@ mod tests {
         q.lock(&id)
             .unwrap()
             .unwrap()
-            .fail("550 5.1.1 no such user", Some("sent as 1.2.3".into()))
+            .fail(
+                &["a@example.test".into()],
+                "550 5.1.1 no such user",
+                Some("sent as 1.2.3".into()),
+            )
             .unwrap();
         assert!(q.list().unwrap().is_empty());
         let failed = entries(q.list_failed().unwrap());

@@ -404,7 +404,7 @@ mod tests {
         let id = q
             .keep(
                 Folder::Failed,
-                Some(&addr("me@example.test")),
+                None,
                 &[addr("a@example.test")],
                 &msg(b"x\r\n"),
                 &notes,
@@ -430,6 +430,25 @@ mod tests {
             .unwrap();
         assert_ne!(other, id);
         q.remove(&other).unwrap();
+        // On a message with a sender, via and notice would be a forgery: the entry
+        // is not trusted.
+        let forged = q
+            .keep(
+                Folder::Failed,
+                Some(&addr("me@example.test")),
+                &[addr("a@example.test")],
+                &msg(b"x\r\n"),
+                &notes,
+                at(T0),
+            )
+            .unwrap();
+        let listed = q.list_failed().unwrap();
+        let forged = listed.iter().find(|l| l.id() == forged).unwrap();
+        assert!(
+            matches!(forged, Listed::Corrupt { problem, .. } if problem.contains("via")),
+            "{forged:?}"
+        );
+        q.remove(forged.id()).unwrap();
         assert_eq!(failed[0].bounce, notes.bounce);
         assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no"));
 

@@ -484,7 +484,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&failed)), 0o600);
-        q.lock(&id).unwrap().unwrap().fail("550", None).unwrap();
+        q.lock(&id)
+            .unwrap()
+            .unwrap()
+            .fail(&["a@example.test".into()], "550", None)
+            .unwrap();
         assert_eq!(mode(&q.dir().join(FAILED).join(&id)), 0o600);
     }
 

@@ -808,6 +808,38 @@ fn a_refused_notice_to_bounce_to_is_not_told_of_again() {
         .assert_stdout_contains("the queue is empty");
 }
 
+/// A relay that refuses the null sender itself (`MAIL FROM:<>`) takes no bounce at
+/// all: then nobody would hear of a refusal, so the sendmail face says so with the
+/// refusal's exit code (67), as a client would, rather than 0.
+#[test]
+fn a_relay_that_refuses_the_null_sender_leaves_the_refusal_to_the_caller() {
+    let checks = crate::support::TempDir::new("outbox-sender-checks");
+    let table = checks.join("senders");
+    fs::write(&table, "/^<>$/ 550 5.7.1 no bounces through here\n").unwrap();
+    // Refused at MAIL itself: Postfix would otherwise wait for the RCPT to say it,
+    // where it looks like the sender's own address refused (kept, exit 0).
+    let pf = Postfix::builder()
+        .main_cf(
+            "smtpd_sender_restrictions",
+            &format!("check_sender_access regexp:{}", table.display()),
+        )
+        .main_cf("smtpd_delay_reject", "no")
+        .start();
+    let rejected = unique_name("reject-nonull");
+    let face = Face::new(&pf.addr(), "from = \"me@example.test\"\n");
+    let out = face.sendmail(&[&rcpt(&rejected)], b"Subject: no\n\nbody\n");
+    out.assert_code(67)
+        .assert_stderr_contains(&rcpt(&rejected))
+        .assert_stderr_contains("no bounces through here");
+    let log = String::from_utf8(face.env.read_file(face.env.log_file())).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("to=<{}>", rcpt(&rejected)))
+                && l.contains("bounce=\"not sent: the server refuses mail from <>")),
+        "{log}"
+    );
+}
+
 /// The compose face queues only when asked: `--queue` exits 0 and keeps the message,
 /// without it the exit is 75 and nothing is kept.
 #[test]
