@@ -83,7 +83,11 @@ impl Mta {
                 };
                 let mut line = self.line(attempt, to, status, reply);
                 line.reply = reason.to_owned();
-                if let (false, Some(queued)) = (permanent, &attempt.queued) {
+                if let Some(queued) = attempt
+                    .queued
+                    .as_ref()
+                    .filter(|q| !permanent && **q != attempt.id)
+                {
                     line.notes.push(("queued", queued.clone()));
                 }
                 if let (true, Some(bounce)) = (permanent, bounce) {
