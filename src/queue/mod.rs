@@ -401,16 +401,18 @@ mod tests {
             via: Some(addr("alice@example.test")),
             notice: true,
         };
-        let id = q
-            .keep(
+        let keep = |from: Option<&Address>| {
+            q.keep(
                 Folder::Failed,
-                None,
+                from,
                 &[addr("a@example.test")],
                 &msg(b"x\r\n"),
                 &notes,
                 at(T0),
             )
-            .unwrap();
+            .unwrap()
+        };
+        let id = keep(None);
         assert_eq!(id, "1796166000.000001.00c0ffee");
         let failed = entries(q.list_failed().unwrap());
         assert_eq!(failed[0].id, id);
@@ -418,30 +420,12 @@ mod tests {
         assert_eq!(failed[0].via.as_deref(), Some("alice@example.test"));
         assert!(failed[0].notice);
         // The id asked for is taken now: the next entry gets a new one.
-        let other = q
-            .keep(
-                Folder::Failed,
-                None,
-                &[addr("a@example.test")],
-                &msg(b"x\r\n"),
-                &notes,
-                at(T0),
-            )
-            .unwrap();
+        let other = keep(None);
         assert_ne!(other, id);
         q.remove(&other).unwrap();
         // On a message with a sender, via and notice would be a forgery: the entry
         // is not trusted.
-        let forged = q
-            .keep(
-                Folder::Failed,
-                Some(&addr("me@example.test")),
-                &[addr("a@example.test")],
-                &msg(b"x\r\n"),
-                &notes,
-                at(T0),
-            )
-            .unwrap();
+        let forged = keep(Some(&addr("me@example.test")));
         let listed = q.list_failed().unwrap();
         let forged = listed.iter().find(|l| l.id() == forged).unwrap();
         assert!(

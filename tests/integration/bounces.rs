@@ -174,11 +174,22 @@ fn returned_headers(dsn: &Dsn) -> &str {
     }
 }
 
-/// Whether a failed entry's `bounce:` line says the bounce went: `sent as ID`, or
-/// `queued as ID (sent since)` when a flush queued it and then sent it.
+/// Whether a failed entry's `bounce:` line says the bounce went: `sent as ID` (also
+/// for one a flush queued and then sent).
 fn bounce_went(line: &str) -> bool {
     line.starts_with("sent as ")
-        || (line.starts_with("queued as ") && line.ends_with("(sent since)"))
+}
+
+/// `failed/` holds one entry, and its `bounce:` line says the bounce went.
+#[track_caller]
+fn assert_one_failed_whose_bounce_went(face: &Face) {
+    let failed = face.failed_listing();
+    let listing = failed.stdout_str();
+    let ids = entry_ids(&listing);
+    assert_eq!(ids.len(), 1, "{}", failed.report());
+    let bounce = entry_detail(&listing, &ids[0], "bounce")
+        .unwrap_or_else(|| failed.fail("no `bounce:` line under the failed entry"));
+    assert!(bounce_went(&bounce), "{}", failed.report());
 }
 
 /// The `Message-ID:` line's value in a header block.
@@ -527,13 +538,7 @@ fn a_queued_message_past_its_lifetime_is_bounced_with_its_last_reply() {
     assert!(returned_headers(dsn).contains("Subject: too late"));
 
     assert!(face.queued_ids().is_empty());
-    let failed = face.failed_listing();
-    let listing = failed.stdout_str();
-    let ids = entry_ids(&listing);
-    assert_eq!(ids.len(), 1, "{}", failed.report());
-    let bounce = entry_detail(&listing, &ids[0], "bounce")
-        .unwrap_or_else(|| failed.fail("no `bounce:` line under the failed entry"));
-    assert!(bounce_went(&bounce), "{}", failed.report());
+    assert_one_failed_whose_bounce_went(&face);
     assert_eq!(r.field("Status"), "4.2.0", "{text}");
     assert!(
         r.field("Diagnostic-Code").starts_with("smtp; 450 4.2.0"),
@@ -579,13 +584,7 @@ fn a_queued_message_past_its_lifetime_with_no_server_is_bounced_with_4_4_7() {
     assert!(returned_headers(dsn).contains("Subject: nobody answered"));
     assert!(pf.messages_now(&to).is_empty());
     assert!(face.queued_ids().is_empty());
-    let failed = face.failed_listing();
-    let listing = failed.stdout_str();
-    let ids = entry_ids(&listing);
-    assert_eq!(ids.len(), 1, "{}", failed.report());
-    let bounce = entry_detail(&listing, &ids[0], "bounce")
-        .unwrap_or_else(|| failed.fail("no `bounce:` line under the failed entry"));
-    assert!(bounce_went(&bounce), "{}", failed.report());
+    assert_one_failed_whose_bounce_went(&face);
 }
 
 /// A queued message with the null sender (`-f '<>'`, itself a notification) that is
