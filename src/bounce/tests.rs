@@ -435,24 +435,18 @@ fn a_boundary_the_original_holds_is_replaced() {
 
 #[test]
 fn notice_new_writes_from_mailer_daemon_with_fresh_ids() {
-    let a = Notice::new(
-        "example.com",
-        "mx.example.com",
-        vec![],
-        "Q".into(),
-        arrival(),
-        vec![],
-        Ret::Headers,
-    );
-    let b = Notice::new(
-        "example.com",
-        "mx.example.com",
-        vec![],
-        "Q".into(),
-        arrival(),
-        vec![],
-        Ret::Headers,
-    );
+    let new = || {
+        Notice::new(
+            "example.com",
+            "mx.example.com",
+            vec![],
+            "Q".into(),
+            arrival(),
+            vec![],
+            Ret::Headers,
+        )
+    };
+    let (a, b) = (new(), new());
     assert_eq!(a.from.address, "MAILER-DAEMON@example.com");
     assert_eq!(a.from.name.as_deref(), Some("Mail Delivery System"));
     assert!(a.message_id.ends_with("@example.com"));
