@@ -16,7 +16,8 @@
 //! - the message: [`compose`] builds one from flags, [`message`] holds it ready for
 //!   DATA, [`envelope`] says who it is from and for;
 //! - [`queue`]: messages kept on disk until a later flush delivers them; [`bounce`]:
-//!   the report sent to the sender of one that fails;
+//!   the report sent to the sender of one that fails; [`spool`]: system mode's drop
+//!   directory, where any local user hands a message to the service;
 //! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
 //!   (what they resolve to);
 //! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],
@@ -65,6 +66,7 @@ pub mod report;
 pub mod sendmail;
 pub mod settings;
 pub mod smtp;
+pub mod spool;
 
 pub use client::{
     Client, Dsn, Options, Outgoing, Parameters, Series, parameters, submit_reported, submit_with,

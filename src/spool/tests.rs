@@ -1,0 +1,539 @@
+//! The drop directory: round trips, and each hostile drop set aside unread.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{FileType, Mode};
+
+use super::*;
+use crate::envelope::{Address, Envelope};
+use crate::smtp::dsn::Dsn;
+
+/// A drop directory made by [`create_drop_dir`], removed when the test ends.
+struct Spool(PathBuf);
+
+impl Spool {
+    fn new() -> Spool {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "outbox-spool-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        create_drop_dir(&root.join("maildrop"), None).unwrap();
+        Spool(root)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.0.join("maildrop")
+    }
+
+    /// Where a test keeps files outside the drop directory.
+    fn outside(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// A pickup that takes the test's own drops (the tests may run as root or not).
+    fn pickup(&self) -> Pickup {
+        Pickup {
+            refuse_owner: None,
+            ..Pickup::new(self.dir())
+        }
+    }
+
+    fn scan(&self) -> Vec<Found> {
+        self.pickup().scan(SystemTime::now()).unwrap()
+    }
+
+    /// The one drop a scan set aside, checked to be in `bad/` and gone from the
+    /// drop directory.
+    fn only_set_aside(&self, pickup: &Pickup) -> SetAside {
+        let found = pickup.scan(SystemTime::now()).unwrap();
+        let [Found::SetAside(aside)] = &found[..] else {
+            panic!("expected one set aside, got {found:?}");
+        };
+        assert!(
+            fs::symlink_metadata(self.dir().join(BAD).join(&aside.moved_to)).is_ok(),
+            "{aside:?} is not in bad/"
+        );
+        assert!(fs::symlink_metadata(self.dir().join(&aside.name)).is_err());
+        aside.clone()
+    }
+}
+
+impl std::ops::Drop for Spool {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn addr(a: &str) -> Address {
+    Address::new(a).unwrap()
+}
+
+fn envelope() -> DropEnvelope {
+    DropEnvelope {
+        envelope: Envelope::new(
+            Some(addr("cron@host.example")),
+            [addr("ops@example.com"), addr("admin@example.org")],
+        ),
+        dsn: Dsn {
+            notify: Some("FAILURE,DELAY".into()),
+            ret: Some("HDRS".into()),
+            envid: Some("job-42".into()),
+        },
+    }
+}
+
+/// Every byte value, CRLF and bare LF, lone dots and a line `.end 0 0`: the
+/// message comes back exactly, whatever it holds.
+fn message() -> Vec<u8> {
+    let mut m = b"Subject: report\r\n\r\n.\r\n.end 0 0\n..\nlast".to_vec();
+    m.extend(0..=255u8);
+    m
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn reason_of(spool: &Spool) -> String {
+    spool.only_set_aside(&spool.pickup()).reason
+}
+
+#[test]
+fn a_drop_comes_back_whole_with_its_owner() {
+    let spool = Spool::new();
+    let name = drop(&spool.dir(), &envelope(), &message()).unwrap();
+    let meta = fs::symlink_metadata(spool.dir().join(&name)).unwrap();
+    assert_eq!(meta.mode() & 0o7777, DROP_MODE);
+    let found = spool.scan();
+    let [Found::Picked(picked)] = &found[..] else {
+        panic!("expected one picked, got {found:?}");
+    };
+    assert_eq!(picked.name, name);
+    assert_eq!(picked.envelope, envelope());
+    assert_eq!(picked.message, message());
+    assert_eq!(picked.uid, rustix::process::geteuid().as_raw());
+    // Picking alone keeps it: only done removes it.
+    assert_eq!(spool.scan().len(), 1);
+    spool.pickup().done(&name).unwrap();
+    assert!(spool.scan().is_empty());
+    assert!(fs::symlink_metadata(spool.dir().join(&name)).is_err());
+}
+
+#[test]
+fn the_null_sender_and_no_dsn_come_back_as_such() {
+    let spool = Spool::new();
+    let bounce = DropEnvelope {
+        envelope: Envelope::new(None, [addr("a@example.com")]),
+        dsn: Dsn::default(),
+    };
+    drop(&spool.dir(), &bounce, b"").unwrap();
+    let found = spool.scan();
+    let [Found::Picked(picked)] = &found[..] else {
+        panic!("expected one picked, got {found:?}");
+    };
+    assert_eq!(picked.envelope, bounce);
+    assert!(picked.message.is_empty());
+}
+
+#[test]
+fn the_uid_is_the_files_owner() {
+    if !is_root() {
+        eprintln!("skipped: chown to another user needs root");
+        return;
+    }
+    let spool = Spool::new();
+    let name = drop(&spool.dir(), &envelope(), &message()).unwrap();
+    std::os::unix::fs::chown(spool.dir().join(&name), Some(65534), None).unwrap();
+    let found = spool.scan();
+    let [Found::Picked(picked)] = &found[..] else {
+        panic!("expected one picked, got {found:?}");
+    };
+    assert_eq!(picked.uid, 65534);
+}
+
+#[test]
+fn drops_are_taken_oldest_name_first() {
+    let spool = Spool::new();
+    let names: Vec<String> = (0..3)
+        .map(|_| drop(&spool.dir(), &envelope(), &message()).unwrap())
+        .collect();
+    let picked: Vec<String> = spool
+        .scan()
+        .into_iter()
+        .map(|f| match f {
+            Found::Picked(p) => p.name,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(picked, sorted);
+    assert_eq!(names.len(), 3);
+}
+
+#[test]
+fn a_tmp_being_written_is_never_picked() {
+    let spool = Spool::new();
+    let whole = encode(&envelope(), &message()).unwrap();
+    let tmp = spool.dir().join("0000000001.000000.00000000000000aa.tmp");
+    fs::write(&tmp, &whole).unwrap();
+    assert!(spool.scan().is_empty());
+    assert_eq!(fs::read(&tmp).unwrap(), whole);
+}
+
+#[test]
+fn a_stale_tmp_is_picked_when_whole_and_set_aside_when_not() {
+    let spool = Spool::new();
+    let stale = Pickup {
+        stale_tmp: Duration::ZERO,
+        ..spool.pickup()
+    };
+    // A whole one: a crash lost its rename, not its content.
+    let whole = spool.dir().join("a.tmp");
+    fs::write(&whole, encode(&envelope(), &message()).unwrap()).unwrap();
+    let found = stale.scan(SystemTime::now()).unwrap();
+    let [Found::Picked(picked)] = &found[..] else {
+        panic!("expected one picked, got {found:?}");
+    };
+    assert_eq!(
+        (picked.name.as_str(), &picked.message),
+        ("a.tmp", &message())
+    );
+    stale.done("a.tmp").unwrap();
+    // A partial one: its writer died.
+    let mut partial = encode(&envelope(), &message()).unwrap();
+    partial.truncate(partial.len() / 2);
+    fs::write(spool.dir().join("b.tmp"), partial).unwrap();
+    let aside = spool.only_set_aside(&stale);
+    assert_eq!(aside.name, "b.tmp");
+    assert!(aside.reason.contains("cut short"), "{aside:?}");
+}
+
+#[test]
+fn a_symlink_to_a_private_file_is_set_aside_unread() {
+    let spool = Spool::new();
+    let secret = spool.outside("shadow");
+    fs::write(&secret, "SECRET-HASH-never-to-be-read").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    // An access time older than the modification time: relatime would update it
+    // on any read.
+    let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&secret)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    std::os::unix::fs::symlink(&secret, spool.dir().join("evil")).unwrap();
+    let found = spool.scan();
+    let [Found::SetAside(aside)] = &found[..] else {
+        panic!("expected one set aside, got {found:?}");
+    };
+    assert!(aside.reason.contains("symbolic link"), "{aside:?}");
+    assert!(!format!("{found:?}").contains("SECRET"));
+    let moved = spool.dir().join(BAD).join(&aside.moved_to);
+    assert!(
+        fs::symlink_metadata(&moved)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The access time first: reading the content here would change it.
+    assert_eq!(fs::metadata(&secret).unwrap().accessed().unwrap(), old);
+    assert_eq!(
+        fs::read_to_string(&secret).unwrap(),
+        "SECRET-HASH-never-to-be-read"
+    );
+}
+
+#[test]
+fn a_fifo_is_set_aside_without_blocking() {
+    let spool = Spool::new();
+    let dir = rustix::fs::open(
+        spool.dir(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    rustix::fs::mknodat(&dir, "fifo", FileType::Fifo, Mode::from_raw_mode(0o640), 0).unwrap();
+    let pickup = spool.pickup();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(pickup.scan(SystemTime::now()));
+    });
+    let found = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the scan blocked on the FIFO")
+        .unwrap();
+    let [Found::SetAside(aside)] = &found[..] else {
+        panic!("expected one set aside, got {found:?}");
+    };
+    assert!(aside.reason.contains("FIFO"), "{aside:?}");
+    let moved = spool.dir().join(BAD).join("fifo");
+    assert!(
+        fs::symlink_metadata(moved)
+            .unwrap()
+            .file_type()
+            .is_fifo_like()
+    );
+}
+
+/// `FileTypeExt::is_fifo`, named so that the assertion reads plainly.
+trait FifoLike {
+    fn is_fifo_like(&self) -> bool;
+}
+
+impl FifoLike for fs::FileType {
+    fn is_fifo_like(&self) -> bool {
+        std::os::unix::fs::FileTypeExt::is_fifo(self)
+    }
+}
+
+#[test]
+fn a_hard_link_is_set_aside_and_its_target_kept() {
+    let spool = Spool::new();
+    let original = spool.outside("someone-elses");
+    let whole = encode(&envelope(), &message()).unwrap();
+    fs::write(&original, &whole).unwrap();
+    fs::hard_link(&original, spool.dir().join("linked")).unwrap();
+    let reason = reason_of(&spool);
+    assert!(reason.contains("2 links"), "{reason}");
+    assert_eq!(fs::read(&original).unwrap(), whole);
+}
+
+#[test]
+fn a_drop_over_the_limit_is_set_aside() {
+    let spool = Spool::new();
+    drop(&spool.dir(), &envelope(), &[b'x'; 2000]).unwrap();
+    let small = Pickup {
+        max_size: 1000,
+        ..spool.pickup()
+    };
+    let aside = spool.only_set_aside(&small);
+    assert_eq!(aside.reason, "over the size limit of 1000 bytes");
+}
+
+#[test]
+fn a_truncated_drop_is_set_aside() {
+    let spool = Spool::new();
+    let name = drop(&spool.dir(), &envelope(), &message()).unwrap();
+    let path = spool.dir().join(&name);
+    let len = fs::metadata(&path).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let reason = reason_of(&spool);
+    assert!(
+        reason.contains("trailer") || reason.contains("digest"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_drop_cut_in_its_message_is_set_aside() {
+    let spool = Spool::new();
+    let mut bytes = encode(&envelope(), &message()).unwrap();
+    bytes.truncate(bytes.len() - 120);
+    fs::write(spool.dir().join("cut"), bytes).unwrap();
+    assert_eq!(reason_of(&spool), "cut short in the message");
+}
+
+#[test]
+fn a_drop_with_a_flipped_byte_is_set_aside() {
+    let spool = Spool::new();
+    let mut bytes = encode(&envelope(), &message()).unwrap();
+    let at = bytes.len() - 150;
+    bytes[at] ^= 0x01;
+    fs::write(spool.dir().join("flipped"), bytes).unwrap();
+    assert_eq!(
+        reason_of(&spool),
+        "the digest does not match the content (altered or cut short)"
+    );
+}
+
+#[test]
+fn garbage_is_set_aside() {
+    let spool = Spool::new();
+    fs::write(spool.dir().join("junk"), b"GIF89a not a drop\n\x00\xff").unwrap();
+    assert_eq!(reason_of(&spool), "not a drop (no outbox-drop line)");
+}
+
+#[test]
+fn a_forged_recipient_is_set_aside() {
+    let spool = Spool::new();
+    // A drop written by hand, digest and all, whose recipient would smuggle a
+    // command: the addresses are checked as any other's.
+    let good = encode(&envelope(), b"x").unwrap();
+    let text = String::from_utf8(good).unwrap();
+    let toml_start = text.find('\n').unwrap() + 1;
+    let toml_len: usize = text[..toml_start - 1]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let toml = &text[toml_start..toml_start + toml_len];
+    let forged = toml.replace("ops@example.com", "a@b\\r\\nRCPT TO:<c@d>");
+    let mut bytes = format!("outbox-drop 1 {}\n{forged}x", forged.len()).into_bytes();
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    bytes.extend_from_slice(format!("\n.end 1 {digest}\n").as_bytes());
+    fs::write(spool.dir().join("forged"), bytes).unwrap();
+    let reason = reason_of(&spool);
+    assert!(reason.starts_with("a recipient:"), "{reason}");
+}
+
+use sha2::Digest as _;
+
+#[test]
+fn a_device_is_set_aside_unopened() {
+    if !is_root() {
+        eprintln!("skipped: mknod of a device needs root");
+        return;
+    }
+    let spool = Spool::new();
+    let dir = rustix::fs::open(
+        spool.dir(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    // /dev/null's numbers: harmless if the code opened it, which it must not.
+    let dev = rustix::fs::makedev(1, 3);
+    rustix::fs::mknodat(
+        &dir,
+        "null",
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o640),
+        dev,
+    )
+    .unwrap();
+    assert_eq!(reason_of(&spool), "not a regular file: a character device");
+}
+
+#[test]
+fn a_directory_is_set_aside() {
+    let spool = Spool::new();
+    fs::create_dir(spool.dir().join("sub")).unwrap();
+    assert_eq!(reason_of(&spool), "not a regular file: a directory");
+}
+
+#[test]
+fn a_drop_owned_by_the_service_is_set_aside() {
+    let spool = Spool::new();
+    drop(&spool.dir(), &envelope(), &message()).unwrap();
+    let service = Pickup {
+        refuse_owner: Some(rustix::process::geteuid().as_raw()),
+        ..spool.pickup()
+    };
+    assert_eq!(
+        spool.only_set_aside(&service).reason,
+        "owned by the service itself"
+    );
+}
+
+#[test]
+fn setting_aside_keeps_an_earlier_one_of_the_same_name() {
+    let spool = Spool::new();
+    fs::write(spool.dir().join("junk"), "first").unwrap();
+    assert_eq!(spool.only_set_aside(&spool.pickup()).moved_to, "junk");
+    fs::write(spool.dir().join("junk"), "second").unwrap();
+    assert_eq!(spool.only_set_aside(&spool.pickup()).moved_to, "junk.1");
+    let bad = spool.dir().join(BAD);
+    assert_eq!(fs::read_to_string(bad.join("junk")).unwrap(), "first");
+    assert_eq!(fs::read_to_string(bad.join("junk.1")).unwrap(), "second");
+}
+
+#[test]
+fn done_refuses_a_name_outside_the_directory() {
+    let spool = Spool::new();
+    let pickup = spool.pickup();
+    for name in ["", ".", "..", "../x", BAD] {
+        assert!(pickup.done(name).is_err(), "{name:?}");
+    }
+    assert!(pickup.done("no-such-drop").is_err());
+    assert!(spool.dir().join(BAD).is_dir());
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn create_drop_dir_sets_the_modes_whatever_was_there() {
+    let spool = Spool::new();
+    let dir = spool.dir();
+    assert_eq!(mode_of(&dir), DROP_DIR_MODE);
+    assert_eq!(mode_of(&dir.join(BAD)), BAD_MODE);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(dir.join(BAD), fs::Permissions::from_mode(0o755)).unwrap();
+    create_drop_dir(&dir, None).unwrap();
+    assert_eq!(mode_of(&dir), DROP_DIR_MODE);
+    assert_eq!(mode_of(&dir.join(BAD)), BAD_MODE);
+}
+
+#[test]
+fn create_drop_dir_refuses_a_file() {
+    let spool = Spool::new();
+    let file = spool.outside("file");
+    fs::write(&file, "").unwrap();
+    assert!(create_drop_dir(&file, None).is_err());
+}
+
+#[test]
+fn a_drop_takes_the_directorys_group() {
+    if !is_root() {
+        eprintln!("skipped: giving the directory another group needs root");
+        return;
+    }
+    let spool = Spool::new();
+    let dir = spool.outside("grouped");
+    create_drop_dir(&dir, Some(65534)).unwrap();
+    let meta = fs::symlink_metadata(&dir).unwrap();
+    // chown(2) clears setgid: the mode must be set after the group.
+    assert_eq!((meta.gid(), meta.mode() & 0o7777), (65534, DROP_DIR_MODE));
+    let name = drop(&dir, &envelope(), &message()).unwrap();
+    let drop_meta = fs::symlink_metadata(dir.join(name)).unwrap();
+    assert_eq!(
+        (drop_meta.gid(), drop_meta.mode() & 0o7777),
+        (65534, DROP_MODE)
+    );
+}
+
+#[test]
+fn decode_refuses_what_is_not_one_drop() {
+    let whole = encode(&envelope(), b"hi").unwrap();
+    let cases: [(&[u8], &str); 4] = [
+        (b"", "no first line"),
+        (
+            b"outbox-drop 2 10\n",
+            "an unknown format: \"outbox-drop 2 10\"",
+        ),
+        (b"outbox-drop 1 99\nfrom", "cut short in the envelope"),
+        (
+            b"outbox-drop 1 x\n",
+            "a bad first line: \"outbox-drop 1 x\"",
+        ),
+    ];
+    for (bytes, want) in cases {
+        assert_eq!(decode(bytes).unwrap_err(), want);
+    }
+    let mut extra = whole.clone();
+    extra.extend_from_slice(&[b'x'; 200]);
+    assert_eq!(decode(&extra).unwrap_err(), "bytes after the message's end");
+    let (env, msg) = decode(&whole).unwrap();
+    assert_eq!((env, msg), (envelope(), &b"hi"[..]));
+}
