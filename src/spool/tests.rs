@@ -537,3 +537,52 @@ fn decode_refuses_what_is_not_one_drop() {
     let (env, msg) = decode(&whole).unwrap();
     assert_eq!((env, msg), (envelope(), &b"hi"[..]));
 }
+
+/// Runs `script` under `sh` as nobody (uid and gid 65534; std drops root's
+/// supplementary groups when it sets the uid), and returns whether it succeeded.
+fn as_nobody(script: &str) -> bool {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .uid(65534)
+        .gid(65534)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn another_user_can_drop_but_not_list_read_or_remove() {
+    if !is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let spool = Spool::new();
+    // The parent must be searchable for nobody to reach the drop directory.
+    fs::set_permissions(&spool.0, fs::Permissions::from_mode(0o711)).unwrap();
+    let dir = spool.dir();
+    create_drop_dir(&dir, Some(0)).unwrap();
+    let name = drop(&dir, &envelope(), &message()).unwrap();
+    let d = dir.display();
+    assert!(
+        !as_nobody(&format!("ls {d}")),
+        "nobody listed the directory"
+    );
+    assert!(!as_nobody(&format!("cat {d}/{name}")), "nobody read a drop");
+    assert!(!as_nobody(&format!(
+        "rm -f {d}/{name} && test ! -e {d}/{name}"
+    )));
+    assert!(!as_nobody(&format!("mv {d}/{name} {d}/stolen")));
+    assert!(!as_nobody(&format!("echo x >> {d}/{name}")));
+    assert!(!as_nobody(&format!("ls {d}/{BAD}")));
+    assert_eq!(
+        fs::read(dir.join(&name)).unwrap(),
+        encode(&envelope(), &message()).unwrap()
+    );
+    // But nobody may drop, and the drop takes the directory's group.
+    assert!(as_nobody(&format!("umask 077; echo x > {d}/mine.tmp")));
+    let mine = fs::symlink_metadata(dir.join("mine.tmp")).unwrap();
+    assert_eq!((mine.uid(), mine.gid()), (65534, 0));
+}
