@@ -66,8 +66,9 @@ pub struct Picked {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetAside {
     pub name: String,
-    /// Its name in `bad/` (the same, unless that was taken).
-    pub moved_to: String,
+    /// Its name in `bad/` (the same, unless that was taken); `None` when the rename
+    /// failed (the reason says why) and it is still in the drop directory.
+    pub moved_to: Option<String>,
     /// The owner, when it could be seen.
     pub uid: Option<u32>,
     pub reason: String,
@@ -95,8 +96,7 @@ impl Pickup {
 
     /// Every drop ready in the directory, oldest name first, each picked or set
     /// aside; `.tmp` files younger than [`Pickup::stale_tmp`] are left alone.
-    /// An error only when the directory itself cannot be read; a drop that cannot be
-    /// set aside (its rename fails) is left where it is and not returned.
+    /// An error only when the directory itself cannot be read.
     pub fn scan(&self, now: SystemTime) -> Result<Vec<Found>, Error> {
         let dirfd = self.open_dir(&self.dir)?;
         let mut names = Vec::new();
@@ -124,8 +124,7 @@ impl Pickup {
         Ok(found)
     }
 
-    /// Takes the one drop `name`: picked, or set aside (`None` if it is gone or
-    /// could not be set aside).
+    /// Takes the one drop `name`: picked, or set aside (`None` if it is gone).
     pub fn take(&self, name: &str) -> Result<Option<Found>, Error> {
         let dirfd = self.open_dir(&self.dir)?;
         Ok(self.take_at(&dirfd, name))
@@ -149,9 +148,9 @@ impl Pickup {
         match self.check(dirfd, name) {
             Ok(picked) => Some(Found::Picked(picked)),
             Err(Refused::Gone) => None,
-            Err(Refused::Bad { uid, reason }) => self
-                .set_aside(dirfd, name, uid, reason)
-                .map(Found::SetAside),
+            Err(Refused::Bad { uid, reason }) => {
+                Some(Found::SetAside(self.set_aside(dirfd, name, uid, reason)))
+            }
         }
     }
 
@@ -250,14 +249,20 @@ impl Pickup {
     /// Renames `name` into `bad/`: rename(2) acts on the directory entry, so a
     /// symbolic link moves as a link and nothing is followed. `RENAME_NOREPLACE`
     /// keeps an earlier one of the same name.
-    fn set_aside(
-        &self,
-        dirfd: &OwnedFd,
-        name: &str,
-        uid: Option<u32>,
-        reason: String,
-    ) -> Option<SetAside> {
-        let bad = self.open_dir(&self.dir.join(BAD)).ok()?;
+    fn set_aside(&self, dirfd: &OwnedFd, name: &str, uid: Option<u32>, reason: String) -> SetAside {
+        let mut aside = SetAside {
+            name: name.to_owned(),
+            moved_to: None,
+            uid,
+            reason,
+        };
+        let bad = match self.open_dir(&self.dir.join(BAD)) {
+            Ok(bad) => bad,
+            Err(e) => {
+                aside.reason += &format!("; not moved: {e}");
+                return aside;
+            }
+        };
         for n in 0..100u32 {
             let moved_to = if n == 0 {
                 name.to_owned()
@@ -266,19 +271,21 @@ impl Pickup {
             };
             match rustix::fs::renameat_with(dirfd, name, &bad, &moved_to, RenameFlags::NOREPLACE) {
                 Ok(()) => {
+                    // Best effort: a set-aside drop found back in place after a crash
+                    // is only set aside again.
                     let _ = rustix::fs::fsync(&bad).and_then(|()| rustix::fs::fsync(dirfd));
-                    return Some(SetAside {
-                        name: name.to_owned(),
-                        moved_to,
-                        uid,
-                        reason,
-                    });
+                    aside.moved_to = Some(moved_to);
+                    return aside;
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
-                Err(_) => return None,
+                Err(e) => {
+                    aside.reason += &format!("; not moved: {e}");
+                    return aside;
+                }
             }
         }
-        None
+        aside.reason += "; not moved: bad/ holds 100 of that name";
+        aside
     }
 
     /// A directory, opened without following a symbolic link in its last component.

@@ -57,8 +57,9 @@ impl Spool {
         let [Found::SetAside(aside)] = &found[..] else {
             panic!("expected one set aside, got {found:?}");
         };
+        let moved_to = aside.moved_to.as_deref().expect("not moved");
         assert!(
-            fs::symlink_metadata(self.dir().join(BAD).join(&aside.moved_to)).is_ok(),
+            fs::symlink_metadata(self.dir().join(BAD).join(moved_to)).is_ok(),
             "{aside:?} is not in bad/"
         );
         assert!(fs::symlink_metadata(self.dir().join(&aside.name)).is_err());
@@ -239,7 +240,10 @@ fn a_symlink_to_a_private_file_is_set_aside_unread() {
     };
     assert!(aside.reason.contains("symbolic link"), "{aside:?}");
     assert!(!format!("{found:?}").contains("SECRET"));
-    let moved = spool.dir().join(BAD).join(&aside.moved_to);
+    let moved = spool
+        .dir()
+        .join(BAD)
+        .join(aside.moved_to.as_deref().unwrap());
     assert!(
         fs::symlink_metadata(&moved)
             .unwrap()
@@ -449,9 +453,10 @@ fn a_drop_owned_by_the_service_is_set_aside() {
 fn setting_aside_keeps_an_earlier_one_of_the_same_name() {
     let spool = Spool::new();
     fs::write(spool.dir().join("junk"), "first").unwrap();
-    assert_eq!(spool.only_set_aside(&spool.pickup()).moved_to, "junk");
+    let moved = |spool: &Spool| spool.only_set_aside(&spool.pickup()).moved_to;
+    assert_eq!(moved(&spool).as_deref(), Some("junk"));
     fs::write(spool.dir().join("junk"), "second").unwrap();
-    assert_eq!(spool.only_set_aside(&spool.pickup()).moved_to, "junk.1");
+    assert_eq!(moved(&spool).as_deref(), Some("junk.1"));
     let bad = spool.dir().join(BAD);
     assert_eq!(fs::read_to_string(bad.join("junk")).unwrap(), "first");
     assert_eq!(fs::read_to_string(bad.join("junk.1")).unwrap(), "second");
@@ -585,4 +590,23 @@ fn another_user_can_drop_but_not_list_read_or_remove() {
     assert!(as_nobody(&format!("umask 077; echo x > {d}/mine.tmp")));
     let mine = fs::symlink_metadata(dir.join("mine.tmp")).unwrap();
     assert_eq!((mine.uid(), mine.gid()), (65534, 0));
+}
+
+#[test]
+fn a_drop_that_cannot_be_moved_is_still_reported() {
+    let spool = Spool::new();
+    fs::write(spool.dir().join("junk"), "GIF89a\n").unwrap();
+    fs::remove_dir(spool.dir().join(BAD)).unwrap();
+    let found = spool.scan();
+    let [Found::SetAside(aside)] = &found[..] else {
+        panic!("expected one set aside, got {found:?}");
+    };
+    assert_eq!(aside.moved_to, None);
+    assert!(
+        aside
+            .reason
+            .starts_with("not a drop (no outbox-drop line); not moved: cannot open"),
+        "{aside:?}"
+    );
+    assert!(spool.dir().join("junk").exists());
 }
