@@ -15,7 +15,27 @@
 //!   service's group and by no other user.
 //!
 //! The submitting user is the file's owner (`st_uid`), which the kernel sets and the
-//! user cannot change (chown(2) needs privilege), so it cannot be forged.
+//! user cannot change (chown(2) needs privilege). A user may still rename into the
+//! directory a file of someone else's that they can move (out of a shared directory
+//! without the sticky bit); such a file keeps its own group and mode, so the pickup
+//! takes only a file of the directory's group with no write or execute bit but its
+//! owner's, as only a drop made there has.
+//!
+//! Before this is wired into a face and `outbox serve`, a review found more to do:
+//! `scan` holds every drop's message at once (it should give names, and `take` one at
+//! a time); a crash between storing a drop and [`Pickup::done`] duplicates it, and
+//! `done` should check the inode it removes (better: move a drop into a private
+//! `incoming/` before checking it, as Postfix's pickup does, which also settles a
+//! `.tmp` whose writer was only stopped); entries that cannot be set aside (a directory
+//! the service may not rename, names that are not UTF-8) are met again at every scan;
+//! `drop` should refuse what is over the limit rather than leave it to be set aside;
+//! nothing bounds `bad/` nor a user's drops; `create_drop_dir` must make its parents
+//! 0755, make `bad/` before opening the directory to all, and set modes through a
+//! descriptor; the pickup should check the modes and owners of both directories;
+//! the submitter cannot fsync the directory (it may not read it), so a rename can be
+//! lost to a power cut until the stale `.tmp` is taken; the race defences need tests
+//! that swap the file between lstat and open, run as a user other than root; and the
+//! group that reads drops must not be the group allowed to submit.
 //!
 //! [`drop`] writes `<name>.tmp` with `O_CREAT|O_EXCL|O_NOFOLLOW`, fsyncs it, renames it
 //! to `<name>` and fsyncs the directory: a drop is there whole or not at all, whether

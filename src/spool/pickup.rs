@@ -32,6 +32,10 @@ use crate::error::Error;
 
 /// The default size limit of a drop: a message of 64 MiB and its envelope.
 pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024 + 4 * 1024 * 1024;
+/// The mode bits a drop never has: set-id and sticky, execute, and write for the
+/// group or others (a drop is 0640).
+const FOREIGN_MODE_BITS: u32 = 0o7137;
+
 /// How long a `.tmp` may be left before it is taken for one whose writer died.
 pub const DEFAULT_STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -161,7 +165,10 @@ impl Pickup {
             Err(e) => return Err(Refused::bad(None, format!("cannot examine it: {e}"))),
         };
         let uid = Some(seen.st_uid);
-        self.check_stat(&seen)?;
+        let dir_gid = rustix::fs::fstat(dirfd)
+            .map_err(|e| Refused::bad(None, format!("cannot examine the directory: {e}")))?
+            .st_gid;
+        self.check_stat(&seen, dir_gid)?;
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(dirfd, name, flags, Mode::empty()) {
@@ -181,12 +188,12 @@ impl Pickup {
             ));
         }
         // Again on what was opened: the path may have changed between the two.
-        self.check_stat(&st)?;
+        self.check_stat(&st, dir_gid)?;
         let uid = st.st_uid;
         let mut bytes = Vec::new();
         // One byte over the limit tells a file that grew since fstat.
         File::from(fd)
-            .take(self.max_size + 1)
+            .take(self.max_size.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| Refused::bad(Some(uid), format!("cannot read it: {e}")))?;
         if bytes.len() as u64 > self.max_size {
@@ -195,8 +202,9 @@ impl Pickup {
         let (envelope, message) =
             format::decode(&bytes).map_err(|reason| Refused::bad(Some(uid), reason))?;
         let message = message.to_vec();
+        // The status change time: a user can set a file's mtime (touch -d), not this.
         let dropped = SystemTime::UNIX_EPOCH
-            .checked_add(Duration::from_secs(st.st_mtime.max(0) as u64))
+            .checked_add(Duration::from_secs(st.st_ctime.max(0) as u64))
             .unwrap_or(SystemTime::UNIX_EPOCH);
         Ok(Picked {
             name: name.to_owned(),
@@ -207,8 +215,12 @@ impl Pickup {
         })
     }
 
-    /// The checks on the file's status, before and after it is opened.
-    fn check_stat(&self, st: &Stat) -> Result<(), Refused> {
+    /// The checks on the file's status, before and after it is opened. A file made in
+    /// the drop directory has the directory's group (its setgid bit) and, as a drop
+    /// makes it, no write or execute bit but its owner's: a file of someone else's,
+    /// renamed in from elsewhere by a user who may move it there, fails one or the
+    /// other, so its owner cannot be made to seem its submitter.
+    fn check_stat(&self, st: &Stat, dir_gid: u32) -> Result<(), Refused> {
         let uid = Some(st.st_uid);
         let kind = FileType::from_raw_mode(st.st_mode);
         if kind != FileType::RegularFile {
@@ -226,6 +238,24 @@ impl Pickup {
         if st.st_size < 0 || st.st_size as u64 > self.max_size {
             return Err(Refused::bad(uid, self.too_big()));
         }
+        if st.st_gid != dir_gid {
+            return Err(Refused::bad(
+                uid,
+                format!(
+                    "its group is {}, not the directory's {dir_gid}: not made here",
+                    st.st_gid
+                ),
+            ));
+        }
+        if st.st_mode & FOREIGN_MODE_BITS != 0 {
+            return Err(Refused::bad(
+                uid,
+                format!(
+                    "mode {:o}: others may write or run it, not a drop",
+                    st.st_mode & 0o7777
+                ),
+            ));
+        }
         if self.refuse_owner == Some(st.st_uid) {
             return Err(Refused::bad(uid, "owned by the service itself".into()));
         }
@@ -240,10 +270,12 @@ impl Pickup {
         let Ok(st) = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) else {
             return false;
         };
-        let mtime = SystemTime::UNIX_EPOCH
-            .checked_add(Duration::from_secs(st.st_mtime.max(0) as u64))
+        // The status change time, which every write moves and no user can set back
+        // or ahead (touch -d sets the mtime alone).
+        let changed = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(st.st_ctime.max(0) as u64))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        now.duration_since(mtime).unwrap_or_default() >= self.stale_tmp
+        now.duration_since(changed).unwrap_or_default() >= self.stale_tmp
     }
 
     /// Renames `name` into `bad/`: rename(2) acts on the directory entry, so a

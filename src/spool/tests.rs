@@ -185,7 +185,7 @@ fn a_tmp_being_written_is_never_picked() {
     let spool = Spool::new();
     let whole = encode(&envelope(), &message()).unwrap();
     let tmp = spool.dir().join("0000000001.000000.00000000000000aa.tmp");
-    fs::write(&tmp, &whole).unwrap();
+    put(&tmp, &whole).unwrap();
     assert!(spool.scan().is_empty());
     assert_eq!(fs::read(&tmp).unwrap(), whole);
 }
@@ -199,7 +199,7 @@ fn a_stale_tmp_is_picked_when_whole_and_set_aside_when_not() {
     };
     // A whole one: a crash lost its rename, not its content.
     let whole = spool.dir().join("a.tmp");
-    fs::write(&whole, encode(&envelope(), &message()).unwrap()).unwrap();
+    put(&whole, encode(&envelope(), &message()).unwrap()).unwrap();
     let found = stale.scan(SystemTime::now()).unwrap();
     let [Found::Picked(picked)] = &found[..] else {
         panic!("expected one picked, got {found:?}");
@@ -212,7 +212,7 @@ fn a_stale_tmp_is_picked_when_whole_and_set_aside_when_not() {
     // A partial one: its writer died.
     let mut partial = encode(&envelope(), &message()).unwrap();
     partial.truncate(partial.len() / 2);
-    fs::write(spool.dir().join("b.tmp"), partial).unwrap();
+    put(&spool.dir().join("b.tmp"), partial).unwrap();
     let aside = spool.only_set_aside(&stale);
     assert_eq!(aside.name, "b.tmp");
     assert!(aside.reason.contains("cut short"), "{aside:?}");
@@ -349,7 +349,7 @@ fn a_drop_cut_in_its_message_is_set_aside() {
     let spool = Spool::new();
     let mut bytes = encode(&envelope(), &message()).unwrap();
     bytes.truncate(bytes.len() - 120);
-    fs::write(spool.dir().join("cut"), bytes).unwrap();
+    put(&spool.dir().join("cut"), bytes).unwrap();
     assert_eq!(reason_of(&spool), "cut short in the message");
 }
 
@@ -359,7 +359,7 @@ fn a_drop_with_a_flipped_byte_is_set_aside() {
     let mut bytes = encode(&envelope(), &message()).unwrap();
     let at = bytes.len() - 150;
     bytes[at] ^= 0x01;
-    fs::write(spool.dir().join("flipped"), bytes).unwrap();
+    put(&spool.dir().join("flipped"), bytes).unwrap();
     assert_eq!(
         reason_of(&spool),
         "the digest does not match the content (altered or cut short)"
@@ -369,7 +369,7 @@ fn a_drop_with_a_flipped_byte_is_set_aside() {
 #[test]
 fn garbage_is_set_aside() {
     let spool = Spool::new();
-    fs::write(spool.dir().join("junk"), b"GIF89a not a drop\n\x00\xff").unwrap();
+    put(&spool.dir().join("junk"), b"GIF89a not a drop\n\x00\xff").unwrap();
     assert_eq!(reason_of(&spool), "not a drop (no outbox-drop line)");
 }
 
@@ -395,7 +395,7 @@ fn a_forged_recipient_is_set_aside() {
         .map(|b| format!("{b:02x}"))
         .collect();
     bytes.extend_from_slice(format!("\n.end 1 {digest}\n").as_bytes());
-    fs::write(spool.dir().join("forged"), bytes).unwrap();
+    put(&spool.dir().join("forged"), bytes).unwrap();
     let reason = reason_of(&spool);
     assert!(reason.starts_with("a recipient:"), "{reason}");
 }
@@ -452,10 +452,10 @@ fn a_drop_owned_by_the_service_is_set_aside() {
 #[test]
 fn setting_aside_keeps_an_earlier_one_of_the_same_name() {
     let spool = Spool::new();
-    fs::write(spool.dir().join("junk"), "first").unwrap();
+    put(&spool.dir().join("junk"), "first").unwrap();
     let moved = |spool: &Spool| spool.only_set_aside(&spool.pickup()).moved_to;
     assert_eq!(moved(&spool).as_deref(), Some("junk"));
-    fs::write(spool.dir().join("junk"), "second").unwrap();
+    put(&spool.dir().join("junk"), "second").unwrap();
     assert_eq!(moved(&spool).as_deref(), Some("junk.1"));
     let bad = spool.dir().join(BAD);
     assert_eq!(fs::read_to_string(bad.join("junk")).unwrap(), "first");
@@ -595,7 +595,7 @@ fn another_user_can_drop_but_not_list_read_or_remove() {
 #[test]
 fn a_drop_that_cannot_be_moved_is_still_reported() {
     let spool = Spool::new();
-    fs::write(spool.dir().join("junk"), "GIF89a\n").unwrap();
+    put(&spool.dir().join("junk"), "GIF89a\n").unwrap();
     fs::remove_dir(spool.dir().join(BAD)).unwrap();
     let found = spool.scan();
     let [Found::SetAside(aside)] = &found[..] else {
@@ -609,4 +609,43 @@ fn a_drop_that_cannot_be_moved_is_still_reported() {
         "{aside:?}"
     );
     assert!(spool.dir().join("junk").exists());
+}
+
+/// Writes a file into the drop directory as a drop is made: mode 0640 whatever the
+/// umask (the directory's setgid gives it the directory's group).
+fn put(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    fs::write(path, bytes)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(DROP_MODE))
+}
+
+/// A file of someone else's renamed in from elsewhere (by a user who may move it,
+/// e.g. out of a shared directory without the sticky bit) keeps its group and mode:
+/// it is set aside, and its owner is not taken for its submitter. Once, a drop
+/// written elsewhere into a victim's 0666 file and moved in was picked as theirs.
+#[test]
+fn a_file_renamed_in_from_elsewhere_is_not_taken_for_its_owners() {
+    let spool = Spool::new();
+    let victims = spool.outside("victims-file");
+    fs::write(&victims, encode(&envelope(), &message()).unwrap()).unwrap();
+    fs::set_permissions(&victims, fs::Permissions::from_mode(0o666)).unwrap();
+    let dir_gid = fs::metadata(spool.dir()).unwrap().gid();
+    let other_gid = dir_gid.wrapping_add(1);
+    // As root the test can give it another owner and group, as a victim's would be.
+    let owned = std::os::unix::fs::chown(&victims, Some(65534), Some(other_gid)).is_ok();
+    fs::rename(&victims, spool.dir().join("moved-in")).unwrap();
+    let aside = spool.only_set_aside(&spool.pickup());
+    assert_eq!(aside.name, "moved-in");
+    if owned {
+        assert!(aside.reason.contains("its group is"), "{aside:?}");
+    } else {
+        assert!(aside.reason.starts_with("mode 666"), "{aside:?}");
+    }
+    // The same with the directory's group, so that the mode alone must catch it.
+    let again = spool.outside("again");
+    fs::write(&again, encode(&envelope(), &message()).unwrap()).unwrap();
+    fs::set_permissions(&again, fs::Permissions::from_mode(0o666)).unwrap();
+    let _ = std::os::unix::fs::chown(&again, Some(65534), Some(dir_gid));
+    fs::rename(&again, spool.dir().join("moved-in-2")).unwrap();
+    let aside = spool.only_set_aside(&spool.pickup());
+    assert!(aside.reason.starts_with("mode 666"), "{aside:?}");
 }
