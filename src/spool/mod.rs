@@ -29,9 +29,8 @@
 //! `.tmp` whose writer was only stopped); entries that cannot be set aside (a directory
 //! the service may not rename, names that are not UTF-8) are met again at every scan;
 //! `drop` should refuse what is over the limit rather than leave it to be set aside;
-//! nothing bounds `bad/` nor a user's drops; `create_drop_dir` must make its parents
-//! 0755, make `bad/` before opening the directory to all, and set modes through a
-//! descriptor; the pickup should check the modes and owners of both directories;
+//! nothing bounds `bad/` nor a user's drops; the pickup should check the modes and
+//! owners of both directories;
 //! the submitter cannot fsync the directory (it may not read it), so a rename can be
 //! lost to a power cut until the stale `.tmp` is taken; the race defences need tests
 //! that swap the file between lstat and open, run as a user other than root; and the
@@ -94,13 +93,25 @@ pub fn create_drop_dir(path: &Path, gid: Option<u32>) -> Result<(), Error> {
         context: format!("cannot {what} {}", p.display()),
         source,
     };
-    let bad = path.join(BAD);
-    for (dir, mode, group) in [(path, DROP_DIR_MODE, gid), (&*bad, BAD_MODE, None)] {
+    // The parents are 0755 whatever the umask: a parent others could write would let
+    // them rename the drop directory away and put their own in its place.
+    if let Some(parent) = path.parent() {
         DirBuilder::new()
             .recursive(true)
-            .mode(mode & 0o777)
-            .create(dir)
-            .map_err(|e| fail("create the directory", dir, e))?;
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| fail("create the directory", parent, e))?;
+    }
+    let me = crate::passwd::effective_uid();
+    let bad = path.join(BAD);
+    // `bad/` is made, and checked to be ours, while the drop directory is still
+    // closed to others; the directory is opened to all last.
+    for dir in [path, &*bad] {
+        match DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("create the directory", dir, e)),
+        }
         let meta = std::fs::symlink_metadata(dir).map_err(|e| fail("examine", dir, e))?;
         if !meta.is_dir() {
             return Err(fail(
@@ -109,12 +120,22 @@ pub fn create_drop_dir(path: &Path, gid: Option<u32>) -> Result<(), Error> {
                 io::Error::other("not a directory"),
             ));
         }
-        if group.is_some() {
-            std::os::unix::fs::chown(dir, None, group).map_err(|e| fail("chown", dir, e))?;
+        if std::os::unix::fs::MetadataExt::uid(&meta) != me {
+            return Err(fail(
+                "use as a drop directory",
+                dir,
+                io::Error::other("it belongs to another user"),
+            ));
         }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| fail("chmod", dir, e))?;
     }
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(BAD_MODE))
+        .map_err(|e| fail("chmod", &bad, e))?;
+    if gid.is_some() {
+        // Before the mode: chown(2) clears the setgid bit.
+        std::os::unix::fs::chown(path, None, gid).map_err(|e| fail("chown", path, e))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(DROP_DIR_MODE))
+        .map_err(|e| fail("chmod", path, e))?;
     Ok(())
 }
 

@@ -649,3 +649,21 @@ fn a_file_renamed_in_from_elsewhere_is_not_taken_for_its_owners() {
     let aside = spool.only_set_aside(&spool.pickup());
     assert!(aside.reason.starts_with("mode 666"), "{aside:?}");
 }
+
+/// A `bad/` that someone else made (before the set-up, or in a window of it) would
+/// let them list and remove the drops set aside: the set-up refuses it.
+#[test]
+fn create_drop_dir_refuses_a_bad_directory_of_another_user() {
+    let root = Spool::new();
+    let dir = root.outside("other-maildrop");
+    fs::create_dir_all(dir.join(BAD)).unwrap();
+    if std::os::unix::fs::chown(dir.join(BAD), Some(65534), Some(65534)).is_err() {
+        eprintln!("skipped: giving a directory to another user needs root");
+        return;
+    }
+    let err = create_drop_dir(&dir, None).unwrap_err();
+    assert!(err.to_string().contains("belongs to another user"), "{err}");
+    // The drop directory was not opened to all.
+    let mode = fs::metadata(&dir).unwrap().mode() & 0o7777;
+    assert_eq!(mode & 0o022, 0, "{mode:o}");
+}
