@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::marks::{self, Marks};
 use crate::envelope::{Address, Envelope};
 use crate::error::Error;
-use crate::smtp::dsn::{self, Dsn};
+use crate::smtp::dsn::Dsn;
 
 /// What an entry's first line begins with.
 const MAGIC: &str = "outbox-queue";
@@ -178,16 +178,7 @@ impl EnvelopeFile {
                 .checked_add(Duration::from_secs(s))
                 .ok_or_else(|| format!("the time {s} is out of range"))
         };
-        // Checked as the command lines' are: they may go into a bounce.
-        let ret = match self.ret.as_deref().map(dsn::ret) {
-            Some(None) => return Err("the RET value is neither FULL nor HDRS".into()),
-            Some(Some(ret)) => Some(ret.to_owned()),
-            None => None,
-        };
-        let notify = match self.notify.as_deref().map(dsn::notify) {
-            Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
-            other => other.flatten(),
-        };
+        let dsn = Dsn::checked(self.ret, self.notify, self.envid)?;
         // Only outbox's own bounces (from <>) go over another sender's account or
         // are notices: on a message with a sender these would be a forgery.
         if (self.via.is_some() || self.notice) && from.is_some() {
@@ -195,11 +186,6 @@ impl EnvelopeFile {
         }
         if let Some(via) = &self.via {
             Address::new(via).map_err(|e| format!("the account's sender (via): {e}"))?;
-        }
-        if let Some(envid) = &self.envid
-            && !dsn::envid_is_valid(envid)
-        {
-            return Err(format!("the ENVID: {}", dsn::ENVID_RULE));
         }
         Ok(Entry {
             id: id.to_owned(),
@@ -210,11 +196,7 @@ impl EnvelopeFile {
             last_error: self.last_error,
             next_attempt: time(self.next_attempt)?,
             size: self.size,
-            dsn: Dsn {
-                notify,
-                ret,
-                envid: self.envid,
-            },
+            dsn,
             bounce: self.bounce,
             via: self.via,
             notice: self.notice,

@@ -18,6 +18,30 @@ impl Dsn {
     pub fn is_empty(&self) -> bool {
         self.notify.is_none() && self.ret.is_none() && self.envid.is_none()
     }
+
+    /// The requests as a file gave them (a queue entry, a drop), checked by the rules
+    /// the command lines' follow, since they go into MAIL and RCPT parameters and
+    /// into bounces; the error says which value is wrong.
+    pub fn checked(
+        ret: Option<String>,
+        notify: Option<String>,
+        envid: Option<String>,
+    ) -> Result<Dsn, String> {
+        let ret = match ret.as_deref().map(self::ret) {
+            Some(None) => return Err("the RET value is neither FULL nor HDRS".into()),
+            other => other.flatten().map(str::to_owned),
+        };
+        let notify = match notify.as_deref().map(self::notify) {
+            Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
+            other => other.flatten(),
+        };
+        if let Some(envid) = &envid
+            && !envid_is_valid(envid)
+        {
+            return Err(format!("the ENVID: {ENVID_RULE}"));
+        }
+        Ok(Dsn { notify, ret, envid })
+    }
 }
 
 /// A NOTIFY value (`-N`, `--notify`) in the form of RFC 3461 §4.1: NEVER alone, or any
@@ -74,6 +98,27 @@ pub(crate) fn xtext(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn requests_from_a_file_are_checked_as_the_command_lines_are() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            Dsn::checked(some("hdrs"), some("failure,delay"), some("id.1")),
+            Ok(Dsn {
+                notify: some("FAILURE,DELAY"),
+                ret: some("HDRS"),
+                envid: some("id.1"),
+            })
+        );
+        assert_eq!(Dsn::checked(None, None, None), Ok(Dsn::default()));
+        let err = Dsn::checked(some("MOST"), None, None).unwrap_err();
+        assert!(err.contains("RET"), "{err}");
+        let err = Dsn::checked(None, some("NEVER,FAILURE"), None).unwrap_err();
+        assert!(err.contains("NOTIFY"), "{err}");
+        let err = Dsn::checked(None, None, Some("x".repeat(200))).unwrap_err();
+        assert!(err.contains("ENVID"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{Address, Envelope};
-use crate::smtp::dsn::{self, Dsn};
+use crate::smtp::dsn::Dsn;
 
 const MAGIC: &str = "outbox-drop";
 const FORMAT: u32 = 1;
@@ -159,26 +159,9 @@ impl EnvelopeFile {
             .iter()
             .map(|r| Address::new(r).map_err(|e| format!("a recipient: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let ret = match self.ret.as_deref().map(dsn::ret) {
-            Some(None) => return Err("the RET value is neither FULL nor HDRS".into()),
-            other => other.flatten().map(str::to_owned),
-        };
-        let notify = match self.notify.as_deref().map(dsn::notify) {
-            Some(None) => return Err("the NOTIFY value is not one of RFC 3461's".into()),
-            other => other.flatten(),
-        };
-        if let Some(envid) = &self.envid
-            && !dsn::envid_is_valid(envid)
-        {
-            return Err(format!("the ENVID: {}", dsn::ENVID_RULE));
-        }
         Ok(DropEnvelope {
             envelope: Envelope::new(from, to),
-            dsn: Dsn {
-                notify,
-                ret,
-                envid: self.envid,
-            },
+            dsn: Dsn::checked(self.ret, self.notify, self.envid)?,
         })
     }
 }
