@@ -1,9 +1,11 @@
 //! The local user as the passwd file names it: the login name of a uid.
 
-/// The passwd file's text; empty when it cannot be read (a login name is then
-/// unknown, which callers can live with).
-pub fn read() -> String {
-    std::fs::read_to_string("/etc/passwd").unwrap_or_default()
+/// The passwd file's text, read once per process (the default sender and the log
+/// both ask); empty when it cannot be read (a login name is then unknown, which
+/// callers can live with).
+pub fn read() -> &'static str {
+    static PASSWD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PASSWD.get_or_init(|| std::fs::read_to_string("/etc/passwd").unwrap_or_default())
 }
 
 /// The login name of `uid` in the passwd file `passwd`: the first entry that has it.
@@ -49,7 +51,7 @@ mod tests {
     fn this_process_has_a_uid_and_a_name() {
         // The test runs as some user that has a passwd entry on any sane machine.
         let uid = real_uid();
-        assert!(login_name(&read(), uid).is_some(), "uid {uid}");
+        assert!(login_name(read(), uid).is_some(), "uid {uid}");
         use std::os::unix::fs::MetadataExt;
         let proc_uid = std::fs::metadata("/proc/self").unwrap().uid();
         assert_eq!(effective_uid(), proc_uid);

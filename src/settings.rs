@@ -513,11 +513,11 @@ pub fn default_sender() -> Option<Mailbox> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .chain(passwd_name(&passwd))
+        .chain(passwd_name(passwd))
         .find_map(|user| {
             let address = Mailbox::parse(&format!("<{user}@{host}>")).ok()?.address;
             Some(Mailbox {
-                name: gecos_name(&passwd, &user),
+                name: gecos_name(passwd, &user),
                 address,
             })
         })

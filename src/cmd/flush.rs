@@ -362,13 +362,13 @@ impl Flusher<'_> {
                 bounces.retain(|b| b != bounce);
             }
         };
-        let failed_for =
+        let names =
             |to: &[Address]| -> Vec<String> { to.iter().map(ToString::to_string).collect() };
         if !more && outcome.accepted.is_empty() {
             // Refused for good, for everyone: the entry itself moves to failed.
             say!("outbox: {id}: not delivered: {}", outcome.failed_reason);
             let moved = locked.fail(
-                &failed_for(&outcome.failed),
+                &names(&outcome.failed),
                 &outcome.failed_reason,
                 note.clone(),
             );
@@ -429,7 +429,7 @@ impl Flusher<'_> {
             let why = format!("{why}; last error: {}", outcome.retry_reason);
             say!("outbox: {id}: {why}");
             totals.failed += 1;
-            let moved = locked.fail(&failed_for(&outcome.retry), &why, note);
+            let moved = locked.fail(&names(&outcome.retry), &why, note);
             if moved.is_err() && !failed {
                 withdraw(bounces);
             }
@@ -437,8 +437,7 @@ impl Flusher<'_> {
         }
         self.mta.log_outcome(&attempt, &outcome, note.as_deref());
         totals.deferred += 1;
-        let remaining: Vec<String> = outcome.retry.iter().map(ToString::to_string).collect();
-        locked.retry_later(&remaining, &outcome.retry_reason, now)
+        locked.retry_later(&names(&outcome.retry), &outcome.retry_reason, now)
     }
 
     /// Makes the bounce for `failures` and queues it, due at once: this flush sends

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use outbox::envelope::Address;
 use outbox::log::{self, Line, Log, Status, Target};
-use outbox::outcome::Outcome;
+use outbox::outcome::{Outcome, Refusal};
 use outbox::smtp::reply::Reply;
 use outbox::{Envelope, Report, Settings};
 
@@ -68,14 +68,8 @@ impl Mta {
             self.log.write(&line);
         }
         for permanent in [false, true] {
-            let mut groups: Vec<(&str, Option<&Reply>, Vec<Address>)> = Vec::new();
-            for r in outcome.refusals.iter().filter(|r| r.permanent == permanent) {
-                match groups.iter_mut().find(|(reason, ..)| *reason == r.reason) {
-                    Some(group) => group.2.push(r.recipient.clone()),
-                    None => groups.push((&r.reason, r.reply.as_ref(), vec![r.recipient.clone()])),
-                }
-            }
-            for (reason, reply, to) in groups {
+            let refusals = outcome.refusals.iter().filter(|r| r.permanent == permanent);
+            for (reason, reply, to) in by_reason(refusals) {
                 let status = if permanent {
                     Status::Bounced
                 } else {
@@ -108,14 +102,7 @@ impl Mta {
     /// Logs that the recipients `outcome` has to retry were given up (`why`), one
     /// line per reply: its status, as the bounce gives it, else X.4.7 (RFC 3463).
     pub fn log_expired(&self, attempt: &Attempt, outcome: &Outcome, why: &str, bounce: &str) {
-        let mut groups: Vec<(&str, Option<&Reply>, Vec<Address>)> = Vec::new();
-        for r in outcome.temporary() {
-            match groups.iter_mut().find(|(reason, ..)| *reason == r.reason) {
-                Some(group) => group.2.push(r.recipient.clone()),
-                None => groups.push((&r.reason, r.reply.as_ref(), vec![r.recipient.clone()])),
-            }
-        }
-        for (reason, reply, to) in groups {
+        for (reason, reply, to) in by_reason(outcome.temporary()) {
             let mut line = self.line(attempt, to, Status::Expired, reply);
             line.dsn = Some(reply.map_or_else(
                 || outbox::bounce::EXPIRED.to_owned(),
@@ -156,6 +143,21 @@ impl Mta {
             notes: Vec::new(),
         }
     }
+}
+
+/// `refusals` grouped by their reason, in the order each first comes: a log line is
+/// for a group of recipients that fared alike.
+fn by_reason<'a>(
+    refusals: impl Iterator<Item = &'a Refusal>,
+) -> Vec<(&'a str, Option<&'a Reply>, Vec<Address>)> {
+    let mut groups: Vec<(&str, Option<&Reply>, Vec<Address>)> = Vec::new();
+    for r in refusals {
+        match groups.iter_mut().find(|(reason, ..)| *reason == r.reason) {
+            Some(group) => group.2.push(r.recipient.clone()),
+            None => groups.push((&r.reason, r.reply.as_ref(), vec![r.recipient.clone()])),
+        }
+    }
+    groups
 }
 
 /// One attempt at a message: what its log lines say besides the recipients.
@@ -215,7 +217,6 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outbox::outcome::Refusal;
     use outbox::smtp::reply::{EnhancedCode, Reply};
     use outbox::smtp::stage::Stage;
 
