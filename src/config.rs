@@ -162,21 +162,35 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The machine's configuration: root's and, in system mode, the service's alone.
+pub const SYSTEM_PATH: &str = "/etc/outbox/config.toml";
+
 impl Config {
+    /// The caller's own configuration file, if it has one: `$OUTBOX_CONFIG` (which
+    /// need not exist yet: loading it then fails), else the one under
+    /// `$XDG_CONFIG_HOME` or `~/.config` when it exists. Having one keeps a caller
+    /// in personal mode on a machine set up for system mode.
+    pub fn personal_path() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("outbox/config.toml"))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+    }
+
     /// The configuration file in its usual places, if there is one. `$OUTBOX_CONFIG`
     /// must name a file that exists.
     pub fn load_default() -> Result<Option<Config>, Error> {
         if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
             return Config::load(Path::new(&path)).map(Some);
         }
-        let user_dir = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-        let candidates = user_dir
-            .map(|d| d.join("outbox/config.toml"))
+        let candidates = Config::personal_path()
             .into_iter()
-            .chain([PathBuf::from("/etc/outbox/config.toml")]);
+            .chain([PathBuf::from(SYSTEM_PATH)]);
         for path in candidates {
             match std::fs::File::open(&path) {
                 Ok(_) => return Config::load(&path).map(Some),

@@ -293,6 +293,7 @@ impl Flusher<'_> {
             entry.size,
             entry.created,
         );
+        attempt.submitter = entry.uid;
         let more = !outcome.retry.is_empty();
         let failed = !outcome.failed.is_empty();
         let age = entry.age(now);
@@ -314,6 +315,7 @@ impl Flusher<'_> {
             arrival: entry.created,
             via: via.as_ref(),
             notice: entry.notice,
+            uid: entry.uid,
         };
         let mut failures = bounce::failures(self.settings, &outcome);
         if let Some(why) = &given_up {

@@ -255,6 +255,7 @@ fn keep_what_failed(
                 arrival: attempt.arrival,
                 via: None,
                 notice: false,
+                uid: None,
             };
             let made = bounce::make(
                 settings,

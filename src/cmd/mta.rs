@@ -46,11 +46,23 @@ impl Mta {
         }
     }
 
-    /// Who submitted, for a bounce: "uid 1000 (alice)".
-    pub fn submitter(&self) -> String {
-        match &self.user {
-            Some(user) => format!("uid {} ({user})", self.uid),
-            None => format!("uid {}", self.uid),
+    /// Who submitted, for a bounce: "uid 1000 (alice)". `uid` is the submitter
+    /// recorded in a system queue's entry; without one, it is who runs outbox.
+    pub fn submitter(&self, uid: Option<u32>) -> String {
+        match self.who(uid) {
+            (uid, Some(user)) => format!("uid {uid} ({user})"),
+            (uid, None) => format!("uid {uid}"),
+        }
+    }
+
+    /// The uid and login name of the submitter: `uid` when an entry records one
+    /// (the service logs for other users), else who runs outbox.
+    fn who(&self, uid: Option<u32>) -> (u32, Option<String>) {
+        match uid {
+            Some(uid) if uid != self.uid => {
+                (uid, outbox::passwd::login_name(outbox::passwd::read(), uid))
+            }
+            _ => (self.uid, self.user.clone()),
         }
     }
 
@@ -122,11 +134,12 @@ impl Mta {
         status: Status,
         reply: Option<&Reply>,
     ) -> Line {
+        let (uid, user) = self.who(attempt.submitter);
         Line {
             id: attempt.id.to_owned(),
             queued_as: None,
-            uid: self.uid,
-            user: self.user.clone(),
+            uid,
+            user,
             from: attempt.from.clone(),
             to,
             server: attempt.server.clone(),
@@ -176,6 +189,8 @@ pub struct Attempt {
     pub queued: Option<String>,
     /// The entry in `failed` that keeps the refused ones, when it is not `id` itself.
     pub kept: Option<String>,
+    /// The user who submitted it, when the system queue recorded one.
+    pub submitter: Option<u32>,
 }
 
 impl Attempt {
@@ -210,6 +225,7 @@ impl Attempt {
             arrival,
             queued: None,
             kept: None,
+            submitter: None,
         }
     }
 }
@@ -288,6 +304,7 @@ mod tests {
             arrival: SystemTime::now(),
             queued: Some("4.5.6".into()),
             kept: Some("1.2.4".into()),
+            submitter: None,
         };
         mta.log_outcome(&attempt, &outcome, Some("sent as 7.8.9"));
         let text = std::fs::read_to_string(&file).unwrap();

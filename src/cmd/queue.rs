@@ -153,6 +153,12 @@ fn listing(
                     e.from.as_deref().unwrap_or("")
                 );
                 let _ = writeln!(text, "    to: {}", e.recipients.join(", "));
+                if let Some(uid) = e.uid {
+                    let _ = match outbox::passwd::login_name(outbox::passwd::read(), uid) {
+                        Some(name) => writeln!(text, "    submitted by: uid {uid} ({name})"),
+                        None => writeln!(text, "    submitted by: uid {uid}"),
+                    };
+                }
                 if let Some(error) = &e.last_error {
                     let _ = writeln!(text, "    last error: {error}");
                 }
@@ -222,6 +228,7 @@ mod tests {
             bounce: bounce.map(str::to_owned),
             via: None,
             notice: false,
+            uid: None,
         }))
     }
 
@@ -260,6 +267,17 @@ mod tests {
             ],
             "{text}"
         );
+        // The system queue's entries say who submitted them.
+        let mut by_root = failed_entry(None);
+        if let Listed::Entry(e) = &mut by_root {
+            e.uid = Some(0);
+        }
+        let text = listing(&[by_root, failed_entry(None)], false, now, where_now);
+        let who: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("    submitted by: "))
+            .collect();
+        assert_eq!(who, ["uid 0 (root)"], "{text}");
         // The queue's own listing has no bounce lines.
         let text = listing(&[failed_entry(Some("sent as A1"))], false, now, where_now);
         assert!(!text.contains("bounce:"), "{text}");
