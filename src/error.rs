@@ -23,6 +23,10 @@ pub enum Error {
     NoInput { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Config(String),
+    /// This user may not do this here (submit on a machine that allows only a group,
+    /// see the system queue).
+    #[error("{0}")]
+    Denied(String),
     /// The name does not resolve; `temporary` when the resolver itself failed
     /// (EAI_AGAIN) rather than the name not existing.
     #[error("cannot resolve the server name {host:?}: {detail}")]
@@ -124,6 +128,7 @@ impl Error {
             | Error::Data(_)
             | Error::NoInput { .. }
             | Error::Config(_)
+            | Error::Denied(_)
             | Error::Unsupported(_)
             | Error::Unsendable(_)
             | Error::LocalIo { .. } => None,

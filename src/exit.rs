@@ -30,7 +30,7 @@ pub fn code(err: &Error) -> u8 {
         } => TEMPFAIL,
         Error::NoHost { .. } => NOHOST,
         Error::Unsupported(_) | Error::Unsendable(_) => UNAVAILABLE,
-        Error::Certificate { .. } | Error::Auth(_) => NOPERM,
+        Error::Certificate { .. } | Error::Auth(_) | Error::Denied(_) => NOPERM,
         Error::Tls { .. } => PROTOCOL,
         Error::Connect { .. }
         | Error::Timeout { .. }
@@ -139,6 +139,7 @@ mod tests {
                 66,
             ),
             (Error::Config("bad".into()), 78),
+            (Error::Denied("not in the group".into()), 77),
             (
                 Error::NoHost {
                     host: "nx.invalid".into(),

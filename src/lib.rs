@@ -58,6 +58,7 @@ pub mod error;
 pub mod exit;
 pub mod log;
 pub mod message;
+pub mod mode;
 pub mod outcome;
 pub mod passwd;
 pub mod progress;

@@ -3,11 +3,15 @@
 pub mod bounce;
 pub mod compose;
 pub mod flush;
+pub mod handoff;
 pub mod help;
+pub mod intake;
 pub mod mta;
 pub mod output;
 pub mod queue;
 pub mod sendmail;
+pub mod serve;
+pub mod system_queue;
 
 use std::time::SystemTime;
 

@@ -126,6 +126,34 @@ impl Mta {
         }
     }
 
+    /// A line of the system spool's rather than of a server's: a drop taken into the
+    /// queue, refused by a limit, or set aside. `place` is the spool (server=);
+    /// `envelope` is `None` for a drop that could not be read.
+    pub fn log_spool(&self, event: &SpoolEvent, status: Status, reason: &str) {
+        let (uid, user) = self.who(event.uid);
+        let line = Line {
+            id: event.id.to_owned(),
+            queued_as: None,
+            uid,
+            user,
+            from: event.envelope.and_then(|e| e.from.clone()),
+            to: event.envelope.map(|e| e.to.clone()).unwrap_or_default(),
+            server: event.place.display().to_string(),
+            peer: None,
+            tls: None,
+            auth: None,
+            size: event.size,
+            delay: SystemTime::now()
+                .duration_since(event.arrival)
+                .unwrap_or_default(),
+            status,
+            dsn: None,
+            reply: reason.to_owned(),
+            notes: Vec::new(),
+        };
+        self.log.write(&line);
+    }
+
     /// A line for `to` with what `attempt` says, the status and the reply's code.
     pub fn line(
         &self,
@@ -171,6 +199,16 @@ fn by_reason<'a>(
         }
     }
     groups
+}
+
+/// What a line of the spool's says: which drop or entry, whose, and where.
+pub struct SpoolEvent<'a> {
+    pub id: &'a str,
+    pub uid: Option<u32>,
+    pub envelope: Option<&'a Envelope>,
+    pub size: u64,
+    pub arrival: SystemTime,
+    pub place: &'a Path,
 }
 
 /// One attempt at a message: what its log lines say besides the recipients.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use outbox::cli::Cli;
 use outbox::config::Config;
+use outbox::mode::Mode;
 use outbox::queue::{Listed, Queue, describe_duration};
 // Which entries a flush takes is queue policy; the sendmail face (`-q`) names it here.
 pub use outbox::queue::Pick;
@@ -71,8 +72,17 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 }
 
 /// The configuration's default settings, and the queue they name.
+/// The queue this caller works on, the settings without an account, and the
+/// configuration. In system mode that is the system queue, for root (who becomes the
+/// service's user for it) and the service's user alone.
 pub fn open_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
-    let config = super::load_config()?;
+    let config = match Mode::detect()? {
+        Mode::Personal { .. } => super::load_config()?,
+        Mode::System { spool, .. } => {
+            super::system_queue::become_service(&spool)?;
+            Some(super::system_queue::config(&spool)?)
+        }
+    };
     let settings = Settings::resolve(&Cli::default(), config.as_ref())?;
     Ok((Queue::open(&settings.queue_dir())?, settings, config))
 }
