@@ -34,12 +34,20 @@ impl Mode {
     /// not submit (77), or is there but not as the set-up makes it (78): falling back
     /// to personal mode then would leave mail where nobody looks.
     pub fn detect() -> Result<Mode, Error> {
-        if let Some(path) = Config::personal_path() {
+        Mode::detect_in(
+            Config::personal_path(),
+            Spool::at(Spool::default_root()),
+        )
+    }
+
+    /// The mode for a caller whose own configuration is `personal`, on a machine whose
+    /// spool would be `spool`.
+    pub fn detect_in(personal: Option<PathBuf>, spool: Spool) -> Result<Mode, Error> {
+        if let Some(path) = personal {
             return Ok(Mode::Personal {
                 why: format!("{} is this user's own configuration", path.display()),
             });
         }
-        let spool = Spool::at(Spool::default_root());
         match spool.detect() {
             SetUp::Absent => Ok(Mode::Personal {
                 why: format!("there is no system spool at {}", spool.root().display()),
@@ -70,5 +78,73 @@ impl Mode {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Owner;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "outbox-mode-{name}-{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_caller_with_its_own_configuration_stays_personal_even_with_a_spool() {
+        let dir = temp_dir("own");
+        let spool = Spool::at(dir.join("spool"));
+        let me = Owner {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        };
+        spool.create(me, None).unwrap();
+        let own = dir.join("config.toml");
+        let mode = Mode::detect_in(Some(own.clone()), spool.clone()).unwrap();
+        assert!(
+            matches!(&mode, Mode::Personal { why } if why.contains("config.toml")),
+            "{}",
+            mode.describe()
+        );
+        // Without one, the spool decides.
+        let mode = Mode::detect_in(None, spool).unwrap();
+        match &mode {
+            Mode::System {
+                maildrop, owner, ..
+            } => {
+                assert_eq!(*maildrop, dir.join("spool/maildrop"));
+                assert_eq!(*owner, me);
+            }
+            Mode::Personal { why } => panic!("personal: {why}"),
+        }
+        assert!(mode.describe().starts_with("system mode"), "{}", mode.describe());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_spool_means_personal_and_a_broken_one_is_an_error() {
+        let dir = temp_dir("none");
+        let mode = Mode::detect_in(None, Spool::at(dir.join("spool"))).unwrap();
+        assert!(
+            mode.describe().starts_with("personal mode (there is no system spool"),
+            "{}",
+            mode.describe()
+        );
+        // A maildrop that is a plain directory is not a set-up: refused, not ignored.
+        std::fs::create_dir_all(dir.join("spool/maildrop")).unwrap();
+        let err = Mode::detect_in(None, Spool::at(dir.join("spool")))
+            .err()
+            .expect("a broken spool is an error");
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -145,9 +145,9 @@ impl Run<'_> {
             // Removing a delivered entry's file costs about as much as sending it (more,
             // where the filesystem discards freed blocks): that goes on beside the sending,
             // on another thread, told to stop when the sending is over.
-            let (over, stop) = mpsc::channel::<()>();
+            let (over, ended) = mpsc::channel::<()>();
             if !groups.is_empty() {
-                scope.spawn(move || sweep_until(queue, &stop));
+                scope.spawn(move || sweep_until(queue, &ended));
             }
             for round in 0..=BOUNCE_ROUNDS {
                 // The bounces are counted apart: the totals are of what was queued.

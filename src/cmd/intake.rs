@@ -65,10 +65,10 @@ impl Service {
         &self.spool
     }
 
-    /// One pass: every drop taken, what is due delivered, the usage published.
+    /// One pass: every drop taken, what `pick` says delivered, the usage published.
     /// Returns when the next entry is due, if one waits. `stop` ends it early, after
     /// the drop or the message in hand.
-    pub fn pass(&mut self, stop: Option<&AtomicBool>) -> Option<SystemTime> {
+    pub fn pass(&mut self, stop: Option<&AtomicBool>, pick: Pick) -> Option<SystemTime> {
         self.intake(stop);
         let run = Run {
             queue: &self.queue,
@@ -77,7 +77,7 @@ impl Service {
             mta: &self.mta,
             stop,
         };
-        run.flush(self.verbose, Pick::Due);
+        run.flush(self.verbose, pick);
         self.publish()
     }
 

@@ -5,7 +5,8 @@
 //! - **Waking:** inotify on the drop directory (a drop appears by rename(2):
 //!   `IN_MOVED_TO`), else a poll every [`POLL`]; and the next retry's time.
 //! - **Signals:** SIGTERM and SIGINT finish the message on the wire and stop; SIGHUP
-//!   reads the configuration again. A handler only sets a flag and writes to a pipe
+//!   reads the configuration again; SIGUSR1 tries every queued message now, whatever
+//!   its back-off (the relay is back), as `postqueue -f` asks of Postfix. A handler only sets a flag and writes to a pipe
 //!   the wait watches (signal-hook), so nothing is done inside a handler.
 //! - **Crashes:** nothing is lost at any point: a drop is removed only once its queue
 //!   entry is on disk, and an entry only once the server took it. A drop taken again
@@ -23,6 +24,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::inotify;
 
 use outbox::log::Target;
+use outbox::queue::Pick;
 use outbox::spool::Spool;
 use outbox::{Error, exit};
 
@@ -77,7 +79,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         .transpose()?;
     let mut service = Service::start(spool, log.clone(), cli.verbose)?;
     if cli.once {
-        service.pass(None);
+        service.pass(None, Pick::Due);
         return Ok(exit::OK);
     }
     let signals = Signals::register()?;
@@ -100,7 +102,12 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         if let Some(fd) = &watch {
             drain(fd);
         }
-        let next = service.pass(Some(&signals.stop));
+        let pick = if signals.usr1.swap(false, Ordering::Relaxed) {
+            Pick::Everything
+        } else {
+            Pick::Due
+        };
+        let next = service.pass(Some(&signals.stop), pick);
         if signals.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -119,18 +126,20 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 struct Signals {
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
     wake: OwnedFd,
 }
 
 impl Signals {
     fn register() -> Result<Signals, Error> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
         let fail = |e: std::io::Error| Error::LocalIo {
             context: "cannot handle signals".into(),
             source: e,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
+        let usr1 = Arc::new(AtomicBool::new(false));
         let (wake, writer) = rustix::pipe::pipe_with(
             rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
         )
@@ -140,11 +149,17 @@ impl Signals {
             signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(fail)?;
         }
         signal_hook::flag::register(SIGHUP, Arc::clone(&hup)).map_err(fail)?;
-        for signal in [SIGTERM, SIGINT, SIGHUP] {
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&usr1)).map_err(fail)?;
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
             let writer = writer.try_clone().map_err(fail)?;
             signal_hook::low_level::pipe::register(signal, writer).map_err(fail)?;
         }
-        Ok(Signals { stop, hup, wake })
+        Ok(Signals {
+            stop,
+            hup,
+            usr1,
+            wake,
+        })
     }
 }
 
