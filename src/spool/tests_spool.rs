@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::envelope::{Address, Envelope};
+use crate::error::Error;
 use crate::smtp::dsn::Dsn;
 
 /// A temporary directory that holds a spool root, removed when the test ends.
