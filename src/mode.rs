@@ -34,10 +34,7 @@ impl Mode {
     /// not submit (77), or is there but not as the set-up makes it (78): falling back
     /// to personal mode then would leave mail where nobody looks.
     pub fn detect() -> Result<Mode, Error> {
-        Mode::detect_in(
-            Config::personal_path(),
-            Spool::at(Spool::default_root()),
-        )
+        Mode::detect_in(Config::personal_path(), Spool::at(Spool::default_root()))
     }
 
     /// The mode for a caller whose own configuration is `personal`, on a machine whose
@@ -126,7 +123,11 @@ mod tests {
             }
             Mode::Personal { why } => panic!("personal: {why}"),
         }
-        assert!(mode.describe().starts_with("system mode"), "{}", mode.describe());
+        assert!(
+            mode.describe().starts_with("system mode"),
+            "{}",
+            mode.describe()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -135,7 +136,8 @@ mod tests {
         let dir = temp_dir("none");
         let mode = Mode::detect_in(None, Spool::at(dir.join("spool"))).unwrap();
         assert!(
-            mode.describe().starts_with("personal mode (there is no system spool"),
+            mode.describe()
+                .starts_with("personal mode (there is no system spool"),
             "{}",
             mode.describe()
         );

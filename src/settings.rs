@@ -227,9 +227,7 @@ impl Settings {
             limits: {
                 let default = crate::spool::Limits::default();
                 crate::spool::Limits {
-                    max_message_size: account
-                        .max_message_size
-                        .unwrap_or(default.max_message_size),
+                    max_message_size: account.max_message_size.unwrap_or(default.max_message_size),
                     max_queued: account.max_queued_per_user.unwrap_or(default.max_queued),
                     max_queued_bytes: account
                         .max_queued_bytes_per_user

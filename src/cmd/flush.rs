@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use outbox::cli::Cli;
 use outbox::config::Config;
-use outbox::mode::Mode;
 use outbox::error::Error;
+use outbox::mode::Mode;
 use outbox::outcome::{Outcome, Refusal};
 use outbox::queue::{Folder, Listed, Locked, Notes, Pick, Queue, describe_duration};
 use outbox::smtp::dsn::Dsn;

@@ -140,9 +140,10 @@ impl Service {
                 place: self.spool.root(),
             };
             match kept {
-                Ok(_) => self
-                    .mta
-                    .log_spool(&event, Status::Queued, "taken from the drop directory"),
+                Ok(_) => {
+                    self.mta
+                        .log_spool(&event, Status::Queued, "taken from the drop directory")
+                }
                 Err(e) => {
                     say!("outbox: drop {id} cannot be queued now ({e}); it waits");
                     return;

@@ -87,7 +87,11 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     say!(
         "outbox: serving the spool {} (drops seen by {})",
         service.spool().root().display(),
-        if watch.is_some() { "inotify" } else { "polling" }
+        if watch.is_some() {
+            "inotify"
+        } else {
+            "polling"
+        }
     );
     loop {
         if signals.hup.swap(false, Ordering::Relaxed) {

@@ -46,7 +46,7 @@ pub fn become_service(spool: &Spool) -> Result<Owner, Error> {
 /// The service's configuration (the usual file, read as the service's user), with
 /// the spool's queue as the queue whatever the file says.
 pub fn config(spool: &Spool) -> Result<Config, Error> {
-    let config = super::load_config()?
-        .unwrap_or_else(|| Config::empty(Path::new(config::SYSTEM_PATH)));
+    let config =
+        super::load_config()?.unwrap_or_else(|| Config::empty(Path::new(config::SYSTEM_PATH)));
     Ok(config.with_queue_dir(spool.queue_dir()))
 }
