@@ -9,7 +9,7 @@
 use std::fs::{self, DirBuilder, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
@@ -39,14 +39,8 @@ impl Spool {
     /// list, a `queue/` they write).
     pub fn create(&self, owner: Owner, submit_gid: Option<u32>) -> Result<(), Error> {
         let root = self.root();
-        // The parents are 0755 whatever the umask: a parent that others could write
-        // would let them rename the spool away and put their own in its place.
-        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(PUBLIC_DIR_MODE)
-                .create(parent)
-                .map_err(|e| io_error("create the directory", parent, e))?;
+        if let Some(parent) = root.parent() {
+            make_parents(parent)?;
         }
         match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(root) {
             Ok(()) => {}
@@ -201,6 +195,25 @@ impl Spool {
             path.display()
         ))
     }
+}
+
+/// Makes the missing directories of `path`, each 0755 whatever the umask: a parent
+/// that others could write would let them rename the spool away and put their own
+/// in its place. Those already there are left as they are.
+fn make_parents(path: &Path) -> Result<(), Error> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(PUBLIC_DIR_MODE))
+                .map_err(|e| io_error("chmod", dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("create the directory", dir, e)),
+        }
+    }
+    Ok(())
 }
 
 /// What is wrong with `meta` as a directory of the spool whose mode is one of `modes`.

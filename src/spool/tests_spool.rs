@@ -199,13 +199,42 @@ fn create_with_a_submit_group_closes_the_root_to_others() {
     assert_eq!(mode_of(spool.root()), 0o755);
 }
 
+/// Runs `f` on a thread of its own whose umask is `mask`: unshare(CLONE_FS) gives the
+/// thread its own, so the other tests keep theirs.
+fn with_umask<R: Send + 'static>(mask: u32, f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(move || {
+        // SAFETY: CLONE_FS unshares the working directory, root and umask alone, never
+        // the descriptor table, which is what could make unsharing unsafe.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.unwrap();
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 #[test]
-fn create_makes_the_parents_0755_whatever_the_umask() {
+fn create_and_drop_set_the_modes_whatever_the_umask() {
     let temp = Temp::new();
-    let spool = Spool::at(temp.0.join("a/b/spool"));
-    spool.create(me(), None).unwrap();
-    assert_eq!(mode_of(&temp.0.join("a")), 0o755);
-    assert_eq!(mode_of(&temp.0.join("a/b")), 0o755);
+    fs::create_dir(temp.0.join("kept")).unwrap();
+    fs::set_permissions(temp.0.join("kept"), fs::Permissions::from_mode(0o750)).unwrap();
+    let spool = Spool::at(temp.0.join("kept/a/b/spool"));
+    let s = spool.clone();
+    let name = with_umask(0o077, move || {
+        s.create(me(), None).unwrap();
+        s.drop(&envelope(), b"hi").unwrap()
+    });
+    assert_eq!(mode_of(&temp.0.join("kept/a")), 0o755);
+    assert_eq!(mode_of(&temp.0.join("kept/a/b")), 0o755);
+    // A parent that was there is not the set-up's to change.
+    assert_eq!(mode_of(&temp.0.join("kept")), 0o750);
+    for (path, mode) in layout(&spool, 0o755) {
+        assert_eq!(mode_of(&path), mode, "{}", path.display());
+    }
+    assert_eq!(mode_of(&spool.maildrop().join(name)), DROP_MODE);
+    let s = spool.clone();
+    with_umask(0o077, move || s.publish_limits(&Limits::default())).unwrap();
+    assert_eq!(mode_of(&spool.root().join("limits")), 0o644);
 }
 
 #[test]
