@@ -74,7 +74,9 @@ impl Spool {
         Ok(())
     }
 
-    /// What a submitter finds here, in a few lstat(2) calls; creates nothing.
+    /// What a submitter finds here, in a few lstat(2) calls; creates nothing. No
+    /// `maildrop/`, or a root the caller may not search that is not restricted to a
+    /// submit group (mode 0710), is no set-up: [`SetUp::Absent`].
     pub fn detect(&self) -> SetUp {
         let root = self.root();
         let root_meta = match fs::symlink_metadata(root) {
@@ -82,14 +84,18 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return SetUp::Absent,
             Err(e) => return SetUp::Broken(format!("cannot examine {}: {e}", root.display())),
         };
-        if let Some(problem) = dir_problem(&root_meta, &[PUBLIC_DIR_MODE, RESTRICTED_ROOT_MODE]) {
+        if !root_meta.is_dir() {
+            let problem = dir_problem(&root_meta, &[]).unwrap_or_default();
             return SetUp::Broken(format!("{}: {problem}", root.display()));
         }
+        let restricted = root_meta.mode() & 0o7777 == RESTRICTED_ROOT_MODE;
         let maildrop = self.maildrop();
         let meta = match fs::symlink_metadata(&maildrop) {
             Ok(m) => m,
+            // Not set up: the root may be something else, such as root's own queue
+            // (`/var/spool/outbox` is its default), whatever its mode.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return SetUp::Absent,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && restricted => {
                 return SetUp::Denied(format!(
                     "the system spool {} takes mail only from the members of group {} \
                      (the group of the spool), and you are not one: ask the administrator \
@@ -98,10 +104,16 @@ impl Spool {
                     root_meta.gid()
                 ));
             }
+            // A private directory that is no spool the set-up made: nothing a submitter
+            // can use, as if there were none.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return SetUp::Absent,
             Err(e) => {
                 return SetUp::Broken(format!("cannot examine {}: {e}", maildrop.display()));
             }
         };
+        if let Some(problem) = dir_problem(&root_meta, &[PUBLIC_DIR_MODE, RESTRICTED_ROOT_MODE]) {
+            return SetUp::Broken(format!("{}: {problem}", root.display()));
+        }
         if let Some(problem) = dir_problem(&meta, &[DROP_DIR_MODE]) {
             return SetUp::Broken(format!("{}: {problem}", maildrop.display()));
         }

@@ -298,10 +298,19 @@ fn detect_finds_no_set_up_where_the_root_or_maildrop_is_missing() {
     let temp = Temp::new();
     let spool = temp.spool();
     assert_eq!(spool.detect(), SetUp::Absent);
-    // A root without maildrop/ (root's personal queue lives at /var/spool/outbox).
+    // A root without maildrop/, whatever its mode: root's personal queue lives at
+    // /var/spool/outbox, 0700.
     fs::create_dir(spool.root()).unwrap();
+    fs::set_permissions(spool.root(), fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(spool.detect(), SetUp::Absent);
     assert_eq!(fs::read_dir(spool.root()).unwrap().count(), 0, "it created");
+    if is_root() {
+        // Nor for another user, who may not even look into it.
+        fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(spool.maildrop()).unwrap();
+        let s = spool.clone();
+        assert_eq!(as_user(64018, 64018, move || s.detect()), SetUp::Absent);
+    }
 }
 
 #[test]
