@@ -9,7 +9,7 @@
 use std::fs::{self, DirBuilder, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
@@ -39,14 +39,8 @@ impl Spool {
     /// list, a `queue/` they write).
     pub fn create(&self, owner: Owner, submit_gid: Option<u32>) -> Result<(), Error> {
         let root = self.root();
-        // The parents are 0755 whatever the umask: a parent that others could write
-        // would let them rename the spool away and put their own in its place.
-        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(PUBLIC_DIR_MODE)
-                .create(parent)
-                .map_err(|e| io_error("create the directory", parent, e))?;
+        if let Some(parent) = root.parent() {
+            make_parents(parent)?;
         }
         match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(root) {
             Ok(()) => {}
@@ -80,7 +74,9 @@ impl Spool {
         Ok(())
     }
 
-    /// What a submitter finds here, in a few lstat(2) calls; creates nothing.
+    /// What a submitter finds here, in a few lstat(2) calls; creates nothing. No
+    /// `maildrop/`, or a root the caller may not search that is not restricted to a
+    /// submit group (mode 0710), is no set-up: [`SetUp::Absent`].
     pub fn detect(&self) -> SetUp {
         let root = self.root();
         let root_meta = match fs::symlink_metadata(root) {
@@ -88,14 +84,18 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return SetUp::Absent,
             Err(e) => return SetUp::Broken(format!("cannot examine {}: {e}", root.display())),
         };
-        if let Some(problem) = dir_problem(&root_meta, &[PUBLIC_DIR_MODE, RESTRICTED_ROOT_MODE]) {
+        if !root_meta.is_dir() {
+            let problem = dir_problem(&root_meta, &[]).unwrap_or_default();
             return SetUp::Broken(format!("{}: {problem}", root.display()));
         }
+        let restricted = root_meta.mode() & 0o7777 == RESTRICTED_ROOT_MODE;
         let maildrop = self.maildrop();
         let meta = match fs::symlink_metadata(&maildrop) {
             Ok(m) => m,
+            // Not set up: the root may be something else, such as root's own queue
+            // (`/var/spool/outbox` is its default), whatever its mode.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return SetUp::Absent,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && restricted => {
                 return SetUp::Denied(format!(
                     "the system spool {} takes mail only from the members of group {} \
                      (the group of the spool), and you are not one: ask the administrator \
@@ -104,10 +104,16 @@ impl Spool {
                     root_meta.gid()
                 ));
             }
+            // A private directory that is no spool the set-up made: nothing a submitter
+            // can use, as if there were none.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return SetUp::Absent,
             Err(e) => {
                 return SetUp::Broken(format!("cannot examine {}: {e}", maildrop.display()));
             }
         };
+        if let Some(problem) = dir_problem(&root_meta, &[PUBLIC_DIR_MODE, RESTRICTED_ROOT_MODE]) {
+            return SetUp::Broken(format!("{}: {problem}", root.display()));
+        }
         if let Some(problem) = dir_problem(&meta, &[DROP_DIR_MODE]) {
             return SetUp::Broken(format!("{}: {problem}", maildrop.display()));
         }
@@ -201,6 +207,25 @@ impl Spool {
             path.display()
         ))
     }
+}
+
+/// Makes the missing directories of `path`, each 0755 whatever the umask: a parent
+/// that others could write would let them rename the spool away and put their own
+/// in its place. Those already there are left as they are.
+fn make_parents(path: &Path) -> Result<(), Error> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(PUBLIC_DIR_MODE))
+                .map_err(|e| io_error("chmod", dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("create the directory", dir, e)),
+        }
+    }
+    Ok(())
 }
 
 /// What is wrong with `meta` as a directory of the spool whose mode is one of `modes`.

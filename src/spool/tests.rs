@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{FileType, Mode};
 use sha2::Digest as _;
 
-use super::tests_spool::{Temp, me};
+use super::tests_spool::{Temp, as_user, me};
 use super::*;
 use crate::envelope::{Address, Envelope};
 use crate::smtp::dsn::Dsn;
@@ -684,22 +684,6 @@ fn a_file_renamed_in_from_elsewhere_is_not_taken_for_its_owners() {
     fs::rename(&again, t.maildrop().join(name(2))).unwrap();
     let aside = t.only_set_aside(&t.pickup());
     assert!(aside.reason.starts_with("mode 666"), "{aside:?}");
-}
-
-/// Runs `f` on a thread of its own with the credentials of `uid`/`gid` and no
-/// supplementary groups (Linux keeps them per thread; the raw syscalls change the
-/// calling thread's alone), as the service or a user would run.
-fn as_user<R: Send + 'static>(uid: u32, gid: u32, f: impl FnOnce() -> R + Send + 'static) -> R {
-    std::thread::spawn(move || {
-        rustix::thread::set_thread_groups(&[]).unwrap();
-        let gid = rustix::process::Gid::from_raw(gid);
-        rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
-        let uid = rustix::process::Uid::from_raw(uid);
-        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 /// As an unprivileged service: a user's directory cannot be moved out of maildrop/

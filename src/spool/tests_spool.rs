@@ -46,6 +46,26 @@ pub(super) fn me() -> Owner {
     }
 }
 
+/// Runs `f` on a thread of its own with the credentials of `uid`/`gid` and no
+/// supplementary groups (Linux keeps them per thread; the raw syscalls change the
+/// calling thread's alone), as the service or a user would run.
+pub(super) fn as_user<R: Send + 'static>(
+    uid: u32,
+    gid: u32,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    std::thread::spawn(move || {
+        rustix::thread::set_thread_groups(&[]).unwrap();
+        let gid = rustix::process::Gid::from_raw(gid);
+        rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
+        let uid = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -179,13 +199,42 @@ fn create_with_a_submit_group_closes_the_root_to_others() {
     assert_eq!(mode_of(spool.root()), 0o755);
 }
 
+/// Runs `f` on a thread of its own whose umask is `mask`: unshare(CLONE_FS) gives the
+/// thread its own, so the other tests keep theirs.
+fn with_umask<R: Send + 'static>(mask: u32, f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(move || {
+        // SAFETY: CLONE_FS unshares the working directory, root and umask alone, never
+        // the descriptor table, which is what could make unsharing unsafe.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.unwrap();
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 #[test]
-fn create_makes_the_parents_0755_whatever_the_umask() {
+fn create_and_drop_set_the_modes_whatever_the_umask() {
     let temp = Temp::new();
-    let spool = Spool::at(temp.0.join("a/b/spool"));
-    spool.create(me(), None).unwrap();
-    assert_eq!(mode_of(&temp.0.join("a")), 0o755);
-    assert_eq!(mode_of(&temp.0.join("a/b")), 0o755);
+    fs::create_dir(temp.0.join("kept")).unwrap();
+    fs::set_permissions(temp.0.join("kept"), fs::Permissions::from_mode(0o750)).unwrap();
+    let spool = Spool::at(temp.0.join("kept/a/b/spool"));
+    let s = spool.clone();
+    let name = with_umask(0o077, move || {
+        s.create(me(), None).unwrap();
+        s.drop(&envelope(), b"hi").unwrap()
+    });
+    assert_eq!(mode_of(&temp.0.join("kept/a")), 0o755);
+    assert_eq!(mode_of(&temp.0.join("kept/a/b")), 0o755);
+    // A parent that was there is not the set-up's to change.
+    assert_eq!(mode_of(&temp.0.join("kept")), 0o750);
+    for (path, mode) in layout(&spool, 0o755) {
+        assert_eq!(mode_of(&path), mode, "{}", path.display());
+    }
+    assert_eq!(mode_of(&spool.maildrop().join(name)), DROP_MODE);
+    let s = spool.clone();
+    with_umask(0o077, move || s.publish_limits(&Limits::default())).unwrap();
+    assert_eq!(mode_of(&spool.root().join("limits")), 0o644);
 }
 
 #[test]
@@ -249,10 +298,19 @@ fn detect_finds_no_set_up_where_the_root_or_maildrop_is_missing() {
     let temp = Temp::new();
     let spool = temp.spool();
     assert_eq!(spool.detect(), SetUp::Absent);
-    // A root without maildrop/ (root's personal queue lives at /var/spool/outbox).
+    // A root without maildrop/, whatever its mode: root's personal queue lives at
+    // /var/spool/outbox, 0700.
     fs::create_dir(spool.root()).unwrap();
+    fs::set_permissions(spool.root(), fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(spool.detect(), SetUp::Absent);
     assert_eq!(fs::read_dir(spool.root()).unwrap().count(), 0, "it created");
+    if is_root() {
+        // Nor for another user, who may not even look into it.
+        fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(spool.maildrop()).unwrap();
+        let s = spool.clone();
+        assert_eq!(as_user(64018, 64018, move || s.detect()), SetUp::Absent);
+    }
 }
 
 #[test]
@@ -563,4 +621,79 @@ fn drop_names_are_recognised_and_nothing_else() {
     ] {
         assert!(!is_drop_name(name), "{name:?}");
     }
+}
+
+#[test]
+fn detect_denies_a_user_outside_the_submit_group() {
+    if !is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let temp = Temp::new();
+    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = temp.spool();
+    let service = Owner {
+        uid: 64013,
+        gid: 64013,
+    };
+    spool.create(service, Some(64014)).unwrap();
+    let s = spool.clone();
+    let outsider = as_user(64015, 64015, move || s.detect());
+    assert_eq!(
+        outsider,
+        SetUp::Denied(format!(
+            "the system spool {} takes mail only from the members of group 64014 (the \
+             group of the spool), and you are not one: ask the administrator to add you, \
+             or give yourself a configuration of your own",
+            spool.root().display()
+        ))
+    );
+    let s = spool.clone();
+    let member = as_user(64015, 64014, move || s.detect());
+    assert_eq!(
+        member,
+        SetUp::Ready {
+            maildrop: spool.maildrop(),
+            owner: service
+        }
+    );
+    // A member may drop; the drop is theirs, in the service's group.
+    let s = spool.clone();
+    let name = as_user(64015, 64014, move || s.drop(&envelope(), b"hi")).unwrap();
+    assert_eq!(owner_of(&spool.maildrop().join(name)), (64015, 64013));
+}
+
+#[test]
+fn check_refuses_a_service_outside_the_maildrop_group() {
+    if !is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let temp = Temp::new();
+    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = temp.spool();
+    spool
+        .create(
+            Owner {
+                uid: 64016,
+                gid: 64017,
+            },
+            None,
+        )
+        .unwrap();
+    let s = spool.clone();
+    let err = as_user(64016, 64016, move || s.check().unwrap_err().to_string());
+    assert!(
+        err.ends_with("its group is 64017, which the service is not in (it could not read drops)"),
+        "{err}"
+    );
+    let s = spool.clone();
+    let ok = as_user(64016, 64017, move || s.check());
+    assert_eq!(
+        ok.unwrap(),
+        Owner {
+            uid: 64016,
+            gid: 64017
+        }
+    );
 }
