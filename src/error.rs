@@ -97,6 +97,11 @@ pub enum Error {
     /// Every recipient was refused, so no message was sent.
     #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
     NoRecipients { refused: Vec<RecipientResult> },
+    /// The system spool refuses the message: over its size limit (`lasting`: trying
+    /// again will not help), or the user's queue is full for now. `what` says which
+    /// limit, the figures, and what to do.
+    #[error("{what}")]
+    OverLimit { what: String, lasting: bool },
     /// Local I/O (standard input, standard output) failed.
     #[error("{context}: {source}")]
     LocalIo { context: String, source: io::Error },
@@ -126,6 +131,7 @@ impl Error {
             | Error::Config(_)
             | Error::Unsupported(_)
             | Error::Unsendable(_)
+            | Error::OverLimit { .. }
             | Error::LocalIo { .. } => None,
         }
     }

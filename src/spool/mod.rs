@@ -51,35 +51,127 @@
 //! - `format`: the bytes of one drop (header, message, trailer with a digest);
 //! - `pickup`: what the service does: list, check, read, set aside, remove.
 
-use std::fs::{DirBuilder, File};
-use std::io::{self, Write};
+use std::fs::DirBuilder;
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rustix::fs::{Mode, OFlags};
+use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
 mod format;
+mod layout;
 mod pickup;
+mod public;
+mod submit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_spool;
 
 pub use format::{DropEnvelope, decode, encode};
 pub use pickup::{Found, Picked, Pickup, SetAside};
+pub use public::{Limits, Usage};
+pub use submit::{check_limits, is_drop_name};
+
+/// The spool's root when `$OUTBOX_SPOOL` is not set.
+pub const DEFAULT_ROOT: &str = "/var/spool/outbox";
+/// The environment variable that names another spool root (tests, benches).
+pub const ROOT_ENV: &str = "OUTBOX_SPOOL";
+
+/// The drop directory, under the root.
+pub const MAILDROP: &str = "maildrop";
+/// Where the service moves a drop before it checks and stores it.
+pub const INCOMING: &str = "incoming";
+/// The subdirectory of the root that holds set-aside drops; the service's alone.
+pub const BAD: &str = "bad";
+/// The system queue (`outbox::queue::Queue`'s format).
+pub const QUEUE: &str = "queue";
+/// The public per-user files, `users/<uid>`.
+pub const USERS: &str = "users";
+/// The public file of the service's limits.
+pub const LIMITS: &str = "limits";
 
 /// The drop directory's mode: setgid, sticky, `rwx-wx-wx` (see the module's comment).
 pub const DROP_DIR_MODE: u32 = 0o3733;
 /// A drop's mode: the owner and the directory's group read it, nobody else.
 pub const DROP_MODE: u32 = 0o640;
-/// The subdirectory of the drop directory that holds set-aside drops; the service's
-/// alone.
-pub const BAD: &str = "bad";
+/// The mode of `incoming/`, `bad/` and `queue/`.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// The mode of the root (open to all) and of `users/`.
+pub const PUBLIC_DIR_MODE: u32 = 0o755;
+/// The mode of the root when only a group may submit: its members may reach
+/// `maildrop/` and the public files, nobody else may.
+pub const RESTRICTED_ROOT_MODE: u32 = 0o710;
+/// The mode of the public files.
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
 /// The mode of [`BAD`].
-pub const BAD_MODE: u32 = 0o700;
+pub const BAD_MODE: u32 = PRIVATE_DIR_MODE;
 /// The suffix of a drop still being written.
 pub const TMP_SUFFIX: &str = ".tmp";
+
+/// A user and group id: the service's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What a submitter finds at the spool root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetUp {
+    /// No system set-up here (the root or `maildrop/` does not exist): personal mode.
+    Absent,
+    /// Set up: drops go to `maildrop`; `owner` is the service's uid and gid.
+    Ready { maildrop: PathBuf, owner: Owner },
+    /// Set up, but this user may not submit (not in the submit group).
+    Denied(String),
+    /// Something is there, but not as [`Spool::create`] makes it.
+    Broken(String),
+}
+
+/// The system spool at one root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// `$OUTBOX_SPOOL` when set and not empty, else [`DEFAULT_ROOT`].
+    pub fn default_root() -> PathBuf {
+        default_root_from(std::env::var_os(ROOT_ENV))
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maildrop(&self) -> PathBuf {
+        self.root.join(MAILDROP)
+    }
+
+    pub fn queue_dir(&self) -> PathBuf {
+        self.root.join(QUEUE)
+    }
+
+    pub fn incoming(&self) -> PathBuf {
+        self.root.join(INCOMING)
+    }
+
+    pub fn bad(&self) -> PathBuf {
+        self.root.join(BAD)
+    }
+}
+
+fn default_root_from(var: Option<std::ffi::OsString>) -> PathBuf {
+    match var {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
 
 /// Creates the drop directory `path` (and its [`BAD`] subdirectory) or fixes the
 /// modes of one that exists, with `gid` as its group when given (the service's
@@ -143,70 +235,5 @@ pub fn create_drop_dir(path: &Path, gid: Option<u32>) -> Result<(), Error> {
 /// drop's name. Once it returns, the drop is on disk whole (fsynced and renamed into
 /// place) and waits there for the service, which need not be running.
 pub fn drop(dir: &Path, envelope: &DropEnvelope, message: &[u8]) -> Result<String, Error> {
-    let bytes = format::encode(envelope, message).map_err(Error::Data)?;
-    let fail = |what: &str, source: io::Error| Error::LocalIo {
-        context: format!("cannot {what} in the drop directory {}", dir.display()),
-        source,
-    };
-    let (name, mut file) = create_tmp(dir).map_err(|e| fail("create a drop", e))?;
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let written = (|| {
-        // The umask may have cut the group's read bit, which the service needs.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(DROP_MODE))?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, dir.join(&name))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .or_else(|e| match e.raw_os_error() {
-                // The directory is not readable to the submitter (mode 3733): open(2)
-                // of it gives EACCES. The rename is then as durable as the
-                // filesystem makes a rename without a directory fsync; opening with
-                // O_PATH cannot fsync either.
-                Some(code) if code == rustix::io::Errno::ACCESS.raw_os_error() => Ok(()),
-                _ => Err(e),
-            })
-    })();
-    written.map_err(|e| {
-        // Best effort: a sticky directory lets the owner remove its own file.
-        let _ = std::fs::remove_file(&tmp);
-        fail("write a drop", e)
-    })?;
-    Ok(name)
-}
-
-/// A new `<name>.tmp` in `dir`, created exclusively, and its name without the suffix.
-fn create_tmp(dir: &Path) -> io::Result<(String, File)> {
-    let mut tries = 0;
-    loop {
-        let name = new_name(SystemTime::now())?;
-        let path = dir.join(format!("{name}{TMP_SUFFIX}"));
-        // O_EXCL: never an existing file; O_NOFOLLOW: with O_EXCL, open(2) already
-        // fails on a symbolic link (POSIX), this says so twice.
-        let flags = OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::WRONLY
-            | OFlags::CLOEXEC
-            | OFlags::NOCTTY;
-        match rustix::fs::open(&path, flags, Mode::from_raw_mode(DROP_MODE)) {
-            Ok(fd) => return Ok((name, File::from(fd))),
-            Err(rustix::io::Errno::EXIST) if tries < 8 => tries += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// A drop's name: the time, for the service to take drops oldest first, and 64
-/// random bits, so that another user cannot guess it.
-fn new_name(now: SystemTime) -> io::Result<String> {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(format!(
-        "{:010}.{:06}.{:016x}",
-        since.as_secs(),
-        since.subsec_micros(),
-        u64::from_ne_bytes(random)
-    ))
+    submit::drop_into(dir, envelope, message)
 }
