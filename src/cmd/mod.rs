@@ -8,6 +8,7 @@ pub mod mta;
 pub mod output;
 pub mod queue;
 pub mod sendmail;
+pub mod system;
 
 use std::time::SystemTime;
 

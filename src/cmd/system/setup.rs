@@ -1,0 +1,594 @@
+//! `outbox system setup`: every check first (names, paths, groups, what is at the
+//! links' paths), so that a refusal leaves the machine as it was; then the steps, in
+//! the order the service needs them.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use outbox::exit;
+use outbox::spool::{self, Owner, Spool};
+use outbox::system::links::{self, Setup};
+use outbox::system::template::CONFIG_TEMPLATE;
+use outbox::system::unit::{self, UnitValues};
+use outbox::system::{
+    self, CONFIG_DIR_MODE, CONFIG_MODE, SYSTEMD_RUNNING, UNIT_MODE, UNIT_NAME, account, tool,
+};
+
+use super::{Failure, SetupArgs, Steps, octal};
+
+/// The service's user as the set-up found or made it.
+struct Service {
+    name: String,
+    uid: u32,
+    gid: u32,
+    group: String,
+}
+
+pub fn run(args: &SetupArgs) -> Result<(), Failure> {
+    let places = &args.places;
+    let binary = system::this_binary().map_err(|e| {
+        Failure::new(
+            exit::SOFTWARE,
+            format!("cannot find the path of this program: {e}"),
+        )
+    })?;
+    let spool_root = absolute(&places.spool_root())?;
+    let config = absolute(&places.config)?;
+    if !account::valid_name(&places.user) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "{:?} cannot name the service's user: a letter or _ first, then letters, \
+                 digits, _ . -, at most {} in all",
+                places.user,
+                account::NAME_MAX
+            ),
+        ));
+    }
+    let submit_gid = match &args.submit_group {
+        None => None,
+        Some(name) => Some(
+            account::find_group(name)?
+                .ok_or_else(|| {
+                    Failure::new(
+                        exit::NOUSER,
+                        format!(
+                            "the group {name:?} does not exist: make it (groupadd {name}) \
+                             and add the users who may submit, or leave out --submit-group"
+                        ),
+                    )
+                })?
+                .gid,
+        ),
+    };
+    let spool_variable = (spool_root != Path::new(spool::DEFAULT_ROOT)).then_some(&*spool_root);
+    let config_variable = (config != Path::new(system::DEFAULT_CONFIG)).then_some(&*config);
+    // The unit's text is checked now with the user's name for both names: the group
+    // is only known once the user is.
+    unit::render(&UnitValues {
+        binary: &binary,
+        user: &places.user,
+        group: &places.user,
+        spool: &spool_root,
+        spool_variable,
+        config_variable,
+    })
+    .map_err(|e| Failure::new(exit::USAGE, e))?;
+    let mut plans = Vec::new();
+    let mut refusals = Vec::new();
+    for path in places.links() {
+        let found = links::examine(&path, &binary).map_err(|e| Failure::io("examine", &path, e))?;
+        let saved = fs::symlink_metadata(links::saved_path(&path)).is_ok();
+        match links::plan_setup(&path, &found, saved, args.force) {
+            Setup::Refuse(why) => refusals.push(why),
+            plan => plans.push((path, found, plan)),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Failure::new(
+            exit::CANTCREAT,
+            format!("nothing was changed:\n  {}", refusals.join("\n  ")),
+        ));
+    }
+
+    let mut steps = Steps::default();
+    for (what, path) in [
+        ("the binary", &*binary),
+        ("the spool", &spool_root),
+        ("the configuration", &config),
+    ] {
+        if let Some(line) = system::hidden_by_sandbox(path) {
+            steps.warn(format!(
+                "{what} {} is where the unit's {line} hides it from the service: the \
+                 service started by systemd would not find it",
+                path.display()
+            ));
+        }
+    }
+    let service = user(&mut steps, &places.user, &spool_root)?;
+    let owner = Owner {
+        uid: service.uid,
+        gid: service.gid,
+    };
+    spool_step(&mut steps, &Spool::at(&spool_root), owner, submit_gid)?;
+    config_step(&mut steps, &config, &service)?;
+    let text = unit::render(&UnitValues {
+        binary: &binary,
+        user: &service.name,
+        group: &service.group,
+        spool: &spool_root,
+        spool_variable,
+        config_variable,
+    })
+    .map_err(|e| Failure::new(exit::USAGE, e))?;
+    let unit_changed = unit_step(&mut steps, &places.unit_dir, &text)?;
+    for (path, found, plan) in plans {
+        link_step(&mut steps, &path, &found, &plan, &binary)?;
+    }
+    start_step(&mut steps, args, unit_changed, &spool_root, &config)?;
+    if !steps.changed() {
+        steps.found(
+            "done",
+            "nothing changed: the system set-up was complete already",
+        );
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Failure> {
+    std::path::absolute(path).map_err(|e| Failure::io("resolve", path, e))
+}
+
+/// Step 1: the service's user, made with useradd(8) where missing.
+fn user(steps: &mut Steps, name: &str, home: &Path) -> Result<Service, Failure> {
+    let found = account::find_user(name)?;
+    let made = found.is_none();
+    let user = match found {
+        Some(user) => user,
+        None => {
+            let home = home
+                .to_str()
+                .ok_or_else(|| Failure::new(exit::USAGE, "the spool's path is not UTF-8"))?;
+            // A group of the name that exists already (made by hand, or left by an
+            // earlier removal) becomes the user's group: --user-group would refuse.
+            let group_exists = account::find_group(name)?.is_some();
+            let mut useradd = vec!["--system"];
+            if group_exists {
+                useradd.extend(["--gid", name]);
+            } else {
+                useradd.push("--user-group");
+            }
+            useradd.extend([
+                "--home-dir",
+                home,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--",
+                name,
+            ]);
+            tool::run("useradd", &useradd)?;
+            account::find_user(name)?.ok_or_else(|| {
+                Failure::new(
+                    system::EX_OSERR,
+                    format!("useradd made the user {name}, but getent does not find it"),
+                )
+            })?
+        }
+    };
+    if user.uid == 0 {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "{name} has uid 0: the service must not run as root (a user of its own \
+                 cannot read other users' files nor change the system)"
+            ),
+        ));
+    }
+    let group = account::find_group(&user.gid.to_string())?
+        .map(|g| g.name)
+        .ok_or_else(|| {
+            Failure::new(
+                exit::NOUSER,
+                format!(
+                    "the group {} of the user {name} does not exist: give the user a group \
+                     of its own",
+                    user.gid
+                ),
+            )
+        })?;
+    let said = format!("{name} (uid {}, group {group}, gid {})", user.uid, user.gid);
+    if made {
+        steps.did("user", format!("made {said} with useradd"));
+    } else {
+        steps.found("user", format!("{said} exists; used as it is"));
+    }
+    Ok(Service {
+        name: user.name,
+        uid: user.uid,
+        gid: user.gid,
+        group,
+    })
+}
+
+/// Step 2: the spool's directories, their modes and owners.
+fn spool_step(
+    steps: &mut Steps,
+    spool: &Spool,
+    owner: Owner,
+    submit_gid: Option<u32>,
+) -> Result<(), Failure> {
+    let before = snapshot(spool.root());
+    spool.create(owner, submit_gid)?;
+    let after = snapshot(spool.root());
+    let root = spool.root().display();
+    let who = match submit_gid {
+        Some(gid) => format!("only the members of group {gid} may submit"),
+        None => "every local user may submit".to_owned(),
+    };
+    if before == after {
+        steps.found("spool", format!("{root} as it should be ({who})"));
+    } else {
+        steps.did(
+            "spool",
+            format!(
+                "{root} made or fixed: maildrop/ {}, incoming/ bad/ queue/ {}, users/ {} \
+                 ({who})",
+                octal(spool::DROP_DIR_MODE),
+                octal(spool::PRIVATE_DIR_MODE),
+                octal(spool::PUBLIC_DIR_MODE)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The mode, owner and group of `root` and of what is in it, two levels down: what
+/// [`Spool::create`] may change, to tell whether it did.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u32, u32, u32)> {
+    let mut seen = Vec::new();
+    let mut add = |path: &Path| {
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            seen.push((path.to_path_buf(), meta.mode(), meta.uid(), meta.gid()));
+        }
+    };
+    add(root);
+    for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+        add(&entry.path());
+    }
+    seen.sort();
+    seen
+}
+
+/// Step 3: the configuration's directory (root's, 0755) and file (the service's,
+/// 0600), the file made from the template where missing.
+fn config_step(steps: &mut Steps, config: &Path, service: &Service) -> Result<(), Failure> {
+    let dir = config.parent().unwrap_or(Path::new("/"));
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(CONFIG_DIR_MODE)
+                .create(dir)
+                .map_err(|e| Failure::io("create the directory", dir, e))?;
+            // The umask may have cut the mode; root's group, not the caller's.
+            fs::set_permissions(dir, fs::Permissions::from_mode(CONFIG_DIR_MODE))
+                .map_err(|e| Failure::io("chmod", dir, e))?;
+            std::os::unix::fs::chown(dir, Some(0), Some(0))
+                .map_err(|e| Failure::io("chown", dir, e))?;
+            steps.did(
+                "config",
+                format!("made the directory {} (root, 0755)", dir.display()),
+            );
+        }
+        Err(e) => return Err(Failure::io("examine", dir, e)),
+        Ok(meta) => check_config_dir(steps, dir, &meta)?,
+    }
+    let file = match fs::symlink_metadata(config) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(CONFIG_MODE)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(config)
+                .map_err(|e| Failure::io("create", config, e))?;
+            std::os::unix::fs::fchown(&file, Some(service.uid), Some(service.gid))
+                .map_err(|e| Failure::io("chown", config, e))?;
+            // The umask may have cut the mode further; never wider than 0600.
+            file.set_permissions(fs::Permissions::from_mode(CONFIG_MODE))
+                .and_then(|()| file.write_all(CONFIG_TEMPLATE.as_bytes()))
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Failure::io("write", config, e))?;
+            steps.did(
+                "config",
+                format!(
+                    "made {} from the template (server localhost, port 25: set the relay \
+                     there), owned by {} with mode 0600",
+                    config.display(),
+                    service.name
+                ),
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(Failure::io("examine", config, e)),
+        Ok(meta) => {
+            check_config_file(config, &meta, service.uid)?;
+            let file = File::options()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(config)
+                .map_err(|e| Failure::io("open", config, e))?;
+            let opened = file
+                .metadata()
+                .map_err(|e| Failure::io("examine", config, e))?;
+            if opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+                return Err(Failure::new(
+                    exit::CONFIG,
+                    format!("{} changed while it was examined", config.display()),
+                ));
+            }
+            file
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::io("examine", config, e))?;
+    let right = meta.uid() == service.uid
+        && meta.gid() == service.gid
+        && meta.mode() & 0o7777 == CONFIG_MODE;
+    if right {
+        steps.found(
+            "config",
+            format!(
+                "{} belongs to {} with mode 0600, as it should",
+                config.display(),
+                service.name
+            ),
+        );
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(&file, Some(service.uid), Some(service.gid))
+        .map_err(|e| Failure::io("chown", config, e))?;
+    file.set_permissions(fs::Permissions::from_mode(CONFIG_MODE))
+        .map_err(|e| Failure::io("chmod", config, e))?;
+    steps.did(
+        "config",
+        format!(
+            "{} now belongs to {}:{} with mode 0600 (was uid {}, gid {}, mode {}): only \
+             the service reads the relay's credentials",
+            config.display(),
+            service.name,
+            service.group,
+            meta.uid(),
+            meta.gid(),
+            octal(meta.mode())
+        ),
+    );
+    Ok(())
+}
+
+/// An existing directory for the configuration is left as it is, but it must be
+/// root's and closed to others' writes: who can write it can put their own
+/// configuration in the service's place.
+fn check_config_dir(steps: &mut Steps, dir: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
+    if !meta.is_dir() {
+        return Err(Failure::new(
+            exit::CONFIG,
+            format!(
+                "{} is not a directory: the configuration cannot go there",
+                dir.display()
+            ),
+        ));
+    }
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Failure::new(
+            exit::CONFIG,
+            format!(
+                "{} (uid {}, mode {}) can be written by others than root, who could put a \
+                 configuration of their own in the service's: choose another --config, or \
+                 chown root and chmod go-w the directory",
+                dir.display(),
+                meta.uid(),
+                octal(meta.mode())
+            ),
+        ));
+    }
+    if meta.mode() & 0o001 == 0 {
+        steps.warn(format!(
+            "{} has mode {}: the service's user may not reach the configuration in it",
+            dir.display(),
+            octal(meta.mode())
+        ));
+    }
+    Ok(())
+}
+
+/// An existing configuration file is taken only if it is a plain file of its own
+/// (not a symbolic or hard link to another, which chown would give away) made by
+/// root or the service.
+fn check_config_file(config: &Path, meta: &fs::Metadata, service_uid: u32) -> Result<(), Failure> {
+    let problem = if meta.file_type().is_symlink() {
+        Some("is a symbolic link".to_owned())
+    } else if !meta.is_file() {
+        Some("is not a file".to_owned())
+    } else if meta.nlink() > 1 {
+        Some(format!("has {} hard links", meta.nlink()))
+    } else if meta.uid() != 0 && meta.uid() != service_uid {
+        Some(format!(
+            "belongs to uid {}, neither root nor the service",
+            meta.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(Failure::new(
+            exit::CONFIG,
+            format!(
+                "{} {problem}: the set-up gives the configuration to the service's user \
+                 alone, and will not take this one; check what it holds, make it a plain \
+                 file of root's, and run the set-up again",
+                config.display()
+            ),
+        )),
+    }
+}
+
+/// Step 4: the unit file. Returns whether it was written.
+fn unit_step(steps: &mut Steps, unit_dir: &Path, text: &str) -> Result<bool, Failure> {
+    let path = unit_dir.join(UNIT_NAME);
+    let same = fs::read(&path).is_ok_and(|old| old == text.as_bytes())
+        && fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.mode() & 0o7777 == UNIT_MODE && m.uid() == 0);
+    if same {
+        steps.found("unit", format!("{} as it should be", path.display()));
+        return Ok(false);
+    }
+    let existed = fs::symlink_metadata(&path).is_ok();
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(unit_dir)
+        .map_err(|e| Failure::io("create the directory", unit_dir, e))?;
+    // Written aside and renamed: systemd never reads half a unit.
+    let tmp = unit_dir.join(format!(".{UNIT_NAME}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(UNIT_MODE)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.set_permissions(fs::Permissions::from_mode(UNIT_MODE))?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(Failure::io("write", &path, e));
+    }
+    steps.did(
+        "unit",
+        format!(
+            "{} {}",
+            if existed { "rewrote" } else { "wrote" },
+            path.display()
+        ),
+    );
+    Ok(true)
+}
+
+/// Step 5: one link, as planned.
+fn link_step(
+    steps: &mut Steps,
+    path: &Path,
+    found: &links::Found,
+    plan: &Setup,
+    binary: &Path,
+) -> Result<(), Failure> {
+    let shown = format!("{} -> {}", path.display(), binary.display());
+    match plan {
+        Setup::Keep => steps.found("link", format!("{shown} as it should be")),
+        Setup::Make => {
+            std::os::unix::fs::symlink(binary, path)
+                .map_err(|e| Failure::io("make the link", path, e))?;
+            steps.did("link", format!("made {shown}"));
+        }
+        Setup::Replace => {
+            // A new link renamed over the old: the name is never missing.
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".outbox-tmp");
+            let tmp = PathBuf::from(tmp);
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(binary, &tmp)
+                .and_then(|()| fs::rename(&tmp, path))
+                .map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    Failure::io("replace the link", path, e)
+                })?;
+            let old = match found {
+                links::Found::Earlier(old) => format!(" (it pointed to {})", old.display()),
+                _ => String::new(),
+            };
+            steps.did("link", format!("made {shown}{old}"));
+        }
+        Setup::SaveAndMake => {
+            let saved = links::saved_path(path);
+            fs::rename(path, &saved).map_err(|e| Failure::io("move aside", path, e))?;
+            if let Err(e) = std::os::unix::fs::symlink(binary, path) {
+                let _ = fs::rename(&saved, path);
+                return Err(Failure::io("make the link", path, e));
+            }
+            let what = match found {
+                links::Found::Other(what) => what.as_str(),
+                _ => "what was there",
+            };
+            steps.did(
+                "link",
+                format!(
+                    "made {shown}; {what} was moved to {} (--force)",
+                    saved.display()
+                ),
+            );
+        }
+        Setup::Refuse(why) => return Err(Failure::new(exit::CANTCREAT, why.clone())),
+    }
+    Ok(())
+}
+
+/// Step 6: the service started by systemd, or said how to start it.
+fn start_step(
+    steps: &mut Steps,
+    args: &SetupArgs,
+    unit_changed: bool,
+    spool: &Path,
+    config: &Path,
+) -> Result<(), Failure> {
+    let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
+    if args.no_start || !systemd || !args.places.unit_dir_is_systemds() {
+        let why = if args.no_start {
+            "not started (--no-start)".to_owned()
+        } else if !systemd {
+            "systemd is not running here".to_owned()
+        } else {
+            format!(
+                "the unit is in {}, where systemd does not look for units",
+                args.places.unit_dir.display()
+            )
+        };
+        let env = format!(
+            "OUTBOX_SPOOL={} OUTBOX_CONFIG={}",
+            spool.display(),
+            config.display()
+        );
+        steps.found(
+            "start",
+            format!(
+                "{why}. Start the service with `systemctl enable --now {UNIT_NAME}` where \
+                 systemd runs; else from the init, as root (it becomes the spool's owner \
+                 itself): `{env} outbox serve`; or, with no service, from root's cron: \
+                 `{env} outbox queue flush`"
+            ),
+        );
+        return Ok(());
+    }
+    let enabled = tool::run("systemctl", &["is-enabled", "--quiet", UNIT_NAME]).is_ok();
+    let active = tool::run("systemctl", &["is-active", "--quiet", UNIT_NAME]).is_ok();
+    if enabled && active && !unit_changed {
+        steps.found("start", format!("{UNIT_NAME} is enabled and running"));
+        return Ok(());
+    }
+    tool::run("systemctl", &["daemon-reload"])?;
+    if unit_changed && active {
+        // A service that runs with the old unit takes the new one.
+        tool::run("systemctl", &["try-restart", UNIT_NAME])?;
+    }
+    tool::run("systemctl", &["enable", "--now", UNIT_NAME])?;
+    steps.did("start", format!("{UNIT_NAME} enabled and running"));
+    Ok(())
+}
