@@ -86,6 +86,17 @@ pub fn run(args: &SetupArgs) -> Result<(), Failure> {
             plan => plans.push((path, found, plan)),
         }
     }
+    // What is at the configuration's place is checked before anything is made:
+    // the service's uid is known only if the user exists already.
+    let known_uid = account::find_user(&places.user)?.map(|u| u.uid);
+    if let Some(dir) = config.parent()
+        && let Ok(meta) = fs::symlink_metadata(dir)
+    {
+        check_config_dir(None, dir, &meta)?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(&config) {
+        check_config_file(&config, &meta, known_uid.unwrap_or(0))?;
+    }
     if !refusals.is_empty() {
         return Err(Failure::new(
             exit::CANTCREAT,
@@ -284,7 +295,7 @@ fn config_step(steps: &mut Steps, config: &Path, service: &Service) -> Result<()
             );
         }
         Err(e) => return Err(Failure::io("examine", dir, e)),
-        Ok(meta) => check_config_dir(steps, dir, &meta)?,
+        Ok(meta) => check_config_dir(Some(steps), dir, &meta)?,
     }
     let file = match fs::symlink_metadata(config) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -373,7 +384,11 @@ fn config_step(steps: &mut Steps, config: &Path, service: &Service) -> Result<()
 /// An existing directory for the configuration is left as it is, but it must be
 /// root's and closed to others' writes: who can write it can put their own
 /// configuration in the service's place.
-fn check_config_dir(steps: &mut Steps, dir: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
+fn check_config_dir(
+    steps: Option<&mut Steps>,
+    dir: &Path,
+    meta: &fs::Metadata,
+) -> Result<(), Failure> {
     if !meta.is_dir() {
         return Err(Failure::new(
             exit::CONFIG,
@@ -396,7 +411,7 @@ fn check_config_dir(steps: &mut Steps, dir: &Path, meta: &fs::Metadata) -> Resul
             ),
         ));
     }
-    if meta.mode() & 0o001 == 0 {
+    if let (Some(steps), true) = (steps, meta.mode() & 0o001 == 0) {
         steps.warn(format!(
             "{} has mode {}: the service's user may not reach the configuration in it",
             dir.display(),
