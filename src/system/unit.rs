@@ -97,6 +97,7 @@ RestartSec=5s
 NoNewPrivileges=yes
 ProtectSystem=strict
 ReadWritePaths=/var/spool/outbox
+LogsDirectory=outbox
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes

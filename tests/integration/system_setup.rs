@@ -535,3 +535,32 @@ fn system_help_is_help() {
         .run()
         .assert_code(64);
 }
+
+#[test]
+fn root_is_never_the_service_user() {
+    let env = TestEnv::new();
+    let spool = env.root().join("spool");
+    let places = |word: &str| {
+        let mut cmd = env.cmd();
+        cmd.args(["system", word, "--user", "root", "--spool"])
+            .arg(&spool)
+            .arg("--config")
+            .arg(env.root().join("etc/outbox/config.toml"))
+            .arg("--unit-dir")
+            .arg(env.root().join("units"))
+            .arg("--no-links");
+        cmd
+    };
+    places("setup")
+        .arg("--no-start")
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("root has uid 0: the service must not run as root");
+    assert!(!spool.exists());
+    places("remove")
+        .arg("--purge")
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("--purge would remove it");
+    assert!(exists("passwd", "root"));
+}

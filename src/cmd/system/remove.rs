@@ -40,6 +40,16 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     let systemd = Path::new(SYSTEMD_RUNNING).is_dir() && places.unit_dir_is_systemds();
     let mut steps = Steps::default();
 
+    let user = account::find_user(&places.user)?;
+    if let (true, Some(root)) = (args.purge, user.as_ref().filter(|u| u.uid == 0)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "{} has uid 0: it is not the service's user, and --purge would remove it",
+                root.name
+            ),
+        ));
+    }
     let unit_there = fs::symlink_metadata(&unit_file).is_ok();
     if systemd && unit_there {
         tool::run("systemctl", &["disable", "--now", UNIT_NAME])?;
@@ -63,7 +73,6 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     for path in places.links() {
         link_step(&mut steps, &path, &binary)?;
     }
-    let user = account::find_user(&places.user)?;
     spool_step(&mut steps, &spool_root, user.as_ref(), args.purge)?;
     if args.purge {
         purge_config(&mut steps, &config)?;
@@ -282,12 +291,6 @@ fn purge_user(steps: &mut Steps, name: &str, user: Option<&User>) -> Result<(), 
         steps.found("user", format!("{name} does not exist"));
         return Ok(());
     };
-    if user.uid == 0 {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("{name} has uid 0: it is not the service's user, and is left as it is"),
-        ));
-    }
     tool::run("userdel", &["--", name])?;
     steps.did(
         "user",
