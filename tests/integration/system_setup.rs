@@ -267,12 +267,33 @@ fn setup_makes_the_user_spool_config_unit_and_links_and_a_second_run_changes_not
 
     let before = install.state();
     let again = install.setup(&[]);
-    again
-        .assert_code(0)
-        .assert_stdout_contains(&format!("user: {} (uid {uid}", install.user))
-        .assert_stdout_contains("exists; used as it is")
-        .assert_stdout_contains("done: nothing changed");
+    again.assert_code(0);
     assert_eq!(install.state(), before, "{}", again.report());
+    let (user, bin) = (&install.user, binary());
+    let (spool_shown, config_shown, unit) = (spool.display(), config.display(), install.unit());
+    let env = format!("OUTBOX_SPOOL={spool_shown} OUTBOX_CONFIG={config_shown}");
+    let links = install.bin();
+    assert_eq!(
+        again.stdout_str(),
+        format!(
+            "user: {user} (uid {uid}, group {user}, gid {gid}) exists; used as it is\n\
+             spool: {spool_shown} as it should be (every local user may submit)\n\
+             config: {config_shown} belongs to {user} with mode 0600, as it should\n\
+             unit: {} as it should be\n\
+             link: {}/sendmail -> {} as it should be\n\
+             link: {}/mailq -> {} as it should be\n\
+             start: not started (--no-start). Start the service with `systemctl enable \
+             --now outbox.service` where systemd runs; else from the init, as root (it \
+             becomes the spool's owner itself): `{env} outbox serve`; or, with no \
+             service, from root's cron: `{env} outbox queue flush`\n\
+             done: nothing changed: the system set-up was complete already\n",
+            unit.display(),
+            links.display(),
+            bin.display(),
+            links.display(),
+            bin.display(),
+        )
+    );
 
     let removed = install.remove(&["--purge"]);
     removed

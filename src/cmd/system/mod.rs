@@ -4,8 +4,10 @@
 //!
 //! - `setup`: the service's user, the spool, the configuration, the unit, the links,
 //!   the start;
+//! - `config`: the set-up's step for the configuration file;
 //! - `remove`: the same backwards, keeping a spool where mail still waits.
 
+mod config;
 mod remove;
 mod setup;
 
@@ -155,6 +157,14 @@ fn only_root(word: &str) -> Result<(), Failure> {
             if word == "setup" { "makes" } else { "removes" }
         ),
     ))
+}
+
+/// The service's user as the set-up found or made it.
+pub struct Service {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub group: String,
 }
 
 /// Why a step stopped the command, and the exit code that says so.
