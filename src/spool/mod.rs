@@ -1,9 +1,19 @@
-//! System mode's drop directory: how any local user hands a message to the delivery
-//! service, with no setuid or setgid program. Not wired into a face yet.
+//! System mode: the spool through which any local user hands a message to the
+//! delivery service (`outbox serve`), with no setuid or setgid program.
 //!
-//! The directory (say `/var/spool/outbox/maildrop`) belongs to the service's user and
-//! group and has mode 3733 ([`DROP_DIR_MODE`]), as Postfix's world-writable
-//! `maildrop` had before `postdrop`:
+//! Under the root (`$OUTBOX_SPOOL`, else `/var/spool/outbox`), all the service's:
+//!
+//! | path | mode | what |
+//! |---|---|---|
+//! | root | 0755, or 0710 with the submit group | only that group reaches `maildrop/` when restricted |
+//! | `maildrop/` | 3733 | drops (0640, the service's group by setgid) |
+//! | `incoming/` | 0700 | a drop being checked and stored, moved here first |
+//! | `bad/` | 0700 | set-aside drops, each with `<name>.reason` |
+//! | `queue/` | 0700 | the system queue (`crate::queue::Queue`) |
+//! | `limits`, `users/<uid>` | 0644 (`users/` 0755) | public: the limits, each user's usage |
+//!
+//! `maildrop/` is mode 3733 ([`DROP_DIR_MODE`]), as Postfix's world-writable
+//! `maildrop` was before `postdrop`:
 //!
 //! - write and search for everyone, read for no one but the owner: any user can create
 //!   a file in it, but only the service can list it, so a user cannot find another's
@@ -12,7 +22,8 @@
 //!   (unlink(2), rename(2): `EPERM` in a sticky directory);
 //! - setgid: a new file takes the directory's group rather than its creator's
 //!   (open(2), "bsdgroups" semantics), so a drop created 0640 is readable by the
-//!   service's group and by no other user.
+//!   service's group and by no other user. That group is the service's own, never
+//!   the submit group, which only reaches the directory.
 //!
 //! The submitting user is the file's owner (`st_uid`), which the kernel sets and the
 //! user cannot change (chown(2) needs privilege). A user may still rename into the
@@ -21,43 +32,27 @@
 //! takes only a file of the directory's group with no write or execute bit but its
 //! owner's, as only a drop made there has.
 //!
-//! Before this is wired into a face and `outbox serve`, a review found more to do:
-//! `scan` holds every drop's message at once (it should give names, and `take` one at
-//! a time); a crash between storing a drop and [`Pickup::done`] duplicates it, and
-//! `done` should check the inode it removes (better: move a drop into a private
-//! `incoming/` before checking it, as Postfix's pickup does, which also settles a
-//! `.tmp` whose writer was only stopped); entries that cannot be set aside (a directory
-//! the service may not rename, names that are not UTF-8) are met again at every scan;
-//! `drop` should refuse what is over the limit rather than leave it to be set aside;
-//! nothing bounds `bad/` nor a user's drops; the pickup should check the modes and
-//! owners of both directories;
-//! the submitter cannot fsync the directory (it may not read it), so a rename can be
-//! lost to a power cut until the stale `.tmp` is taken; the race defences need tests
-//! that swap the file between lstat and open, run as a user other than root; and the
-//! group that reads drops must not be the group allowed to submit.
-//!
-//! [`drop`] writes `<name>.tmp` with `O_CREAT|O_EXCL|O_NOFOLLOW`, fsyncs it, renames it
-//! to `<name>` and fsyncs the directory: a drop is there whole or not at all, whether
-//! the service is running or not. [`Pickup`] lists the directory as the service and
-//! takes each drop with checks that nothing a user can put there (a symbolic link, a
-//! hard link to someone else's file, a FIFO, a device, a huge file, a file still being
-//! written, garbage) is followed or trusted; what fails them is renamed into `bad/`
-//! ([`BAD`]) with the reason, never deleted.
+//! The submitter cannot fsync the drop directory (it may not open it), so a rename
+//! can be lost to a power cut; the whole `.tmp` is then taken once it is stale.
+//! Nothing but the published limits (checked by the submitter, and again by the
+//! service when it stores) bounds how much one user drops.
 //!
 //! A Unix socket to the service was the other design; the drop directory was chosen
 //! because a drop works while the service is down (the message waits on disk, as the
 //! issue asks) and the submitter needs nothing but open(2), fsync(2) and rename(2).
 //!
-//! - `format`: the bytes of one drop (header, message, trailer with a digest);
-//! - `pickup`: what the service does: list, check, read, set aside, remove.
+//! - `layout`: the directories: made by [`Spool::create`], found by
+//!   [`Spool::detect`], verified by [`Spool::check`];
+//! - `submit`: [`Spool::drop`], after [`check_limits`];
+//! - `public`: [`Limits`], [`Usage`] and their public files;
+//! - `format`: the bytes of one drop (header, envelope, message, trailer with a
+//!   digest);
+//! - `pickup`: what the service does: list, move into `incoming/`, check, read, set
+//!   aside, remove.
 
-use std::fs::DirBuilder;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
-
+mod aside;
 mod format;
 mod layout;
 mod pickup;
@@ -68,8 +63,9 @@ mod tests;
 #[cfg(test)]
 mod tests_spool;
 
-pub use format::{DropEnvelope, decode, encode};
-pub use pickup::{Found, Picked, Pickup, SetAside};
+pub use aside::{MAX_REASON, REASON_SUFFIX, clean_reason};
+pub use format::{DropEnvelope, MAX_RECIPIENTS, decode, encode};
+pub use pickup::{DEFAULT_MAX_BAD, DEFAULT_STALE_TMP, FileId, Found, Picked, Pickup, SetAside};
 pub use public::{Limits, Usage};
 pub use submit::{check_limits, is_drop_name};
 
@@ -104,8 +100,6 @@ pub const PUBLIC_DIR_MODE: u32 = 0o755;
 pub const RESTRICTED_ROOT_MODE: u32 = 0o710;
 /// The mode of the public files.
 pub const PUBLIC_FILE_MODE: u32 = 0o644;
-/// The mode of [`BAD`].
-pub const BAD_MODE: u32 = PRIVATE_DIR_MODE;
 /// The suffix of a drop still being written.
 pub const TMP_SUFFIX: &str = ".tmp";
 
@@ -171,69 +165,4 @@ fn default_root_from(var: Option<std::ffi::OsString>) -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(DEFAULT_ROOT),
     }
-}
-
-/// Creates the drop directory `path` (and its [`BAD`] subdirectory) or fixes the
-/// modes of one that exists, with `gid` as its group when given (the service's
-/// group; the owner is whoever runs this, so run it as the service or chown after).
-///
-/// The modes are set by chmod(2) after mkdir(2), since mkdir's are cut by the umask
-/// and Linux's mkdir(2) takes the setgid bit from the parent rather than from `mode`.
-/// The group is set before the mode because chown(2) clears the setgid bit.
-pub fn create_drop_dir(path: &Path, gid: Option<u32>) -> Result<(), Error> {
-    let fail = |what: &str, p: &Path, source: io::Error| Error::LocalIo {
-        context: format!("cannot {what} {}", p.display()),
-        source,
-    };
-    // The parents are 0755 whatever the umask: a parent others could write would let
-    // them rename the drop directory away and put their own in its place.
-    if let Some(parent) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| fail("create the directory", parent, e))?;
-    }
-    let me = crate::passwd::effective_uid();
-    let bad = path.join(BAD);
-    // `bad/` is made, and checked to be ours, while the drop directory is still
-    // closed to others; the directory is opened to all last.
-    for dir in [path, &*bad] {
-        match DirBuilder::new().mode(0o700).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(fail("create the directory", dir, e)),
-        }
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| fail("examine", dir, e))?;
-        if !meta.is_dir() {
-            return Err(fail(
-                "use as a drop directory",
-                dir,
-                io::Error::other("not a directory"),
-            ));
-        }
-        if std::os::unix::fs::MetadataExt::uid(&meta) != me {
-            return Err(fail(
-                "use as a drop directory",
-                dir,
-                io::Error::other("it belongs to another user"),
-            ));
-        }
-    }
-    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(BAD_MODE))
-        .map_err(|e| fail("chmod", &bad, e))?;
-    if gid.is_some() {
-        // Before the mode: chown(2) clears the setgid bit.
-        std::os::unix::fs::chown(path, None, gid).map_err(|e| fail("chown", path, e))?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(DROP_DIR_MODE))
-        .map_err(|e| fail("chmod", path, e))?;
-    Ok(())
-}
-
-/// Drops `message` for `envelope` into the drop directory `dir`, and returns the
-/// drop's name. Once it returns, the drop is on disk whole (fsynced and renamed into
-/// place) and waits there for the service, which need not be running.
-pub fn drop(dir: &Path, envelope: &DropEnvelope, message: &[u8]) -> Result<String, Error> {
-    submit::drop_into(dir, envelope, message)
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::envelope::{Address, Envelope};
+use crate::error::Error;
 use crate::smtp::dsn::Dsn;
 
 /// A temporary directory that holds a spool root, removed when the test ends.
@@ -43,6 +44,26 @@ pub(super) fn me() -> Owner {
         uid: rustix::process::geteuid().as_raw(),
         gid: rustix::process::getegid().as_raw(),
     }
+}
+
+/// Runs `f` on a thread of its own with the credentials of `uid`/`gid` and no
+/// supplementary groups (Linux keeps them per thread; the raw syscalls change the
+/// calling thread's alone), as the service or a user would run.
+pub(super) fn as_user<R: Send + 'static>(
+    uid: u32,
+    gid: u32,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    std::thread::spawn(move || {
+        rustix::thread::set_thread_groups(&[]).unwrap();
+        let gid = rustix::process::Gid::from_raw(gid);
+        rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
+        let uid = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
 }
 
 fn is_root() -> bool {
@@ -562,4 +583,79 @@ fn drop_names_are_recognised_and_nothing_else() {
     ] {
         assert!(!is_drop_name(name), "{name:?}");
     }
+}
+
+#[test]
+fn detect_denies_a_user_outside_the_submit_group() {
+    if !is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let temp = Temp::new();
+    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = temp.spool();
+    let service = Owner {
+        uid: 64013,
+        gid: 64013,
+    };
+    spool.create(service, Some(64014)).unwrap();
+    let s = spool.clone();
+    let outsider = as_user(64015, 64015, move || s.detect());
+    assert_eq!(
+        outsider,
+        SetUp::Denied(format!(
+            "the system spool {} takes mail only from the members of group 64014 (the \
+             group of the spool), and you are not one: ask the administrator to add you, \
+             or give yourself a configuration of your own",
+            spool.root().display()
+        ))
+    );
+    let s = spool.clone();
+    let member = as_user(64015, 64014, move || s.detect());
+    assert_eq!(
+        member,
+        SetUp::Ready {
+            maildrop: spool.maildrop(),
+            owner: service
+        }
+    );
+    // A member may drop; the drop is theirs, in the service's group.
+    let s = spool.clone();
+    let name = as_user(64015, 64014, move || s.drop(&envelope(), b"hi")).unwrap();
+    assert_eq!(owner_of(&spool.maildrop().join(name)), (64015, 64013));
+}
+
+#[test]
+fn check_refuses_a_service_outside_the_maildrop_group() {
+    if !is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let temp = Temp::new();
+    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = temp.spool();
+    spool
+        .create(
+            Owner {
+                uid: 64016,
+                gid: 64017,
+            },
+            None,
+        )
+        .unwrap();
+    let s = spool.clone();
+    let err = as_user(64016, 64016, move || s.check().unwrap_err().to_string());
+    assert!(
+        err.ends_with("its group is 64017, which the service is not in (it could not read drops)"),
+        "{err}"
+    );
+    let s = spool.clone();
+    let ok = as_user(64016, 64017, move || s.check());
+    assert_eq!(
+        ok.unwrap(),
+        Owner {
+            uid: 64016,
+            gid: 64017
+        }
+    );
 }

@@ -29,6 +29,7 @@ mod report;
 mod sendmail;
 mod sendmail_headers;
 mod smtputf8;
+mod spool;
 mod support_auth_selftest;
 mod support_log_selftest;
 mod support_selftest;
