@@ -467,6 +467,7 @@ fn a_submit_group_closes_the_spool_to_others_and_a_missing_one_is_67() {
     assert!(!install.spool().exists());
 
     let group = unique_account("obg");
+    assert!(!exists("group", &group), "{group} exists already");
     let _group_guard = Accounts {
         names: vec![group.clone()],
     };

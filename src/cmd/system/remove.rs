@@ -221,7 +221,8 @@ fn plural(n: usize) -> &'static str {
 
 /// The files below the spool's root that are messages (queued, dropped, being
 /// taken, failed, set aside), by the directory that holds them, relative to the
-/// root. The public files (`limits`, `users/`) are not.
+/// root. The public files (`limits`, `users/`) are not, nor the reasons beside the
+/// drops set aside in `bad/`.
 fn count_waiting(root: &Path) -> io::Result<BTreeMap<String, usize>> {
     let mut counts = BTreeMap::new();
     let mut dirs = vec![(root.to_path_buf(), 0)];
@@ -238,6 +239,16 @@ fn count_waiting(root: &Path) -> io::Result<BTreeMap<String, usize>> {
                 if depth + 1 < COUNT_DEPTH {
                     dirs.push((path, depth + 1));
                 }
+                continue;
+            }
+            // A set-aside drop's reason is about the drop, not a message of its own.
+            let in_bad = relative.starts_with(spool::BAD);
+            if in_bad
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(spool::REASON_SUFFIX)
+            {
                 continue;
             }
             let holder = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
@@ -317,7 +328,8 @@ mod tests {
         let root = std::env::temp_dir().join(format!("outbox-count-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         for dir in [
-            "maildrop/bad",
+            "maildrop",
+            "bad",
             "incoming",
             "queue/failed",
             "queue/tmp",
@@ -328,6 +340,8 @@ mod tests {
         for file in [
             "maildrop/a",
             "maildrop/b.tmp",
+            "bad/c",
+            "bad/c.reason",
             "queue/1",
             "queue/2",
             "queue/failed/3",
@@ -339,6 +353,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", root.join("incoming/link")).unwrap();
         let counts = count_waiting(&root).unwrap();
         let want: BTreeMap<String, usize> = [
+            ("bad".to_owned(), 1),
             ("incoming".to_owned(), 1),
             ("maildrop".to_owned(), 2),
             ("queue".to_owned(), 2),
