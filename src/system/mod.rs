@@ -6,6 +6,7 @@
 //!
 //! - `unit`: the unit file (`dist/outbox.service`) with this machine's values;
 //! - `links`: what is at a link's path, and what setup and remove do about it;
+//! - `start`: which `systemctl` commands start and stop the service;
 //! - `template`: the configuration file made when there is none;
 //! - `account`: users and groups as `getent` finds them, and the names `useradd` takes;
 //! - `tool`: running `useradd`, `systemctl` and the like, with their failures said.
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub mod account;
 pub mod links;
+pub mod start;
 pub mod template;
 pub mod tool;
 pub mod unit;

@@ -12,7 +12,7 @@ use outbox::exit;
 use outbox::spool;
 use outbox::system::account::{self, User};
 use outbox::system::links::{self, Remove};
-use outbox::system::{self, SYSTEMD_RUNNING, UNIT_NAME, tool};
+use outbox::system::{self, SYSTEMD_RUNNING, UNIT_NAME, start, tool};
 
 use super::{Failure, RemoveArgs, Steps};
 
@@ -37,7 +37,7 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     let spool_root = absolute(&places.spool_root())?;
     let config = absolute(&places.config)?;
     let unit_file = places.unit_file();
-    let systemd = Path::new(SYSTEMD_RUNNING).is_dir() && places.unit_dir_is_systemds();
+    let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
     let mut steps = Steps::default();
 
     let user = account::find_user(&places.user)?;
@@ -51,10 +51,13 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
         ));
     }
     let unit_there = fs::symlink_metadata(&unit_file).is_ok();
-    if systemd && unit_there {
-        tool::run("systemctl", &["disable", "--now", UNIT_NAME])?;
+    let plan = start::plan_stop(systemd, places.unit_dir_is_systemds(), unit_there);
+    for command in &plan.before {
+        tool::run("systemctl", command)?;
+    }
+    if !plan.before.is_empty() {
         steps.did("stop", format!("stopped and disabled {UNIT_NAME}"));
-    } else if !Path::new(SYSTEMD_RUNNING).is_dir() {
+    } else if !systemd {
         steps.found(
             "stop",
             "systemd is not running here: an `outbox serve` that the init starts must be \
@@ -64,11 +67,11 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     if unit_there {
         fs::remove_file(&unit_file).map_err(|e| Failure::io("remove", &unit_file, e))?;
         steps.did("unit", format!("removed {}", unit_file.display()));
-        if systemd {
-            tool::run("systemctl", &["daemon-reload"])?;
-        }
     } else {
         steps.found("unit", format!("{} is not there", unit_file.display()));
+    }
+    for command in &plan.after {
+        tool::run("systemctl", command)?;
     }
     for path in places.links() {
         link_step(&mut steps, &path, &binary)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use outbox::exit;
 use outbox::spool::{self, Owner, Spool};
 use outbox::system::links::{self, Setup};
+use outbox::system::start::{self, Known, NotStarted, Start};
 use outbox::system::unit::{self, UnitValues};
 use outbox::system::{self, SYSTEMD_RUNNING, UNIT_MODE, UNIT_NAME, account, tool};
 
@@ -375,46 +376,49 @@ fn start_step(
     spool: &Path,
     config: &Path,
 ) -> Result<(), Failure> {
-    let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
-    if args.no_start || !systemd || !args.places.unit_dir_is_systemds() {
-        let why = if args.no_start {
-            "not started (--no-start)".to_owned()
-        } else if !systemd {
-            "systemd is not running here".to_owned()
-        } else {
-            format!(
-                "the unit is in {}, where systemd does not look for units",
-                args.places.unit_dir.display()
-            )
-        };
-        let env = format!(
-            "OUTBOX_SPOOL={} OUTBOX_CONFIG={}",
-            spool.display(),
-            config.display()
-        );
-        steps.found(
-            "start",
-            format!(
-                "{why}. Start the service with `systemctl enable --now {UNIT_NAME}` where \
-                 systemd runs; else from the init, as root (it becomes the spool's owner \
-                 itself): `{env} outbox serve`; or, with no service, from root's cron: \
-                 `{env} outbox queue flush`"
-            ),
-        );
-        return Ok(());
+    let mut known = Known {
+        no_start: args.no_start,
+        systemd: Path::new(SYSTEMD_RUNNING).is_dir(),
+        unit_in_systemds_dir: args.places.unit_dir_is_systemds(),
+        unit_changed,
+        ..Known::default()
+    };
+    if start::asks_systemd(&known) {
+        known.enabled = tool::run("systemctl", &["is-enabled", "--quiet", UNIT_NAME]).is_ok();
+        known.active = tool::run("systemctl", &["is-active", "--quiet", UNIT_NAME]).is_ok();
     }
-    let enabled = tool::run("systemctl", &["is-enabled", "--quiet", UNIT_NAME]).is_ok();
-    let active = tool::run("systemctl", &["is-active", "--quiet", UNIT_NAME]).is_ok();
-    if enabled && active && !unit_changed {
-        steps.found("start", format!("{UNIT_NAME} is enabled and running"));
-        return Ok(());
-    }
-    tool::run("systemctl", &["daemon-reload"])?;
-    if unit_changed && active {
-        // A service that runs with the old unit takes the new one.
-        tool::run("systemctl", &["try-restart", UNIT_NAME])?;
-    }
-    tool::run("systemctl", &["enable", "--now", UNIT_NAME])?;
-    steps.did("start", format!("{UNIT_NAME} enabled and running"));
+    let why = match start::plan_start(&known) {
+        Start::Running => {
+            steps.found("start", format!("{UNIT_NAME} is enabled and running"));
+            return Ok(());
+        }
+        Start::Systemctl(commands) => {
+            for command in commands {
+                tool::run("systemctl", &command)?;
+            }
+            steps.did("start", format!("{UNIT_NAME} enabled and running"));
+            return Ok(());
+        }
+        Start::Say(NotStarted::NoStart) => "not started (--no-start)".to_owned(),
+        Start::Say(NotStarted::NoSystemd) => "systemd is not running here".to_owned(),
+        Start::Say(NotStarted::UnitElsewhere) => format!(
+            "the unit is in {}, where systemd does not look for units",
+            args.places.unit_dir.display()
+        ),
+    };
+    let env = format!(
+        "OUTBOX_SPOOL={} OUTBOX_CONFIG={}",
+        spool.display(),
+        config.display()
+    );
+    steps.found(
+        "start",
+        format!(
+            "{why}. Start the service with `systemctl enable --now {UNIT_NAME}` where \
+             systemd runs; else from the init, as root (it becomes the spool's owner \
+             itself): `{env} outbox serve`; or, with no service, from root's cron: \
+             `{env} outbox queue flush`"
+        ),
+    );
     Ok(())
 }
