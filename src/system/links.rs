@@ -119,7 +119,6 @@ pub fn examine(path: &Path, binary: &Path) -> io::Result<Found> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
         Err(e) => return Err(e),
     };
-    let package = installed_by(path);
     if !meta.file_type().is_symlink() {
         let kind = if meta.is_dir() {
             "a directory"
@@ -128,7 +127,11 @@ pub fn examine(path: &Path, binary: &Path) -> io::Result<Found> {
         } else {
             "a special file"
         };
-        return Ok(Found::Other(describe(kind, None, package.as_deref())));
+        return Ok(Found::Other(describe(
+            kind,
+            None,
+            installed_by(path).as_deref(),
+        )));
     }
     let target = std::fs::read_link(path)?;
     let absolute = match path.parent() {
@@ -144,7 +147,7 @@ pub fn examine(path: &Path, binary: &Path) -> io::Result<Found> {
     Ok(Found::Other(describe(
         "a symbolic link",
         Some(&target),
-        package.as_deref(),
+        installed_by(path).as_deref(),
     )))
 }
 
@@ -286,6 +289,19 @@ mod tests {
             Some("bar, baz")
         );
         assert_eq!(dpkg_owner(""), None);
+    }
+
+    #[test]
+    fn a_packaged_file_names_its_package() {
+        let path = Path::new("/usr/bin/dpkg-query");
+        if !path.exists() {
+            println!("skipped: no dpkg here");
+            return;
+        }
+        assert_eq!(
+            examine(path, Path::new("/usr/local/bin/outbox")).unwrap(),
+            Found::Other("a file installed by the package dpkg".into())
+        );
     }
 
     #[test]
