@@ -586,3 +586,25 @@ fn root_is_never_the_service_user() {
         .assert_stderr_contains("--purge would remove it");
     assert!(exists("passwd", "root"));
 }
+
+#[test]
+fn an_existing_configuration_is_kept_and_given_to_the_service_alone() {
+    let install = Install::new();
+    let config = install.config();
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let text = "[default]\nserver = \"relay.example.test:587\"\npassword = \"s3cret\"\n";
+    fs::write(&config, text).unwrap();
+    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = install.setup(&[]);
+    out.assert_code(0).assert_stdout_contains(&format!(
+        "config: {} now belongs to {1}:{1} with mode 0600 (was uid 0, gid 0, mode 0644)",
+        config.display(),
+        install.user
+    ));
+    assert!(!out.stdout_str().contains("s3cret"), "{}", out.report());
+    let (uid, gid) = install.uid_gid();
+    assert_eq!(stat(&config), (0o600, uid, gid));
+    assert_eq!(fs::read_to_string(&config).unwrap(), text, "rewritten");
+    install.remove(&["--purge"]).assert_code(0);
+    assert!(!config.exists());
+}
