@@ -608,3 +608,28 @@ fn an_existing_configuration_is_kept_and_given_to_the_service_alone() {
     install.remove(&["--purge"]).assert_code(0);
     assert!(!config.exists());
 }
+
+#[test]
+fn a_spool_root_that_holds_roots_personal_queue_is_refused() {
+    let install = Install::new();
+    let spool = install.spool();
+    for dir in ["tmp", "failed"] {
+        fs::create_dir_all(spool.join(dir)).unwrap();
+    }
+    fs::write(
+        spool.join("1764641000.000001.abcdef"),
+        b"root's queued mail",
+    )
+    .unwrap();
+    install
+        .setup(&[])
+        .assert_code(73)
+        .assert_stderr_contains("nothing was changed")
+        .assert_stderr_contains(&format!(
+            "{} holds what is not the spool's: 1764641000.000001.abcdef, failed/, tmp/.",
+            spool.display()
+        ));
+    assert!(!exists("passwd", &install.user), "the user was made");
+    assert_eq!(stat(&spool).1, 0, "the root was given away");
+    assert!(!spool.join("maildrop").exists());
+}

@@ -88,6 +88,16 @@ pub fn run(args: &SetupArgs) -> Result<(), Failure> {
     if let Ok(meta) = fs::symlink_metadata(&config) {
         check_config_file(&config, &meta, known_uid.unwrap_or(0))?;
     }
+    let strangers = not_of_the_spool(&spool_root)?;
+    if !strangers.is_empty() {
+        refusals.push(format!(
+            "{} holds what is not the spool's: {}. Root's own queue is there when it \
+             has no other (its tmp/ and failed/, its messages): deliver them first \
+             (outbox queue flush as root), move them away, or give another --spool",
+            spool_root.display(),
+            strangers.join(", ")
+        ));
+    }
     if !refusals.is_empty() {
         return Err(Failure::new(
             exit::CANTCREAT,
@@ -142,6 +152,36 @@ pub fn run(args: &SetupArgs) -> Result<(), Failure> {
 
 fn absolute(path: &Path) -> Result<PathBuf, Failure> {
     std::path::absolute(path).map_err(|e| Failure::io("resolve", path, e))
+}
+
+/// What is at the spool's root besides the spool's own entries: the set-up would
+/// hand it to the service's user. Sorted, directories with a trailing `/`.
+fn not_of_the_spool(root: &Path) -> Result<Vec<String>, Failure> {
+    let own = [
+        spool::MAILDROP,
+        spool::INCOMING,
+        spool::BAD,
+        spool::QUEUE,
+        spool::USERS,
+        spool::LIMITS,
+    ];
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Failure::io("look into", root, e)),
+    };
+    let mut strangers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure::io("look into", root, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if own.contains(&name.as_str()) {
+            continue;
+        }
+        let dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        strangers.push(if dir { format!("{name}/") } else { name });
+    }
+    strangers.sort();
+    Ok(strangers)
 }
 
 /// Step 1: the service's user, made with useradd(8) where missing.
