@@ -258,10 +258,13 @@ fn setup_makes_the_user_spool_config_unit_and_links_and_a_second_run_changes_not
         let link = install.bin().join(name);
         assert_eq!(fs::read_link(&link).unwrap(), binary(), "{name}");
     }
-    // The link works: as mailq, outbox lists the queue.
+    // The link works: as mailq, outbox lists a queue (this spool's, or in personal
+    // mode one of the test's own: never the machine's).
     install
         .env
         .command(install.bin().join("mailq"))
+        .env("OUTBOX_SPOOL", &spool)
+        .env("OUTBOX_QUEUE_DIR", install.env.root().join("queue"))
         .run()
         .assert_code(0);
 
