@@ -11,6 +11,7 @@ pub mod output;
 pub mod queue;
 pub mod sendmail;
 pub mod serve;
+pub mod system;
 pub mod system_queue;
 
 use std::time::SystemTime;

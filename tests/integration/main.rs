@@ -34,5 +34,6 @@ mod support_auth_selftest;
 mod support_log_selftest;
 mod support_selftest;
 mod support_tls_selftest;
+mod system_setup;
 mod tls_auth;
 mod unwritable;
