@@ -45,7 +45,7 @@ pub fn check_limits(limits: &Limits, usage: &Usage, size: u64) -> Result<(), Err
         return Err(Error::OverLimit {
             what: format!(
                 "you have {} messages in the system queue, the system's limit per user \
-                 (max_queued = {}); it was not queued: try again once some are delivered, \
+                 (max_queued_per_user = {}); it was not queued: try again once some are delivered, \
                  or ask the administrator",
                 usage.queued, limits.max_queued
             ),
@@ -56,7 +56,7 @@ pub fn check_limits(limits: &Limits, usage: &Usage, size: u64) -> Result<(), Err
         return Err(Error::OverLimit {
             what: format!(
                 "you have {} bytes in the system queue, and this message's {size} would be \
-                 over the system's limit of {} bytes per user (max_queued_bytes); it was \
+                 over the system's limit of {} bytes per user (max_queued_bytes_per_user); it was \
                  not queued: try again once some are delivered, or ask the administrator",
                 usage.bytes, limits.max_queued_bytes
             ),
