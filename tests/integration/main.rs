@@ -33,6 +33,7 @@ mod spool;
 mod support_auth_selftest;
 mod support_log_selftest;
 mod support_selftest;
+mod support_system_selftest;
 mod support_tls_selftest;
 mod system_setup;
 mod tls_auth;

@@ -21,6 +21,9 @@
 //! * [`syslog::SyslogSink`]: a private `/dev/log` (a datagram socket in a
 //!   temporary directory); [`outbox_log::LogLine`] parses what outbox logs
 //!   there or to a file.
+//! * [`system::System`]: system mode: a spool set up for a service user of the
+//!   test's own, `outbox serve` under a guard that kills it, and commands run as
+//!   other users (`nobody`, numeric uids) with `setpriv`.
 //! * [`TempDir`], [`free_port`], [`unique_name`], [`crlf_to_lf`]: small
 //!   utilities.
 //!
@@ -41,6 +44,7 @@ pub mod postfix;
 pub mod pyclient;
 pub mod smtp;
 pub mod syslog;
+pub mod system;
 pub mod tls;
 
 use std::ffi::{OsStr, OsString};
