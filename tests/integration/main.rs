@@ -35,6 +35,7 @@ mod support_log_selftest;
 mod support_selftest;
 mod support_system_selftest;
 mod support_tls_selftest;
+mod system;
 mod system_setup;
 mod tls_auth;
 mod unwritable;
