@@ -19,6 +19,7 @@ use rustix::process::Signal;
 
 use crate::support::dsn::Dsn;
 use crate::support::face::{closed_server, entry_ids};
+use crate::support::fake::{self, FakeServer, Step};
 use crate::support::postfix::{Postfix, rcpt, strip_trace_headers};
 use crate::support::system::{
     NOBODY, Reaped, System, User, any_file_contains, maildir_count, mode_and_owner, poll,
@@ -872,4 +873,97 @@ fn system_compose_with_queue_goes_through_the_spool() {
         "{}",
         sent[0].raw
     );
+}
+
+/// SIGTERM while a message is on the wire: the service waits for the server's reply
+/// to the final dot, records it, says QUIT and exits 0; the message is sent once and
+/// nothing is left queued.
+#[test]
+fn system_sigterm_during_a_delivery_finishes_the_message_first() {
+    // A lock-step server (no PIPELINING) that keeps its 250 for the message back.
+    const HELD: Duration = Duration::from_secs(2);
+    let fake = FakeServer::start(vec![
+        fake::send("220 fake ESMTP\r\n"),
+        Step::Line,
+        fake::send("250 fake\r\n"),
+        Step::Line,
+        fake::send("250 ok\r\n"),
+        Step::Line,
+        fake::send("250 ok\r\n"),
+        Step::Line,
+        fake::send("354 go on\r\n"),
+        Step::Data,
+        Step::Silence(HELD),
+        fake::send("250 2.0.0 taken\r\n"),
+        Step::Line,
+        fake::send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let sys = System::new(fake.addr(), "");
+    let mut service = sys.serve_with(&["-v"]);
+    let msg = message(
+        &rcpt(&unique_name("sys-term")),
+        "on the wire",
+        "Finish me.\n",
+    );
+    send(&sys, NOBODY, &msg);
+    // The transcript on standard error: once DATA has its 354, the message is going.
+    wait_until(WAIT, "the server's 354 in the transcript", || {
+        service.stderr().contains("< 354").then_some(())
+    });
+    let termed = Instant::now();
+    service.signal(Signal::TERM);
+    let status = service
+        .wait_timeout(HELD + WAIT)
+        .unwrap_or_else(|| panic!("still running after SIGTERM\n{}", service.report()));
+    assert_eq!(status.code(), Some(0), "{status}\n{}", service.report());
+    let sent = sys.log_with_status("sent");
+    assert_eq!(
+        sent.len(),
+        1,
+        "the message was not finished:\n{}",
+        service.report()
+    );
+    assert!(
+        termed.elapsed() >= HELD / 2,
+        "the service exited without waiting for the server's reply\n{}",
+        service.report()
+    );
+    let got = lossy(&fake.received());
+    assert_eq!(got.matches("Subject: on the wire").count(), 1, "{got}");
+    assert!(got.ends_with("QUIT\r\n"), "no QUIT after the reply:\n{got}");
+    let list = sys.admin().args(["queue", "list"]).run();
+    list.assert_success();
+    assert!(
+        entry_ids(&list.stdout_str()).is_empty(),
+        "{}",
+        list.report()
+    );
+}
+
+/// `max_queued_bytes_per_user`: a message that would take the user over it is refused
+/// for now (75) while the relay is down, and one over it alone for good (73).
+#[test]
+fn system_a_user_over_the_queued_bytes_is_refused() {
+    let sys = System::new(&closed_server(), "max_queued_bytes_per_user = 1500\n");
+    let _service = sys.serve();
+    let to = rcpt(&unique_name("sys-bytes"));
+    let first = message(&to, "first", &"0123456789\n".repeat(60));
+    send(&sys, NOBODY, &first);
+    wait_until(
+        WAIT,
+        "users/65534 to show the first message's bytes",
+        || {
+            sys.published_usage(NOBODY.uid)
+                .filter(|u| u.get("queued") == Some(&1))
+        },
+    );
+    let second = message(&to, "second", &"0123456789\n".repeat(60));
+    let out = sys.sendmail(NOBODY, &["-t", "-i", "-f", SENDER], second.as_bytes());
+    out.assert_code(75)
+        .assert_stderr_contains("max_queued_bytes_per_user");
+    let alone = message(&to, "alone", &"0123456789\n".repeat(200));
+    let out = sys.sendmail(NOBODY, &["-t", "-i", "-f", SENDER], alone.as_bytes());
+    out.assert_code(73)
+        .assert_stderr_contains("max_queued_bytes_per_user");
 }

@@ -200,6 +200,12 @@ impl System {
         self.start_service(self.serve_cmd(&[]))
     }
 
+    /// As [`System::serve`], with more arguments (`-v`).
+    #[track_caller]
+    pub fn serve_with(&self, extra: &[&str]) -> Service {
+        self.start_service(self.serve_cmd(extra))
+    }
+
     /// As [`System::serve`], started as the spool's owner (`setpriv`, no other
     /// group), as a unit with `User=outbox` runs it.
     #[track_caller]
