@@ -967,3 +967,36 @@ fn system_a_user_over_the_queued_bytes_is_refused() {
     out.assert_code(73)
         .assert_stderr_contains("max_queued_bytes_per_user");
 }
+
+/// SIGHUP with a configuration that does not parse: the service says so, keeps the
+/// one it has and goes on delivering with it.
+#[test]
+fn system_sighup_with_a_broken_configuration_keeps_the_old_one() {
+    let pf = Postfix::shared();
+    let sys = System::new(&pf.addr(), "");
+    let mut service = sys.serve();
+    sys.configure(&closed_server(), "this is not = = toml\n");
+    service.signal(Signal::HUP);
+    wait_until(
+        WAIT,
+        "the service to refuse the broken configuration",
+        || service.stderr().contains("not read again").then_some(()),
+    );
+    let local = unique_name("sys-hup-broken");
+    let msg = message(&rcpt(&local), "old configuration", "Still the old one.\n");
+    send(&sys, NOBODY, &msg);
+    let msgs = pf.wait_for_messages(&local, 1, WAIT);
+    assert_eq!(lossy(&strip_trace_headers(&msgs[0])), msg);
+    assert!(service.is_running(), "{}", service.report());
+}
+
+/// `outbox serve` run by a user who is neither root nor the spool's owner is refused
+/// with 77 and says whom to run it as.
+#[test]
+fn system_serve_as_another_user_is_refused() {
+    let sys = System::new(&closed_server(), "");
+    let mut cmd = sys.submitter(NOBODY);
+    cmd.arg("serve").arg("--once");
+    let out = cmd.run();
+    out.assert_code(77).assert_stderr_contains("root");
+}
