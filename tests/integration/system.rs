@@ -1000,3 +1000,37 @@ fn system_serve_as_another_user_is_refused() {
     let out = cmd.run();
     out.assert_code(77).assert_stderr_contains("root");
 }
+
+/// A directory a user makes in `maildrop/` (which the service may not move: renaming a
+/// directory needs write access to it) is logged once and passed over; it stops
+/// neither the service nor the drops after it.
+#[test]
+fn system_a_directory_in_maildrop_does_not_stop_the_service() {
+    let pf = Postfix::shared();
+    let sys = System::new(&pf.addr(), "");
+    let mut service = sys.serve();
+    let name = drop_name();
+    sys.shell(MALLORY, r#"umask 027; mkdir "maildrop/$1""#, &[&name])
+        .assert_success();
+    let local = unique_name("sys-after-dir");
+    let msg = message(&rcpt(&local), "after a directory", "Still going.\n");
+    send(&sys, NOBODY, &msg);
+    pf.wait_for_messages(&local, 1, WAIT);
+    send(&sys, NOBODY, &msg);
+    pf.wait_for_messages(&local, 2, WAIT);
+    assert!(service.is_running(), "{}", service.report());
+    // Said once, however many passes meet it, and left where it is.
+    let lines: Vec<_> = sys
+        .log_with_status("set-aside")
+        .into_iter()
+        .filter(|l| l.get("id") == Some(name.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].field("reply").contains("directory"),
+        "{}",
+        lines[0].raw
+    );
+    assert_eq!(lines[0].field("uid"), "64002", "{}", lines[0].raw);
+    assert!(sys.maildrop().join(&name).is_dir());
+}
