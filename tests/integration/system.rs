@@ -537,6 +537,21 @@ fn system_another_user_cannot_reach_nobodys_pending_drop() {
         "{}",
         list.report()
     );
+    // Now queued: still nothing for another user, and root may remove it.
+    let mut cmd = sys.submitter(EVE);
+    cmd.args(["queue", "remove", name]);
+    cmd.run().assert_code(77);
+    sys.admin()
+        .args(["queue", "remove", name])
+        .run()
+        .assert_success();
+    let list = sys.admin().args(["queue", "list"]).run();
+    list.assert_success();
+    assert!(
+        entry_ids(&list.stdout_str()).is_empty(),
+        "{}",
+        list.report()
+    );
 }
 
 /// The most messages one flush can have had acknowledged by the server (its 250 in
