@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::spool::{Owner, SetUp, Spool};
+use crate::spool::{Owner, ROOT_ENV, SetUp, Spool};
 
 /// The mode, with what decided it.
 pub enum Mode {
@@ -34,18 +34,44 @@ impl Mode {
     /// not submit (77), or is there but not as the set-up makes it (78): falling back
     /// to personal mode then would leave mail where nobody looks.
     pub fn detect() -> Result<Mode, Error> {
-        Mode::detect_in(Config::personal_path(), Spool::at(Spool::default_root()))
+        Mode::detect_in(
+            Config::personal_path(),
+            Spool::at(Spool::default_root()),
+            false,
+        )
+    }
+
+    /// The mode of the queue's commands (`queue list|flush|remove`, `sendmail -q`,
+    /// `mailq`): as [`Mode::detect`], except that a spool named by `$OUTBOX_SPOOL`
+    /// is the one they work on whatever configuration the caller names, so that root
+    /// can flush the system queue with the configuration `$OUTBOX_CONFIG` names.
+    pub fn detect_for_queue() -> Result<Mode, Error> {
+        let named = std::env::var_os(ROOT_ENV).is_some_and(|v| !v.is_empty());
+        Mode::detect_in(
+            Config::personal_path(),
+            Spool::at(Spool::default_root()),
+            named,
+        )
     }
 
     /// The mode for a caller whose own configuration is `personal`, on a machine whose
-    /// spool would be `spool`.
-    pub fn detect_in(personal: Option<PathBuf>, spool: Spool) -> Result<Mode, Error> {
+    /// spool would be `spool`. A spool `named` (for the queue's commands) is used
+    /// when it is there, even by a caller with a configuration of its own.
+    pub fn detect_in(personal: Option<PathBuf>, spool: Spool, named: bool) -> Result<Mode, Error> {
+        let found = spool.detect();
+        if named && !matches!(found, SetUp::Absent) {
+            return Mode::of(spool, found);
+        }
         if let Some(path) = personal {
             return Ok(Mode::Personal {
                 why: format!("{} is this user's own configuration", path.display()),
             });
         }
-        match spool.detect() {
+        Mode::of(spool, found)
+    }
+
+    fn of(spool: Spool, found: SetUp) -> Result<Mode, Error> {
+        match found {
             SetUp::Absent => Ok(Mode::Personal {
                 why: format!("there is no system spool at {}", spool.root().display()),
             }),
@@ -106,14 +132,17 @@ mod tests {
         };
         spool.create(me, None).unwrap();
         let own = dir.join("config.toml");
-        let mode = Mode::detect_in(Some(own.clone()), spool.clone()).unwrap();
+        let mode = Mode::detect_in(Some(own.clone()), spool.clone(), false).unwrap();
         assert!(
             matches!(&mode, Mode::Personal { why } if why.contains("config.toml")),
             "{}",
             mode.describe()
         );
+        // A spool named by $OUTBOX_SPOOL wins over the caller's configuration.
+        let named = Mode::detect_in(Some(own), spool.clone(), true).unwrap();
+        assert!(matches!(named, Mode::System { .. }), "{}", named.describe());
         // Without one, the spool decides.
-        let mode = Mode::detect_in(None, spool).unwrap();
+        let mode = Mode::detect_in(None, spool, false).unwrap();
         match &mode {
             Mode::System {
                 maildrop, owner, ..
@@ -134,16 +163,23 @@ mod tests {
     #[test]
     fn no_spool_means_personal_and_a_broken_one_is_an_error() {
         let dir = temp_dir("none");
-        let mode = Mode::detect_in(None, Spool::at(dir.join("spool"))).unwrap();
+        let mode = Mode::detect_in(None, Spool::at(dir.join("spool")), true).unwrap();
         assert!(
             mode.describe()
                 .starts_with("personal mode (there is no system spool"),
             "{}",
             mode.describe()
         );
+        // A named spool that is not there leaves the caller's own configuration in
+        // charge.
+        let own = Mode::detect_in(Some(dir.join("c.toml")), Spool::at(dir.join("spool")), true);
+        assert!(
+            matches!(own, Ok(Mode::Personal { ref why }) if why.contains("c.toml")),
+            "personal expected"
+        );
         // A maildrop that is a plain directory is not a set-up: refused, not ignored.
         std::fs::create_dir_all(dir.join("spool/maildrop")).unwrap();
-        let err = Mode::detect_in(None, Spool::at(dir.join("spool")))
+        let err = Mode::detect_in(None, Spool::at(dir.join("spool")), false)
             .err()
             .expect("a broken spool is an error");
         assert!(matches!(err, Error::Config(_)), "{err}");

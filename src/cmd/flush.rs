@@ -34,9 +34,10 @@ const BOUNCE_ROUNDS: usize = 3;
 pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
     // In system mode the drops waiting are taken first: without the service running
     // (a machine with no systemd), this from root's cron is what delivers them.
-    if let Mode::System { spool, .. } = Mode::detect()? {
+    if let Mode::System { spool, .. } = Mode::detect_for_queue()? {
         super::system_queue::become_service(&spool)?;
-        super::intake::Service::start(spool, None, verbose)?.intake(None);
+        let mut service = super::intake::Service::start(spool, None, verbose)?;
+        while service.intake(None) {}
     }
     let (queue, base, config) = super::queue::open_queue()?;
     let mta = Mta::new(&base, LogDefault::Syslog);

@@ -8,13 +8,24 @@ use std::time::SystemTime;
 use outbox::cli::Cli;
 use outbox::config::Config;
 use outbox::log::{Status, Target};
-use outbox::queue::{Folder, Listed, Notes, Pick, Queue};
+use outbox::queue::{Listed, Notes, Pick, Queue};
 use outbox::spool::{Found, Picked, Pickup, SetAside, Spool, Usage};
 use outbox::{Error, Message, Settings};
 
 use super::flush::Run;
 use super::mta::{LogDefault, Mta, SpoolEvent};
 use super::output::say;
+
+/// The most drops one pass takes before it syncs and delivers them: a burst goes
+/// out as it comes rather than after its last drop.
+const BATCH: usize = 100;
+
+/// What a pass leaves: when the next entry is due, if one waits, and whether drops
+/// wait beyond the batch (the next pass should not wait).
+pub struct Pass {
+    pub next: Option<SystemTime>,
+    pub more: bool,
+}
 
 /// The service, as its configuration makes it.
 pub struct Service {
@@ -65,11 +76,10 @@ impl Service {
         &self.spool
     }
 
-    /// One pass: every drop taken, what `pick` says delivered, the usage published.
-    /// Returns when the next entry is due, if one waits. `stop` ends it early, after
-    /// the drop or the message in hand.
-    pub fn pass(&mut self, stop: Option<&AtomicBool>, pick: Pick) -> Option<SystemTime> {
-        self.intake(stop);
+    /// One pass: drops taken (a batch of them), what `pick` says delivered, the
+    /// usage published. `stop` ends it early, after the drop or the message in hand.
+    pub fn pass(&mut self, stop: Option<&AtomicBool>, pick: Pick) -> Pass {
+        let more = self.intake(stop);
         let run = Run {
             queue: &self.queue,
             base: &self.base,
@@ -78,42 +88,75 @@ impl Service {
             stop,
         };
         run.flush(self.verbose, pick);
-        self.publish()
+        Pass {
+            next: self.publish(),
+            more,
+        }
     }
 
-    /// Takes every drop waiting into the queue; what fails the pickup's checks is
-    /// set aside and logged.
-    pub fn intake(&mut self, stop: Option<&AtomicBool>) {
+    /// Takes drops into the queue, at most [`BATCH`]; what fails the pickup's checks
+    /// is set aside and logged. The entries are written out together (one syncfs)
+    /// before the drops, their other copy, are removed. Returns whether more wait.
+    pub fn intake(&mut self, stop: Option<&AtomicBool>) -> bool {
         let now = SystemTime::now();
         let names = match self.pickup.waiting(now) {
             Ok(names) => names,
             Err(e) => {
                 say!("outbox: {e}");
-                return;
+                return false;
             }
         };
+        let mut taken = Vec::new();
+        let mut more = false;
         for name in names {
             if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return;
+                break;
             }
             if self.stored.contains(&name) {
                 continue;
             }
+            if taken.len() == BATCH {
+                more = true;
+                break;
+            }
             match self.pickup.take(&name, now) {
                 Ok(None) => {}
-                Ok(Some(Found::Picked(picked))) => self.store(picked),
+                Ok(Some(Found::Picked(picked))) => taken.extend(self.store(picked)),
                 Ok(Some(Found::SetAside(aside))) => self.log_set_aside(&aside),
                 Err(e) => say!("outbox: drop {name}: {e}"),
             }
         }
+        if taken.is_empty() {
+            return more;
+        }
+        if let Err(e) = self.queue.sync() {
+            // Whether the entries are on disk is unknown: the drops stay, and this
+            // process leaves them (a restart finds each stored, or not, and goes on).
+            say!("outbox: {e}; the drops taken stay in incoming/");
+            self.stored.extend(taken.into_iter().map(|p| p.name));
+            return more;
+        }
+        for picked in taken {
+            if let Err(e) = self.pickup.done(&picked) {
+                say!(
+                    "outbox: drop {} is queued but cannot be removed ({e}); left alone",
+                    picked.name
+                );
+                self.stored.insert(picked.name);
+            }
+        }
+        more
     }
 
-    /// Queues a drop under its own name, unless a pass before a crash did, then
-    /// removes it. What cannot be queued now stays for the next pass.
-    fn store(&mut self, mut picked: Picked) {
+    /// Queues a drop under its own name (unless a pass before a crash did) and logs
+    /// it; returns it for removal once the queue is synced, or `None` when it cannot
+    /// be queued now and stays for the next pass.
+    fn store(&mut self, mut picked: Picked) -> Option<Picked> {
         let id = picked.name.clone();
-        if !self.queue.contains(&id) {
-            let envelope = &picked.envelope.envelope;
+        let envelope = &picked.envelope.envelope;
+        let again = self.queue.stored(&id);
+        let size = picked.message.len() as u64;
+        if !again {
             // The aliases are the service's: no submitter could read them.
             let to = super::expand_all(&self.base, &envelope.to);
             let message = Message::from_bytes(std::mem::take(&mut picked.message));
@@ -123,37 +166,33 @@ impl Service {
                 uid: Some(picked.uid),
                 ..Notes::default()
             };
-            let kept = self.queue.keep(
-                Folder::Queue,
+            let kept = self.queue.keep_unsynced(
                 envelope.from.as_ref(),
                 &to,
                 &message,
                 &notes,
                 picked.dropped,
             );
-            let event = SpoolEvent {
-                id: &id,
-                uid: Some(picked.uid),
-                envelope: Some(envelope),
-                size: message.len(),
-                arrival: picked.dropped,
-                place: self.spool.root(),
-            };
-            match kept {
-                Ok(_) => {
-                    self.mta
-                        .log_spool(&event, Status::Queued, "taken from the drop directory")
-                }
-                Err(e) => {
-                    say!("outbox: drop {id} cannot be queued now ({e}); it waits");
-                    return;
-                }
+            if let Err(e) = kept {
+                say!("outbox: drop {id} cannot be queued now ({e}); it waits");
+                return None;
             }
         }
-        if let Err(e) = self.pickup.done(&picked) {
-            say!("outbox: drop {id} is queued but cannot be removed ({e}); left alone");
-            self.stored.insert(id);
-        }
+        let event = SpoolEvent {
+            id: &id,
+            uid: Some(picked.uid),
+            envelope: Some(envelope),
+            size,
+            arrival: picked.dropped,
+            place: self.spool.root(),
+        };
+        let why = if again {
+            "taken from the drop directory again, after a restart: queued already"
+        } else {
+            "taken from the drop directory"
+        };
+        self.mta.log_spool(&event, Status::Queued, why);
+        Some(picked)
     }
 
     fn log_set_aside(&self, aside: &SetAside) {

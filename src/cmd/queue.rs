@@ -76,7 +76,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 /// configuration. In system mode that is the system queue, for root (who becomes the
 /// service's user for it) and the service's user alone.
 pub fn open_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
-    let config = match Mode::detect()? {
+    let config = match Mode::detect_for_queue()? {
         Mode::Personal { .. } => super::load_config()?,
         Mode::System { spool, .. } => {
             super::system_queue::become_service(&spool)?;

@@ -79,7 +79,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         .transpose()?;
     let mut service = Service::start(spool, log.clone(), cli.verbose)?;
     if cli.once {
-        service.pass(None, Pick::Due);
+        while service.pass(None, Pick::Due).more {}
         return Ok(exit::OK);
     }
     let signals = Signals::register()?;
@@ -111,14 +111,18 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         } else {
             Pick::Due
         };
-        let next = service.pass(Some(&signals.stop), pick);
+        let pass = service.pass(Some(&signals.stop), pick);
         if signals.stop.load(Ordering::Relaxed) {
             break;
         }
         let longest = if watch.is_some() { LONGEST_WAIT } else { POLL };
-        let wait = next
-            .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
-            .map_or(longest, |d| d.min(longest));
+        let wait = if pass.more {
+            Duration::ZERO
+        } else {
+            pass.next
+                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
+                .map_or(longest, |d| d.min(longest))
+        };
         wait_for(watch.as_ref(), &signals.wake, wait);
         drain(&signals.wake);
     }

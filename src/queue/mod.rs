@@ -77,6 +77,14 @@ pub struct Notes {
     pub uid: Option<u32>,
 }
 
+/// Where a new entry goes, and whether it is fsynced there before it is reported
+/// kept.
+enum Placing {
+    Synced(Folder),
+    /// Into the queue, for [`Queue::sync`] to write out with others.
+    Unsynced,
+}
+
 /// The queue directory of this user.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -149,21 +157,68 @@ impl Queue {
         notes: &Notes,
         now: SystemTime,
     ) -> Result<String, Error> {
-        let dest = match folder {
-            Folder::Queue => self.root.clone(),
-            Folder::Failed => self.root.join(FAILED),
-        };
-        self.add(&dest, from, recipients, message, notes, now)
+        self.add(
+            Placing::Synced(folder),
+            from,
+            recipients,
+            message,
+            notes,
+            now,
+        )
     }
 
-    /// Whether an entry `id` is in the queue or in `failed`: the service asks before
-    /// storing a drop under its name, so that a drop taken again after a crash is
-    /// not queued twice.
-    pub fn contains(&self, id: &str) -> bool {
-        check_id(id).is_ok()
-            && [self.root.join(id), self.root.join(FAILED).join(id)]
-                .iter()
-                .any(|p| fs::symlink_metadata(p).is_ok())
+    /// Whether entry `id` is stored whole, in the queue or in `failed`: the service
+    /// asks before it queues a drop under its name, so that a drop taken again after
+    /// a crash is not queued twice. An entry a power cut left cut short (its rename
+    /// reached the disk, not all of its data, see [`Queue::keep_unsynced`]) is
+    /// removed, and `false` returned: the drop, still there, is queued again.
+    pub fn stored(&self, id: &str) -> bool {
+        if check_id(id).is_err() {
+            return false;
+        }
+        if fs::symlink_metadata(self.root.join(FAILED).join(id)).is_ok() {
+            return true;
+        }
+        let path = self.root.join(id);
+        let Ok(file) = fs::File::open(&path) else {
+            return false;
+        };
+        let read = file
+            .metadata()
+            .map_err(|e| Unreadable::Corrupt(e.to_string()))
+            .and_then(|meta| read_entry(&file, &meta, id, false).map(drop));
+        match read {
+            Ok(()) | Err(Unreadable::Gone | Unreadable::Settled) => true,
+            Err(Unreadable::Corrupt(_)) => {
+                drop(file);
+                // Should it stay, the drop is queued under a new id: kept twice
+                // (once unreadable) rather than lost.
+                let _ = self.remove(id);
+                false
+            }
+        }
+    }
+
+    /// As [`Queue::keep`] into the queue, but neither the entry nor its directory is
+    /// fsynced: [`Queue::sync`] does that for a batch at once, and the caller keeps
+    /// the message's other copy (the service's drop) until it has.
+    pub fn keep_unsynced(
+        &self,
+        from: Option<&Address>,
+        recipients: &[Address],
+        message: &Message,
+        notes: &Notes,
+        now: SystemTime,
+    ) -> Result<String, Error> {
+        self.add(Placing::Unsynced, from, recipients, message, notes, now)
+    }
+
+    /// Writes everything of the queue's filesystem to disk (syncfs(2)): one wait for
+    /// a batch of entries kept by [`Queue::keep_unsynced`].
+    pub fn sync(&self) -> Result<(), Error> {
+        let fail = io_error(format!("cannot sync the queue {}", self.root.display()));
+        let dir = fs::File::open(&self.root).map_err(&fail)?;
+        rustix::fs::syncfs(&dir).map_err(|e| fail(e.into()))
     }
 
     /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
@@ -236,13 +291,19 @@ impl Queue {
 
     fn add(
         &self,
-        dest: &Path,
+        placing: Placing,
         from: Option<&Address>,
         recipients: &[Address],
         message: &Message,
         notes: &Notes,
         now: SystemTime,
     ) -> Result<String, Error> {
+        let (dest, sync) = match placing {
+            Placing::Synced(Folder::Queue) => (self.root.clone(), true),
+            Placing::Synced(Folder::Failed) => (self.root.join(FAILED), true),
+            Placing::Unsynced => (self.root.clone(), false),
+        };
+        let dest = dest.as_path();
         if recipients.is_empty() {
             return Err(Error::Data(
                 "a message with no recipient cannot be queued".into(),
@@ -277,6 +338,9 @@ impl Queue {
                 .and_then(|()| out.flush())
                 .map_err(&write)?;
             drop(out);
+            if !sync {
+                return fs::rename(&staging, dest.join(&id)).map_err(&write);
+            }
             file.sync_all().map_err(&write)?;
             fs::rename(&staging, dest.join(&id)).map_err(&write)?;
             sync_dir(dest).map_err(&write)?;
