@@ -95,8 +95,9 @@ impl Service {
     }
 
     /// Takes drops into the queue, at most [`BATCH`]; what fails the pickup's checks
-    /// is set aside and logged. The entries are written out together (one syncfs)
-    /// before the drops, their other copy, are removed. Returns whether more wait.
+    /// is set aside and logged. The entries' names are made durable together (one
+    /// fsync of the queue's directories) before the drops, their other copy, are
+    /// removed. Returns whether more wait.
     pub fn intake(&mut self, stop: Option<&AtomicBool>) -> bool {
         let now = SystemTime::now();
         let names = match self.pickup.waiting(now) {

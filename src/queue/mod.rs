@@ -169,9 +169,9 @@ impl Queue {
 
     /// Whether entry `id` is stored whole, in the queue or in `failed`: the service
     /// asks before it queues a drop under its name, so that a drop taken again after
-    /// a crash is not queued twice. An entry a power cut left cut short (its rename
-    /// reached the disk, not all of its data, see [`Queue::keep_unsynced`]) is
-    /// removed, and `false` returned: the drop, still there, is queued again.
+    /// a crash is not queued twice. An entry that cannot be read (cut short by a
+    /// failing disk) is removed, and `false` returned: the drop, still there, is
+    /// queued again.
     pub fn stored(&self, id: &str) -> bool {
         if check_id(id).is_err() {
             return false;
@@ -199,9 +199,10 @@ impl Queue {
         }
     }
 
-    /// As [`Queue::keep`] into the queue, but neither the entry nor its directory is
-    /// fsynced: [`Queue::sync`] does that for a batch at once, and the caller keeps
-    /// the message's other copy (the service's drop) until it has.
+    /// As [`Queue::keep`] into the queue, but the directories that record the new
+    /// entry's name are not fsynced (its data is): [`Queue::sync`] does that once for
+    /// a batch, and the caller keeps the message's other copy (the service's drop)
+    /// until it has. One fsync a message rather than three.
     pub fn keep_unsynced(
         &self,
         from: Option<&Address>,
@@ -213,12 +214,12 @@ impl Queue {
         self.add(Placing::Unsynced, from, recipients, message, notes, now)
     }
 
-    /// Writes everything of the queue's filesystem to disk (syncfs(2)): one wait for
-    /// a batch of entries kept by [`Queue::keep_unsynced`].
+    /// Makes the names of the entries kept by [`Queue::keep_unsynced`] durable: the
+    /// queue's directory and its `tmp/` are fsynced.
     pub fn sync(&self) -> Result<(), Error> {
         let fail = io_error(format!("cannot sync the queue {}", self.root.display()));
-        let dir = fs::File::open(&self.root).map_err(&fail)?;
-        rustix::fs::syncfs(&dir).map_err(|e| fail(e.into()))
+        sync_dir(&self.root).map_err(&fail)?;
+        sync_dir(&self.root.join(TMP)).map_err(&fail)
     }
 
     /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
@@ -338,11 +339,11 @@ impl Queue {
                 .and_then(|()| out.flush())
                 .map_err(&write)?;
             drop(out);
-            if !sync {
-                return fs::rename(&staging, dest.join(&id)).map_err(&write);
-            }
             file.sync_all().map_err(&write)?;
             fs::rename(&staging, dest.join(&id)).map_err(&write)?;
+            if !sync {
+                return Ok(());
+            }
             sync_dir(dest).map_err(&write)?;
             sync_dir(&tmp).map_err(&write)
         })();
