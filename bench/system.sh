@@ -28,7 +28,8 @@
 # Each message carries `X-Bench-Dropped: <epoch µs>`, taken just before its sendmail
 # runs; smtp-sink (`-d`) writes each message to its own file, whose mtime is the end of
 # DATA, i.e. the server's 250. Per system and round: messages per second from the first
-# drop to the last arrival, and the median and 90th percentile of arrival minus drop.
+# drop to the last arrival, the median and 90th percentile of arrival minus drop, and
+# how long the submitters took until their last sendmail returned (what callers wait).
 # Before the timed batch one warm-up message goes through each system, so every
 # daemon is up and has met the sink once. The table gives the medians over the rounds
 # (systems taken in a rotating order) and outbox's ratios to the other two; the goals
@@ -73,7 +74,7 @@ esac
 work=$(mktemp -d)
 # The submitters (nobody) and the services' users must reach their directories below.
 chmod 755 "$work"
-sink='' daemon='' pf_etc='' nm_send='' ob_serve='' svc_user='' svc_created=''
+submitters=() sink='' daemon='' pf_etc='' nm_send='' ob_serve='' svc_user='' svc_created=''
 
 stop_sink() {
   if [ -n "$sink" ]; then kill "$sink" 2>/dev/null || true; wait "$sink" 2>/dev/null || true; sink=''; fi
@@ -108,6 +109,7 @@ stop_outbox() {
 }
 
 cleanup() {
+  [ ${#submitters[@]} -eq 0 ] || kill "${submitters[@]}" 2>/dev/null || true
   stop_postfix
   stop_nullmailer
   stop_outbox
@@ -290,7 +292,8 @@ submit_loop='
 
 # Submits N messages from P processes as nobody, or with "yes" one warm-up message.
 submit() {
-  local system=$1 warmup=$2 pids=() p count stamp=X-Bench-Dropped
+  local system=$1 warmup=$2 p count stamp=X-Bench-Dropped
+  submitters=()
   for p in $(seq "$procs"); do
     if [ "$warmup" = yes ]; then
       [ "$p" = 1 ] || break
@@ -302,9 +305,9 @@ submit() {
       env -i PATH=/usr/sbin:/usr/bin:/bin "${submit_env[@]}" \
       bash -c "$submit_loop" submitter "$system" "$p" "$count" "$stamp" $submit_cmd \
       >>"$work/submit.log" 2>&1 &
-    pids+=($!)
+    submitters+=($!)
   done
-  for p in "${pids[@]}"; do
+  for p in "${submitters[@]}"; do
     wait "$p" || { tail -n 20 "$work/submit.log" >&2; die "$system: a sendmail failed"; }
   done
 }
@@ -367,14 +370,18 @@ run_one() {
   : >"$work/submit.log"
   submit "$system" yes
   await "$system" "$dump" 1
+  local start=$EPOCHREALTIME end
   submit "$system" no
+  end=$EPOCHREALTIME
   await "$system" "$dump" $((n + 1))
   stop_system "$system"
   stop_sink
   result=$(measure "$dump") || die "$system, round $round: the sink's messages do not add up"
+  result+=" $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
   results[$system]+="$result"$'\n'
-  read -r rate median p90 <<<"$result"
-  printf '  round %d %-10s %8.1f msg/s  median %7.2f ms  p90 %7.2f ms\n' "$round" "$system" "$rate" "$median" "$p90"
+  read -r rate median p90 submitted <<<"$result"
+  printf '  round %d %-10s %8.1f msg/s  median %8.2f ms  p90 %8.2f ms  (sendmails done in %.2f s)\n' \
+    "$round" "$system" "$rate" "$median" "$p90" "$submitted"
   rm -rf "$dump" "$work/postfix" "$work/nullmailer" "$work/outbox"
 }
 
@@ -390,20 +397,21 @@ for round in $(seq "$rounds"); do
 done
 
 median_of() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-declare -A rate med p90
+declare -A rate med p90 sub
 echo
 printf 'median of %d rounds:\n' "$rounds"
-printf '  %-22s %10s %11s %9s\n' system msg/s "median ms" "p90 ms"
+printf '  %-22s %10s %11s %9s %12s\n' system msg/s "median ms" "p90 ms" "sendmails s"
 for system in "${order[@]}"; do
   rate[$system]=$(printf '%s' "${results[$system]}" | awk '{ print $1 }' | median_of)
   med[$system]=$(printf '%s' "${results[$system]}" | awk '{ print $2 }' | median_of)
   p90[$system]=$(printf '%s' "${results[$system]}" | awk '{ print $3 }' | median_of)
+  sub[$system]=$(printf '%s' "${results[$system]}" | awk '{ print $4 }' | median_of)
   case $system in
     postfix) label="postfix $(postconf -d -h mail_version)" ;;
     nullmailer) label="nullmailer $nullmailer_version" ;;
     outbox) label="outbox serve" ;;
   esac
-  printf '  %-22s %10.1f %11.2f %9.2f\n' "$label" "${rate[$system]}" "${med[$system]}" "${p90[$system]}"
+  printf '  %-22s %10.1f %11.2f %9.2f %12.2f\n' "$label" "${rate[$system]}" "${med[$system]}" "${p90[$system]}" "${sub[$system]}"
 done
 if [ -n "${rate[outbox]:-}" ]; then
   for peer in postfix nullmailer; do
