@@ -39,7 +39,8 @@
 # util-linux (unshare, setpriv) and python3; the nullmailer .deb is fetched with
 # `apt-get download` into $BENCH_CACHE (default ~/.cache/outbox-bench).
 # BENCH_SYSTEMS (default "postfix nullmailer outbox") picks the systems; BENCH_TIMEOUT
-# (default 300) is how many seconds a batch may take before the bench fails.
+# (default 300) is how many seconds a batch may take before the bench fails;
+# BENCH_KEEP=1 keeps each run's directories (the sink's messages, the logs).
 # Usage: bench/system.sh [N] [P] [R]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,7 +119,7 @@ cleanup() {
     userdel "$svc_user" >/dev/null 2>&1 || true
     getent group "$svc_user" >/dev/null && groupdel "$svc_user" >/dev/null 2>&1 || true
   fi
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -382,7 +383,15 @@ run_one() {
   read -r rate median p90 submitted <<<"$result"
   printf '  round %d %-10s %8.1f msg/s  median %8.2f ms  p90 %8.2f ms  (sendmails done in %.2f s)\n' \
     "$round" "$system" "$rate" "$median" "$p90" "$submitted"
-  rm -rf "$dump" "$work/postfix" "$work/nullmailer" "$work/outbox"
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    mkdir -p "$work/kept"
+    mv "$dump" "$work/kept/"
+    for d in postfix nullmailer outbox; do
+      if [ -e "$work/$d" ]; then mv "$work/$d" "$work/kept/$d-$round"; fi
+    done
+  else
+    rm -rf "$dump" "$work/postfix" "$work/nullmailer" "$work/outbox"
+  fi
 }
 
 # The arrival times are file mtimes: say so if this kernel keeps them only to its tick
