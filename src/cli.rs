@@ -13,6 +13,7 @@ use crate::smtp::tls::TlsMode;
 pub const COMMAND_WORDS: &[&str] = &[
     "sendmail",
     "queue",
+    "system",
     "help",
     "probe",
     "serve",
@@ -35,7 +36,9 @@ Commands:
   outbox queue flush [-v]        Try every queued message now (also: sendmail -q)
   outbox queue flush --due       Only those whose retry time has come (for cron)
   outbox queue remove ID...      Remove messages from the queue
-  outbox help [COMMAND]          This help, or a command's: sendmail, queue
+  outbox system setup            System mode, as root: the service's user, spool, unit, links
+  outbox system remove           Undo it (a spool where mail waits is kept)
+  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system
 
 {all-args}{after-help}";
 

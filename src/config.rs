@@ -65,6 +65,12 @@ pub struct Account {
     pub bounce_to: Option<Address>,
     /// Whether `bounce_to` gets a copy of every bounce.
     pub bounce_copy: Option<bool>,
+    /// System mode: the largest message a user may submit, in bytes.
+    pub max_message_size: Option<u64>,
+    /// System mode: how many messages one user may have queued at once.
+    pub max_queued_per_user: Option<u64>,
+    /// System mode: how many bytes one user may have queued at once.
+    pub max_queued_bytes_per_user: Option<u64>,
 }
 
 /// Keys that only `[default]` may hold: the queue, its flush and the log are one per
@@ -76,6 +82,9 @@ const DEFAULT_ONLY: &[&str] = &[
     "syslog_socket",
     "bounce_to",
     "bounce_copy",
+    "max_message_size",
+    "max_queued_per_user",
+    "max_queued_bytes_per_user",
 ];
 
 impl Account {
@@ -103,6 +112,11 @@ impl Account {
             syslog_socket: self.syslog_socket.or(base.syslog_socket),
             bounce_to: self.bounce_to.or(base.bounce_to),
             bounce_copy: self.bounce_copy.or(base.bounce_copy),
+            max_message_size: self.max_message_size.or(base.max_message_size),
+            max_queued_per_user: self.max_queued_per_user.or(base.max_queued_per_user),
+            max_queued_bytes_per_user: self
+                .max_queued_bytes_per_user
+                .or(base.max_queued_bytes_per_user),
         }
     }
 
@@ -115,6 +129,9 @@ impl Account {
             self.syslog_socket.is_some(),
             self.bounce_to.is_some(),
             self.bounce_copy.is_some(),
+            self.max_message_size.is_some(),
+            self.max_queued_per_user.is_some(),
+            self.max_queued_bytes_per_user.is_some(),
         ];
         DEFAULT_ONLY
             .iter()
@@ -162,21 +179,35 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The machine's configuration: root's and, in system mode, the service's alone.
+pub const SYSTEM_PATH: &str = "/etc/outbox/config.toml";
+
 impl Config {
+    /// The caller's own configuration file, if it has one: `$OUTBOX_CONFIG` (which
+    /// need not exist yet: loading it then fails), else the one under
+    /// `$XDG_CONFIG_HOME` or `~/.config` when it exists. Having one keeps a caller
+    /// in personal mode on a machine set up for system mode.
+    pub fn personal_path() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("outbox/config.toml"))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+    }
+
     /// The configuration file in its usual places, if there is one. `$OUTBOX_CONFIG`
     /// must name a file that exists.
     pub fn load_default() -> Result<Option<Config>, Error> {
         if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
             return Config::load(Path::new(&path)).map(Some);
         }
-        let user_dir = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-        let candidates = user_dir
-            .map(|d| d.join("outbox/config.toml"))
+        let candidates = Config::personal_path()
             .into_iter()
-            .chain([PathBuf::from("/etc/outbox/config.toml")]);
+            .chain([PathBuf::from(SYSTEM_PATH)]);
         for path in candidates {
             match std::fs::File::open(&path) {
                 Ok(_) => return Config::load(&path).map(Some),
@@ -194,6 +225,13 @@ impl Config {
             }
         }
         Ok(None)
+    }
+
+    /// This configuration with `dir` as the queue, whatever the file says: the system
+    /// queue is the spool's, for every account.
+    pub fn with_queue_dir(mut self, dir: PathBuf) -> Config {
+        self.default.queue_dir = Some(dir);
+        self
     }
 
     pub fn load(path: &Path) -> Result<Config, Error> {
@@ -214,7 +252,8 @@ impl Config {
         Ok(config)
     }
 
-    fn empty(path: &Path) -> Config {
+    /// A configuration that sets nothing, as if `path` were empty.
+    pub fn empty(path: &Path) -> Config {
         Config {
             path: path.to_owned(),
             default: Account::default(),
@@ -796,6 +835,7 @@ password = "hunter2-secret"
             ("bounce_to", "\"admin@example.test\""),
             ("bounce_copy", "true"),
             ("queue_lifetime", "3"),
+            ("max_queued_per_user", "10"),
         ] {
             let text = format!(
                 "[default]\nlog = \"syslog\"\n\n[account.\"work\"]\nserver = \"mx.example.test\"\n\
@@ -806,7 +846,8 @@ password = "hunter2-secret"
                 format!(
                     "/etc/outbox/config.toml:6: {key}: [account.work] cannot set {key}: it \
                      belongs in [default] (as queue_dir, queue_lifetime, log, syslog_socket, \
-                     bounce_to, bounce_copy), which the queue's flush goes by"
+                     bounce_to, bounce_copy, max_message_size, max_queued_per_user, \
+                     max_queued_bytes_per_user), which the queue's flush goes by"
                 )
             );
         }

@@ -23,6 +23,10 @@ pub enum Error {
     NoInput { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Config(String),
+    /// This user may not do this here (submit on a machine that allows only a group,
+    /// see the system queue).
+    #[error("{0}")]
+    Denied(String),
     /// The name does not resolve; `temporary` when the resolver itself failed
     /// (EAI_AGAIN) rather than the name not existing.
     #[error("cannot resolve the server name {host:?}: {detail}")]
@@ -97,6 +101,11 @@ pub enum Error {
     /// Every recipient was refused, so no message was sent.
     #[error("no recipient was accepted; nothing was sent:\n{}", list(refused))]
     NoRecipients { refused: Vec<RecipientResult> },
+    /// The system spool refuses the message: over its size limit (`lasting`: trying
+    /// again will not help), or the user's queue is full for now. `what` says which
+    /// limit, the figures, and what to do.
+    #[error("{what}")]
+    OverLimit { what: String, lasting: bool },
     /// Local I/O (standard input, standard output) failed.
     #[error("{context}: {source}")]
     LocalIo { context: String, source: io::Error },
@@ -124,8 +133,10 @@ impl Error {
             | Error::Data(_)
             | Error::NoInput { .. }
             | Error::Config(_)
+            | Error::Denied(_)
             | Error::Unsupported(_)
             | Error::Unsendable(_)
+            | Error::OverLimit { .. }
             | Error::LocalIo { .. } => None,
         }
     }

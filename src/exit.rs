@@ -12,6 +12,7 @@ pub const NOUSER: u8 = 67;
 pub const NOHOST: u8 = 68;
 pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
+pub const CANTCREAT: u8 = 73;
 pub const IOERR: u8 = 74;
 pub const TEMPFAIL: u8 = 75;
 pub const PROTOCOL: u8 = 76;
@@ -30,7 +31,7 @@ pub fn code(err: &Error) -> u8 {
         } => TEMPFAIL,
         Error::NoHost { .. } => NOHOST,
         Error::Unsupported(_) | Error::Unsendable(_) => UNAVAILABLE,
-        Error::Certificate { .. } | Error::Auth(_) => NOPERM,
+        Error::Certificate { .. } | Error::Auth(_) | Error::Denied(_) => NOPERM,
         Error::Tls { .. } => PROTOCOL,
         Error::Connect { .. }
         | Error::Timeout { .. }
@@ -52,6 +53,10 @@ pub fn code(err: &Error) -> u8 {
             }
         }
         Error::LocalIo { .. } => IOERR,
+        // sysexits(3): EX_CANTCREAT, "a (user specified) output file cannot be
+        // created": the spool will never take a message that big.
+        Error::OverLimit { lasting: true, .. } => CANTCREAT,
+        Error::OverLimit { lasting: false, .. } => TEMPFAIL,
         Error::Hint { error, .. } => code(error),
     }
 }
@@ -139,6 +144,7 @@ mod tests {
                 66,
             ),
             (Error::Config("bad".into()), 78),
+            (Error::Denied("not in the group".into()), 77),
             (
                 Error::NoHost {
                     host: "nx.invalid".into(),
@@ -171,6 +177,20 @@ mod tests {
                 76,
             ),
             (Error::Auth("server signature mismatch".into()), 77),
+            (
+                Error::OverLimit {
+                    what: "over the size limit".into(),
+                    lasting: true,
+                },
+                73,
+            ),
+            (
+                Error::OverLimit {
+                    what: "the queue is full".into(),
+                    lasting: false,
+                },
+                75,
+            ),
             (
                 Error::Hint {
                     error: Box::new(Error::Closed {

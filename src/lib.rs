@@ -17,7 +17,8 @@
 //!   DATA, [`envelope`] says who it is from and for;
 //! - [`queue`]: messages kept on disk until a later flush delivers them; [`bounce`]:
 //!   the report sent to the sender of one that fails; [`spool`]: system mode's drop
-//!   directory, where any local user hands a message to the service;
+//!   directory, where any local user hands a message to the service; [`system`]:
+//!   what `outbox system setup|remove` installs (the unit, the links, the template);
 //! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
 //!   (what they resolve to);
 //! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],
@@ -58,6 +59,7 @@ pub mod error;
 pub mod exit;
 pub mod log;
 pub mod message;
+pub mod mode;
 pub mod outcome;
 pub mod passwd;
 pub mod progress;
@@ -67,6 +69,7 @@ pub mod sendmail;
 pub mod settings;
 pub mod smtp;
 pub mod spool;
+pub mod system;
 
 pub use client::{
     Client, Dsn, Options, Outgoing, Parameters, Series, parameters, submit_reported, submit_with,

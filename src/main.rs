@@ -25,7 +25,9 @@ fn main() -> ExitCode {
         ("sendmail" | "mailq" | "newaliases", _) => cmd::sendmail::run(&program, &args[1..]),
         (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
         (_, Some("queue")) => cmd::queue::run(&args[2..]),
+        (_, Some("serve")) => cmd::serve::run(&args[2..]),
         (_, Some("help")) => cmd::help::run(&args[2..]),
+        (_, Some("system")) => cmd::system::run(&args[2..]),
         // A command of a later version, not a recipient named after it.
         (_, Some(word)) if cmd::help::is_command_word(word) => {
             Err(cmd::help::unknown_command(word).into())

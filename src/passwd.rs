@@ -28,6 +28,21 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Becomes `uid` and `gid` for good (real, effective and saved ids, and no
+/// supplementary groups), as root handing a job to a service's user. Linux keeps the
+/// ids per thread and these are the raw system calls, so this is for a process that
+/// has started no thread yet; the groups go first, while there is still the right
+/// to change them.
+pub fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    use rustix::process::{Gid, Uid};
+    let gid = Gid::from_raw(gid);
+    let uid = Uid::from_raw(uid);
+    rustix::thread::set_thread_groups(&[])?;
+    rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+    rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

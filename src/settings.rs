@@ -60,6 +60,8 @@ pub struct Settings {
     pub bounce_to: Option<Address>,
     /// Whether `bounce_to` gets a copy of every bounce.
     pub bounce_copy: bool,
+    /// System mode: what the service lets one user submit and keep queued.
+    pub limits: crate::spool::Limits,
 }
 
 /// Five days, as sendmail's and Postfix's queues keep a message by default.
@@ -222,6 +224,16 @@ impl Settings {
             syslog_socket: account.syslog_socket.clone(),
             bounce_to,
             bounce_copy: account.bounce_copy.unwrap_or(false),
+            limits: {
+                let default = crate::spool::Limits::default();
+                crate::spool::Limits {
+                    max_message_size: account.max_message_size.unwrap_or(default.max_message_size),
+                    max_queued: account.max_queued_per_user.unwrap_or(default.max_queued),
+                    max_queued_bytes: account
+                        .max_queued_bytes_per_user
+                        .unwrap_or(default.max_queued_bytes),
+                }
+            },
         })
     }
 

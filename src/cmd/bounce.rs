@@ -73,6 +73,8 @@ pub struct Original<'a> {
     pub via: Option<&'a Address>,
     /// It is one of outbox's notices to `bounce_to`: its failure makes none.
     pub notice: bool,
+    /// Who submitted it, when the system queue recorded it.
+    pub uid: Option<u32>,
 }
 
 /// A bounce made and addressed, ready to go.
@@ -240,7 +242,7 @@ pub fn make(
         ret,
     );
     notice.envelope_id = original.dsn.envid.clone();
-    notice.submitter = Some(mta.submitter());
+    notice.submitter = Some(mta.submitter(original.uid));
     let bytes = bounce::build(&notice, original.message)
         .map_err(|e| Fate::Lost(format!("cannot read the message for its bounce: {e}")))?;
     Ok(Made {
@@ -315,6 +317,7 @@ pub fn send_now(settings: &Settings, mta: &Mta, made: Made) -> Fate {
             arrival,
             via: made.via.as_ref(),
             notice: made.notice,
+            uid: None,
         };
         // The bounce's failure goes to bounce_to, if that is set and is not who
         // refused it; a notice's own failure goes nowhere (see `recipients`).
@@ -398,6 +401,7 @@ mod tests {
             arrival: SystemTime::now(),
             via: None,
             notice: false,
+            uid: None,
         };
         let failed: Vec<Address> = failed.iter().map(|f| a(f)).collect();
         recipients(settings, &original, &failed)

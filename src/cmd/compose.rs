@@ -7,6 +7,7 @@ use outbox::cli::Cli;
 use outbox::compose::{self, Attachment, Draft};
 use outbox::envelope::{Envelope, Mailbox};
 use outbox::error::{self, Error};
+use outbox::mode::Mode;
 use outbox::outcome::Outcome;
 use outbox::smtp::command::Command;
 use outbox::smtp::data::DotWriter;
@@ -36,13 +37,29 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// failures are said here and the exit code returned, so that `run` does not speak
 /// of them again.
 fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
-    let config = super::load_config()?;
+    // Only `--queue` asks for what the system spool gives: without it the compose
+    // face is a client, and says what the server answered, now.
+    let system = match cli.queue.then(Mode::detect).transpose()? {
+        Some(Mode::System { spool, .. }) => Some(spool),
+        _ => None,
+    };
+    let config = match system {
+        Some(_) => None,
+        None => super::load_config()?,
+    };
     let settings = Settings::resolve(cli, config.as_ref())?;
     let (draft, envelope) = draft_and_envelope(cli, &settings)?;
     let message = compose::build(&draft, &settings::fqdn())?;
     if cli.dry_run {
         dry_run(&settings, &envelope, &message)?;
         return Ok(exit::OK);
+    }
+    if let Some(spool) = &system {
+        let bytes = message.to_vec().map_err(|source| Error::LocalIo {
+            context: "cannot read the message's attachments".into(),
+            source,
+        })?;
+        return super::handoff::hand_off(spool, &settings, envelope, &bytes);
     }
     let show = super::Show {
         json: cli.json,

@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use outbox::cli::Cli;
+use outbox::config::Config;
 use outbox::error::Error;
+use outbox::mode::Mode;
 use outbox::outcome::{Outcome, Refusal};
 use outbox::queue::{Folder, Listed, Locked, Notes, Pick, Queue, describe_duration};
 use outbox::smtp::dsn::Dsn;
@@ -29,97 +32,22 @@ const BOUNCE_ROUNDS: usize = 3;
 /// the same settings before the flush ends. Trouble with one entry is reported and
 /// the flush goes on.
 pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
+    // In system mode the drops waiting are taken first: without the service running
+    // (a machine with no systemd), this from root's cron is what delivers them.
+    if let Mode::System { spool, .. } = Mode::detect()? {
+        super::system_queue::become_service(&spool)?;
+        super::intake::Service::start(spool, None, verbose)?.intake(None);
+    }
     let (queue, base, config) = super::queue::open_queue()?;
     let mta = Mta::new(&base, LogDefault::Syslog);
-    let now = SystemTime::now();
-    let mut groups: BTreeMap<String, (Settings, Vec<String>)> = BTreeMap::new();
-    let mut code = exit::OK;
-    for listed in queue.list()? {
-        let entry = match listed {
-            Listed::Entry(entry) => *entry,
-            Listed::Corrupt { id, problem } => {
-                say!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
-                code = exit::DATAERR;
-                continue;
-            }
-        };
-        if !pick.takes(&entry, now, base.queue_lifetime) {
-            continue;
-        }
-        // A bounce goes over the account of the message it reports.
-        let cli = Cli {
-            from: entry.via.clone().or_else(|| entry.from.clone()),
-            verbose,
-            ..Cli::default()
-        };
-        let settings = match Settings::resolve(&cli, config.as_ref()) {
-            Ok(settings) => settings,
-            Err(e) => {
-                say!("outbox: {}: {e}; left in the queue", entry.id);
-                code = exit::code(&e);
-                continue;
-            }
-        };
-        // The DSN requests made when the message was submitted go with it.
-        let settings = Settings {
-            dsn: entry.dsn.clone(),
-            ..settings
-        };
-        groups
-            .entry(session_key(&settings))
-            .or_insert_with(|| (settings, Vec::new()))
-            .1
-            .push(entry.id);
-    }
-    let mut totals = Totals::default();
-    let mut bounce_totals = Totals::default();
-    std::thread::scope(|scope| {
-        // Removing a delivered entry's file costs about as much as sending it (more,
-        // where the filesystem discards freed blocks): that goes on beside the sending,
-        // on another thread, told to stop when the sending is over.
-        let (over, stop) = mpsc::channel::<()>();
-        if !groups.is_empty() {
-            let queue = &queue;
-            scope.spawn(move || sweep_until(queue, &stop));
-        }
-        for round in 0..=BOUNCE_ROUNDS {
-            // The bounces are counted apart: the totals are of what was queued.
-            let totals = if round == 0 {
-                &mut totals
-            } else {
-                &mut bounce_totals
-            };
-            let mut bounces = BTreeMap::new();
-            for (key, (settings, ids)) in &groups {
-                let flusher = Flusher {
-                    queue: &queue,
-                    mta: &mta,
-                    settings,
-                    lifetime: base.queue_lifetime,
-                    pick,
-                };
-                let made = flusher.group(ids, totals);
-                if !made.is_empty() {
-                    // A bounce asks for no DSN of its own.
-                    let settings = Settings {
-                        dsn: Dsn::default(),
-                        ..settings.clone()
-                    };
-                    bounces.insert(key.clone(), (settings, made));
-                }
-            }
-            if bounces.is_empty() {
-                break;
-            }
-            // The bounces go over the settings of what they report.
-            groups = bounces;
-        }
-        drop(over);
-    });
-    queue.sweep();
-    if totals.errors + bounce_totals.errors > 0 {
-        code = exit::IOERR;
-    }
+    let run = Run {
+        queue: &queue,
+        base: &base,
+        config: config.as_ref(),
+        mta: &mta,
+        stop: None,
+    };
+    let (code, totals, bounce_totals) = run.flush(verbose, pick);
     // Quiet for cron, which mails whatever a job prints.
     if verbose || std::io::stdout().is_terminal() {
         out!(
@@ -140,6 +68,128 @@ pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// What a flush works with: the queue, the settings without an account, the
+/// configuration that picks each entry's, the log, and (for the service) the flag
+/// that asks it to stop after the message on the wire.
+pub struct Run<'a> {
+    pub queue: &'a Queue,
+    pub base: &'a Settings,
+    pub config: Option<&'a Config>,
+    pub mta: &'a Mta,
+    pub stop: Option<&'a AtomicBool>,
+}
+
+impl Run<'_> {
+    /// One flush of what `pick` says; the exit code, what was done with the queued
+    /// messages, and what with the bounces.
+    pub fn flush(&self, verbose: bool, pick: Pick) -> (u8, Totals, Totals) {
+        let Run {
+            queue,
+            base,
+            config,
+            mta,
+            stop,
+        } = *self;
+        let now = SystemTime::now();
+        let mut groups: BTreeMap<String, (Settings, Vec<String>)> = BTreeMap::new();
+        let mut code = exit::OK;
+        let listed = match queue.list() {
+            Ok(listed) => listed,
+            Err(e) => {
+                say!("outbox: {e}");
+                return (exit::code(&e), Totals::default(), Totals::default());
+            }
+        };
+        for listed in listed {
+            let entry = match listed {
+                Listed::Entry(entry) => *entry,
+                Listed::Corrupt { id, problem } => {
+                    say!("outbox: queue entry {id} cannot be read ({problem}); left as it is");
+                    code = exit::DATAERR;
+                    continue;
+                }
+            };
+            if !pick.takes(&entry, now, base.queue_lifetime) {
+                continue;
+            }
+            // A bounce goes over the account of the message it reports.
+            let cli = Cli {
+                from: entry.via.clone().or_else(|| entry.from.clone()),
+                verbose,
+                ..Cli::default()
+            };
+            let settings = match Settings::resolve(&cli, config) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    say!("outbox: {}: {e}; left in the queue", entry.id);
+                    code = exit::code(&e);
+                    continue;
+                }
+            };
+            // The DSN requests made when the message was submitted go with it.
+            let settings = Settings {
+                dsn: entry.dsn.clone(),
+                ..settings
+            };
+            groups
+                .entry(session_key(&settings))
+                .or_insert_with(|| (settings, Vec::new()))
+                .1
+                .push(entry.id);
+        }
+        let mut totals = Totals::default();
+        let mut bounce_totals = Totals::default();
+        std::thread::scope(|scope| {
+            // Removing a delivered entry's file costs about as much as sending it (more,
+            // where the filesystem discards freed blocks): that goes on beside the sending,
+            // on another thread, told to stop when the sending is over.
+            let (over, ended) = mpsc::channel::<()>();
+            if !groups.is_empty() {
+                scope.spawn(move || sweep_until(queue, &ended));
+            }
+            for round in 0..=BOUNCE_ROUNDS {
+                // The bounces are counted apart: the totals are of what was queued.
+                let totals = if round == 0 {
+                    &mut totals
+                } else {
+                    &mut bounce_totals
+                };
+                let mut bounces = BTreeMap::new();
+                for (key, (settings, ids)) in &groups {
+                    let flusher = Flusher {
+                        queue,
+                        mta,
+                        settings,
+                        lifetime: base.queue_lifetime,
+                        pick,
+                        stop,
+                    };
+                    let made = flusher.group(ids, totals);
+                    if !made.is_empty() {
+                        // A bounce asks for no DSN of its own.
+                        let settings = Settings {
+                            dsn: Dsn::default(),
+                            ..settings.clone()
+                        };
+                        bounces.insert(key.clone(), (settings, made));
+                    }
+                }
+                if bounces.is_empty() {
+                    break;
+                }
+                // The bounces go over the settings of what they report.
+                groups = bounces;
+            }
+            drop(over);
+        });
+        queue.sweep();
+        if totals.errors + bounce_totals.errors > 0 {
+            code = exit::IOERR;
+        }
+        (code, totals, bounce_totals)
+    }
 }
 
 /// How long the sweeping thread first waits when it found nothing to remove; each
@@ -184,7 +234,7 @@ fn session_key(s: &Settings) -> String {
 }
 
 #[derive(Default)]
-struct Totals {
+pub struct Totals {
     delivered: usize,
     deferred: usize,
     failed: usize,
@@ -199,6 +249,7 @@ struct Flusher<'a> {
     settings: &'a Settings,
     lifetime: Duration,
     pick: Pick,
+    stop: Option<&'a AtomicBool>,
 }
 
 impl Flusher<'_> {
@@ -293,6 +344,7 @@ impl Flusher<'_> {
             entry.size,
             entry.created,
         );
+        attempt.submitter = entry.uid;
         let more = !outcome.retry.is_empty();
         let failed = !outcome.failed.is_empty();
         let age = entry.age(now);
@@ -314,6 +366,7 @@ impl Flusher<'_> {
             arrival: entry.created,
             via: via.as_ref(),
             notice: entry.notice,
+            uid: entry.uid,
         };
         let mut failures = bounce::failures(self.settings, &outcome);
         if let Some(why) = &given_up {
@@ -488,6 +541,10 @@ impl Series for FlushRun<'_, '_> {
 
     /// The next entry that is still to be tried and free: locked, with its message open.
     fn next(&mut self) -> Option<Outgoing<Locked>> {
+        // Asked to stop: what is on the wire is finished, nothing more is begun.
+        if self.flusher.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return None;
+        }
         for id in self.ids.by_ref() {
             match self.flusher.take(id) {
                 Ok(Some(out)) => return Some(out),

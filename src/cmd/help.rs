@@ -11,7 +11,8 @@ use outbox::{exit, settings};
 
 use super::output::out;
 
-/// `outbox help`, `outbox help sendmail`, `outbox help queue [list|flush|remove]`.
+/// `outbox help`, `outbox help sendmail`, `outbox help queue [list|flush|remove]`,
+/// `outbox help system [setup|remove]`.
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let word = args.first().map(|a| a.to_string_lossy().into_owned());
     match word.as_deref() {
@@ -27,6 +28,11 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             let mut queue_args = args[1..].to_vec();
             queue_args.push("--help".into());
             super::queue::run(&queue_args)
+        }
+        Some("system") => {
+            let mut system_args = args[1..].to_vec();
+            system_args.push("--help".into());
+            super::system::run(&system_args)
         }
         Some(word) => Err(unknown_command(word).into()),
     }
@@ -46,7 +52,7 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue and help; see outbox --help); to send mail \
+        "{what} (outbox has sendmail, queue, system and help; see outbox --help); to send mail \
          to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))

@@ -3,11 +3,16 @@
 pub mod bounce;
 pub mod compose;
 pub mod flush;
+pub mod handoff;
 pub mod help;
+pub mod intake;
 pub mod mta;
 pub mod output;
 pub mod queue;
 pub mod sendmail;
+pub mod serve;
+pub mod system;
+pub mod system_queue;
 
 use std::time::SystemTime;
 
@@ -255,6 +260,7 @@ fn keep_what_failed(
                 arrival: attempt.arrival,
                 via: None,
                 notice: false,
+                uid: None,
             };
             let made = bounce::make(
                 settings,

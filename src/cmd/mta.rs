@@ -46,11 +46,23 @@ impl Mta {
         }
     }
 
-    /// Who submitted, for a bounce: "uid 1000 (alice)".
-    pub fn submitter(&self) -> String {
-        match &self.user {
-            Some(user) => format!("uid {} ({user})", self.uid),
-            None => format!("uid {}", self.uid),
+    /// Who submitted, for a bounce: "uid 1000 (alice)". `uid` is the submitter
+    /// recorded in a system queue's entry; without one, it is who runs outbox.
+    pub fn submitter(&self, uid: Option<u32>) -> String {
+        match self.who(uid) {
+            (uid, Some(user)) => format!("uid {uid} ({user})"),
+            (uid, None) => format!("uid {uid}"),
+        }
+    }
+
+    /// The uid and login name of the submitter: `uid` when an entry records one
+    /// (the service logs for other users), else who runs outbox.
+    fn who(&self, uid: Option<u32>) -> (u32, Option<String>) {
+        match uid {
+            Some(uid) if uid != self.uid => {
+                (uid, outbox::passwd::login_name(outbox::passwd::read(), uid))
+            }
+            _ => (self.uid, self.user.clone()),
         }
     }
 
@@ -114,6 +126,34 @@ impl Mta {
         }
     }
 
+    /// A line of the system spool's rather than of a server's: a drop taken into the
+    /// queue, refused by a limit, or set aside. `place` is the spool (server=);
+    /// `envelope` is `None` for a drop that could not be read.
+    pub fn log_spool(&self, event: &SpoolEvent, status: Status, reason: &str) {
+        let (uid, user) = self.who(event.uid);
+        let line = Line {
+            id: event.id.to_owned(),
+            queued_as: None,
+            uid,
+            user,
+            from: event.envelope.and_then(|e| e.from.clone()),
+            to: event.envelope.map(|e| e.to.clone()).unwrap_or_default(),
+            server: event.place.display().to_string(),
+            peer: None,
+            tls: None,
+            auth: None,
+            size: event.size,
+            delay: SystemTime::now()
+                .duration_since(event.arrival)
+                .unwrap_or_default(),
+            status,
+            dsn: None,
+            reply: reason.to_owned(),
+            notes: Vec::new(),
+        };
+        self.log.write(&line);
+    }
+
     /// A line for `to` with what `attempt` says, the status and the reply's code.
     pub fn line(
         &self,
@@ -122,11 +162,12 @@ impl Mta {
         status: Status,
         reply: Option<&Reply>,
     ) -> Line {
+        let (uid, user) = self.who(attempt.submitter);
         Line {
             id: attempt.id.to_owned(),
             queued_as: None,
-            uid: self.uid,
-            user: self.user.clone(),
+            uid,
+            user,
             from: attempt.from.clone(),
             to,
             server: attempt.server.clone(),
@@ -160,6 +201,16 @@ fn by_reason<'a>(
     groups
 }
 
+/// What a line of the spool's says: which drop or entry, whose, and where.
+pub struct SpoolEvent<'a> {
+    pub id: &'a str,
+    pub uid: Option<u32>,
+    pub envelope: Option<&'a Envelope>,
+    pub size: u64,
+    pub arrival: SystemTime,
+    pub place: &'a Path,
+}
+
 /// One attempt at a message: what its log lines say besides the recipients.
 pub struct Attempt {
     /// outbox's id of the message: its queue id, or the submission's.
@@ -176,6 +227,8 @@ pub struct Attempt {
     pub queued: Option<String>,
     /// The entry in `failed` that keeps the refused ones, when it is not `id` itself.
     pub kept: Option<String>,
+    /// The user who submitted it, when the system queue recorded one.
+    pub submitter: Option<u32>,
 }
 
 impl Attempt {
@@ -210,6 +263,7 @@ impl Attempt {
             arrival,
             queued: None,
             kept: None,
+            submitter: None,
         }
     }
 }
@@ -288,6 +342,7 @@ mod tests {
             arrival: SystemTime::now(),
             queued: Some("4.5.6".into()),
             kept: Some("1.2.4".into()),
+            submitter: None,
         };
         mta.log_outcome(&attempt, &outcome, Some("sent as 7.8.9"));
         let text = std::fs::read_to_string(&file).unwrap();

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use outbox::cli::Cli;
 use outbox::config::Config;
+use outbox::mode::Mode;
 use outbox::queue::{Listed, Queue, describe_duration};
 // Which entries a flush takes is queue policy; the sendmail face (`-q`) names it here.
 pub use outbox::queue::Pick;
@@ -71,8 +72,17 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 }
 
 /// The configuration's default settings, and the queue they name.
+/// The queue this caller works on, the settings without an account, and the
+/// configuration. In system mode that is the system queue, for root (who becomes the
+/// service's user for it) and the service's user alone.
 pub fn open_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
-    let config = super::load_config()?;
+    let config = match Mode::detect()? {
+        Mode::Personal { .. } => super::load_config()?,
+        Mode::System { spool, .. } => {
+            super::system_queue::become_service(&spool)?;
+            Some(super::system_queue::config(&spool)?)
+        }
+    };
     let settings = Settings::resolve(&Cli::default(), config.as_ref())?;
     Ok((Queue::open(&settings.queue_dir())?, settings, config))
 }
@@ -153,6 +163,12 @@ fn listing(
                     e.from.as_deref().unwrap_or("")
                 );
                 let _ = writeln!(text, "    to: {}", e.recipients.join(", "));
+                if let Some(uid) = e.uid {
+                    let _ = match outbox::passwd::login_name(outbox::passwd::read(), uid) {
+                        Some(name) => writeln!(text, "    submitted by: uid {uid} ({name})"),
+                        None => writeln!(text, "    submitted by: uid {uid}"),
+                    };
+                }
                 if let Some(error) = &e.last_error {
                     let _ = writeln!(text, "    last error: {error}");
                 }
@@ -222,6 +238,7 @@ mod tests {
             bounce: bounce.map(str::to_owned),
             via: None,
             notice: false,
+            uid: None,
         }))
     }
 
@@ -260,6 +277,17 @@ mod tests {
             ],
             "{text}"
         );
+        // The system queue's entries say who submitted them.
+        let mut by_root = failed_entry(None);
+        if let Listed::Entry(e) = &mut by_root {
+            e.uid = Some(0);
+        }
+        let text = listing(&[by_root, failed_entry(None)], false, now, where_now);
+        let who: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("    submitted by: "))
+            .collect();
+        assert_eq!(who, ["uid 0 (root)"], "{text}");
         // The queue's own listing has no bounce lines.
         let text = listing(&[failed_entry(Some("sent as A1"))], false, now, where_now);
         assert!(!text.contains("bounce:"), "{text}");

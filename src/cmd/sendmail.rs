@@ -4,6 +4,7 @@ use std::ffi::OsString;
 
 use outbox::envelope::Mailbox;
 use outbox::error::Error;
+use outbox::mode::Mode;
 use outbox::sendmail::{
     Action, ErrorMode, Fixups, SendmailArgs, envelope_sender, from_name, parse_args, prepare,
     read_message,
@@ -49,10 +50,19 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
         address,
     });
     let cli = args.cli(from_flag.as_ref().map(|m| &m.address));
-    let config = super::load_config()?;
+    let mode = Mode::detect()?;
+    // In system mode the configuration is the service's: the message is made ready
+    // with the built-in defaults, and the service applies the rest.
+    let config = match mode {
+        Mode::Personal { .. } => super::load_config()?,
+        Mode::System { .. } => None,
+    };
     let settings = Settings::resolve(&cli, config.as_ref())?;
-    if settings.verbose && !args.ignored.is_empty() {
-        say!("* accepted and ignored: {}", args.ignored.join(" "));
+    if settings.verbose {
+        say!("* {}", mode.describe());
+        if !args.ignored.is_empty() {
+            say!("* accepted and ignored: {}", args.ignored.join(" "));
+        }
     }
 
     let raw = read_message(&mut std::io::stdin().lock(), args.ignore_dots).map_err(|source| {
@@ -105,6 +115,14 @@ fn deliver(args: &SendmailArgs) -> anyhow::Result<u8> {
     } else {
         Some(sender_box.address)
     };
+    if let Mode::System { spool, .. } = &mode {
+        return super::handoff::hand_off(
+            spool,
+            &settings,
+            Envelope::new(sender, recipients),
+            &prepared.message,
+        );
+    }
     let envelope = Envelope::new(sender, super::expand_all(&settings, &recipients));
     let message = Message::from_bytes(prepared.message);
     let mta = Mta::new(&settings, LogDefault::Syslog);

@@ -27,6 +27,14 @@ pub enum Status {
     Bounced,
     /// Still undelivered when the queue's lifetime ran out: given up, as a bounce.
     Expired,
+    /// The service took a drop into the system queue (server= names the spool).
+    Queued,
+    /// Refused before it was queued, by a limit of the system spool: the caller was
+    /// told by its exit code.
+    Refused,
+    /// A drop the service would not take (a link, a device, garbage, over the size
+    /// limit), moved into the spool's `bad/`.
+    SetAside,
 }
 
 impl Status {
@@ -37,6 +45,9 @@ impl Status {
             Status::Deferred => "deferred",
             Status::Bounced => "bounced",
             Status::Expired => "expired",
+            Status::Queued => "queued",
+            Status::Refused => "refused",
+            Status::SetAside => "set-aside",
         }
     }
 
@@ -45,8 +56,8 @@ impl Status {
     /// warning` shows it, while a deferral is the queue's ordinary life.
     pub fn severity(self) -> u8 {
         match self {
-            Status::Sent | Status::Deferred => 6,
-            Status::Bounced | Status::Expired => 4,
+            Status::Sent | Status::Deferred | Status::Queued => 6,
+            Status::Bounced | Status::Expired | Status::Refused | Status::SetAside => 4,
         }
     }
 }

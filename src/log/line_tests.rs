@@ -81,11 +81,25 @@ fn status_words_and_severities() {
         Status::Deferred,
         Status::Bounced,
         Status::Expired,
+        Status::Queued,
+        Status::Refused,
+        Status::SetAside,
     ];
     let keys: Vec<&str> = all.iter().map(|s| s.key()).collect();
-    assert_eq!(keys, ["sent", "deferred", "bounced", "expired"]);
+    assert_eq!(
+        keys,
+        [
+            "sent",
+            "deferred",
+            "bounced",
+            "expired",
+            "queued",
+            "refused",
+            "set-aside"
+        ]
+    );
     let severities: Vec<u8> = all.iter().map(|s| s.severity()).collect();
-    assert_eq!(severities, [6, 6, 4, 4]);
+    assert_eq!(severities, [6, 6, 4, 4, 6, 4, 4]);
 }
 
 #[test]

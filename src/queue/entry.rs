@@ -63,6 +63,10 @@ pub struct Entry {
     pub via: Option<String>,
     /// One of outbox's notices to `bounce_to`: its failure is told to nobody.
     pub notice: bool,
+    /// In the system queue: the uid of the local user who submitted it, as the
+    /// kernel recorded it (the drop's owner); `None` in a personal queue, whose
+    /// owner is the submitter.
+    pub uid: Option<u32>,
 }
 
 impl Entry {
@@ -123,6 +127,8 @@ pub(super) struct EnvelopeFile {
     via: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     notice: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
 }
 
 impl EnvelopeFile {
@@ -142,6 +148,7 @@ impl EnvelopeFile {
             bounce: entry.bounce.clone(),
             via: entry.via.clone(),
             notice: entry.notice,
+            uid: entry.uid,
         }
     }
 
@@ -200,6 +207,7 @@ impl EnvelopeFile {
             bounce: self.bounce,
             via: self.via,
             notice: self.notice,
+            uid: self.uid,
         })
     }
 }

@@ -73,6 +73,8 @@ pub struct Notes {
     pub dsn: Dsn,
     /// In `failed`: what became of the bounce.
     pub bounce: Option<String>,
+    /// In the system queue: the submitting user's uid.
+    pub uid: Option<u32>,
 }
 
 /// The queue directory of this user.
@@ -152,6 +154,16 @@ impl Queue {
             Folder::Failed => self.root.join(FAILED),
         };
         self.add(&dest, from, recipients, message, notes, now)
+    }
+
+    /// Whether an entry `id` is in the queue or in `failed`: the service asks before
+    /// storing a drop under its name, so that a drop taken again after a crash is
+    /// not queued twice.
+    pub fn contains(&self, id: &str) -> bool {
+        check_id(id).is_ok()
+            && [self.root.join(id), self.root.join(FAILED).join(id)]
+                .iter()
+                .any(|p| fs::symlink_metadata(p).is_ok())
     }
 
     /// Every entry, oldest first. One that cannot be read is listed as corrupt. One
@@ -253,6 +265,7 @@ impl Queue {
             bounce: notes.bounce.clone(),
             via: notes.via.as_ref().map(|a| a.as_str().to_owned()),
             notice: notes.notice,
+            uid: notes.uid,
         };
         let result = (|| {
             let head = EnvelopeFile::of(&entry).head()?;
@@ -329,6 +342,7 @@ mod tests {
                 bounce: None,
                 via: None,
                 notice: false,
+                uid: None,
             }
         );
         assert!(entry.is_due(now));
@@ -400,6 +414,7 @@ mod tests {
             id: Some("1796166000.000001.00c0ffee".into()),
             via: Some(addr("alice@example.test")),
             notice: true,
+            uid: Some(1000),
         };
         let keep = |from: Option<&Address>| {
             q.keep(
@@ -419,6 +434,7 @@ mod tests {
         assert_eq!(failed[0].dsn, notes.dsn);
         assert_eq!(failed[0].via.as_deref(), Some("alice@example.test"));
         assert!(failed[0].notice);
+        assert_eq!(failed[0].uid, Some(1000));
         // The id asked for is taken now: the next entry gets a new one.
         let other = keep(None);
         assert_ne!(other, id);

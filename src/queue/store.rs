@@ -210,7 +210,10 @@ pub(super) fn scan(dir: &Path) -> Result<(Vec<Listed>, Vec<String>), Error> {
         let Some(id) = item.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if check_id(&id).is_err() {
+        // Every id outbox makes has dots (time.micros.random); a name without one is
+        // not an entry: root's personal queue is the system spool's root, where
+        // `maildrop/`, `queue/` and `limits` live on a machine in system mode.
+        if check_id(&id).is_err() || !id.contains('.') {
             continue;
         }
         let path = item.path();

@@ -21,10 +21,16 @@ const MAGIC: &str = "outbox-drop";
 const FORMAT: u32 = 1;
 /// The longest first line taken: the magic, the format and a length.
 const MAX_FIRST_LINE: usize = 64;
-/// The longest envelope taken (a recipient list that long is not a submitter's).
-const MAX_ENVELOPE: usize = 4 * 1024 * 1024;
+/// The longest envelope taken: [`MAX_RECIPIENTS`] addresses of up to 256 octets
+/// (RFC 5321 §4.5.3.1.3, a path), quoted, and the DSN values, with room to spare.
+const MAX_ENVELOPE: usize = 1024 * 1024;
 /// `\n.end ` + up to 20 digits + ` ` + 64 hex digits + `\n`.
 const MAX_TRAILER: usize = 6 + 20 + 1 + 64 + 1;
+/// The most recipients a drop may name: RFC 5321 §4.5.3.1.8 asks a server to take
+/// at least 100 per message; Postfix's smtpd takes 1000 (`smtpd_recipient_limit`).
+pub const MAX_RECIPIENTS: usize = 1000;
+/// What a drop file holds beyond its message, at most.
+pub const MAX_OVERHEAD: u64 = (MAX_FIRST_LINE + MAX_ENVELOPE + MAX_TRAILER) as u64;
 
 /// Who a drop is from and for, and its DSN requests (RFC 3461).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +57,10 @@ struct EnvelopeFile {
 
 /// The bytes of a drop holding `message` for `envelope`.
 pub fn encode(envelope: &DropEnvelope, message: &[u8]) -> Result<Vec<u8>, String> {
+    let count = envelope.envelope.to.len();
+    if count > MAX_RECIPIENTS {
+        return Err(too_many(count));
+    }
     let file = EnvelopeFile {
         from: envelope
             .envelope
@@ -70,6 +80,12 @@ pub fn encode(envelope: &DropEnvelope, message: &[u8]) -> Result<Vec<u8>, String
         size: message.len() as u64,
     };
     let toml = toml::to_string(&file).map_err(|e| e.to_string())?;
+    if toml.len() > MAX_ENVELOPE {
+        return Err(format!(
+            "the envelope is {} bytes, over the {MAX_ENVELOPE} a drop may have",
+            toml.len()
+        ));
+    }
     let mut bytes = format!("{MAGIC} {FORMAT} {}\n", toml.len()).into_bytes();
     bytes.reserve(toml.len() + message.len() + MAX_TRAILER);
     bytes.extend_from_slice(toml.as_bytes());
@@ -154,6 +170,9 @@ impl EnvelopeFile {
         if self.recipients.is_empty() {
             return Err("the envelope has no recipient".into());
         }
+        if self.recipients.len() > MAX_RECIPIENTS {
+            return Err(too_many(self.recipients.len()));
+        }
         let to = self
             .recipients
             .iter()
@@ -164,6 +183,10 @@ impl EnvelopeFile {
             dsn: Dsn::checked(self.ret, self.notify, self.envid)?,
         })
     }
+}
+
+fn too_many(count: usize) -> String {
+    format!("{count} recipients, over the {MAX_RECIPIENTS} a message may have")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -121,7 +121,6 @@ fn command_words_are_not_recipients() {
     for args in [
         &["probe", "x"][..],
         &["completions", "bash"],
-        &["serve"],
         &["session", "localhost"],
         &["command", "NOOP"],
         &["vrfy", "root"],

@@ -40,12 +40,17 @@ fn commands_run_in_an_isolated_environment() {
         .lines()
         .filter(|l| l.starts_with("OUTBOX_"))
         .collect();
-    // OUTBOX_LOG keeps the log out of the machine's syslog.
+    // OUTBOX_LOG keeps the log out of the machine's syslog, OUTBOX_SPOOL the
+    // machine's system spool out of the tests.
     let log = format!("OUTBOX_LOG={}", env.log_file().display());
+    let spool = format!(
+        "OUTBOX_SPOOL={}",
+        env.root().join("no-system-spool").display()
+    );
     outbox_vars.sort_unstable();
     assert_eq!(
         outbox_vars,
-        ["OUTBOX_EXPLICIT=1", log.as_str()],
+        ["OUTBOX_EXPLICIT=1", log.as_str(), spool.as_str()],
         "{}",
         out.report()
     );

@@ -155,8 +155,9 @@ impl Drop for TempDir {
 /// `XDG_CACHE_HOME` and `XDG_DATA_HOME` pointing there, `USER`/`LOGNAME` set
 /// to `tester`, no `OUTBOX_*` variables but `OUTBOX_LOG` (the log goes to
 /// [`TestEnv::log_file`], not to the machine's syslog; remove it with
-/// `env_remove("OUTBOX_LOG")` to test the configuration's `log`), and the root as
-/// working directory.
+/// `env_remove("OUTBOX_LOG")` to test the configuration's `log`) and `OUTBOX_SPOOL`
+/// (a system spool that does not exist, so personal mode), and the root as working
+/// directory.
 ///
 /// Cloning is cheap and shares the directory; it is removed when the last
 /// clone (including the `Cmd`s made from it) is dropped.
@@ -391,7 +392,10 @@ impl Cmd {
             .env("XDG_DATA_HOME", self.env.data_home())
             .env("USER", "tester")
             .env("LOGNAME", "tester")
-            .env("OUTBOX_LOG", self.env.log_file());
+            .env("OUTBOX_LOG", self.env.log_file())
+            // No test meets the machine's own system spool by chance: system mode is
+            // what a test sets up and names.
+            .env("OUTBOX_SPOOL", self.env.root().join("no-system-spool"));
         for (k, v) in &self.envs {
             match v {
                 Some(v) => c.env(k, v),

@@ -1,0 +1,52 @@
+//! The system queue, for root and the service's user: what `queue list|flush|remove`
+//! and `sendmail -q` work on in system mode, and how the service starts.
+
+use std::path::Path;
+
+use outbox::config::{self, Config};
+use outbox::spool::{Owner, SetUp, Spool};
+use outbox::{Error, passwd};
+
+/// Makes this process the spool's owner when it runs as root, so that what it writes
+/// in the spool (queue entries, bounces) stays the service's to read. Run by another
+/// user, it must be that owner already. Before any thread starts.
+pub fn become_service(spool: &Spool) -> Result<Owner, Error> {
+    let owner = match spool.detect() {
+        SetUp::Ready { owner, .. } => owner,
+        SetUp::Absent => {
+            return Err(Error::Config(format!(
+                "there is no system spool at {} (outbox system setup makes one)",
+                spool.root().display()
+            )));
+        }
+        SetUp::Denied(why) => return Err(Error::Denied(why)),
+        SetUp::Broken(why) => return Err(Error::Config(why)),
+    };
+    let me = passwd::effective_uid();
+    if me == owner.uid {
+        return Ok(owner);
+    }
+    if me != 0 {
+        let name = passwd::login_name(passwd::read(), owner.uid)
+            .unwrap_or_else(|| format!("uid {}", owner.uid));
+        return Err(Error::Denied(format!(
+            "the system queue in {} is the service's: run this as root or as {name}",
+            spool.root().display()
+        )));
+    }
+    if owner.uid != 0 {
+        passwd::become_user(owner.uid, owner.gid).map_err(|source| Error::LocalIo {
+            context: format!("cannot become the service's user (uid {})", owner.uid),
+            source,
+        })?;
+    }
+    Ok(owner)
+}
+
+/// The service's configuration (the usual file, read as the service's user), with
+/// the spool's queue as the queue whatever the file says.
+pub fn config(spool: &Spool) -> Result<Config, Error> {
+    let config =
+        super::load_config()?.unwrap_or_else(|| Config::empty(Path::new(config::SYSTEM_PATH)));
+    Ok(config.with_queue_dir(spool.queue_dir()))
+}

@@ -1,0 +1,152 @@
+//! Which of the two modes a face runs in, and why (`-v` says).
+//!
+//! - **Personal**: the caller's own configuration and queue, delivering in the
+//!   caller's process (what outbox always did).
+//! - **System**: the administrator has set up the system spool (`outbox system
+//!   setup`); the sendmail face (and compose `--queue`) hand the message to the
+//!   spool's drop directory, and the service (`outbox serve`) delivers it with a
+//!   configuration no user can read.
+//!
+//! A caller with a configuration of its own (`$OUTBOX_CONFIG`, or
+//! `~/.config/outbox/config.toml`) stays personal on a machine set up for system mode:
+//! that file says how this user wants mail sent, and the drop would ignore it.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::spool::{Owner, SetUp, Spool};
+
+/// The mode, with what decided it.
+pub enum Mode {
+    Personal {
+        why: String,
+    },
+    System {
+        spool: Spool,
+        maildrop: PathBuf,
+        owner: Owner,
+    },
+}
+
+impl Mode {
+    /// The mode of this caller. An error when the spool is set up but this user may
+    /// not submit (77), or is there but not as the set-up makes it (78): falling back
+    /// to personal mode then would leave mail where nobody looks.
+    pub fn detect() -> Result<Mode, Error> {
+        Mode::detect_in(Config::personal_path(), Spool::at(Spool::default_root()))
+    }
+
+    /// The mode for a caller whose own configuration is `personal`, on a machine whose
+    /// spool would be `spool`.
+    pub fn detect_in(personal: Option<PathBuf>, spool: Spool) -> Result<Mode, Error> {
+        if let Some(path) = personal {
+            return Ok(Mode::Personal {
+                why: format!("{} is this user's own configuration", path.display()),
+            });
+        }
+        match spool.detect() {
+            SetUp::Absent => Ok(Mode::Personal {
+                why: format!("there is no system spool at {}", spool.root().display()),
+            }),
+            SetUp::Ready { maildrop, owner } => Ok(Mode::System {
+                spool,
+                maildrop,
+                owner,
+            }),
+            SetUp::Denied(why) => Err(Error::Denied(why)),
+            SetUp::Broken(why) => Err(Error::Config(why)),
+        }
+    }
+
+    /// What `-v` says: the mode and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Mode::Personal { why } => format!("personal mode ({why})"),
+            Mode::System {
+                maildrop, owner, ..
+            } => {
+                let name = crate::passwd::login_name(crate::passwd::read(), owner.uid)
+                    .unwrap_or_else(|| format!("uid {}", owner.uid));
+                format!(
+                    "system mode (the spool is set up: drops go to {}, delivered by the \
+                     service running as {name})",
+                    maildrop.display()
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Owner;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "outbox-mode-{name}-{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_caller_with_its_own_configuration_stays_personal_even_with_a_spool() {
+        let dir = temp_dir("own");
+        let spool = Spool::at(dir.join("spool"));
+        let me = Owner {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        };
+        spool.create(me, None).unwrap();
+        let own = dir.join("config.toml");
+        let mode = Mode::detect_in(Some(own.clone()), spool.clone()).unwrap();
+        assert!(
+            matches!(&mode, Mode::Personal { why } if why.contains("config.toml")),
+            "{}",
+            mode.describe()
+        );
+        // Without one, the spool decides.
+        let mode = Mode::detect_in(None, spool).unwrap();
+        match &mode {
+            Mode::System {
+                maildrop, owner, ..
+            } => {
+                assert_eq!(*maildrop, dir.join("spool/maildrop"));
+                assert_eq!(*owner, me);
+            }
+            Mode::Personal { why } => panic!("personal: {why}"),
+        }
+        assert!(
+            mode.describe().starts_with("system mode"),
+            "{}",
+            mode.describe()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_spool_means_personal_and_a_broken_one_is_an_error() {
+        let dir = temp_dir("none");
+        let mode = Mode::detect_in(None, Spool::at(dir.join("spool"))).unwrap();
+        assert!(
+            mode.describe()
+                .starts_with("personal mode (there is no system spool"),
+            "{}",
+            mode.describe()
+        );
+        // A maildrop that is a plain directory is not a set-up: refused, not ignored.
+        std::fs::create_dir_all(dir.join("spool/maildrop")).unwrap();
+        let err = Mode::detect_in(None, Spool::at(dir.join("spool")))
+            .err()
+            .expect("a broken spool is an error");
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
