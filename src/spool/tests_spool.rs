@@ -530,7 +530,7 @@ fn check_limits_says_which_limit_and_the_figures() {
     assert_eq!(
         err.to_string(),
         "you have 2 messages in the system queue, the system's limit per user \
-         (max_queued = 2); it was not queued: try again once some are delivered, or ask \
+         (max_queued_per_user = 2); it was not queued: try again once some are delivered, or ask \
          the administrator"
     );
     assert_eq!(crate::exit::code(&err), 75);
@@ -543,7 +543,7 @@ fn check_limits_says_which_limit_and_the_figures() {
     assert_eq!(
         err.to_string(),
         "you have 100 bytes in the system queue, and this message's 51 would be over the \
-         system's limit of 150 bytes per user (max_queued_bytes); it was not queued: try \
+         system's limit of 150 bytes per user (max_queued_bytes_per_user); it was not queued: try \
          again once some are delivered, or ask the administrator"
     );
     assert_eq!(crate::exit::code(&err), 75);
