@@ -95,9 +95,9 @@ impl Service {
     }
 
     /// Takes drops into the queue, at most [`BATCH`]; what fails the pickup's checks
-    /// is set aside and logged. The entries' names are made durable together (one
-    /// fsync of the queue's directories) before the drops, their other copy, are
-    /// removed. Returns whether more wait.
+    /// is set aside and logged. The entries are made durable together (fsynced at
+    /// once) before the drops, their other copy, are removed. Returns whether more
+    /// wait.
     pub fn intake(&mut self, stop: Option<&AtomicBool>) -> bool {
         let now = SystemTime::now();
         let names = match self.pickup.waiting(now) {
@@ -130,14 +130,15 @@ impl Service {
         if taken.is_empty() {
             return more;
         }
-        if let Err(e) = self.queue.sync() {
+        let ids: Vec<String> = taken.iter().map(|(_, id)| id.clone()).collect();
+        if let Err(e) = self.queue.sync(&ids) {
             // Whether the entries are on disk is unknown: the drops stay, and this
             // process leaves them (a restart finds each stored, or not, and goes on).
             say!("outbox: {e}; the drops taken stay in incoming/");
-            self.stored.extend(taken.into_iter().map(|p| p.name));
+            self.stored.extend(taken.into_iter().map(|(p, _)| p.name));
             return more;
         }
-        for picked in taken {
+        for (picked, _) in taken {
             if let Err(e) = self.pickup.done(&picked) {
                 say!(
                     "outbox: drop {} is queued but cannot be removed ({e}); left alone",
@@ -150,13 +151,15 @@ impl Service {
     }
 
     /// Queues a drop under its own name (unless a pass before a crash did) and logs
-    /// it; returns it for removal once the queue is synced, or `None` when it cannot
-    /// be queued now and stays for the next pass.
-    fn store(&mut self, mut picked: Picked) -> Option<Picked> {
+    /// it; returns it, for removal once the queue is synced, with the entry's id
+    /// (its name, unless an unreadable entry held that), or `None` when it cannot be
+    /// queued now and stays for the next pass.
+    fn store(&mut self, mut picked: Picked) -> Option<(Picked, String)> {
         let id = picked.name.clone();
         let envelope = &picked.envelope.envelope;
         let again = self.queue.stored(&id);
         let size = picked.message.len() as u64;
+        let mut entry = id.clone();
         if !again {
             // The aliases are the service's: no submitter could read them.
             let to = super::expand_all(&self.base, &envelope.to);
@@ -174,13 +177,16 @@ impl Service {
                 &notes,
                 picked.dropped,
             );
-            if let Err(e) = kept {
-                say!("outbox: drop {id} cannot be queued now ({e}); it waits");
-                return None;
+            match kept {
+                Ok(kept) => entry = kept,
+                Err(e) => {
+                    say!("outbox: drop {id} cannot be queued now ({e}); it waits");
+                    return None;
+                }
             }
         }
         let event = SpoolEvent {
-            id: &id,
+            id: &entry,
             uid: Some(picked.uid),
             envelope: Some(envelope),
             size,
@@ -193,7 +199,7 @@ impl Service {
             "taken from the drop directory"
         };
         self.mta.log_spool(&event, Status::Queued, why);
-        Some(picked)
+        Some((picked, entry))
     }
 
     fn log_set_aside(&self, aside: &SetAside) {
