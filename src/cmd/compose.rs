@@ -39,7 +39,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
 fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
     // Only `--queue` asks for what the system spool gives: without it the compose
     // face is a client, and says what the server answered, now.
-    let system = match cli.queue.then(Mode::detect).transpose()? {
+    let mode = cli.queue.then(Mode::detect).transpose()?;
+    if let (true, Some(mode)) = (cli.verbose, &mode) {
+        say!("* {}", mode.describe());
+    }
+    let system = match mode {
         Some(Mode::System { spool, .. }) => Some(spool),
         _ => None,
     };

@@ -5,8 +5,9 @@
 use std::time::SystemTime;
 
 use outbox::log::Status;
+use outbox::queue::{Folder, Notes, Queue};
 use outbox::spool::{DropEnvelope, Spool};
-use outbox::{Envelope, Error, Settings, exit};
+use outbox::{Envelope, Error, Message, Settings, exit};
 
 use super::mta::{LogDefault, Mta, SpoolEvent};
 use super::output::say;
@@ -27,7 +28,17 @@ pub fn hand_off(
         envelope,
         dsn: settings.dsn.clone(),
     };
-    match spool.drop(&dropped, message) {
+    // The service's own user: the pickup refuses the service's files (no user can
+    // make one, so one there is a link or a mistake), and the queue is its own.
+    let own = spool
+        .owner()
+        .is_ok_and(|o| o.uid == outbox::passwd::effective_uid());
+    let handed = if own {
+        queue_directly(spool, &dropped, message)
+    } else {
+        spool.drop(&dropped, message)
+    };
+    match handed {
         Ok(name) => {
             if settings.verbose {
                 say!("* handed to the system spool as {name}; the service delivers it");
@@ -36,7 +47,9 @@ pub fn hand_off(
         }
         Err(e) => {
             let code = match &e {
-                Error::OverLimit { .. } => exit::code(&e),
+                // A limit, or a message the drop cannot hold (over a thousand
+                // recipients): trying again would not help.
+                Error::OverLimit { .. } | Error::Data(_) | Error::Usage(_) => exit::code(&e),
                 // Whatever kept it from the spool will pass (a full disk, a spool
                 // being set up again): the caller should try again, as after
                 // Postfix's "cannot queue".
@@ -61,4 +74,23 @@ pub fn hand_off(
             Ok(code)
         }
     }
+}
+
+/// Puts the message of the service's own user straight into the system queue,
+/// where the service finds it on its next round (within a minute).
+fn queue_directly(spool: &Spool, dropped: &DropEnvelope, message: &[u8]) -> Result<String, Error> {
+    let queue = Queue::open(&spool.queue_dir())?;
+    let notes = Notes {
+        dsn: dropped.dsn.clone(),
+        uid: Some(outbox::passwd::effective_uid()),
+        ..Notes::default()
+    };
+    queue.keep(
+        Folder::Queue,
+        dropped.envelope.from.as_ref(),
+        &dropped.envelope.to,
+        &Message::from_bytes(message.to_vec()),
+        &notes,
+        SystemTime::now(),
+    )
 }

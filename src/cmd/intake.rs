@@ -9,7 +9,7 @@ use outbox::cli::Cli;
 use outbox::config::Config;
 use outbox::log::{Status, Target};
 use outbox::queue::{Listed, Notes, Pick, Queue};
-use outbox::spool::{Found, Picked, Pickup, SetAside, Spool, Usage};
+use outbox::spool::{Found, Picked, Pickup, SetAside, Spool, Usage, check_limits, clean_reason};
 use outbox::{Error, Message, Settings};
 
 use super::flush::Run;
@@ -39,6 +39,9 @@ pub struct Service {
     /// Drops stored whose removal failed: taken again they would be found in the
     /// queue, unless delivered by then, and sent twice; this process leaves them.
     stored: HashSet<String>,
+    /// Each user's queued messages and bytes: as the last pass counted them, and
+    /// what this pass stored since.
+    usage: BTreeMap<u32, Usage>,
 }
 
 impl Service {
@@ -60,7 +63,7 @@ impl Service {
         let queue = Queue::open(&spool.queue_dir())?;
         spool.publish_limits(&base.limits)?;
         let pickup = spool.pickup(&base.limits);
-        Ok(Service {
+        let mut service = Service {
             spool,
             queue,
             config,
@@ -69,7 +72,23 @@ impl Service {
             pickup,
             verbose,
             stored: HashSet::new(),
-        })
+            usage: BTreeMap::new(),
+        };
+        // What each user has queued, before the first drop is checked against it.
+        service.publish();
+        Ok(service)
+    }
+
+    /// Reads the configuration again, keeping what this process knows of the spool
+    /// (the drops it stored but could not remove, the names it passes over).
+    pub fn reload(&mut self, log: Option<Target>) -> Result<(), Error> {
+        let mut new = Service::start(self.spool.clone(), log, self.verbose)?;
+        new.stored = std::mem::take(&mut self.stored);
+        let max = new.pickup.max_message_size;
+        std::mem::swap(&mut new.pickup, &mut self.pickup);
+        new.pickup.max_message_size = max;
+        *self = new;
+        Ok(())
     }
 
     pub fn spool(&self) -> &Spool {
@@ -99,6 +118,39 @@ impl Service {
     /// once) before the drops, their other copy, are removed. Returns whether more
     /// wait.
     pub fn intake(&mut self, stop: Option<&AtomicBool>) -> bool {
+        // One intake at a time (the service, and root's `queue flush` beside it):
+        // two would take the same drop from incoming/ and queue it twice. The lock
+        // is the directory's, held while this runs; one that is taken means the
+        // other is at work, and nothing is left for this one.
+        let lock = match self.lock_incoming() {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return false,
+            Err(e) => {
+                say!("outbox: {e}");
+                return false;
+            }
+        };
+        let more = self.intake_locked(stop);
+        drop(lock);
+        more
+    }
+
+    /// The exclusive lock of `incoming/`, or `None` when another process has it.
+    fn lock_incoming(&self) -> Result<Option<std::fs::File>, Error> {
+        let dir = self.spool.incoming();
+        let fail = |source: std::io::Error| Error::LocalIo {
+            context: format!("cannot lock {}", dir.display()),
+            source,
+        };
+        let file = std::fs::File::open(&dir).map_err(fail)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(fail(e.into())),
+        }
+    }
+
+    fn intake_locked(&mut self, stop: Option<&AtomicBool>) -> bool {
         let now = SystemTime::now();
         let names = match self.pickup.waiting(now) {
             Ok(names) => names,
@@ -124,7 +176,7 @@ impl Service {
                 Ok(None) => {}
                 Ok(Some(Found::Picked(picked))) => taken.extend(self.store(picked)),
                 Ok(Some(Found::SetAside(aside))) => self.log_set_aside(&aside),
-                Err(e) => say!("outbox: drop {name}: {e}"),
+                Err(e) => say!("outbox: drop {}: {e}", clean_reason(&name)),
             }
         }
         if taken.is_empty() {
@@ -161,6 +213,16 @@ impl Service {
         let size = picked.message.len() as u64;
         let mut entry = id.clone();
         if !again {
+            // The submitter checked the limits as published; a drop written by hand,
+            // or by submitters racing past the same figure, is checked again here.
+            let used = self.usage.entry(picked.uid).or_default();
+            if let Err(e) = check_limits(&self.base.limits, used, size) {
+                let aside = self.pickup.refuse(&picked, &e.to_string());
+                self.log_set_aside(&aside);
+                return None;
+            }
+            used.queued += 1;
+            used.bytes += size;
             // The aliases are the service's: no submitter could read them.
             let to = super::expand_all(&self.base, &envelope.to);
             let message = Message::from_bytes(std::mem::take(&mut picked.message));
@@ -207,7 +269,13 @@ impl Service {
             Some(to) => format!("set aside as {to}"),
             None => "left where it is".to_owned(),
         };
-        say!("outbox: drop {} {place}: {}", aside.name, aside.reason);
+        // The name is the user's to choose: no control character of it reaches the
+        // service's standard error (the journal), where it could forge a line.
+        say!(
+            "outbox: drop {} {place}: {}",
+            clean_reason(&aside.name),
+            aside.reason
+        );
         self.mta.log_spool(
             &SpoolEvent {
                 id: &aside.name,
@@ -224,7 +292,7 @@ impl Service {
 
     /// Publishes each user's queued count and bytes; returns when the next entry is
     /// due (its next attempt, or the end of its lifetime).
-    fn publish(&self) -> Option<SystemTime> {
+    fn publish(&mut self) -> Option<SystemTime> {
         let listed = match self.queue.list() {
             Ok(listed) => listed,
             Err(e) => {
@@ -250,6 +318,7 @@ impl Service {
         if let Err(e) = self.spool.publish_usage(&usage) {
             say!("outbox: {e}");
         }
+        self.usage = usage;
         next
     }
 }

@@ -33,6 +33,9 @@ use super::output::say;
 
 /// How often the drop directory is looked at where inotify cannot watch it.
 const POLL: Duration = Duration::from_millis(500);
+/// The shortest wait for an entry's next attempt; drops wake the service at once
+/// whatever the wait.
+const SHORTEST_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait with inotify: a `.tmp` whose writer died is taken once it is
 /// stale, which no event announces.
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
@@ -77,12 +80,13 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
         .as_deref()
         .map(|v| Target::parse(v, None).map_err(|e| Error::Usage(format!("--log: {e}"))))
         .transpose()?;
+    // Before anything that takes time: SIGHUP's and SIGUSR1's default is to kill.
+    let signals = Signals::register()?;
     let mut service = Service::start(spool, log.clone(), cli.verbose)?;
     if cli.once {
         while service.pass(None, Pick::Due).more {}
         return Ok(exit::OK);
     }
-    let signals = Signals::register()?;
     let watch = watch(&service);
     say!(
         "outbox: serving the spool {} (drops seen by {})",
@@ -95,11 +99,8 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     );
     loop {
         if signals.hup.swap(false, Ordering::Relaxed) {
-            match Service::start(service.spool().clone(), log.clone(), cli.verbose) {
-                Ok(new) => {
-                    service = new;
-                    say!("outbox: the configuration was read again");
-                }
+            match service.reload(log.clone()) {
+                Ok(()) => say!("outbox: the configuration was read again"),
                 Err(e) => say!("outbox: the configuration was not read again: {e}"),
             }
         }
@@ -116,12 +117,15 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             break;
         }
         let longest = if watch.is_some() { LONGEST_WAIT } else { POLL };
+        // An entry still due after a pass was not taken (another flush holds it, or
+        // its settings cannot be made): it is looked at again after SHORTEST_WAIT,
+        // not at once, or the service would spin.
         let wait = if pass.more {
             Duration::ZERO
         } else {
             pass.next
                 .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
-                .map_or(longest, |d| d.min(longest))
+                .map_or(longest, |d| d.max(SHORTEST_WAIT).min(longest))
         };
         wait_for(watch.as_ref(), &signals.wake, wait);
         drain(&signals.wake);
@@ -172,15 +176,12 @@ impl Signals {
 }
 
 /// An inotify descriptor watching the drop directory for drops renamed into place,
-/// or `None` (the service then polls).
+/// or `None` (the service then polls). Only renames: a close(2) in the directory
+/// is no drop yet, and any user could wake the service with one at will.
 fn watch(service: &Service) -> Option<OwnedFd> {
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
     let maildrop = service.spool().maildrop();
-    match inotify::add_watch(
-        &fd,
-        &maildrop,
-        inotify::WatchFlags::MOVED_TO | inotify::WatchFlags::CLOSE_WRITE,
-    ) {
+    match inotify::add_watch(&fd, &maildrop, inotify::WatchFlags::MOVED_TO) {
         Ok(_) => Some(fd),
         Err(e) => {
             say!(

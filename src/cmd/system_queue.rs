@@ -1,11 +1,13 @@
 //! The system queue, for root and the service's user: what `queue list|flush|remove`
 //! and `sendmail -q` work on in system mode, and how the service starts.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use outbox::config::{self, Config};
 use outbox::spool::{Owner, SetUp, Spool};
 use outbox::{Error, passwd};
+
+use super::output::say;
 
 /// Makes this process the spool's owner when it runs as root, so that what it writes
 /// in the spool (queue entries, bounces) stays the service's to read. Run by another
@@ -43,10 +45,26 @@ pub fn become_service(spool: &Spool) -> Result<Owner, Error> {
     Ok(owner)
 }
 
-/// The service's configuration (the usual file, read as the service's user), with
-/// the spool's queue as the queue whatever the file says.
+/// The service's configuration (`$OUTBOX_CONFIG`, else `/etc/outbox/config.toml`,
+/// read as the service's user), with the spool's queue as the queue whatever the
+/// file says. A file that is there but cannot be read is an error (78): going on
+/// without it would send the mail to localhost:25, past the relay and its login.
 pub fn config(spool: &Spool) -> Result<Config, Error> {
-    let config =
-        super::load_config()?.unwrap_or_else(|| Config::empty(Path::new(config::SYSTEM_PATH)));
+    let path = std::env::var_os("OUTBOX_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(config::SYSTEM_PATH), PathBuf::from);
+    let config = match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            say!(
+                "outbox: warning: there is no {}; the service uses the built-in defaults",
+                path.display()
+            );
+            Config::empty(&path)
+        }
+        _ => Config::load(&path)?,
+    };
+    for warning in &config.warnings {
+        say!("outbox: warning: {warning}");
+    }
     Ok(config.with_queue_dir(spool.queue_dir()))
 }

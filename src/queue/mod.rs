@@ -229,13 +229,12 @@ impl Queue {
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
-                        part.iter().try_for_each(|id| {
-                            match fs::File::open(self.root.join(id)) {
+                        part.iter()
+                            .try_for_each(|id| match fs::File::open(self.root.join(id)) {
                                 Ok(file) => file.sync_all(),
                                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                                 Err(e) => Err(e),
-                            }
-                        })
+                            })
                     })
                 })
                 .collect();

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
-use super::pickup::{Pickup, SetAside, io_error, list, open_dir};
+use super::pickup::{Picked, Pickup, SetAside, io_error, list, open_dir};
 use crate::error::Error;
 
 /// The longest reason kept, in characters: a decode error may quote the drop.
@@ -21,6 +21,23 @@ pub const REASON_SUFFIX: &str = ".reason";
 pub(super) const MAX_BAD_NAME: usize = 200;
 
 impl Pickup {
+    /// Sets aside a drop that passed the checks but that the service will not queue
+    /// (its user is over a limit): into `bad/` with `reason`, as a hostile drop is.
+    pub fn refuse(&self, picked: &Picked, reason: &str) -> SetAside {
+        match open_dir(&self.incoming) {
+            Ok(incoming) => self.set_aside(&incoming, &picked.name, Some(picked.uid), reason),
+            Err(e) => {
+                self.skip(picked.name.clone().into());
+                SetAside {
+                    name: picked.name.clone(),
+                    moved_to: None,
+                    uid: Some(picked.uid),
+                    reason: clean_reason(&format!("{reason}; not moved: {e}")),
+                }
+            }
+        }
+    }
+
     /// Moves `incoming/NAME` into `bad/` with `<name>.reason` beside it, or removes it
     /// when `bad/` holds [`Pickup::max_bad`] already. rename(2) acts on the entry, so
     /// a symbolic link moves as a link and nothing is followed; `RENAME_NOREPLACE`
