@@ -256,7 +256,7 @@ impl Totals {
 /// The most connections a flush opens to one server at once.
 const CONNECTIONS: usize = 4;
 /// How many entries make another connection worth its handshake.
-const PER_CONNECTION: usize = 16;
+const PER_CONNECTION: usize = 4;
 
 /// What one group's delivery needs: where the entries are, the log, the settings.
 struct Flusher<'a> {

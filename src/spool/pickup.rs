@@ -257,9 +257,10 @@ impl Pickup {
                 io::Error::other("it is not the file that was taken"),
             ));
         }
+        // Not fsynced: a removal a power cut undoes brings the drop back, and the
+        // service, finding its entry stored, removes it again (Queue::stored).
         rustix::fs::unlinkat(&incoming, name.as_str(), AtFlags::empty())
-            .map_err(|e| io_error("remove", &path, e.into()))?;
-        rustix::fs::fsync(&incoming).map_err(|e| io_error("sync", &self.incoming, e.into()))
+            .map_err(|e| io_error("remove", &path, e.into()))
     }
 
     /// The names passed over because they could be neither moved nor removed.
