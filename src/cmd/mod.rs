@@ -27,6 +27,20 @@ use outbox::{Envelope, Error, Message, Report, Settings, exit};
 use mta::{Attempt, Mta};
 use output::say;
 
+/// The command line of a subcommand (`outbox queue …`, `outbox serve …`) parsed by
+/// clap, or the exit code once clap has said why not (or printed the help asked for).
+pub fn parse_subcommand<T: clap::Parser>(name: &str, args: &[std::ffi::OsString]) -> Result<T, u8> {
+    let argv = std::iter::once(std::ffi::OsString::from(name)).chain(args.iter().cloned());
+    T::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        }
+    })
+}
+
 /// The configuration file, with its warnings said.
 pub fn load_config() -> Result<Option<Config>, outbox::Error> {
     let config = Config::load_default()?;

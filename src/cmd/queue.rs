@@ -50,17 +50,9 @@ enum QueueCommand {
 }
 
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
-    let argv = std::iter::once(OsString::from("outbox queue")).chain(args.iter().cloned());
-    let cli = match QueueCli::try_parse_from(argv) {
+    let cli: QueueCli = match super::parse_subcommand("outbox queue", args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return Ok(code),
     };
     match cli.command {
         QueueCommand::List { failed } => list(failed),

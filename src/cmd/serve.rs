@@ -60,17 +60,9 @@ struct ServeCli {
 }
 
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
-    let argv = std::iter::once(OsString::from("outbox serve")).chain(args.iter().cloned());
-    let cli = match ServeCli::try_parse_from(argv) {
+    let cli: ServeCli = match super::parse_subcommand("outbox serve", args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return Ok(code),
     };
     let spool = Spool::at(cli.spool.clone().unwrap_or_else(Spool::default_root));
     // Before any thread starts: the switch is made per thread.

@@ -97,6 +97,14 @@ impl Places {
         self.spool.clone().unwrap_or_else(Spool::default_root)
     }
 
+    /// The spool's root and the configuration, as absolute paths: the unit and the
+    /// commands said to the administrator name them from anywhere.
+    fn absolute(&self) -> Result<(PathBuf, PathBuf), Failure> {
+        let absolute =
+            |path: &Path| std::path::absolute(path).map_err(|e| Failure::io("resolve", path, e));
+        Ok((absolute(&self.spool_root())?, absolute(&self.config)?))
+    }
+
     fn unit_file(&self) -> PathBuf {
         self.unit_dir.join(system::UNIT_NAME)
     }
@@ -116,17 +124,9 @@ impl Places {
 }
 
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
-    let argv = std::iter::once(OsString::from("outbox system")).chain(args.iter().cloned());
-    let cli = match SystemCli::try_parse_from(argv) {
+    let cli: SystemCli = match super::parse_subcommand("outbox system", args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return Ok(code),
     };
     let (word, result) = match &cli.command {
         SystemCommand::Setup(args) => ("setup", only_root("setup").and_then(|()| setup::run(args))),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use outbox::exit;
 use outbox::spool;
@@ -34,8 +34,7 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
             format!("cannot find the path of this program: {e}"),
         )
     })?;
-    let spool_root = absolute(&places.spool_root())?;
-    let config = absolute(&places.config)?;
+    let (spool_root, config) = places.absolute()?;
     let unit_file = places.unit_file();
     let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
     let mut steps = Steps::default();
@@ -98,10 +97,6 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, Failure> {
-    std::path::absolute(path).map_err(|e| Failure::io("resolve", path, e))
 }
 
 /// One link: removed if it is outbox's, and what `--force` moved aside put back.

@@ -25,8 +25,7 @@ pub fn run(args: &SetupArgs) -> Result<(), Failure> {
             format!("cannot find the path of this program: {e}"),
         )
     })?;
-    let spool_root = absolute(&places.spool_root())?;
-    let config = absolute(&places.config)?;
+    let (spool_root, config) = places.absolute()?;
     if !account::valid_name(&places.user) {
         return Err(Failure::new(
             exit::USAGE,
@@ -148,10 +147,6 @@ pub fn run(args: &SetupArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, Failure> {
-    std::path::absolute(path).map_err(|e| Failure::io("resolve", path, e))
 }
 
 /// What is at the spool's root besides the spool's own entries: the set-up would
