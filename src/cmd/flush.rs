@@ -167,7 +167,7 @@ impl Run<'_> {
                         pick,
                         stop,
                     };
-                    let made = flusher.groups(ids, totals);
+                    let made = flusher.group(ids, totals);
                     if !made.is_empty() {
                         // A bounce asks for no DSN of its own.
                         let settings = Settings {
@@ -243,21 +243,6 @@ pub struct Totals {
     errors: usize,
 }
 
-impl Totals {
-    fn add(&mut self, other: &Totals) {
-        self.delivered += other.delivered;
-        self.deferred += other.deferred;
-        self.failed += other.failed;
-        self.skipped += other.skipped;
-        self.errors += other.errors;
-    }
-}
-
-/// The most connections a flush opens to one server at once.
-const CONNECTIONS: usize = 4;
-/// How many entries make another connection worth its handshake.
-const PER_CONNECTION: usize = 4;
-
 /// What one group's delivery needs: where the entries are, the log, the settings.
 struct Flusher<'a> {
     queue: &'a Queue,
@@ -269,42 +254,6 @@ struct Flusher<'a> {
 }
 
 impl Flusher<'_> {
-    /// Delivers the entries `ids` over up to [`CONNECTIONS`] connections at once, one
-    /// for each [`PER_CONNECTION`] entries, each on its own thread; returns the ids of
-    /// the bounces queued. One connection waits a round trip for each message's 250
-    /// (the next message's data may not go before it), so a backlog goes as fast as
-    /// the relay's latency allows only over several, as Postfix's smtp(8) processes
-    /// share a destination.
-    fn groups(&self, ids: &[String], totals: &mut Totals) -> Vec<String> {
-        let connections = (ids.len() / PER_CONNECTION).clamp(1, CONNECTIONS);
-        if connections == 1 {
-            return self.group(ids, totals);
-        }
-        let part = ids.len().div_ceil(connections);
-        let done: Vec<(Totals, Vec<String>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = ids
-                .chunks(part)
-                .map(|ids| {
-                    scope.spawn(move || {
-                        let mut totals = Totals::default();
-                        let bounces = self.group(ids, &mut totals);
-                        (totals, bounces)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut bounces = Vec::new();
-        for (more, made) in done {
-            totals.add(&more);
-            bounces.extend(made);
-        }
-        bounces
-    }
-
     /// Delivers the entries `ids` over one connection; returns the ids of the bounces
     /// it queued.
     fn group(&self, ids: &[String], totals: &mut Totals) -> Vec<String> {

@@ -558,9 +558,8 @@ fn system_another_user_cannot_reach_nobodys_pending_drop() {
 /// hand or on the way) and not yet recorded as sent: `send_series_on`
 /// (src/client/send.rs) sends a message's body with the next message's MAIL, RCPTs
 /// and DATA behind it, then reads that message's 250 and settles its entry before
-/// the next body goes, so one a connection; and a flush opens at most four
-/// connections to a server at once (`CONNECTIONS` in src/cmd/flush.rs).
-const PIPELINE_DEPTH: usize = 4;
+/// the next body goes, so one at a time.
+const PIPELINE_DEPTH: usize = 1;
 
 /// A small xorshift generator: the kill times are random, and the seed printed.
 struct Rng(u64);
