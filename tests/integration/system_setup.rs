@@ -503,8 +503,13 @@ fn an_existing_user_is_used_as_it_is() {
         .assert_code(0)
         .assert_stdout_contains("exists; used as it is");
     assert_eq!(entry("passwd", &install.user), before);
-    install.remove(&["--purge"]).assert_code(0);
-    assert!(!exists("passwd", &install.user));
+    // Not the set-up's user (its home is not the spool): --purge keeps it, and the
+    // test's guard removes it.
+    install
+        .remove(&["--purge"])
+        .assert_code(0)
+        .assert_stdout_contains("kept");
+    assert!(exists("passwd", &install.user));
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     spool_step(&mut steps, &spool_root, user.as_ref(), args.purge)?;
     if args.purge {
         purge_config(&mut steps, &config)?;
-        purge_user(&mut steps, &places.user, user.as_ref())?;
+        purge_user(&mut steps, &places.user, user.as_ref(), &spool_root)?;
     } else {
         if fs::symlink_metadata(&config).is_ok() {
             steps.found(
@@ -295,11 +295,28 @@ fn purge_config(steps: &mut Steps, config: &Path) -> Result<(), Failure> {
 }
 
 /// `--purge`: the service's user, and its group where userdel(8) left it.
-fn purge_user(steps: &mut Steps, name: &str, user: Option<&User>) -> Result<(), Failure> {
+fn purge_user(
+    steps: &mut Steps,
+    name: &str,
+    user: Option<&User>,
+    spool_root: &Path,
+) -> Result<(), Failure> {
     let Some(user) = user else {
         steps.found("user", format!("{name} does not exist"));
         return Ok(());
     };
+    // The set-up makes its user with the spool as home; a user found with another
+    // home was there before (say www-data) and is not the set-up's to delete.
+    if Path::new(&user.home) != spool_root {
+        steps.found(
+            "user",
+            format!(
+                "kept {name}: its home is {}, not the spool, so the set-up did not make it",
+                user.home
+            ),
+        );
+        return Ok(());
+    }
     tool::run("userdel", &["--", name])?;
     steps.did(
         "user",
