@@ -38,7 +38,8 @@ Commands:
   outbox queue remove ID...      Remove messages from the queue
   outbox system setup            System mode, as root: the service's user, spool, unit, links
   outbox system remove           Undo it (a spool where mail waits is kept)
-  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system
+  outbox serve                   System mode's delivery service (systemd runs it)
+  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system, serve
 
 {all-args}{after-help}";
 

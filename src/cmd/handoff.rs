@@ -1,6 +1,7 @@
 //! System mode's submission: the message goes into the system spool, whole, and the
 //! service delivers it. The caller's exit code says only that it was taken (0), or
-//! why not: a limit of the spool (73, 75), or the spool itself (75).
+//! why not: a limit of the spool (73, 75), a message no drop can hold (65), or the
+//! spool itself (75).
 
 use std::time::SystemTime;
 

@@ -34,6 +34,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             system_args.push("--help".into());
             super::system::run(&system_args)
         }
+        Some("serve") => super::serve::run(&["--help".into()]),
         Some(word) => Err(unknown_command(word).into()),
     }
 }
@@ -52,8 +53,8 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue, system and help; see outbox --help); to send mail \
-         to a user named {word}, write the full address: {word}@{}",
+        "{what} (outbox has sendmail, queue, system, serve and help; see outbox --help); to \
+         send mail to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))
 }

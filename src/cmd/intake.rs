@@ -1,4 +1,4 @@
-//! What the service does in one pass: take every drop into the system queue, deliver
+//! What the service does in one pass: take the drops into the system queue, deliver
 //! what is due, and publish each user's usage for the submitters' limits.
 
 use std::collections::{BTreeMap, HashSet};
@@ -46,8 +46,8 @@ pub struct Service {
 
 impl Service {
     /// The service for `spool`, run as its owner: checks the spool, reads the
-    /// configuration, opens the queue and publishes the limits. `log` overrides the
-    /// configuration's log.
+    /// configuration, opens the queue, publishes the limits and counts each user's
+    /// usage. `log` overrides the configuration's log.
     pub fn start(spool: Spool, log: Option<Target>, verbose: bool) -> Result<Service, Error> {
         spool.check()?;
         let config = super::system_queue::config(&spool)?;
@@ -61,7 +61,12 @@ impl Service {
         }
         let mta = Mta::new(&base, LogDefault::Syslog);
         let queue = Queue::open(&spool.queue_dir())?;
-        spool.publish_limits(&base.limits)?;
+        // Advice for the submitters, which the service checks again itself: a full
+        // disk that keeps it from being written must not keep the service from
+        // starting.
+        if let Err(e) = spool.publish_limits(&base.limits) {
+            say!("outbox: warning: {e}");
+        }
         let pickup = spool.pickup(&base.limits);
         let mut service = Service {
             spool,
