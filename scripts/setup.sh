@@ -4,7 +4,9 @@
 #   scripts/setup.sh          what the build needs (OpenSSL headers, pkg-config)
 #   scripts/setup.sh --test   that, and what the test suite needs (postfix,
 #                             python3-aiosmtpd, the openssl command, tzdata
-#                             for the time zones the Date tests name)
+#                             for the time zones the Date tests name, man-db
+#                             and zsh to render the man page and load the
+#                             completions)
 #
 # Uses sudo when not root. Postfix is installed without configuring or starting
 # a system instance: the tests start private ones on loopback.
@@ -12,7 +14,7 @@ set -euo pipefail
 
 packages=(libssl-dev pkg-config)
 if [[ ${1:-} == --test ]]; then
-    packages+=(postfix python3-aiosmtpd openssl tzdata)
+    packages+=(postfix python3-aiosmtpd openssl tzdata man-db zsh)
 fi
 
 missing=()

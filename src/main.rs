@@ -26,6 +26,13 @@ fn main() -> ExitCode {
         (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
         (_, Some("queue")) => cmd::queue::run(&args[2..]),
         (_, Some("serve")) => cmd::serve::run(&args[2..]),
+        (_, Some("man")) => cmd::docs::man(&args[2..]),
+        (_, Some("completions")) => cmd::docs::completions(&args[2..]),
+        // The version and what it was built with; clap's own would say only the first.
+        (_, Some("--version" | "-V")) if args.len() == 2 => {
+            cmd::output::out!("{}", cmd::docs::version().trim_end());
+            Ok(exit::OK)
+        }
         (_, Some("help")) => cmd::help::run(&args[2..]),
         (_, Some("system")) => cmd::system::run(&args[2..]),
         // A command of a later version, not a recipient named after it.

@@ -2,6 +2,7 @@
 
 pub mod bounce;
 pub mod compose;
+pub mod docs;
 pub mod flush;
 pub mod handoff;
 pub mod help;

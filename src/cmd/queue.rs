@@ -49,6 +49,12 @@ enum QueueCommand {
     },
 }
 
+/// The command's clap definition, named as a subcommand of `outbox`, for the man
+/// page and the completions.
+pub fn command() -> clap::Command {
+    <QueueCli as clap::CommandFactory>::command().name("queue")
+}
+
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let cli: QueueCli = match super::parse_subcommand("outbox queue", args) {
         Ok(cli) => cli,

@@ -59,6 +59,12 @@ struct ServeCli {
     once: bool,
 }
 
+/// The command's clap definition, named as a subcommand of `outbox`, for the man
+/// page and the completions.
+pub fn command() -> clap::Command {
+    <ServeCli as clap::CommandFactory>::command().name("serve")
+}
+
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let cli: ServeCli = match super::parse_subcommand("outbox serve", args) {
         Ok(cli) => cli,

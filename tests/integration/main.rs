@@ -19,6 +19,7 @@ mod big_attachment;
 mod bounces;
 mod command_line;
 mod compose;
+mod docs;
 mod errors;
 mod esmtp;
 mod faults;

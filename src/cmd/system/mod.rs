@@ -123,6 +123,12 @@ impl Places {
     }
 }
 
+/// The command's clap definition, named as a subcommand of `outbox`, for the man
+/// page and the completions.
+pub fn command() -> clap::Command {
+    <SystemCli as clap::CommandFactory>::command().name("system")
+}
+
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let cli: SystemCli = match super::parse_subcommand("outbox system", args) {
         Ok(cli) => cli,
