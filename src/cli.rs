@@ -19,6 +19,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "serve",
     "session",
     "completions",
+    "man",
     "command",
     "vrfy",
     "expn",

@@ -97,9 +97,11 @@ impl Settings {
     /// Settings from the command line over the configuration file's account (the one
     /// `-A` names, or the one whose `from` is `-f`'s address) over built-in defaults.
     pub fn resolve(cli: &Cli, config: Option<&Config>) -> Result<Settings, Error> {
+        // `-f '<>'`, the null sender, names no account: the default carries it.
         let from_flag = cli
             .from
             .as_deref()
+            .filter(|f| f.trim() != "<>")
             .map(Mailbox::parse)
             .transpose()
             .map_err(|e| Error::Usage(e.to_string()))?;

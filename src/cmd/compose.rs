@@ -152,9 +152,13 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
             "no recipient: name at least one (RECIPIENT, -c or -b)".into(),
         ));
     }
+    // `-f '<>'`: the null reverse-path (RFC 5321 §4.5.5), as bounces and
+    // auto-replies use; the header's From is then the one the account would give.
+    let null_sender = cli.from.as_deref().is_some_and(|f| f.trim() == "<>");
     let given = cli
         .from
         .as_deref()
+        .filter(|_| !null_sender)
         .map(Mailbox::parse)
         .transpose()
         .map_err(usage)?;
@@ -191,7 +195,7 @@ fn draft_and_envelope(cli: &Cli, settings: &Settings) -> Result<(Draft, Envelope
     };
     let text = read_body(cli)?;
     let envelope = Envelope::new(
-        Some(from.address.clone()),
+        (!null_sender).then(|| from.address.clone()),
         super::expand_all(
             settings,
             to.iter().chain(&cc).chain(&bcc).map(|m| &m.address),

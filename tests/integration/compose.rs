@@ -939,3 +939,33 @@ fn bare_names_in_compose_headers_get_the_domain() {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
 }
+
+/// `-f '<>'`: the null reverse-path, for testing bounces and auto-replies. Postfix
+/// takes the message `from=<>` and delivers it with an empty Return-Path; the
+/// header's From is still the user's.
+#[test]
+fn the_null_sender_reaches_postfix_as_from_empty() {
+    let env = TestEnv::new();
+    let local = unique_name("compose-null");
+    let out = outbox(
+        &env,
+        &["-v", "-f", "<>", "-s", "a test bounce", &rcpt(&local)],
+        b"Nobody answers this.\n",
+    );
+    out.assert_success().assert_stderr_contains("MAIL FROM:<>");
+    let raw = delivered(&local);
+    let text = lossy(&raw);
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+    assert!(text.contains("\nFrom: <tester@"), "{text}");
+    let log = Postfix::shared().maillog();
+    let queued = log
+        .lines()
+        .find(|l| l.contains(&format!("to=<{}>", rcpt(&local))))
+        .and_then(|l| l.split(": ").nth(1).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no delivery of {local} in\n{log}"));
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("{queued}: from=<>,"))),
+        "no from=<> for {queued} in\n{log}"
+    );
+}
