@@ -120,6 +120,19 @@ pub struct Cli {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
+    /// Connect over IPv4 only
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Connect over IPv6 only
+    #[arg(short = '6')]
+    pub ipv6: bool,
+
+    /// Bind this local address before connecting (the server's addresses of its
+    /// family only)
+    #[arg(long, value_name = "ADDR")]
+    pub source_address: Option<std::net::IpAddr>,
+
     /// TLS: auto (implicit on port 465, else STARTTLS required except to loopback),
     /// starttls, implicit, none
     #[arg(long, value_name = "MODE", value_parser = parse_tls)]

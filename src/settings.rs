@@ -21,6 +21,9 @@ use crate::smtp::transport::{DEFAULT_PORT, ServerAddr};
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub server: ServerAddr,
+    /// Which of the server's addresses, and from where (`-4`, `-6`,
+    /// `--source-address`).
+    pub dial: crate::smtp::transport::Dial,
     /// Whether the server was named (flag or configuration) rather than taken to be
     /// localhost, for advice when nothing answers there.
     pub server_named: bool,
@@ -204,6 +207,14 @@ impl Settings {
         Ok(Settings {
             server_named: cli.server.is_some() || account.server.is_some(),
             server,
+            dial: crate::smtp::transport::Dial {
+                family: match (cli.ipv4, cli.ipv6) {
+                    (true, _) => crate::smtp::transport::Family::V4,
+                    (_, true) => crate::smtp::transport::Family::V6,
+                    _ => crate::smtp::transport::Family::Any,
+                },
+                source: cli.source_address,
+            },
             ehlo_name,
             timeouts,
             verbose: cli.verbose,

@@ -131,7 +131,7 @@ fn connect_tcp(
     report: &mut Report,
 ) -> Result<(Connection, String, bool), Error> {
     report.connecting.enter(Phase::Connect);
-    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect);
+    let tcp = smtp::transport::connect(&settings.server, settings.timeouts.connect, settings.dial);
     report.connecting.stop();
     let tcp = tcp?;
     if let Ok(peer) = tcp.peer_addr() {

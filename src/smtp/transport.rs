@@ -139,20 +139,90 @@ fn is_temporary_resolver_failure(detail: &str) -> bool {
     detail.contains("Temporary failure")
 }
 
+/// Which of the server's addresses to use, and from where (`-4`, `-6`,
+/// `--source-address`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dial {
+    pub family: Family,
+    /// The local address to bind before connecting; only the server's addresses of
+    /// its family are tried.
+    pub source: Option<IpAddr>,
+}
+
+/// The address family to connect over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    #[default]
+    Any,
+    V4,
+    V6,
+}
+
+impl Dial {
+    /// Whether `addr` is one this dial may connect to.
+    fn allows(&self, addr: &SocketAddr) -> bool {
+        let family = match self.family {
+            Family::Any => true,
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        };
+        family && self.source.is_none_or(|s| s.is_ipv4() == addr.is_ipv4())
+    }
+
+    /// A connection to `addr` within `timeout`, from the source address if any.
+    fn open(&self, addr: &SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect_timeout(addr, timeout);
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(*addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind to {source}: {e}")))?;
+        socket.connect_timeout(&(*addr).into(), timeout)?;
+        Ok(socket.into())
+    }
+}
+
 /// Connects to the first address that answers within `timeout`, and turns Nagle's
 /// algorithm off: commands are written whole, so there is nothing to gain from
 /// holding them back, and a delayed ACK would stall every round trip.
-/// `timeout` bounds the whole attempt, over every address the name has.
-pub fn connect(server: &ServerAddr, timeout: Duration) -> Result<TcpStream, Error> {
+/// `timeout` bounds the whole attempt, over every address the name has; `dial`
+/// says which of them, and from where.
+pub fn connect(server: &ServerAddr, timeout: Duration, dial: Dial) -> Result<TcpStream, Error> {
     let deadline = Instant::now() + timeout;
     let mut last = None;
-    for addr in resolve(server)? {
+    let all = resolve(server)?;
+    let addrs: Vec<SocketAddr> = all.iter().copied().filter(|a| dial.allows(a)).collect();
+    if addrs.is_empty() {
+        let which = match (dial.family, dial.source) {
+            (_, Some(source)) => format!("of the family of {source}"),
+            (Family::V6, None) => "IPv6".into(),
+            _ => "IPv4".into(),
+        };
+        // As a name with no address at all: 68, which no retry cures.
+        return Err(Error::NoHost {
+            host: server.host.clone(),
+            detail: format!(
+                "it has no {which} address (it has {})",
+                all.iter()
+                    .map(|a| a.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            temporary: false,
+        });
+    }
+    for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             last = Some(std::io::Error::from(std::io::ErrorKind::TimedOut));
             break;
         }
-        match TcpStream::connect_timeout(&addr, left) {
+        match dial.open(&addr, left) {
             Ok(stream) => {
                 stream.set_nodelay(true).map_err(|source| Error::Connect {
                     server: server.to_string(),
@@ -244,10 +314,59 @@ mod tests {
             .unwrap()
             .port();
         let server = ServerAddr::parse(&format!("127.0.0.1:{port}")).unwrap();
-        match connect(&server, Duration::from_secs(5)) {
+        match connect(&server, Duration::from_secs(5), Dial::default()) {
             Err(Error::Connect { .. }) => {}
             other => panic!("expected a connect error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_dial_takes_only_the_addresses_of_its_family_and_source() {
+        let v4: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let v6: SocketAddr = "[::1]:25".parse().unwrap();
+        let dial = |family, source: Option<&str>| Dial {
+            family,
+            source: source.map(|s| s.parse().unwrap()),
+        };
+        let any = dial(Family::Any, None);
+        assert!(any.allows(&v4) && any.allows(&v6));
+        assert!(dial(Family::V4, None).allows(&v4) && !dial(Family::V4, None).allows(&v6));
+        assert!(!dial(Family::V6, None).allows(&v4) && dial(Family::V6, None).allows(&v6));
+        let from_v4 = dial(Family::Any, Some("127.0.0.2"));
+        assert!(from_v4.allows(&v4) && !from_v4.allows(&v6));
+    }
+
+    #[test]
+    fn a_server_with_no_address_of_the_family_is_nohost_and_says_so() {
+        let server = ServerAddr::parse("127.0.0.1:25").unwrap();
+        let dial = Dial {
+            family: Family::V6,
+            source: None,
+        };
+        match connect(&server, Duration::from_secs(1), dial) {
+            Err(Error::NoHost {
+                detail, temporary, ..
+            }) => {
+                assert_eq!(detail, "it has no IPv6 address (it has 127.0.0.1)");
+                assert!(!temporary);
+            }
+            other => panic!("expected NoHost, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_source_address_is_the_connections_own() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = ServerAddr::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let dial = Dial {
+            family: Family::Any,
+            source: Some("127.0.0.2".parse().unwrap()),
+        };
+        let stream = connect(&server, Duration::from_secs(5), dial).unwrap();
+        assert_eq!(stream.local_addr().unwrap().ip().to_string(), "127.0.0.2");
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.2");
     }
 
     #[test]

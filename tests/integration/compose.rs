@@ -969,3 +969,40 @@ fn the_null_sender_reaches_postfix_as_from_empty() {
         "no from=<> for {queued} in\n{log}"
     );
 }
+
+/// `--source-address` binds the connection's local end: Postfix's Received header
+/// names it. `-4` reaches an IPv4 server; `-6` to a server with no IPv6 address is
+/// refused before any connection (68), saying what the name has.
+#[test]
+fn the_source_address_and_the_address_family_are_the_callers_choice() {
+    let env = TestEnv::new();
+    let local = unique_name("compose-source");
+    outbox(
+        &env,
+        &[
+            "-4",
+            "--source-address",
+            "127.0.0.2",
+            "-s",
+            "from .2",
+            &rcpt(&local),
+        ],
+        b"Sent from 127.0.0.2.\n",
+    )
+    .assert_success();
+    let text = lossy(&delivered(&local));
+    assert!(
+        text.contains("Received: from [127.0.0.2] (unknown [127.0.0.2])"),
+        "{text}"
+    );
+    outbox(&env, &["-6", "-s", "none", &rcpt(&local)], b"x\n")
+        .assert_code(68)
+        .assert_stderr_contains("has no IPv6 address (it has 127.0.0.1)");
+    outbox(
+        &env,
+        &["--source-address", "::1", "-s", "none", &rcpt(&local)],
+        b"x\n",
+    )
+    .assert_code(68)
+    .assert_stderr_contains("of the family of ::1");
+}
