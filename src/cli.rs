@@ -146,6 +146,11 @@ pub struct Cli {
     #[arg(long)]
     pub tls_insecure: bool,
 
+    /// Accept the certificate with this SHA-256 fingerprint (sha256:HEX, colons
+    /// allowed), and only it, instead of a CA's trust and the name check
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "tls_insecure")]
+    pub tls_fingerprint: Option<String>,
+
     /// User name for SMTP AUTH
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,

@@ -182,6 +182,12 @@ impl Settings {
             mode,
             ca_file: cli.tls_ca_file.clone().or(account.tls_ca_file.clone()),
             insecure: cli.tls_insecure || account.tls_insecure.unwrap_or(false),
+            fingerprint: cli
+                .tls_fingerprint
+                .as_deref()
+                .map(crate::smtp::pin::Fingerprint::parse)
+                .transpose()
+                .map_err(|e| Error::Usage(format!("--tls-fingerprint: {e}")))?,
         };
         let auth = auth_settings(cli, &account)?;
         let local_domain = account

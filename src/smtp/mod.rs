@@ -6,6 +6,7 @@ pub mod data;
 mod deadline;
 pub mod dsn;
 pub mod extension;
+pub mod pin;
 pub mod receipt;
 pub mod record;
 pub mod reply;

@@ -66,6 +66,9 @@ pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate. Risk: anyone in the path can pose as the server.
     pub insecure: bool,
+    /// Accept the certificate with this fingerprint, and only it, in place of a CA's
+    /// trust and the name check.
+    pub fingerprint: Option<super::pin::Fingerprint>,
 }
 
 /// What a transcript shows of a TLS session.
@@ -366,7 +369,11 @@ impl TlsClient<'_> {
             ssl.set_hostname(self.host)
                 .map_err(|e| tls_err(reasons(&e)))?;
         }
-        if !self.options.insecure {
+        let pinned = self
+            .options
+            .fingerprint
+            .map(|f| (f, super::pin::pin(&mut ssl, f)));
+        if !self.options.insecure && pinned.is_none() {
             let param = ssl.param_mut();
             param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
             match ip {
@@ -383,6 +390,19 @@ impl TlsClient<'_> {
                 Ok(Connection::Tls(Box::new(stream)))
             }
             Err(HandshakeError::Failure(mid)) => {
+                if let Some((wanted, seen)) = &pinned {
+                    let seen = seen.lock().ok().and_then(|s| *s);
+                    if seen != Some(*wanted) {
+                        let shown = seen.map_or_else(|| "none".to_owned(), |f| f.to_string());
+                        return Err(Error::Certificate {
+                            server,
+                            detail: format!(
+                                "its certificate's fingerprint is {shown}, not the pinned \
+                                 {wanted}"
+                            ),
+                        });
+                    }
+                }
                 let verify = mid.ssl().verify_result();
                 // With verification off OpenSSL still records what it found; that is not
                 // why the handshake failed.

@@ -611,3 +611,56 @@ fn auto_to_loopback_with_auth_offered_in_clear_stays_in_clear() {
     assert!(!got[0].tls);
     assert_eq!(got[0].auth_user.as_deref(), Some("bob"));
 }
+
+/// The SHA-256 fingerprint of a PEM certificate, as the openssl command prints it.
+fn openssl_fingerprint(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("the openssl command is installed by scripts/setup.sh --test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, hex) = text
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("no fingerprint in {text:?}"));
+    format!("sha256:{hex}")
+}
+
+/// `--tls-fingerprint`: a self-signed certificate no CA vouches for is accepted when
+/// its fingerprint is the one pinned, and its name is not checked; another pin is
+/// refused with 77, saying what the server showed.
+#[test]
+fn a_pinned_fingerprint_stands_in_for_the_ca_and_a_wrong_one_is_77() {
+    let pki = TestPki::shared();
+    let pf = Postfix::builder()
+        .tls(pki.self_signed_cert(), pki.self_signed_key())
+        .start();
+    let right = openssl_fingerprint(pki.self_signed_cert());
+    let local = unique_name("pinned");
+    let env = TestEnv::new();
+    let args = |pin: &str| {
+        let mut cmd = outbox_cmd(&env, &[]);
+        cmd.args(["--server", &pf.addr(), "--tls", "starttls"])
+            .args(["--tls-fingerprint", pin, &rcpt(&local)]);
+        cmd
+    };
+    args(&right).run().assert_success();
+    let raw = pf.wait_for_messages(&local, 1, WAIT).remove(0);
+    assert!(received_tls(&raw).is_some(), "not over TLS");
+    // Without the pin the same server is not trusted.
+    let mut plain = outbox_cmd(&env, &[]);
+    plain
+        .args(["--server", &pf.addr(), "--tls", "starttls", &rcpt(&local)])
+        .run()
+        .assert_code(77);
+    let wrong = openssl_fingerprint(pki.server_cert());
+    args(&wrong)
+        .run()
+        .assert_code(77)
+        .assert_stderr_contains(&format!("fingerprint is {right}, not the pinned {wrong}"));
+    args("sha256:00")
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("--tls-fingerprint");
+}
