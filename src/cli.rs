@@ -151,6 +151,15 @@ pub struct Cli {
     #[arg(long, value_name = "sha256:HEX", conflicts_with = "tls_insecure")]
     pub tls_fingerprint: Option<String>,
 
+    /// Client certificate (PEM, with its chain) for a relay that authenticates by
+    /// certificate; with --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM); with --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// User name for SMTP AUTH
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,

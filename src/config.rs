@@ -65,6 +65,10 @@ pub struct Account {
     pub bounce_to: Option<Address>,
     /// Whether `bounce_to` gets a copy of every bounce.
     pub bounce_copy: Option<bool>,
+    /// A client certificate and its key (PEM), for a relay that authenticates by
+    /// certificate.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// System mode: the largest message a user may submit, in bytes.
     pub max_message_size: Option<u64>,
     /// System mode: how many messages one user may have queued at once.
@@ -112,6 +116,8 @@ impl Account {
             syslog_socket: self.syslog_socket.or(base.syslog_socket),
             bounce_to: self.bounce_to.or(base.bounce_to),
             bounce_copy: self.bounce_copy.or(base.bounce_copy),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
             max_message_size: self.max_message_size.or(base.max_message_size),
             max_queued_per_user: self.max_queued_per_user.or(base.max_queued_per_user),
             max_queued_bytes_per_user: self

@@ -188,6 +188,18 @@ impl Settings {
                 .map(crate::smtp::pin::Fingerprint::parse)
                 .transpose()
                 .map_err(|e| Error::Usage(format!("--tls-fingerprint: {e}")))?,
+            client_cert: match (
+                cli.tls_cert.clone().or(account.tls_cert.clone()),
+                cli.tls_key.clone().or(account.tls_key.clone()),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::Config(
+                        "tls_cert and tls_key go together: set both, or neither".into(),
+                    ));
+                }
+            },
         };
         let auth = auth_settings(cli, &account)?;
         let local_domain = account

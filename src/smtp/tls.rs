@@ -69,6 +69,9 @@ pub struct TlsOptions {
     /// Accept the certificate with this fingerprint, and only it, in place of a CA's
     /// trust and the name check.
     pub fingerprint: Option<super::pin::Fingerprint>,
+    /// A client certificate (PEM, with its chain) and its key, for a relay that
+    /// authenticates its clients by certificate (RFC 8314 §5.2 allows either).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// What a transcript shows of a TLS session.
@@ -296,6 +299,34 @@ pub fn context(options: &TlsOptions) -> Result<SslContext, Error> {
         builder
             .set_default_verify_paths()
             .map_err(|e| config("system CA store", e))?;
+    }
+    if let Some((cert, key)) = &options.client_cert {
+        let unusable = |what: &Path, e: ErrorStack| {
+            Error::Config(format!(
+                "{} cannot be used as the client certificate's {}: {}",
+                what.display(),
+                if what == cert.as_path() {
+                    "certificate"
+                } else {
+                    "key"
+                },
+                reasons(&e)
+            ))
+        };
+        builder
+            .set_certificate_chain_file(cert)
+            .map_err(|e| unusable(cert, e))?;
+        builder
+            .set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|e| unusable(key, e))?;
+        builder.check_private_key().map_err(|e| {
+            Error::Config(format!(
+                "the key {} is not the one of the certificate {}: {}",
+                key.display(),
+                cert.display(),
+                reasons(&e)
+            ))
+        })?;
     }
     if let Some(ca) = &options.ca_file {
         builder.set_ca_file(ca).map_err(|e| {

@@ -664,3 +664,57 @@ fn a_pinned_fingerprint_stands_in_for_the_ca_and_a_wrong_one_is_77() {
         .assert_code(64)
         .assert_stderr_contains("--tls-fingerprint");
 }
+
+/// `--tls-cert`/`--tls-key` (and `tls_cert`/`tls_key` in the configuration): a
+/// Postfix that relays only for clients with a certificate of the test CA
+/// (`permit_tls_all_clientcerts`) takes the message with one and refuses it
+/// without; a key that is not the certificate's is a configuration error (78).
+#[test]
+fn a_client_certificate_gets_past_a_relay_that_asks_for_one() {
+    let pki = TestPki::shared();
+    let ca = pki.ca_cert().display().to_string();
+    let pf = Postfix::builder()
+        .tls_test_pki()
+        .main_cf("smtpd_tls_ask_ccert", "yes")
+        .main_cf("smtpd_tls_CAfile", &ca)
+        .main_cf(
+            "smtpd_recipient_restrictions",
+            "permit_tls_all_clientcerts, reject",
+        )
+        .start();
+    let local = unique_name("ccert");
+    let env = TestEnv::new();
+    let send = |extra: &[&str]| {
+        let mut cmd = outbox_cmd(&env, &[]);
+        cmd.args(["--server", &by_name(&pf.addr()), "--tls", "starttls"])
+            .arg("--tls-ca-file")
+            .arg(pki.ca_cert())
+            .args(extra)
+            .arg(rcpt(&local));
+        cmd.run()
+    };
+    let cert = pki.server_cert().display().to_string();
+    let key = pki.server_key().display().to_string();
+    send(&["--tls-cert", &cert, "--tls-key", &key]).assert_success();
+    pf.wait_for_messages(&local, 1, WAIT);
+    let refused = send(&[]);
+    assert_ne!(refused.status, Some(0), "{}", refused.report());
+    assert!(refused.stderr_str().contains("554"), "{}", refused.report());
+    // The same from the configuration.
+    let config = env.write_file(
+        "ccert.toml",
+        format!("[default]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"),
+    );
+    let mut cmd = outbox_cmd(&env, &[]);
+    cmd.env("OUTBOX_CONFIG", &config)
+        .args(["--server", &by_name(&pf.addr()), "--tls", "starttls"])
+        .arg("--tls-ca-file")
+        .arg(pki.ca_cert())
+        .arg(rcpt(&local));
+    cmd.run().assert_success();
+    pf.wait_for_messages(&local, 2, WAIT);
+    let other_key = pki.wrong_host_key().display().to_string();
+    send(&["--tls-cert", &cert, "--tls-key", &other_key])
+        .assert_code(78)
+        .assert_stderr_contains("cannot be used as the client certificate's key");
+}

@@ -321,7 +321,7 @@ impl Ca {
                 "[ ext ]\n\
                  basicConstraints = critical,CA:FALSE\n\
                  keyUsage = critical,digitalSignature\n\
-                 extendedKeyUsage = serverAuth\n\
+                 extendedKeyUsage = serverAuth, clientAuth\n\
                  subjectKeyIdentifier = hash\n\
                  authorityKeyIdentifier = keyid:always\n\
                  subjectAltName = {san}\n"
