@@ -69,6 +69,8 @@ pub struct Account {
     /// certificate.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The server's certificate, pinned: `sha256:HEX`.
+    pub tls_fingerprint: Option<String>,
     /// System mode: the largest message a user may submit, in bytes.
     pub max_message_size: Option<u64>,
     /// System mode: how many messages one user may have queued at once.
@@ -118,6 +120,7 @@ impl Account {
             bounce_copy: self.bounce_copy.or(base.bounce_copy),
             tls_cert: self.tls_cert.or(base.tls_cert),
             tls_key: self.tls_key.or(base.tls_key),
+            tls_fingerprint: self.tls_fingerprint.or(base.tls_fingerprint),
             max_message_size: self.max_message_size.or(base.max_message_size),
             max_queued_per_user: self.max_queued_per_user.or(base.max_queued_per_user),
             max_queued_bytes_per_user: self

@@ -182,12 +182,17 @@ impl Settings {
             mode,
             ca_file: cli.tls_ca_file.clone().or(account.tls_ca_file.clone()),
             insecure: cli.tls_insecure || account.tls_insecure.unwrap_or(false),
-            fingerprint: cli
-                .tls_fingerprint
-                .as_deref()
-                .map(crate::smtp::pin::Fingerprint::parse)
-                .transpose()
-                .map_err(|e| Error::Usage(format!("--tls-fingerprint: {e}")))?,
+            fingerprint: match (&cli.tls_fingerprint, &account.tls_fingerprint) {
+                (Some(flag), _) => Some(
+                    crate::smtp::pin::Fingerprint::parse(flag)
+                        .map_err(|e| Error::Usage(format!("--tls-fingerprint: {e}")))?,
+                ),
+                (None, Some(key)) => Some(
+                    crate::smtp::pin::Fingerprint::parse(key)
+                        .map_err(|e| Error::Config(format!("tls_fingerprint: {e}")))?,
+                ),
+                (None, None) => None,
+            },
             client_cert: match (
                 cli.tls_cert.clone().or(account.tls_cert.clone()),
                 cli.tls_key.clone().or(account.tls_key.clone()),

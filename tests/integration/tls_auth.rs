@@ -663,6 +663,17 @@ fn a_pinned_fingerprint_stands_in_for_the_ca_and_a_wrong_one_is_77() {
         .run()
         .assert_code(64)
         .assert_stderr_contains("--tls-fingerprint");
+    // The same pin from the configuration.
+    let config = env.write_file(
+        "pinned.toml",
+        format!("[default]\ntls_fingerprint = \"{right}\"\n"),
+    );
+    let mut cmd = outbox_cmd(&env, &[]);
+    cmd.env("OUTBOX_CONFIG", &config)
+        .args(["--server", &pf.addr(), "--tls", "starttls", &rcpt(&local)])
+        .run()
+        .assert_success();
+    pf.wait_for_messages(&local, 2, WAIT);
 }
 
 /// `--tls-cert`/`--tls-key` (and `tls_cert`/`tls_key` in the configuration): a
