@@ -92,7 +92,7 @@ impl Mode {
             Mode::System {
                 maildrop, owner, ..
             } => {
-                let name = crate::passwd::login_name(crate::passwd::read(), owner.uid)
+                let name = crate::passwd::name_of(owner.uid)
                     .unwrap_or_else(|| format!("uid {}", owner.uid));
                 format!(
                     "system mode (the spool is set up: drops go to {}, delivered by the \

@@ -8,6 +8,19 @@ pub fn read() -> &'static str {
     PASSWD.get_or_init(|| std::fs::read_to_string("/etc/passwd").unwrap_or_default())
 }
 
+/// The login name of `uid` in this machine's passwd file.
+pub fn name_of(uid: u32) -> Option<String> {
+    login_name(read(), uid)
+}
+
+/// A user as messages name one: "uid 1000 (alice)", or "uid 1000" with no name.
+pub fn describe(uid: u32, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// The login name of `uid` in the passwd file `passwd`: the first entry that has it.
 pub fn login_name(passwd: &str, uid: u32) -> Option<String> {
     let uid = uid.to_string();

@@ -3,7 +3,6 @@
 //! from the same clap definitions as the command lines, so they cannot drift apart.
 
 use std::ffi::OsString;
-use std::io::Write;
 
 use clap::{Arg, Command, CommandFactory, ValueEnum, value_parser};
 use clap_complete::Shell;
@@ -110,12 +109,10 @@ fn openssl_built_against() -> String {
     )
 }
 
-/// Writes `bytes` to standard output: a reader that stops early is no failure.
+/// Writes what was generated (UTF-8 text) to standard output.
 fn print(bytes: &[u8]) -> u8 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
+    match super::output::stdout_text(&String::from_utf8_lossy(bytes)) {
         Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) => {
             say!("outbox: cannot write to standard output: {e}");
             exit::IOERR

@@ -32,23 +32,28 @@ const BOUNCE_ROUNDS: usize = 3;
 /// the same settings before the flush ends. Trouble with one entry is reported and
 /// the flush goes on.
 pub fn flush(verbose: bool, pick: Pick) -> anyhow::Result<u8> {
-    // In system mode the drops waiting are taken first: without the service running
-    // (a machine with no systemd), this from root's cron is what delivers them.
-    if let Mode::System { spool, .. } = Mode::detect_for_queue()? {
-        super::system_queue::become_service(&spool)?;
-        let mut service = super::intake::Service::start(spool, None, verbose)?;
-        while service.intake(None) {}
-    }
-    let (queue, base, config) = super::queue::open_queue()?;
-    let mta = Mta::new(&base, LogDefault::Syslog);
-    let run = Run {
-        queue: &queue,
-        base: &base,
-        config: config.as_ref(),
-        mta: &mta,
-        stop: None,
+    let (code, totals, bounce_totals) = match Mode::detect_for_queue()? {
+        // The drops waiting are taken first: without the service running (a machine
+        // with no systemd), this from root's cron is what delivers them.
+        Mode::System { spool, .. } => {
+            super::system_queue::become_service(&spool)?;
+            let mut service = super::intake::Service::start(spool, None, verbose)?;
+            while service.intake(None) {}
+            service.run(None).flush(verbose, pick)
+        }
+        Mode::Personal { .. } => {
+            let (queue, base, config) = super::queue::open_personal_queue()?;
+            let mta = Mta::new(&base, LogDefault::Syslog);
+            let run = Run {
+                queue: &queue,
+                base: &base,
+                config: config.as_ref(),
+                mta: &mta,
+                stop: None,
+            };
+            run.flush(verbose, pick)
+        }
     };
-    let (code, totals, bounce_totals) = run.flush(verbose, pick);
     // Quiet for cron, which mails whatever a job prints.
     if verbose || std::io::stdout().is_terminal() {
         out!(

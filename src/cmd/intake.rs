@@ -100,18 +100,23 @@ impl Service {
         &self.spool
     }
 
-    /// One pass: drops taken (a batch of them), what `pick` says delivered, the
-    /// usage published. `stop` ends it early, after the drop or the message in hand.
-    pub fn pass(&mut self, stop: Option<&AtomicBool>, pick: Pick) -> Pass {
-        let more = self.intake(stop);
-        let run = Run {
+    /// A flush of the system queue with the service's settings and log; `stop` ends
+    /// it after the message on the wire.
+    pub fn run<'a>(&'a self, stop: Option<&'a AtomicBool>) -> Run<'a> {
+        Run {
             queue: &self.queue,
             base: &self.base,
             config: Some(&self.config),
             mta: &self.mta,
             stop,
-        };
-        run.flush(self.verbose, pick);
+        }
+    }
+
+    /// One pass: drops taken (a batch of them), what `pick` says delivered, the
+    /// usage published. `stop` ends it early, after the drop or the message in hand.
+    pub fn pass(&mut self, stop: Option<&AtomicBool>, pick: Pick) -> Pass {
+        let more = self.intake(stop);
+        self.run(stop).flush(self.verbose, pick);
         Pass {
             next: self.publish(),
             more,

@@ -49,19 +49,15 @@ impl Mta {
     /// Who submitted, for a bounce: "uid 1000 (alice)". `uid` is the submitter
     /// recorded in a system queue's entry; without one, it is who runs outbox.
     pub fn submitter(&self, uid: Option<u32>) -> String {
-        match self.who(uid) {
-            (uid, Some(user)) => format!("uid {uid} ({user})"),
-            (uid, None) => format!("uid {uid}"),
-        }
+        let (uid, user) = self.who(uid);
+        outbox::passwd::describe(uid, user.as_deref())
     }
 
     /// The uid and login name of the submitter: `uid` when an entry records one
     /// (the service logs for other users), else who runs outbox.
     fn who(&self, uid: Option<u32>) -> (u32, Option<String>) {
         match uid {
-            Some(uid) if uid != self.uid => {
-                (uid, outbox::passwd::login_name(outbox::passwd::read(), uid))
-            }
+            Some(uid) if uid != self.uid => (uid, outbox::passwd::name_of(uid)),
             _ => (self.uid, self.user.clone()),
         }
     }

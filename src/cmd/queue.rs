@@ -74,13 +74,20 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 /// configuration. In system mode that is the system queue, for root (who becomes the
 /// service's user for it) and the service's user alone.
 pub fn open_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
-    let config = match Mode::detect_for_queue()? {
-        Mode::Personal { .. } => super::load_config()?,
+    match Mode::detect_for_queue()? {
+        Mode::Personal { .. } => open_personal_queue(),
         Mode::System { spool, .. } => {
             super::system_queue::become_service(&spool)?;
-            Some(super::system_queue::config(&spool)?)
+            let config = super::system_queue::config(&spool)?;
+            let settings = Settings::resolve(&Cli::default(), Some(&config))?;
+            Ok((Queue::open(&spool.queue_dir())?, settings, Some(config)))
         }
-    };
+    }
+}
+
+/// The caller's own queue, settings and configuration (personal mode).
+pub fn open_personal_queue() -> anyhow::Result<(Queue, Settings, Option<Config>)> {
+    let config = super::load_config()?;
     let settings = Settings::resolve(&Cli::default(), config.as_ref())?;
     Ok((Queue::open(&settings.queue_dir())?, settings, config))
 }
@@ -162,10 +169,9 @@ fn listing(
                 );
                 let _ = writeln!(text, "    to: {}", e.recipients.join(", "));
                 if let Some(uid) = e.uid {
-                    let _ = match outbox::passwd::login_name(outbox::passwd::read(), uid) {
-                        Some(name) => writeln!(text, "    submitted by: uid {uid} ({name})"),
-                        None => writeln!(text, "    submitted by: uid {uid}"),
-                    };
+                    let who =
+                        outbox::passwd::describe(uid, outbox::passwd::name_of(uid).as_deref());
+                    let _ = writeln!(text, "    submitted by: {who}");
                 }
                 if let Some(error) = &e.last_error {
                     let _ = writeln!(text, "    last error: {error}");

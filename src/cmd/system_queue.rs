@@ -29,8 +29,7 @@ pub fn become_service(spool: &Spool) -> Result<Owner, Error> {
         return Ok(owner);
     }
     if me != 0 {
-        let name = passwd::login_name(passwd::read(), owner.uid)
-            .unwrap_or_else(|| format!("uid {}", owner.uid));
+        let name = passwd::name_of(owner.uid).unwrap_or_else(|| format!("uid {}", owner.uid));
         return Err(Error::Denied(format!(
             "the system queue in {} is the service's: run this as root or as {name}",
             spool.root().display()

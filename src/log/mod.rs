@@ -193,7 +193,7 @@ fn append(path: &Path, texts: &[String], stamp: &str, pid: u32) -> io::Result<()
 /// The real uid of this process and its login name (from /etc/passwd).
 pub fn local_user() -> (u32, Option<String>) {
     let uid = crate::passwd::real_uid();
-    (uid, crate::passwd::login_name(crate::passwd::read(), uid))
+    (uid, crate::passwd::name_of(uid))
 }
 
 #[cfg(test)]
