@@ -40,7 +40,10 @@ fn send(server: &str, from: &str, to: &str) -> Result<String, outbox::Error> {
     let message = compose::build(&draft, &outbox::settings::fqdn())?;
     // The same settings the command line would give for `--server SERVER`.
     let cli = outbox::cli::Cli {
-        server: Some(server.to_owned()),
+        connect: outbox::cli::ConnectArgs {
+            server: Some(server.to_owned()),
+            ..Default::default()
+        },
         ..outbox::cli::Cli::default()
     };
     let settings = Settings::from_cli(&cli)?;

@@ -107,6 +107,54 @@ pub struct Cli {
     #[arg(long)]
     pub allow_empty: bool,
 
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Print the envelope and the exact bytes that would be sent; connect to nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Delivery status notifications: never, or some of success,failure,delay
+    /// (where the server offers DSN)
+    #[arg(long, value_name = "WHEN")]
+    pub notify: Option<String>,
+
+    /// What a bounce returns: full (the message) or hdrs (its headers)
+    #[arg(long, value_name = "WHAT")]
+    pub ret: Option<String>,
+
+    /// An envelope id for delivery status notifications
+    #[arg(long, value_name = "ID")]
+    pub envid: Option<String>,
+
+    /// Speak LMTP (RFC 2033) to a delivery agent, over TCP (port 24 by default) or a
+    /// Unix socket (--server unix:/path)
+    #[arg(long)]
+    pub lmtp: bool,
+
+    /// Send the message with DATA even where the server offers CHUNKING (BDAT)
+    #[arg(long)]
+    pub no_chunking: bool,
+
+    /// Keep a message that cannot be delivered now (4xx, server down) in the queue and
+    /// exit 0; `outbox queue flush` sends it later
+    #[arg(long)]
+    pub queue: bool,
+
+    /// Show the SMTP dialogue on standard error
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Print one JSON object on standard output: the server, TLS, the extensions used,
+    /// each recipient's reply, the queue id, the time each stage took, and any error
+    #[arg(long, conflicts_with = "dry_run")]
+    pub json: bool,
+}
+
+/// How to reach the server and what to do on the way: the flags every command that
+/// talks to a server takes (compose, probe, session and the seed commands).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConnectArgs {
     /// Use this account of the configuration file
     #[arg(short = 'A', long, value_name = "NAME")]
     pub account: Option<String>,
@@ -182,46 +230,6 @@ pub struct Cli {
     /// or with a unit, 30s or 2m
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<f64>,
-
-    /// Print the envelope and the exact bytes that would be sent; connect to nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Delivery status notifications: never, or some of success,failure,delay
-    /// (where the server offers DSN)
-    #[arg(long, value_name = "WHEN")]
-    pub notify: Option<String>,
-
-    /// What a bounce returns: full (the message) or hdrs (its headers)
-    #[arg(long, value_name = "WHAT")]
-    pub ret: Option<String>,
-
-    /// An envelope id for delivery status notifications
-    #[arg(long, value_name = "ID")]
-    pub envid: Option<String>,
-
-    /// Speak LMTP (RFC 2033) to a delivery agent, over TCP (port 24 by default) or a
-    /// Unix socket (--server unix:/path)
-    #[arg(long)]
-    pub lmtp: bool,
-
-    /// Send the message with DATA even where the server offers CHUNKING (BDAT)
-    #[arg(long)]
-    pub no_chunking: bool,
-
-    /// Keep a message that cannot be delivered now (4xx, server down) in the queue and
-    /// exit 0; `outbox queue flush` sends it later
-    #[arg(long)]
-    pub queue: bool,
-
-    /// Show the SMTP dialogue on standard error
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
-
-    /// Print one JSON object on standard output: the server, TLS, the extensions used,
-    /// each recipient's reply, the queue id, the time each stage took, and any error
-    #[arg(long, conflicts_with = "dry_run")]
-    pub json: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<f64, String> {
@@ -280,8 +288,8 @@ mod tests {
         assert_eq!(cli.attach, ["r.pdf", "x.bin;type=text/csv"]);
         assert_eq!(cli.headers, ["X-A: 1"]);
         assert_eq!(cli.html, Some(PathBuf::from("m.html")));
-        assert_eq!(cli.server.as_deref(), Some("[::1]:2525"));
-        assert_eq!(cli.timeout, Some(2.5));
+        assert_eq!(cli.connect.server.as_deref(), Some("[::1]:2525"));
+        assert_eq!(cli.connect.timeout, Some(2.5));
         assert!(cli.verbose);
         assert!(!cli.dry_run);
         assert_eq!(cli.recipients, ["a@example.test", "d@example.test"]);
@@ -290,9 +298,9 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = parse(&["a@example.test"]).unwrap();
-        assert_eq!(cli.server, None);
-        assert_eq!(cli.tls, None);
-        assert_eq!(cli.timeout, None);
+        assert_eq!(cli.connect.server, None);
+        assert_eq!(cli.connect.tls, None);
+        assert_eq!(cli.connect.timeout, None);
         assert!(cli.attach.is_empty());
     }
 
@@ -315,13 +323,16 @@ mod tests {
             "a@example.test",
         ])
         .unwrap();
-        assert_eq!(cli.account.as_deref(), Some("work"));
-        assert_eq!(cli.tls, Some(TlsMode::StartTls));
-        assert_eq!(cli.tls_ca_file, Some(PathBuf::from("ca.pem")));
-        assert!(cli.tls_insecure);
-        assert_eq!(cli.user.as_deref(), Some("me"));
-        assert_eq!(cli.auth.as_deref(), Some("cram-md5"));
-        assert_eq!(cli.password_command.as_deref(), Some("pass show smtp"));
+        assert_eq!(cli.connect.account.as_deref(), Some("work"));
+        assert_eq!(cli.connect.tls, Some(TlsMode::StartTls));
+        assert_eq!(cli.connect.tls_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(cli.connect.tls_insecure);
+        assert_eq!(cli.connect.user.as_deref(), Some("me"));
+        assert_eq!(cli.connect.auth.as_deref(), Some("cram-md5"));
+        assert_eq!(
+            cli.connect.password_command.as_deref(),
+            Some("pass show smtp")
+        );
         assert!(parse(&["--tls", "sometimes", "a@example.test"]).is_err());
     }
 
@@ -364,7 +375,7 @@ mod tests {
             (" 1m ", 60.0),
         ] {
             let cli = parse(&["--timeout", text, "a@example.test"]).unwrap();
-            assert_eq!(cli.timeout, Some(secs), "{text}");
+            assert_eq!(cli.connect.timeout, Some(secs), "{text}");
         }
         for bad in ["5h", "s", "m5", "5 s x", "-", "5ss"] {
             assert!(
@@ -373,6 +384,6 @@ mod tests {
             );
         }
         let cli = parse(&["--port", "587", "a@example.test"]).unwrap();
-        assert_eq!(cli.port, Some(587));
+        assert_eq!(cli.connect.port, Some(587));
     }
 }

@@ -110,10 +110,10 @@ impl Settings {
             .map_err(|e| Error::Usage(e.to_string()))?;
         let account = match config {
             Some(c) => c.account(
-                cli.account.as_deref(),
+                cli.connect.account.as_deref(),
                 from_flag.as_ref().map(|m| m.address.as_str()),
             )?,
-            None if cli.account.is_some() => {
+            None if cli.connect.account.is_some() => {
                 return Err(Error::Config(
                     "-A names an account, but there is no configuration file \
                      ($OUTBOX_CONFIG, ~/.config/outbox/config.toml or /etc/outbox/config.toml)"
@@ -123,7 +123,7 @@ impl Settings {
             None => Account::default(),
         };
 
-        let mode = cli.tls.or(account.tls).unwrap_or_default();
+        let mode = cli.connect.tls.or(account.tls).unwrap_or_default();
         // RFC 8314 §3.3: implicit TLS for submission is on port 465; LMTP servers
         // (Dovecot, Cyrus) listen on 24 by custom.
         let lmtp = cli.lmtp || account.lmtp.unwrap_or(false);
@@ -132,13 +132,13 @@ impl Settings {
             (_, true) => 24,
             _ => DEFAULT_PORT,
         };
-        let mut server = match (&cli.server, &account.server) {
+        let mut server = match (&cli.connect.server, &account.server) {
             (Some(s), _) => {
-                let server = ServerAddr::parse_or(s, cli.port.unwrap_or(default_port))
+                let server = ServerAddr::parse_or(s, cli.connect.port.unwrap_or(default_port))
                     .map_err(Error::Usage)?;
                 // Port 0 never parses: a second parse with it tells whether s names one.
                 let named = ServerAddr::parse_or(s, 0).map_or(0, |a| a.port);
-                if let Some(port) = cli.port
+                if let Some(port) = cli.connect.port
                     && named != 0
                     && named != port
                     && server.unix_path().is_none()
@@ -157,13 +157,13 @@ impl Settings {
             },
         };
         // Flags override the file: --port over the configuration's server and port.
-        if let Some(port) = cli.port
+        if let Some(port) = cli.connect.port
             && server.unix_path().is_none()
         {
             server.port = port;
         }
 
-        let timeouts = match cli.timeout.or(account.timeout) {
+        let timeouts = match cli.connect.timeout.or(account.timeout) {
             None => Timeouts::default(),
             Some(secs) if (0.001..=86_400.0).contains(&secs) => {
                 Timeouts::uniform(Duration::from_secs_f64(secs))
@@ -174,15 +174,19 @@ impl Settings {
                 )));
             }
         };
-        let ehlo_name = cli.ehlo_name.clone().or(account.ehlo_name.clone());
+        let ehlo_name = cli.connect.ehlo_name.clone().or(account.ehlo_name.clone());
         if let Some(name) = &ehlo_name {
             Command::ehlo(name).map_err(|e| Error::Usage(format!("EHLO name: {e}")))?;
         }
         let tls = TlsOptions {
             mode,
-            ca_file: cli.tls_ca_file.clone().or(account.tls_ca_file.clone()),
-            insecure: cli.tls_insecure || account.tls_insecure.unwrap_or(false),
-            fingerprint: match (&cli.tls_fingerprint, &account.tls_fingerprint) {
+            ca_file: cli
+                .connect
+                .tls_ca_file
+                .clone()
+                .or(account.tls_ca_file.clone()),
+            insecure: cli.connect.tls_insecure || account.tls_insecure.unwrap_or(false),
+            fingerprint: match (&cli.connect.tls_fingerprint, &account.tls_fingerprint) {
                 (Some(flag), _) => Some(
                     crate::smtp::pin::Fingerprint::parse(flag)
                         .map_err(|e| Error::Usage(format!("--tls-fingerprint: {e}")))?,
@@ -194,8 +198,8 @@ impl Settings {
                 (None, None) => None,
             },
             client_cert: match (
-                cli.tls_cert.clone().or(account.tls_cert.clone()),
-                cli.tls_key.clone().or(account.tls_key.clone()),
+                cli.connect.tls_cert.clone().or(account.tls_cert.clone()),
+                cli.connect.tls_key.clone().or(account.tls_key.clone()),
             ) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,
@@ -228,15 +232,15 @@ impl Settings {
         )?;
         let bounce_to = account.bounce_to.map(|a| qualify_with(a, &local_domain));
         Ok(Settings {
-            server_named: cli.server.is_some() || account.server.is_some(),
+            server_named: cli.connect.server.is_some() || account.server.is_some(),
             server,
             dial: crate::smtp::transport::Dial {
-                family: match (cli.ipv4, cli.ipv6) {
+                family: match (cli.connect.ipv4, cli.connect.ipv6) {
                     (true, _) => crate::smtp::transport::Family::V4,
                     (_, true) => crate::smtp::transport::Family::V6,
                     _ => crate::smtp::transport::Family::Any,
                 },
-                source: cli.source_address,
+                source: cli.connect.source_address,
             },
             ehlo_name,
             timeouts,
@@ -422,8 +426,8 @@ fn dsn_settings(cli: &Cli) -> Result<dsn::Dsn, Error> {
 }
 
 fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, Error> {
-    let Some(user) = cli.user.clone().or(account.user.clone()) else {
-        if cli.auth.is_some() || cli.password_command.is_some() {
+    let Some(user) = cli.connect.user.clone().or(account.user.clone()) else {
+        if cli.connect.auth.is_some() || cli.connect.password_command.is_some() {
             return Err(Error::Usage(
                 "--auth and --password-command need a user: give --user NAME".into(),
             ));
@@ -435,7 +439,7 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
             "the user name is empty or holds a control character".into(),
         ));
     }
-    let mechanism = match cli.auth.as_deref().or(account.auth.as_deref()) {
+    let mechanism = match cli.connect.auth.as_deref().or(account.auth.as_deref()) {
         None => None,
         Some(name) if name.eq_ignore_ascii_case("auto") => None,
         Some(name) => Some(Mechanism::from_name(name).ok_or_else(|| {
@@ -447,7 +451,7 @@ fn auth_settings(cli: &Cli, account: &Account) -> Result<Option<AuthSettings>, E
     };
     // The account's secret is its user's: with another --user it is not sent.
     let account_secret = account.user.as_deref() == Some(user.as_str());
-    let password = if let Some(cmd) = &cli.password_command {
+    let password = if let Some(cmd) = &cli.connect.password_command {
         PasswordSource::Command(cmd.clone())
     } else if let Some(p) = std::env::var("OUTBOX_PASSWORD")
         .ok()

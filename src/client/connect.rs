@@ -99,6 +99,7 @@ impl Client {
                 report: std::mem::take(report),
                 dsn: settings.dsn.clone(),
                 needs_reset: false,
+                ehlo_name,
             }),
             Err(e) => {
                 session.abort();
@@ -248,21 +249,31 @@ pub(super) fn establish<S: Channel>(
         let client = client.ok_or_else(|| {
             Error::Usage("STARTTLS is wanted, but TLS is turned off (--tls none)".into())
         })?;
-        session.starttls()?;
-        let discarded = session.upgrade(|stream| stream.start_tls(client))?;
-        if discarded > 0 {
-            session.note(&format!(
-                "discarded {discarded} bytes the server sent before TLS began (RFC 3207 §4.2)"
-            ));
-        }
-        if let Some(info) = session.stream().tls_info() {
-            session.note(&format!("TLS: {info}"));
-        }
-        session.ehlo(ehlo_name)?;
+        start_tls(session, client, ehlo_name)?;
     }
     if let Some(credentials) = credentials {
         authenticate(session, settings, credentials, loopback)?;
     }
+    Ok(())
+}
+
+/// STARTTLS, the handshake, and EHLO again over TLS.
+pub(super) fn start_tls<S: Channel>(
+    session: &mut Session<S>,
+    client: &TlsClient<'_>,
+    ehlo_name: &str,
+) -> Result<(), Error> {
+    session.starttls()?;
+    let discarded = session.upgrade(|stream| stream.start_tls(client))?;
+    if discarded > 0 {
+        session.note(&format!(
+            "discarded {discarded} bytes the server sent before TLS began (RFC 3207 §4.2)"
+        ));
+    }
+    if let Some(info) = session.stream().tls_info() {
+        session.note(&format!("TLS: {info}"));
+    }
+    session.ehlo(ehlo_name)?;
     Ok(())
 }
 

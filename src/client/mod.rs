@@ -6,6 +6,7 @@ mod advice;
 mod connect;
 mod parameters;
 mod send;
+mod tester;
 
 pub use parameters::{Dsn, Parameters, parameters};
 pub use send::{Outgoing, Series};
@@ -90,6 +91,8 @@ pub struct Client {
     dsn: Dsn,
     /// The last transaction failed part-way: RSET before the next (RFC 5321 §4.1.1.5).
     needs_reset: bool,
+    /// The name given in EHLO, given again after STARTTLS.
+    ehlo_name: String,
 }
 
 impl Client {

@@ -92,6 +92,47 @@ pub enum Command {
     },
     /// A base64 line answering a 334 challenge, or `*` to cancel (RFC 4954 §4).
     AuthResponse(Arg),
+    /// `VRFY string` (RFC 5321 §4.1.1.6): a user name or mailbox, spaces allowed.
+    Vrfy(Text),
+    /// `EXPN string` (RFC 5321 §4.1.1.7): a mailing list's name.
+    Expn(Text),
+    /// `HELP [string]` (RFC 5321 §4.1.1.8).
+    Help(Option<Text>),
+    /// `NOOP` (RFC 5321 §4.1.1.9).
+    Noop,
+    /// `ETRN node` (RFC 1985 §3): a domain, or `@domain` or `#queue`.
+    Etrn(Arg),
+    /// A line as a person typed it, sent unchanged but for the CRLF: any verb, old
+    /// (TURN, SEND, SAML, SOML: RFC 5321 Appendix F) or unknown.
+    Line(Text),
+}
+
+/// A command's text that may hold spaces but no CR, LF or NUL, so it stays one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(String);
+
+impl Text {
+    /// Checks `value`: not empty, no CR, LF or NUL. Other control characters (a tab)
+    /// pass, so a server's answer to them can be seen.
+    pub fn new(what: &'static str, value: &str) -> Result<Text, CommandError> {
+        if let Some(ch) = value.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
+            return Err(CommandError::ForbiddenChar { what, ch });
+        }
+        if value.is_empty() {
+            return Err(CommandError::Empty { what });
+        }
+        Ok(Text(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Command {
@@ -138,9 +179,32 @@ impl Command {
         Command::AuthResponse(Arg::new("AUTH response", base64)?).checked()
     }
 
-    /// The line as a transcript may show it: AUTH data replaced by `<redacted>`.
+    pub fn vrfy(what: &str) -> Result<Command, CommandError> {
+        Command::Vrfy(Text::new("VRFY argument", what)?).checked()
+    }
+
+    pub fn expn(list: &str) -> Result<Command, CommandError> {
+        Command::Expn(Text::new("EXPN argument", list)?).checked()
+    }
+
+    pub fn help(topic: Option<&str>) -> Result<Command, CommandError> {
+        Command::Help(topic.map(|t| Text::new("HELP topic", t)).transpose()?).checked()
+    }
+
+    pub fn etrn(node: &str) -> Result<Command, CommandError> {
+        Command::Etrn(Arg::non_empty("ETRN node", node)?).checked()
+    }
+
+    /// A whole command line as typed, without its CRLF.
+    pub fn line(line: &str) -> Result<Command, CommandError> {
+        Command::Line(Text::new("command line", line)?).checked()
+    }
+
+    /// The line as a transcript may show it: AUTH data replaced by `<redacted>`, in a
+    /// typed line too.
     pub fn shown(&self) -> String {
         match self {
+            Command::Line(line) => redact_typed_auth(line.as_str()),
             Command::Auth {
                 mechanism,
                 initial: Some(_),
@@ -164,6 +228,12 @@ impl Command {
             Command::Quit => "QUIT",
             Command::StartTls => "STARTTLS",
             Command::Auth { .. } | Command::AuthResponse(_) => "AUTH",
+            Command::Vrfy(_) => "VRFY",
+            Command::Expn(_) => "EXPN",
+            Command::Help(_) => "HELP",
+            Command::Noop => "NOOP",
+            Command::Etrn(_) => "ETRN",
+            Command::Line(_) => "the command",
         }
     }
 
@@ -177,6 +247,18 @@ impl Command {
             return Err(CommandError::TooLong { len });
         }
         Ok(self)
+    }
+}
+
+/// A typed `AUTH mechanism initial-response` shown as `AUTH mechanism <redacted>`:
+/// the response carries or derives from a secret.
+fn redact_typed_auth(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
+            format!("{verb} {mechanism} <redacted>")
+        }
+        _ => line.to_owned(),
     }
 }
 
@@ -225,6 +307,13 @@ impl fmt::Display for Command {
                 }
             }
             Command::AuthResponse(r) => write!(f, "{r}")?,
+            Command::Vrfy(t) => write!(f, "VRFY {t}")?,
+            Command::Expn(t) => write!(f, "EXPN {t}")?,
+            Command::Help(None) => f.write_str("HELP")?,
+            Command::Help(Some(t)) => write!(f, "HELP {t}")?,
+            Command::Noop => f.write_str("NOOP")?,
+            Command::Etrn(n) => write!(f, "ETRN {n}")?,
+            Command::Line(line) => f.write_str(line.as_str())?,
         }
         f.write_str("\r\n")
     }
@@ -293,6 +382,20 @@ mod tests {
             (Command::auth_response("dXNlcg==").unwrap(), "dXNlcg==\r\n"),
             (Command::auth_response("*").unwrap(), "*\r\n"),
             (Command::Quit, "QUIT\r\n"),
+            (Command::vrfy("John Smith").unwrap(), "VRFY John Smith\r\n"),
+            (Command::expn("staff").unwrap(), "EXPN staff\r\n"),
+            (Command::help(None).unwrap(), "HELP\r\n"),
+            (Command::help(Some("MAIL")).unwrap(), "HELP MAIL\r\n"),
+            (Command::Noop, "NOOP\r\n"),
+            (
+                Command::etrn("@example.test").unwrap(),
+                "ETRN @example.test\r\n",
+            ),
+            (Command::line("TURN").unwrap(), "TURN\r\n"),
+            (
+                Command::line("xyzzy\tplugh  ").unwrap(),
+                "xyzzy\tplugh  \r\n",
+            ),
         ];
         for (cmd, bytes) in cases {
             assert_eq!(cmd.to_string(), bytes);
@@ -385,5 +488,33 @@ mod tests {
         assert!(Command::rcpt_to(&path, &[]).is_ok());
         let path = "b".repeat(MAX_COMMAND_LINE - 11);
         assert!(Command::rcpt_to(&path, &[]).is_err());
+    }
+
+    #[test]
+    fn typed_lines_cannot_become_two() {
+        for bad in ["NOOP\r\nRSET", "NOOP\n", "\rNOOP", "NO\0OP", ""] {
+            assert!(Command::line(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["a\r\nRSET", "a\n"] {
+            assert!(Command::vrfy(bad).is_err(), "{bad:?}");
+            assert!(Command::expn(bad).is_err(), "{bad:?}");
+            assert!(Command::help(Some(bad)).is_err(), "{bad:?}");
+            assert!(Command::etrn(bad).is_err(), "{bad:?}");
+        }
+        assert!(Command::etrn("two words").is_err());
+        assert!(Command::line(&"x".repeat(510)).is_ok());
+        assert_eq!(
+            Command::line(&"x".repeat(511)),
+            Err(CommandError::TooLong { len: 513 })
+        );
+    }
+
+    #[test]
+    fn a_typed_auth_line_hides_its_response() {
+        let typed = Command::line("auth plain AGFsaWNlAHMzY3JldA==").unwrap();
+        assert_eq!(typed.shown(), "auth plain <redacted>");
+        assert!(!format!("{typed:?}").contains("AGFsaWNl"));
+        assert_eq!(Command::line("AUTH LOGIN").unwrap().shown(), "AUTH LOGIN");
+        assert_eq!(Command::line("VRFY root").unwrap().shown(), "VRFY root");
     }
 }

@@ -28,6 +28,8 @@ pub enum Phase {
     Data,
     Rset,
     Quit,
+    /// A command of the tester face (VRFY, ETRN, a typed line).
+    Command,
 }
 
 impl Phase {
@@ -43,6 +45,7 @@ impl Phase {
             Phase::Data => "data",
             Phase::Rset => "rset",
             Phase::Quit => "quit",
+            Phase::Command => "command",
         }
     }
 }

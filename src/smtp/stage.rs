@@ -22,6 +22,8 @@ pub enum Stage {
     EndOfData,
     Rset,
     Quit,
+    /// A command of the tester face (VRFY, ETRN, a typed line).
+    Command,
 }
 
 impl fmt::Display for Stage {
@@ -41,6 +43,7 @@ impl fmt::Display for Stage {
             Stage::EndOfData => "end of data",
             Stage::Rset => "RSET",
             Stage::Quit => "QUIT",
+            Stage::Command => "the command",
         })
     }
 }
@@ -63,6 +66,7 @@ impl Stage {
             Stage::EndOfData => "end_of_data",
             Stage::Rset => "rset",
             Stage::Quit => "quit",
+            Stage::Command => "command",
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::smtp::stage::Stage;
 mod authenticate;
 mod body;
 mod chunking;
+mod tester;
 mod timeouts;
 mod transaction;
 mod transcript;

@@ -230,9 +230,12 @@ fn policy_run(
     user: Option<&str>,
 ) -> (Result<Receipt, Error>, String) {
     let cli = crate::cli::Cli {
-        tls: Some(mode),
-        user: user.map(str::to_owned),
-        auth: user.map(|_| "plain".to_owned()),
+        connect: crate::cli::ConnectArgs {
+            tls: Some(mode),
+            user: user.map(str::to_owned),
+            auth: user.map(|_| "plain".to_owned()),
+            ..Default::default()
+        },
         ..crate::cli::Cli::default()
     };
     let settings = crate::Settings::from_cli(&cli).unwrap();
