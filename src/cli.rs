@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::smtp::stage::QuitAfter;
 use crate::smtp::tls::TlsMode;
 
 /// The words that name a command of outbox rather than a recipient: those it has, and
@@ -141,6 +142,12 @@ pub struct Cli {
     #[arg(long)]
     pub queue: bool,
 
+    /// End the session after this stage, with QUIT, and send no message: connect,
+    /// greeting, ehlo, tls, auth, mail, rcpt (will the recipients be taken?) or data
+    #[arg(long, value_name = "STAGE", value_parser = parse_quit_after,
+          conflicts_with_all = ["queue", "dry_run"])]
+    pub quit_after: Option<QuitAfter>,
+
     /// Show the SMTP dialogue on standard error
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -235,6 +242,11 @@ pub struct ConnectArgs {
 fn parse_timeout(text: &str) -> Result<f64, String> {
     crate::config::parse_seconds(text)
         .ok_or_else(|| "give a number of seconds, or one with a unit: 30s, 2m".to_owned())
+}
+
+fn parse_quit_after(text: &str) -> Result<QuitAfter, String> {
+    QuitAfter::parse(text)
+        .ok_or_else(|| "expected connect, greeting, ehlo, tls, auth, mail, rcpt or data".to_owned())
 }
 
 fn parse_tls(text: &str) -> Result<TlsMode, String> {

@@ -72,7 +72,8 @@ pub mod spool;
 pub mod system;
 
 pub use client::{
-    Client, Dsn, Options, Outgoing, Parameters, Series, parameters, submit_reported, submit_with,
+    Client, Dsn, Options, Outgoing, Parameters, Rehearsal, Series, parameters, rehearse_reported,
+    submit_reported, submit_with,
 };
 pub use envelope::{Address, Envelope, Mailbox};
 pub use error::{Error, Stage};

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::smtp::receipt::Receipt;
 pub use crate::smtp::record::{Phase, Record, Timeline};
 use crate::smtp::reply::{Reply, sanitize};
+use crate::smtp::stage::QuitAfter;
 use crate::smtp::tls::TlsInfo;
 
 /// How TLS came to be on.
@@ -257,6 +258,22 @@ pub fn json(report: &Report, result: &Result<Receipt, Error>, exit_code: u8) -> 
         error.map(|e| error_json(e, exit_code)),
         exit_code,
     )
+}
+
+/// A session that stopped where `--quit-after` asked, as JSON: as [`json`] for a
+/// message, with `stopped_after` (the stage) where it got there, and no reply to a
+/// message that was never sent.
+pub fn json_rehearsal(
+    report: &Report,
+    stopped_after: Result<QuitAfter, &Error>,
+    exit_code: u8,
+) -> serde_json::Value {
+    let error = stopped_after.err().map(|e| error_json(e, exit_code));
+    let mut json = json_of(report, None, error, exit_code);
+    if let (Ok(stage), Some(map)) = (stopped_after, json.as_object_mut()) {
+        map.insert("stopped_after".into(), stage.key().into());
+    }
+    json
 }
 
 /// An error that came before any session (a bad flag, an unreadable file), as JSON.

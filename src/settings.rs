@@ -43,6 +43,8 @@ pub struct Settings {
     pub dsn: dsn::Dsn,
     /// Keep a message that cannot be delivered now in the queue, and exit 0.
     pub queue: bool,
+    /// End the session after this stage (`--quit-after`): the message is not sent.
+    pub quit_after: Option<crate::smtp::stage::QuitAfter>,
     /// The queue's directory when not the default one.
     pub queue_dir: Option<PathBuf>,
     /// How long a queued message is retried before it moves to `failed`.
@@ -251,7 +253,9 @@ impl Settings {
             chunking: !cli.no_chunking,
             lmtp,
             dsn: dsn_settings(cli)?,
-            queue: cli.queue || account.queue.unwrap_or(false),
+            // A rehearsal sends nothing, so there is nothing to keep.
+            queue: (cli.queue || account.queue.unwrap_or(false)) && cli.quit_after.is_none(),
+            quit_after: cli.quit_after,
             queue_dir: account.queue_dir,
             queue_lifetime: account
                 .queue_lifetime

@@ -11,6 +11,7 @@ use crate::settings::{self, Settings};
 use crate::smtp;
 use crate::smtp::auth::{Credentials, Mechanism};
 use crate::smtp::session::{Session, Transcript};
+use crate::smtp::stage::QuitAfter;
 use crate::smtp::tls::{Channel, Connection, Handshake, TlsClient, TlsMode};
 
 impl Client {
@@ -82,24 +83,30 @@ impl Client {
             session.note(&format!("TLS: {info}"));
             report.tls = Some((TlsStart::Implicit, info));
         }
-        let ready = establish(
-            &mut session,
-            settings,
-            client.as_ref(),
-            &ehlo_name,
-            credentials.as_ref(),
-        );
+        // `--quit-after connect`: nothing is said, not even QUIT, which may not come
+        // before the greeting (RFC 5321 §3.1).
+        let ready = match settings.quit_after {
+            Some(QuitAfter::Connect) => Ok(true),
+            _ => establish(
+                &mut session,
+                settings,
+                client.as_ref(),
+                &ehlo_name,
+                credentials.as_ref(),
+            ),
+        };
         // A stream that is TLS now and was not at first went through STARTTLS.
         if !implicit && let Some(info) = session.stream().tls_info() {
             report.tls = Some((TlsStart::StartTls, info));
         }
         match ready {
-            Ok(()) => Ok(Client {
+            Ok(stopped) => Ok(Client {
                 session,
                 report: std::mem::take(report),
                 dsn: settings.dsn.clone(),
                 needs_reset: false,
                 ehlo_name,
+                stopped: stopped.then_some(settings.quit_after).flatten(),
             }),
             Err(e) => {
                 session.abort();
@@ -208,17 +215,25 @@ fn seconds(d: Duration) -> String {
 }
 
 /// The policy of a session after connecting: greeting and EHLO, STARTTLS where the
-/// mode asks for it, AUTH when credentials are given.
+/// mode asks for it, AUTH when credentials are given. True when it stopped before the
+/// end, where `--quit-after` asks.
 pub(super) fn establish<S: Channel>(
     session: &mut Session<S>,
     settings: &Settings,
     client: Option<&TlsClient<'_>>,
     ehlo_name: &str,
     credentials: Option<&Credentials>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    let stop_after = |stage| settings.quit_after == Some(stage);
     let loopback = session.stream().peer_is_loopback();
     session.greeting()?;
+    if stop_after(QuitAfter::Greeting) {
+        return Ok(true);
+    }
     session.ehlo(ehlo_name)?;
+    if stop_after(QuitAfter::Ehlo) {
+        return Ok(true);
+    }
     // To loopback, auto stays in clear, unless credentials are to be sent and the
     // server offers AUTH only after STARTTLS (Dovecot's submission, Postfix with
     // smtpd_tls_auth_only): then TLS, with the certificate checked as for any server.
@@ -251,10 +266,14 @@ pub(super) fn establish<S: Channel>(
         })?;
         start_tls(session, client, ehlo_name)?;
     }
+    // Where no TLS is to be had, the stage is passed as it would be in a real session.
+    if stop_after(QuitAfter::Tls) {
+        return Ok(true);
+    }
     if let Some(credentials) = credentials {
         authenticate(session, settings, credentials, loopback)?;
     }
-    Ok(())
+    Ok(stop_after(QuitAfter::Auth))
 }
 
 /// STARTTLS, the handshake, and EHLO again over TLS.

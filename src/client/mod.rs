@@ -5,10 +5,12 @@
 mod advice;
 mod connect;
 mod parameters;
+mod rehearse;
 mod send;
 mod tester;
 
 pub use parameters::{Dsn, Parameters, parameters};
+pub use rehearse::{Rehearsal, rehearse_reported};
 pub use send::{Outgoing, Series};
 #[cfg(test)]
 pub(crate) use send::{deliver, send_series_on};
@@ -21,6 +23,7 @@ use crate::report::Report;
 use crate::settings::Settings;
 use crate::smtp::receipt::Receipt;
 use crate::smtp::session::{Session, Transcript};
+use crate::smtp::stage::QuitAfter;
 use crate::smtp::tls::Connection;
 use crate::{Envelope, Message};
 
@@ -93,6 +96,8 @@ pub struct Client {
     needs_reset: bool,
     /// The name given in EHLO, given again after STARTTLS.
     ehlo_name: String,
+    /// The session stopped there, as `--quit-after` asked: nothing more is sent.
+    stopped: Option<QuitAfter>,
 }
 
 impl Client {
@@ -152,6 +157,11 @@ impl Client {
     /// accepted is the server's already: a failed goodbye changes nothing. Returns the
     /// report of the session.
     pub fn finish(mut self) -> Report {
+        if self.stopped == Some(QuitAfter::Connect) {
+            // Nothing may be said before the greeting, QUIT included: the connection
+            // just closes.
+            self.session.abort_silently();
+        }
         if self.session.is_usable()
             && let Err(e) = self.session.quit()
         {

@@ -166,7 +166,7 @@ pub(super) fn send_on<S: Channel>(
 
 /// The envelope as this server can take it, the parameters this server and message
 /// call for, and the header rewritten in ASCII if the server cannot take it in UTF-8.
-fn prepare<'a, S: Channel>(
+pub(super) fn prepare<'a, S: Channel>(
     session: &mut Session<S>,
     envelope: &'a Envelope,
     message: &Message,

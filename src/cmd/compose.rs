@@ -80,6 +80,11 @@ fn compose_and_send(cli: &Cli) -> anyhow::Result<u8> {
         return super::deliver_or_keep(&settings, &mta, &envelope, &message, handling);
     }
     super::warn_about_tls(&settings);
+    if settings.quit_after.is_some() {
+        return Ok(super::rehearse::run(
+            &settings, &envelope, &message, cli.json,
+        ));
+    }
     let arrival = SystemTime::now();
     let (result, report) = super::submit(&settings, &envelope, &message, show);
     let attempt = Attempt::new(
@@ -246,6 +251,11 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
         source,
     };
     let mut body = Vec::new();
+    // A rehearsal sends no message: a body is read where one is given (its size goes
+    // in MAIL FROM), but nobody is asked to type one.
+    if cli.quit_after.is_some() && stdin.is_terminal() {
+        return Ok(body);
+    }
     if stdin.is_terminal() {
         if io::stderr().is_terminal() {
             say!("(type the body; end it with a line holding only \".\" or with Ctrl-D)");
@@ -266,7 +276,12 @@ fn read_body(cli: &Cli) -> Result<Vec<u8>, Error> {
         stdin.lock().read_to_end(&mut body).map_err(stdin_err)?;
         // Nothing from a pipe or a file is most often a mistake (`outbox help`, a
         // command run without its input); mail(1)'s -E skips such a message.
-        if body.is_empty() && !cli.allow_empty && cli.attach.is_empty() && cli.html.is_none() {
+        if body.is_empty()
+            && !cli.allow_empty
+            && cli.quit_after.is_none()
+            && cli.attach.is_empty()
+            && cli.html.is_none()
+        {
             return Err(Error::Data(
                 "the body is empty: nothing came on standard input; give the text there \
                  or with --body or --body-file, or --allow-empty to send the message as \

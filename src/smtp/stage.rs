@@ -70,3 +70,83 @@ impl Stage {
         }
     }
 }
+
+/// Where `--quit-after` ends a session: after this stage, with QUIT, and nothing more
+/// sent. In the order a session goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QuitAfter {
+    /// The TCP connection (and the handshake of implicit TLS).
+    Connect,
+    Greeting,
+    /// The first EHLO (or HELO).
+    Ehlo,
+    /// STARTTLS, its handshake and the EHLO over TLS.
+    Tls,
+    Auth,
+    Mail,
+    /// Every RCPT TO.
+    Rcpt,
+    /// DATA and its 354: the message itself is never sent.
+    Data,
+}
+
+impl QuitAfter {
+    pub const ALL: [QuitAfter; 8] = [
+        QuitAfter::Connect,
+        QuitAfter::Greeting,
+        QuitAfter::Ehlo,
+        QuitAfter::Tls,
+        QuitAfter::Auth,
+        QuitAfter::Mail,
+        QuitAfter::Rcpt,
+        QuitAfter::Data,
+    ];
+
+    /// The name on the command line and in `--json`.
+    pub fn key(self) -> &'static str {
+        match self {
+            QuitAfter::Connect => "connect",
+            QuitAfter::Greeting => "greeting",
+            QuitAfter::Ehlo => "ehlo",
+            QuitAfter::Tls => "tls",
+            QuitAfter::Auth => "auth",
+            QuitAfter::Mail => "mail",
+            QuitAfter::Rcpt => "rcpt",
+            QuitAfter::Data => "data",
+        }
+    }
+
+    /// The stage named `text`, in any case; swaks's spellings of the same stages
+    /// (`banner`, `first-helo`, `helo`) too.
+    pub fn parse(text: &str) -> Option<QuitAfter> {
+        let text = text.trim().to_ascii_lowercase();
+        let alias = match text.as_str() {
+            "banner" => "greeting",
+            "first-helo" | "first-ehlo" | "helo" => "ehlo",
+            "starttls" => "tls",
+            "from" | "mail-from" => "mail",
+            "to" | "rcpt-to" => "rcpt",
+            other => other,
+        };
+        QuitAfter::ALL.into_iter().find(|q| q.key() == alias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quit_after_stages_parse_by_name_and_swaks_spelling() {
+        for q in QuitAfter::ALL {
+            assert_eq!(QuitAfter::parse(q.key()), Some(q));
+            assert_eq!(QuitAfter::parse(&q.key().to_uppercase()), Some(q));
+        }
+        assert_eq!(QuitAfter::parse("banner"), Some(QuitAfter::Greeting));
+        assert_eq!(QuitAfter::parse("first-helo"), Some(QuitAfter::Ehlo));
+        assert_eq!(QuitAfter::parse("RCPT-TO"), Some(QuitAfter::Rcpt));
+        assert_eq!(QuitAfter::parse("message"), None);
+        assert_eq!(QuitAfter::parse(""), None);
+        assert!(QuitAfter::Greeting < QuitAfter::Rcpt);
+    }
+}

@@ -357,6 +357,11 @@ impl<S: Read + Write + IoTimeout> Session<S> {
         let _ = self.quit();
     }
 
+    /// Ends the session without a word: the connection closes when the session goes.
+    pub fn abort_silently(&mut self) {
+        self.dead = true;
+    }
+
     /// `STARTTLS`: 220 (RFC 3207 §4). The caller then hands the stream to
     /// [`Session::upgrade`].
     pub fn starttls(&mut self) -> Result<Reply, Error> {

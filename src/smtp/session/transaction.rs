@@ -12,7 +12,7 @@ use crate::smtp::deadline::IoTimeout;
 use crate::smtp::receipt::{Receipt, RecipientResult};
 use crate::smtp::record::Phase;
 use crate::smtp::reply::Reply;
-use crate::smtp::stage::Stage;
+use crate::smtp::stage::{QuitAfter, Stage};
 
 /// The ESMTP parameters of one transaction: for MAIL FROM, and for each RCPT TO.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,6 +88,51 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             (false, true) => s.lockstep(envelope, &commands, message, quit, true),
             (true, false) => s.pipelined_data(envelope, &commands, message, quit),
             (true, true) => s.pipelined_bdat(envelope, &commands, message, quit),
+        })
+    }
+
+    /// A transaction as far as `stop` and no further (`--quit-after`): MAIL, then each
+    /// RCPT, then DATA, each waiting for its reply, so that every reply shows what it
+    /// answers. The recipients' results; none accepted is the error that lists them.
+    /// After DATA's 354 only the message could follow (a QUIT would be taken for its
+    /// first line): the session ends without a word, and the server drops the
+    /// unfinished message (RFC 5321 §4.1.1.4 counts a message only once its end is
+    /// seen).
+    pub fn rehearse(
+        &mut self,
+        envelope: &Envelope,
+        params: &Parameters,
+        stop: QuitAfter,
+    ) -> Result<Vec<RecipientResult>, Error> {
+        let mail: Vec<&str> = params.mail.iter().map(String::as_str).collect();
+        let rcpt: Vec<&str> = params.rcpt.iter().map(String::as_str).collect();
+        let commands = envelope_commands(envelope, &mail, &rcpt)?;
+        let (mail, rcpts) = split_envelope(&commands)?;
+        self.note_extensions(params, false, false);
+        self.timed(Phase::Envelope, |s| {
+            let reply = s.command(mail, Stage::MailFrom, s.timeouts.mail)?;
+            s.expect(Stage::MailFrom, reply, &[250], "250")?;
+            let mut recipients = Vec::with_capacity(rcpts.len());
+            if stop == QuitAfter::Mail {
+                return Ok(recipients);
+            }
+            for (to, cmd) in envelope.to.iter().zip(rcpts) {
+                s.send_group(std::slice::from_ref(cmd), Stage::RcptTo, s.timeouts.rcpt)?;
+                recipients.push(s.rcpt_reply(to)?);
+            }
+            if !recipients.iter().any(|r| r.accepted) {
+                return Err(Error::NoRecipients {
+                    refused: recipients,
+                });
+            }
+            if stop == QuitAfter::Data {
+                s.record.timeline.enter(Phase::Data);
+                let reply = s.command(&Command::Data, Stage::Data, s.timeouts.data_init)?;
+                s.expect(Stage::Data, reply, &[354], "354")?;
+                s.note("the server waits for the message: closing without it, as asked");
+                s.abort_silently();
+            }
+            Ok(recipients)
         })
     }
 
