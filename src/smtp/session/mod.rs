@@ -23,6 +23,7 @@ use crate::smtp::stage::Stage;
 mod authenticate;
 mod body;
 mod chunking;
+mod hang_up;
 mod tester;
 mod timeouts;
 mod transaction;
