@@ -7,7 +7,7 @@
 use crate::error::{Error, Stage};
 use crate::exit;
 use crate::report::{self, Report};
-use crate::smtp::command::{Command, CommandError};
+use crate::smtp::command::{Command, CommandError, MAX_COMMAND_LINE};
 use crate::smtp::reply::Reply;
 
 /// RFC 1035 §2.3.4: a label is at most 63 octets, a name at most 255 (253 written
@@ -64,11 +64,21 @@ impl Seed {
     /// words are joined by one space. Any fault is a usage error, found before
     /// anything is connected.
     pub fn command(self, words: &[String]) -> Result<Command, Error> {
-        let usage = |e: CommandError| Error::Usage(format!("outbox {}: {}", self.name(), e));
+        let usage = |e: CommandError| {
+            Error::Usage(match e {
+                CommandError::TooLong { .. } => format!(
+                    "{e}: RFC 5321 §4.5.3.1.4 allows {MAX_COMMAND_LINE} octets, CRLF included"
+                ),
+                CommandError::ForbiddenChar { .. } => {
+                    format!("{e}: one line is one command, and nothing may end it early")
+                }
+                _ => e.to_string(),
+            })
+        };
         let one = || match words {
             [word] => Ok(word.as_str()),
             _ => Err(Error::Usage(format!(
-                "outbox {} takes one argument (quote one with spaces), not {}",
+                "{} takes one argument (quote one with spaces), not {}",
                 self.name(),
                 words.len()
             ))),
@@ -79,19 +89,18 @@ impl Seed {
             Seed::Etrn => {
                 let node = one()?;
                 let cmd = Command::etrn(node).map_err(usage)?;
-                etrn_node(node)
-                    .map_err(|why| Error::Usage(format!("outbox etrn: {node:?}: {why}")))?;
+                etrn_node(node).map_err(|why| Error::Usage(format!("etrn {node:?}: {why}")))?;
                 Ok(cmd)
             }
             Seed::Noop | Seed::Rset if !words.is_empty() => Err(Error::Usage(format!(
-                "outbox {} takes no argument (outbox command '{} ...' sends one)",
+                "{} takes no argument (outbox command '{} ...' sends one)",
                 self.name(),
                 self.name().to_uppercase()
             ))),
             Seed::Noop => Ok(Command::Noop),
             Seed::Rset => Ok(Command::Rset),
             Seed::Line if words.is_empty() => Err(Error::Usage(
-                "outbox command takes the line to send: outbox command 'HELP MAIL'".into(),
+                "command takes the line to send, as in outbox command 'HELP MAIL'".into(),
             )),
             Seed::Line => {
                 let line = words.join(" ");
@@ -146,7 +155,7 @@ fn refuse_data_that_must_follow(line: &str) -> Result<(), Error> {
     };
     if verb.eq_ignore_ascii_case("BDAT") && size.parse::<u64>().is_ok_and(|n| n > 0) {
         return Err(Error::Usage(format!(
-            "outbox command: {line:?} announces {size} octets that would have to follow the \
+            "{line:?} announces {size} octets that would have to follow the \
              line; only BDAT 0 can be sent this way"
         )));
     }
@@ -283,10 +292,11 @@ pub fn carries_secret(cmd: &Command) -> bool {
 
 /// A seed's session as one JSON object: what [`report::json_session`] says of the
 /// server, TLS, AUTH, the extensions, timings and the error, with the command as
-/// shown (a secret redacted), the reply, and how the session ended.
+/// shown (a secret redacted), the reply, and how the session ended; each null where
+/// the run did not get so far.
 pub fn json(
     session: &Report,
-    cmd: &Command,
+    cmd: Option<&Command>,
     reply: Option<&Reply>,
     ended: Option<After>,
     error: Option<&Error>,
@@ -301,7 +311,10 @@ pub fn json(
         let after_server = key == "server";
         out.insert(key, value);
         if after_server {
-            out.insert("command".into(), cmd.shown().into());
+            out.insert(
+                "command".into(),
+                cmd.map_or(serde_json::Value::Null, |c| c.shown().into()),
+            );
             out.insert(
                 "reply".into(),
                 reply.map_or(serde_json::Value::Null, report::reply_json),

@@ -10,6 +10,7 @@ pub mod intake;
 pub mod mta;
 pub mod output;
 pub mod queue;
+pub mod seed;
 pub mod sendmail;
 pub mod serve;
 pub mod system;

@@ -27,6 +27,7 @@ mod lmtp;
 mod log;
 mod postfix_smoke;
 mod report;
+mod seed;
 mod sendmail;
 mod sendmail_headers;
 mod smtputf8;
