@@ -7,10 +7,11 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::sync::OnceLock;
 
+use crate::support::aiosmtpd::SmtpServer;
 use crate::support::fake::{FakeServer, Step, send};
 use crate::support::postfix::Postfix;
 use crate::support::tls::TestPki;
-use crate::support::{Output, outbox};
+use crate::support::{Output, TestEnv, outbox};
 
 const GREETING: &str = "220 fake.example.test ESMTP\r\n";
 const EHLO_OK: &str = "250-fake.example.test\r\n250 8BITMIME\r\n";
@@ -200,6 +201,68 @@ fn the_json_names_the_command_its_reply_tls_and_timings() {
     assert_eq!(v["tls"], serde_json::Value::Null);
     assert_eq!(v["error"]["stage"], "command");
     assert_eq!(v["error"]["reply"]["code"], 500);
+}
+
+/// The connection flags and the configuration are the compose face's: here an
+/// account with STARTTLS and AUTH, chosen by `-A`.
+#[test]
+fn an_account_brings_its_server_tls_and_auth() {
+    let server = SmtpServer::builder()
+        .starttls()
+        .auth(&["PLAIN"])
+        .user("bob", "hunter2-bob")
+        .start();
+    let env = TestEnv::new();
+    let config = env.write_file(
+        "config.toml",
+        format!(
+            "[default]\nserver = \"localhost:1\"\n\n\
+             [account.test]\nserver = \"{}\"\ntls = \"starttls\"\ntls_ca_file = \"{}\"\n\
+             user = \"bob\"\nauth = \"plain\"\n",
+            server.addr(),
+            TestPki::shared().ca_cert().display()
+        ),
+    );
+    let mut cmd = env.cmd();
+    cmd.env("OUTBOX_CONFIG", &config)
+        .env("OUTBOX_PASSWORD", "hunter2-bob")
+        .args(["noop", "-A", "test", "-v", "--json"]);
+    let out = cmd.run();
+    out.assert_code(0)
+        .assert_stderr_contains("> STARTTLS")
+        .assert_stderr_contains("> AUTH PLAIN <redacted>")
+        .assert_stderr_contains("> NOOP");
+    assert!(!out.stderr_str().contains("hunter2"), "{}", out.report());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
+        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    assert_eq!(v["command"], "NOOP");
+    assert_eq!(v["reply"]["code"], 250);
+    assert_eq!(v["tls"]["started"], "starttls");
+    assert_eq!(v["auth"], "PLAIN");
+    let attempts = server.auth_attempts();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].user.as_deref(), Some("bob"));
+    assert!(attempts[0].success && attempts[0].tls, "{attempts:?}");
+
+    // A refused AUTH is AUTH's failure (77), and the command is never sent.
+    let mut cmd = env.cmd();
+    cmd.env("OUTBOX_CONFIG", &config)
+        .env("OUTBOX_PASSWORD", "wrong")
+        .args(["vrfy", "-A", "test", "-v", "bob"]);
+    let out = cmd.run();
+    out.assert_code(77).assert_stdout_empty();
+    assert!(!out.stderr_str().contains("> VRFY"), "{}", out.report());
+}
+
+/// Postfix with VRFY turned off says so: "not implemented" is 69.
+#[test]
+fn vrfy_to_a_postfix_that_disables_it_is_69() {
+    let pf = Postfix::builder()
+        .main_cf("disable_vrfy_command", "yes")
+        .start();
+    let out = seed(&pf.addr(), "vrfy", &["root@example.test"]);
+    out.assert_code(69);
+    assert_eq!(out.stdout_str(), "502 5.5.1 VRFY command is disabled\n");
 }
 
 #[test]
