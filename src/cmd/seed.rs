@@ -140,17 +140,13 @@ pub fn run(name: &str, args: &[OsString]) -> anyhow::Result<u8> {
             });
         }
     };
-    let (code, json) = match ready(seed, &cli) {
-        Ok((settings, cmd)) => converse(&settings, &cmd, cli.json),
-        // Before any session: said here, and in the JSON alone.
-        Err(e) => {
-            say!("outbox: {e}");
-            let code = exit::code(&e);
-            (
-                code,
-                seed::json(&Report::default(), None, None, None, Some(&e), code),
-            )
-        }
+    let cmd = match seed.command(&cli.words) {
+        Ok(cmd) => cmd,
+        Err(e) => return Ok(before_session(&e, None, cli.json)),
+    };
+    let (code, json) = match settings(&cli) {
+        Ok(settings) => converse(&settings, &cmd, cli.json),
+        Err(e) => return Ok(before_session(&e, Some(&cmd), cli.json)),
     };
     if cli.json {
         super::print_json(&json);
@@ -158,17 +154,33 @@ pub fn run(name: &str, args: &[OsString]) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// The command and the settings, checked before anything is connected.
-fn ready(seed: Seed, cli: &SeedCli) -> Result<(Settings, Command), Error> {
-    let cmd = seed.command(&cli.words)?;
+/// A failure before any session (the command's words, the configuration): said, and
+/// with `--json` the JSON of it. Returns the exit code.
+fn before_session(e: &Error, cmd: Option<&Command>, json: bool) -> u8 {
+    say!("outbox: {e}");
+    let code = exit::code(e);
+    if json {
+        super::print_json(&seed::json(
+            &Report::default(),
+            cmd,
+            None,
+            None,
+            Some(e),
+            code,
+        ));
+    }
+    code
+}
+
+/// The settings of the connection flags, the configuration file and `-v`.
+fn settings(cli: &SeedCli) -> Result<Settings, Error> {
     let config = super::load_config()?;
     let flags = Cli {
         connect: cli.connect.clone(),
         verbose: cli.verbose,
         ..Cli::default()
     };
-    let settings = Settings::resolve(&flags, config.as_ref())?;
-    Ok((settings, cmd))
+    Settings::resolve(&flags, config.as_ref())
 }
 
 /// The session: open, the one command, its reply shown and judged, the end. Returns

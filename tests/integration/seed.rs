@@ -252,6 +252,18 @@ fn an_account_brings_its_server_tls_and_auth() {
     let out = cmd.run();
     out.assert_code(77).assert_stdout_empty();
     assert!(!out.stderr_str().contains("> VRFY"), "{}", out.report());
+
+    // An account the file does not have: 78, before connecting; the JSON names the
+    // command all the same.
+    let mut cmd = env.cmd();
+    cmd.env("OUTBOX_CONFIG", &config)
+        .args(["vrfy", "-A", "nosuch", "--json", "bob"]);
+    let out = cmd.run();
+    out.assert_code(78);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
+        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    assert_eq!(v["command"], "VRFY bob");
+    assert_eq!(v["error"]["exit_code"], 78);
 }
 
 /// Postfix with VRFY turned off says so: "not implemented" is 69.
