@@ -24,6 +24,9 @@ pub const COMMAND_WORDS: &[&str] = &[
     "command",
     "vrfy",
     "expn",
+    "etrn",
+    "noop",
+    "rset",
 ];
 
 /// The commands the top-level help lists besides the compose face's options.
@@ -43,6 +46,10 @@ Commands:
   outbox serve                   System mode's delivery service (systemd runs it)
   outbox man                     The man page, in roff (outbox man | man -l -)
   outbox completions SHELL       The completion script for bash, zsh, fish, elvish, powershell
+  outbox vrfy ADDR               Ask the server about an address (VRFY); expn LIST: a list
+  outbox etrn DOMAIN             Ask the server to deliver what it holds for DOMAIN (RFC 1985)
+  outbox noop, outbox rset       NOOP or RSET after EHLO (TLS, AUTH): is the server in step?
+  outbox command 'LINE'          Send one line as typed (HELP MAIL, TURN...), show the reply
   outbox help [COMMAND]          This help, or a command's: sendmail, queue, system, serve
 
 {all-args}{after-help}";

@@ -22,7 +22,9 @@
 //! - configuration: [`cli`] (the flags as typed), [`config`] (the file), [`settings`]
 //!   (what they resolve to);
 //! - what came of it: [`error`], [`exit`] (sysexits codes), [`outcome`], [`report`],
-//!   [`progress`], and [`log`], the line of every outcome; [`passwd`] names the user.
+//!   [`progress`], and [`log`], the line of every outcome; [`passwd`] names the user;
+//! - the tester face: [`seed`], the seed commands (VRFY, EXPN, ETRN, NOOP, RSET, a
+//!   typed line) and how each reply is judged.
 //!
 //! ```no_run
 //! use outbox::compose::{self, Draft};
@@ -65,6 +67,7 @@ pub mod passwd;
 pub mod progress;
 pub mod queue;
 pub mod report;
+pub mod seed;
 pub mod sendmail;
 pub mod settings;
 pub mod smtp;

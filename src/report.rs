@@ -295,6 +295,29 @@ pub fn json_error(
     json_of(report, None, Some(e), exit_code)
 }
 
+/// The session in `report` where no message was sent (the tester face's commands):
+/// the fields of [`json`] but those of a message (its size, recipients, the reply to
+/// its end, the queue id), and `error` if any.
+pub fn json_session(report: &Report, error: Option<&Error>, exit_code: u8) -> serde_json::Value {
+    let mut json = json_of(
+        report,
+        None,
+        error.map(|e| error_json(e, exit_code)),
+        exit_code,
+    );
+    if let Some(fields) = json.as_object_mut() {
+        for key in ["message", "recipients", "reply", "queue_id"] {
+            fields.shift_remove(key);
+        }
+    }
+    json
+}
+
+/// One reply as JSON, as in [`json`]: its code, enhanced code, text and lines.
+pub fn reply_json(reply: &Reply) -> serde_json::Value {
+    serde_json::to_value(ReplyJson::of(reply)).unwrap_or(serde_json::Value::Null)
+}
+
 fn error_json(e: &Error, exit_code: u8) -> ErrorJson {
     ErrorJson {
         message: e.to_string(),

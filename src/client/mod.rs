@@ -160,7 +160,8 @@ impl Client {
         if self.stopped == Some(QuitAfter::Connect) {
             // Nothing may be said before the greeting, QUIT included: the connection
             // just closes.
-            self.session.abort_silently();
+            self.session
+                .hang_up("--quit-after connect: not even QUIT comes before the greeting");
         }
         if self.session.is_usable()
             && let Err(e) = self.session.quit()

@@ -35,6 +35,9 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             super::system::run(&system_args)
         }
         Some("serve") => super::serve::run(&["--help".into()]),
+        Some(name) if outbox::seed::Seed::from_name(name).is_some() => {
+            super::seed::run(name, &["--help".into()])
+        }
         Some(word) => Err(unknown_command(word).into()),
     }
 }
@@ -53,7 +56,8 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue, system, serve and help; see outbox --help); to \
+        "{what} (outbox has sendmail, queue, system, serve, vrfy, expn, etrn, noop, rset, \
+         command and help; see outbox --help); to \
          send mail to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))

@@ -11,6 +11,7 @@ pub mod mta;
 pub mod output;
 pub mod queue;
 pub mod rehearse;
+pub mod seed;
 pub mod sendmail;
 pub mod serve;
 pub mod system;

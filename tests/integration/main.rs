@@ -28,6 +28,7 @@ mod log;
 mod postfix_smoke;
 mod quit_after;
 mod report;
+mod seed;
 mod sendmail;
 mod sendmail_headers;
 mod smtputf8;

@@ -113,7 +113,7 @@ fn quit_after_data_has_the_354_and_sends_no_message() {
     out.assert_success()
         .assert_stderr_contains("> DATA")
         .assert_stderr_contains("< 354")
-        .assert_stderr_contains("closing without it");
+        .assert_stderr_contains("closing without QUIT");
     assert!(!out.stderr_str().contains("> QUIT"), "{}", out.stderr_str());
     let disconnect = only_session(&pf);
     assert!(disconnect.contains("data=0/1"), "{disconnect}");

@@ -23,6 +23,7 @@ use crate::smtp::stage::Stage;
 mod authenticate;
 mod body;
 mod chunking;
+mod hang_up;
 mod tester;
 mod timeouts;
 mod transaction;
@@ -355,11 +356,6 @@ impl<S: Read + Write + IoTimeout> Session<S> {
             return;
         }
         let _ = self.quit();
-    }
-
-    /// Ends the session without a word: the connection closes when the session goes.
-    pub fn abort_silently(&mut self) {
-        self.dead = true;
     }
 
     /// `STARTTLS`: 220 (RFC 3207 §4). The caller then hands the stream to

@@ -129,8 +129,7 @@ impl<S: Read + Write + IoTimeout> Session<S> {
                 s.record.timeline.enter(Phase::Data);
                 let reply = s.command(&Command::Data, Stage::Data, s.timeouts.data_init)?;
                 s.expect(Stage::Data, reply, &[354], "354")?;
-                s.note("the server waits for the message: closing without it, as asked");
-                s.abort_silently();
+                s.hang_up("the server waits for the message, which --quit-after data keeps");
             }
             Ok(recipients)
         })

@@ -20,6 +20,7 @@ use crate::smtp::tls::{Channel, TlsClient, TlsMode};
 
 mod chunking;
 mod ending;
+mod hang_up;
 mod lmtp_partial;
 mod lockstep;
 mod pipelining;
