@@ -12,6 +12,7 @@ pub mod output;
 pub mod queue;
 pub mod sendmail;
 pub mod serve;
+pub mod session;
 pub mod system;
 pub mod system_queue;
 

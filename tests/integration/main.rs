@@ -29,6 +29,7 @@ mod postfix_smoke;
 mod report;
 mod sendmail;
 mod sendmail_headers;
+mod session;
 mod smtputf8;
 mod spool;
 mod support_auth_selftest;
