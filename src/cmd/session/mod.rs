@@ -108,13 +108,29 @@ fn settings(args: &SessionArgs) -> Result<Settings, Error> {
         connect.server.clone_from(&args.target);
     }
     let config = super::load_config()?;
-    Settings::resolve(
+    let settings = Settings::resolve(
         &Cli {
             connect,
             ..Cli::default()
         },
         config.as_ref(),
-    )
+    )?;
+    speaks_smtp(&settings)?;
+    Ok(settings)
+}
+
+/// The session reads one reply to the end of a message, as SMTP has it; LMTP gives one
+/// per accepted recipient (RFC 2033 §4.2), which typed lines keep no count of, so the
+/// replies after the first would be taken for those of the commands that follow.
+fn speaks_smtp(settings: &Settings) -> Result<(), Error> {
+    match settings.lmtp {
+        false => Ok(()),
+        true => Err(Error::Usage(format!(
+            "outbox session speaks SMTP, and the account for {} is LMTP (lmtp in the \
+             configuration): name an SMTP server, or another account with -A",
+            settings.server
+        ))),
+    }
 }
 
 /// The session is over, with this exit code: the server has closed it (221, 421, a
@@ -312,6 +328,20 @@ mod tests {
     #[test]
     fn the_command_line_is_a_valid_clap_command() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn an_lmtp_server_is_refused_before_connecting() {
+        let lmtp = Cli {
+            lmtp: true,
+            ..Cli::default()
+        };
+        let err = speaks_smtp(&Settings::from_cli(&lmtp).unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Usage(why) if why.contains("is LMTP")),
+            "{err}"
+        );
+        assert!(speaks_smtp(&Settings::from_cli(&Cli::default()).unwrap()).is_ok());
     }
 
     #[test]
