@@ -44,13 +44,14 @@ Commands:
   outbox system setup            System mode, as root: the service's user, spool, unit, links
   outbox system remove           Undo it (a spool where mail waits is kept)
   outbox serve                   System mode's delivery service (systemd runs it)
-  outbox man                     The man page, in roff (outbox man | man -l -)
-  outbox completions SHELL       The completion script for bash, zsh, fish, elvish, powershell
+  outbox session [SERVER]        Type SMTP commands yourself and see each reply
   outbox vrfy ADDR               Ask the server about an address (VRFY); expn LIST: a list
   outbox etrn DOMAIN             Ask the server to deliver what it holds for DOMAIN (RFC 1985)
   outbox noop, outbox rset       NOOP or RSET after EHLO (TLS, AUTH): is the server in step?
   outbox command 'LINE'          Send one line as typed (HELP MAIL, TURN...), show the reply
-  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system, serve
+  outbox man                     The man page, in roff (outbox man | man -l -)
+  outbox completions SHELL       The completion script for bash, zsh, fish, elvish, powershell
+  outbox help [COMMAND]          This help, or a command's (sendmail, queue, session, vrfy...)
 
 {all-args}{after-help}";
 

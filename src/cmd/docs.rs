@@ -36,6 +36,7 @@ pub fn tree() -> Command {
         .subcommand(super::queue::command())
         .subcommand(super::system::command())
         .subcommand(super::serve::command())
+        .subcommand(super::session::command())
         .subcommands(super::seed::commands())
         .subcommand(Command::new("man").about("Print outbox's man page (roff) on standard output"))
         .subcommand(
@@ -137,6 +138,7 @@ mod tests {
                 "queue",
                 "system",
                 "serve",
+                "session",
                 "vrfy",
                 "expn",
                 "etrn",

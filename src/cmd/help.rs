@@ -12,7 +12,7 @@ use outbox::{exit, settings};
 use super::output::out;
 
 /// `outbox help`, `outbox help sendmail`, `outbox help queue [list|flush|remove]`,
-/// `outbox help system [setup|remove]`.
+/// `outbox help system [setup|remove]`, `outbox help serve`, `outbox help session`.
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let word = args.first().map(|a| a.to_string_lossy().into_owned());
     match word.as_deref() {
@@ -35,6 +35,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             super::system::run(&system_args)
         }
         Some("serve") => super::serve::run(&["--help".into()]),
+        Some("session") => super::session::run(&["--help".into()]),
         Some(name) if outbox::seed::Seed::from_name(name).is_some() => {
             super::seed::run(name, &["--help".into()])
         }
@@ -56,8 +57,8 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue, system, serve, vrfy, expn, etrn, noop, rset, \
-         command and help; see outbox --help); to \
+        "{what} (outbox has sendmail, queue, system, serve, session, vrfy, expn, etrn, noop, \
+         rset, command and help; see outbox --help); to \
          send mail to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))

@@ -14,6 +14,7 @@ pub mod rehearse;
 pub mod seed;
 pub mod sendmail;
 pub mod serve;
+pub mod session;
 pub mod system;
 pub mod system_queue;
 

@@ -31,6 +31,7 @@ mod report;
 mod seed;
 mod sendmail;
 mod sendmail_headers;
+mod session;
 mod smtputf8;
 mod spool;
 mod support_auth_selftest;

@@ -28,6 +28,7 @@ mod tester;
 mod timeouts;
 mod transaction;
 mod transcript;
+mod typed;
 
 pub use super::deadline::IoTimeout;
 pub use timeouts::Timeouts;

@@ -13,6 +13,8 @@
 //! * [`aiosmtpd::SmtpServer`]: an aiosmtpd server (Python) for AUTH (PLAIN,
 //!   LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2) with or without STARTTLS or
 //!   implicit TLS, recording who authenticated how.
+//! * [`pty::Terminal`]: `outbox` at a pseudo-terminal, as a person would type
+//!   at it (the `expectrl` dev-dependency).
 //! * [`pyclient::smtp_client`]: Python's smtplib as an independent client,
 //!   for testing those servers without `outbox`.
 //! * [`face::Face`]: one user of the sendmail face and the queue, with a
@@ -29,7 +31,8 @@
 //!
 //! Everything here is std-only (the servers and certificates come from
 //! Postfix, `/usr/bin/python3` with aiosmtpd, and the `openssl` command),
-//! except [`dsn`], which reads MIME with the mail-parser dev-dependency.
+//! except [`dsn`], which reads MIME with the mail-parser dev-dependency, and
+//! [`pty`].
 
 // Not every test module uses every helper; that is expected for a library of
 // test helpers, so unused items must not fail `clippy -D warnings`.
@@ -41,6 +44,7 @@ pub mod face;
 pub mod fake;
 pub mod outbox_log;
 pub mod postfix;
+pub mod pty;
 pub mod pyclient;
 pub mod smtp;
 pub mod syslog;
@@ -408,6 +412,12 @@ impl Cmd {
         }
         c.current_dir(self.current_dir.as_deref().unwrap_or(self.env.root()));
         c
+    }
+
+    /// The command as it would run, for a harness of its own (a pseudo-terminal,
+    /// [`pty::Terminal`]).
+    pub fn std_command(&self) -> Command {
+        self.build()
     }
 
     /// Start the command and return at once, for tests that signal or race the

@@ -27,6 +27,7 @@ mod pipelining;
 mod report;
 mod series;
 mod starttls_auth;
+mod typed;
 
 // ---------------------------------------------------------------------------------------
 // The scripted peer
