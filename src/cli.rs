@@ -40,9 +40,10 @@ Commands:
   outbox system setup            System mode, as root: the service's user, spool, unit, links
   outbox system remove           Undo it (a spool where mail waits is kept)
   outbox serve                   System mode's delivery service (systemd runs it)
+  outbox probe [SERVER[:PORT]]   What a server offers: EHLO, TLS, certificate, timings; --check
   outbox man                     The man page, in roff (outbox man | man -l -)
   outbox completions SHELL       The completion script for bash, zsh, fish, elvish, powershell
-  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system, serve
+  outbox help [COMMAND]          This help, or a command's: sendmail, queue, system, serve, probe
 
 {all-args}{after-help}";
 

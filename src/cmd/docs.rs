@@ -36,6 +36,7 @@ pub fn tree() -> Command {
         .subcommand(super::queue::command())
         .subcommand(super::system::command())
         .subcommand(super::serve::command())
+        .subcommand(super::probe::command())
         .subcommand(Command::new("man").about("Print outbox's man page (roff) on standard output"))
         .subcommand(
             Command::new("completions")
@@ -131,7 +132,15 @@ mod tests {
         let names: Vec<&str> = tree.get_subcommands().map(|c| c.get_name()).collect();
         assert_eq!(
             names,
-            ["sendmail", "queue", "system", "serve", "man", "completions"]
+            [
+                "sendmail",
+                "queue",
+                "system",
+                "serve",
+                "probe",
+                "man",
+                "completions"
+            ]
         );
     }
 

@@ -12,7 +12,7 @@ use outbox::{exit, settings};
 use super::output::out;
 
 /// `outbox help`, `outbox help sendmail`, `outbox help queue [list|flush|remove]`,
-/// `outbox help system [setup|remove]`.
+/// `outbox help system [setup|remove]`, `outbox help probe`.
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let word = args.first().map(|a| a.to_string_lossy().into_owned());
     match word.as_deref() {
@@ -35,6 +35,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             super::system::run(&system_args)
         }
         Some("serve") => super::serve::run(&["--help".into()]),
+        Some("probe") => super::probe::run(&["--help".into()]),
         Some(word) => Err(unknown_command(word).into()),
     }
 }
@@ -53,7 +54,7 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue, system, serve and help; see outbox --help); to \
+        "{what} (outbox has sendmail, queue, system, serve, probe and help; see outbox --help); to \
          send mail to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))

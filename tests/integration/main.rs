@@ -26,6 +26,7 @@ mod faults;
 mod lmtp;
 mod log;
 mod postfix_smoke;
+mod probe;
 mod report;
 mod sendmail;
 mod sendmail_headers;
