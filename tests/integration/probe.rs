@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::support::aiosmtpd::{Mode, SmtpServer};
 use crate::support::postfix::Postfix;
 use crate::support::tls::{TestPki, WRONG_HOST_NAME};
-use crate::support::{Output, free_port, outbox};
+use crate::support::{Output, TestEnv, free_port, outbox};
 
 fn ca() -> String {
     TestPki::shared().ca_cert().display().to_string()
@@ -431,4 +431,35 @@ fn probe_check_is_ok_for_a_valid_certificate_and_critical_when_nothing_answers()
     let out = probe(&["--check", "--warn-days", "soon", &addr]);
     out.assert_code(3)
         .assert_stdout_contains("SMTP UNKNOWN - invalid command line");
+}
+
+#[test]
+fn probe_takes_the_configured_server_and_never_runs_the_password_command() {
+    let sink = Sink::start();
+    let env = TestEnv::new();
+    let ran = env.root().join("password-command-ran");
+    env.configure(
+        &format!("127.0.0.1:{}", sink.port),
+        20,
+        &format!(
+            "user = \"alice\"\npassword_command = \"touch {} && echo leaked-secret\"\n",
+            ran.display()
+        ),
+    );
+    let out = env.configured_cmd().args(["probe", "-v"]).run();
+    out.assert_success()
+        .assert_stdout_contains(&format!("server:      127.0.0.1:{}\n", sink.port))
+        .assert_stdout_contains("AUTH:        PLAIN LOGIN (in clear)\n");
+    assert!(!ran.exists(), "the password command ran\n{}", out.report());
+    let all = format!("{}{}", out.stdout_str(), out.stderr_str());
+    assert!(
+        !all.contains("leaked-secret") && !all.contains("> AUTH"),
+        "{}",
+        out.report()
+    );
+    // A server named on the command line, and --server, cannot both be given.
+    env.configured_cmd()
+        .args(["probe", "--server", "a.example.test", "b.example.test"])
+        .run()
+        .assert_code(64);
 }
