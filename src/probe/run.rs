@@ -194,14 +194,18 @@ fn plain_socket(stream: &Connection) -> Result<TcpStream, Error> {
 /// is read here rather than by the session's own EHLO, to tell HELO apart.
 fn hello(session: &mut Session<Connection>, name: &str) -> Result<Offered, Error> {
     let command = |c: Result<Command, _>| c.map_err(|e| Error::Usage(format!("{e}")));
-    let reply = session.exchange(&command(Command::ehlo(name))?)?;
+    let reply = session
+        .exchange(&command(Command::ehlo(name))?)
+        .map_err(|e| restage(e, Stage::Ehlo))?;
     if reply.code == 250 {
         return Ok(Offered::of(&Capabilities::from_ehlo(&reply)));
     }
     if !reply.is_permanent() {
         return Err(refused(Stage::Ehlo, reply));
     }
-    let reply = session.exchange(&command(Command::helo(name))?)?;
+    let reply = session
+        .exchange(&command(Command::helo(name))?)
+        .map_err(|e| restage(e, Stage::Helo))?;
     if reply.code != 250 {
         return Err(refused(Stage::Helo, reply));
     }
@@ -209,6 +213,17 @@ fn hello(session: &mut Session<Connection>, name: &str) -> Result<Offered, Error
         helo: true,
         ..Offered::of(&Capabilities::from_ehlo(&reply))
     })
+}
+
+/// An error of [`Session::exchange`], which names no command, named for `stage`.
+fn restage(e: Error, stage: Stage) -> Error {
+    match e {
+        Error::Timeout { after, .. } => Error::Timeout { stage, after },
+        Error::Closed { .. } => Error::Closed { stage },
+        Error::Network { source, .. } => Error::Network { stage, source },
+        Error::Protocol { detail, .. } => Error::Protocol { stage, detail },
+        e => e,
+    }
 }
 
 /// The error for a reply other than 250 to EHLO or HELO.

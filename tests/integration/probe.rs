@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::support::aiosmtpd::{Mode, SmtpServer};
+use crate::support::fake::{FakeServer, Step, send};
 use crate::support::postfix::Postfix;
 use crate::support::tls::{TestPki, WRONG_HOST_NAME};
 use crate::support::{Output, TestEnv, free_port, outbox};
@@ -462,4 +463,91 @@ fn probe_takes_the_configured_server_and_never_runs_the_password_command() {
         .args(["probe", "--server", "a.example.test", "b.example.test"])
         .run()
         .assert_code(64);
+}
+
+// --- faults, from a scripted peer ----------------------------------------------------
+
+#[test]
+fn probe_reports_a_454_to_starttls_with_what_came_before_and_75() {
+    let peer = FakeServer::start(vec![
+        send("220 fake.example.test ESMTP\r\n"),
+        Step::Line,
+        send("250-fake.example.test\r\n250-SIZE 1000\r\n250 STARTTLS\r\n"),
+        Step::Line,
+        send("454 4.7.0 TLS not available due to temporary reason\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let out = probe(&[peer.addr()]);
+    out.assert_code(75)
+        .assert_stdout_contains("in clear:    fake.example.test offers SIZE 1000, STARTTLS\n")
+        .assert_stdout_contains("TLS:         none: failed (see the findings)\n")
+        .assert_stdout_contains(
+            "  problem: the server refused STARTTLS: 454 4.7.0 TLS not available due to \
+             temporary reason\n",
+        );
+    assert_eq!(
+        peer.received_string(),
+        "EHLO [127.0.0.1]\r\nSTARTTLS\r\nQUIT\r\n"
+    );
+}
+
+#[test]
+fn probe_falls_back_to_helo_when_ehlo_is_refused() {
+    let peer = FakeServer::start(vec![
+        send("220 old.example.test SMTP\r\n"),
+        Step::Line,
+        send("502 5.5.1 command not recognized\r\n"),
+        Step::Line,
+        send("250 old.example.test\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let out = probe(&["--ehlo-name", "client.example.test", peer.addr()]);
+    out.assert_success()
+        .assert_stdout_contains("in clear:    old.example.test took HELO, not EHLO: no extension\n")
+        .assert_stdout_contains("warning: the server refused EHLO and took HELO");
+    assert_eq!(
+        peer.received_string(),
+        "EHLO client.example.test\r\nHELO client.example.test\r\nQUIT\r\n"
+    );
+}
+
+#[test]
+fn probe_of_a_server_that_refuses_or_says_nothing_is_an_error_or_critical() {
+    let peer = FakeServer::start(vec![
+        send("421 4.3.2 busy, come back later\r\n"),
+        Step::Close,
+    ]);
+    let out = probe(&[peer.addr()]);
+    out.assert_code(75)
+        .assert_stdout_empty()
+        .assert_stderr_contains("421 4.3.2 busy, come back later");
+    let peer = FakeServer::start(vec![Step::Silence(Duration::from_secs(5)), Step::Close]);
+    let out = outbox()
+        .args(["probe", "--check", "--timeout", "1", peer.addr()])
+        .run();
+    out.assert_code(2);
+    assert!(
+        out.stdout_str().starts_with(&format!(
+            "SMTP CRITICAL - {}: timed out after 1s waiting for the server (at greeting)\n",
+            peer.addr()
+        )),
+        "{}",
+        out.report()
+    );
+}
+
+#[test]
+fn probe_names_ehlo_when_the_server_closes_there() {
+    let peer = FakeServer::start(vec![
+        send("220 fake.example.test ESMTP\r\n"),
+        Step::Line,
+        Step::Close,
+    ]);
+    probe(&[peer.addr()])
+        .assert_code(75)
+        .assert_stderr_contains("the server closed the connection (at EHLO)");
 }
