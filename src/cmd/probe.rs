@@ -14,9 +14,12 @@ use outbox::{Settings, exit};
 
 use super::output::{out, say};
 
-/// Report what a server offers and how it protects the connection: the greeting, EHLO
-/// in clear and under TLS, the TLS version and the certificate chain (trusted? for the
-/// name? days left?), the time of each step and the findings. Sends no mail and no AUTH.
+/// Report what a server offers and how it protects the connection, without sending mail
+///
+/// The greeting, EHLO in clear and under TLS (STARTTLS wherever offered), the TLS
+/// version and the certificate chain (trusted? for the name? days left?), the time of
+/// each step and the findings. Sends no MAIL and no AUTH (--user and the password
+/// options are not used).
 #[derive(Parser, Debug)]
 #[command(name = "outbox probe", max_term_width = 100)]
 struct ProbeCli {

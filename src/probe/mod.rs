@@ -229,6 +229,10 @@ impl TlsReport {
         if !self.checked {
             return Trust::Unchecked;
         }
+        // Nothing was verified without a certificate (an anonymous cipher).
+        if self.chain.is_empty() {
+            return Trust::Refused(vec!["the server showed no certificate".into()]);
+        }
         if let Some(pin) = &self.pinned {
             return match (pin.matches, self.chain.first()) {
                 (true, _) => Trust::Pinned,

@@ -380,6 +380,14 @@ fn a_pinned_fingerprint_stands_for_the_ca_and_the_name() {
             "its fingerprint is sha256:AB:CD, not the pinned sha256:12:34".into()
         ])
     );
+    p.tls = Some(TlsReport {
+        chain: Vec::new(),
+        ..tls(Vec::new())
+    });
+    assert_eq!(
+        p.tls.as_ref().unwrap().trust(),
+        Trust::Refused(vec!["the server showed no certificate".into()])
+    );
     // --tls-insecure: shown, not held against the server.
     p.tls = Some(TlsReport {
         checked: false,
