@@ -44,6 +44,7 @@ Commands:
   outbox system setup            System mode, as root: the service's user, spool, unit, links
   outbox system remove           Undo it (a spool where mail waits is kept)
   outbox serve                   System mode's delivery service (systemd runs it)
+  outbox probe [SERVER[:PORT]]   What a server offers: EHLO, TLS, certificate, timings; --check
   outbox session [SERVER]        Type SMTP commands yourself and see each reply
   outbox vrfy ADDR               Ask the server about an address (VRFY); expn LIST: a list
   outbox etrn DOMAIN             Ask the server to deliver what it holds for DOMAIN (RFC 1985)
@@ -51,7 +52,7 @@ Commands:
   outbox command 'LINE'          Send one line as typed (HELP MAIL, TURN...), show the reply
   outbox man                     The man page, in roff (outbox man | man -l -)
   outbox completions SHELL       The completion script for bash, zsh, fish, elvish, powershell
-  outbox help [COMMAND]          This help, or a command's (sendmail, queue, session, vrfy...)
+  outbox help [COMMAND]          This help, or a command's (sendmail, queue, probe, vrfy...)
 
 {all-args}{after-help}";
 

@@ -13,6 +13,8 @@
 //! - [`client`]: a session got ready as the settings ask (connect, TLS, EHLO, AUTH)
 //!   and each message fitted to the server (MAIL parameters, ASCII fallbacks);
 //! - [`smtp`]: the protocol engine, the [`Session`] and the values it speaks in;
+//! - [`probe`]: the tester face's report of what a server offers and how it protects
+//!   the connection (TLS, the certificate chain), found without sending mail;
 //! - the message: [`compose`] builds one from flags, [`message`] holds it ready for
 //!   DATA, [`envelope`] says who it is from and for;
 //! - [`queue`]: messages kept on disk until a later flush delivers them; [`bounce`]:
@@ -64,6 +66,7 @@ pub mod message;
 pub mod mode;
 pub mod outcome;
 pub mod passwd;
+pub mod probe;
 pub mod progress;
 pub mod queue;
 pub mod report;

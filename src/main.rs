@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         (_, Some("sendmail")) => cmd::sendmail::run("sendmail", &args[2..]),
         (_, Some("queue")) => cmd::queue::run(&args[2..]),
         (_, Some("serve")) => cmd::serve::run(&args[2..]),
+        (_, Some("probe")) => cmd::probe::run(&args[2..]),
         (_, Some("session")) => cmd::session::run(&args[2..]),
         (_, Some("man")) => cmd::docs::man(&args[2..]),
         (_, Some("completions")) => cmd::docs::completions(&args[2..]),

@@ -36,6 +36,7 @@ pub fn tree() -> Command {
         .subcommand(super::queue::command())
         .subcommand(super::system::command())
         .subcommand(super::serve::command())
+        .subcommand(super::probe::command())
         .subcommand(super::session::command())
         .subcommands(super::seed::commands())
         .subcommand(Command::new("man").about("Print outbox's man page (roff) on standard output"))
@@ -138,6 +139,7 @@ mod tests {
                 "queue",
                 "system",
                 "serve",
+                "probe",
                 "session",
                 "vrfy",
                 "expn",

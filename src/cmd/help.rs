@@ -12,7 +12,8 @@ use outbox::{exit, settings};
 use super::output::out;
 
 /// `outbox help`, `outbox help sendmail`, `outbox help queue [list|flush|remove]`,
-/// `outbox help system [setup|remove]`, `outbox help serve`, `outbox help session`.
+/// `outbox help system [setup|remove]`, `outbox help serve`, `outbox help probe`, and the
+/// tester face's others (`session`, `vrfy`...).
 pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     let word = args.first().map(|a| a.to_string_lossy().into_owned());
     match word.as_deref() {
@@ -35,6 +36,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
             super::system::run(&system_args)
         }
         Some("serve") => super::serve::run(&["--help".into()]),
+        Some("probe") => super::probe::run(&["--help".into()]),
         Some("session") => super::session::run(&["--help".into()]),
         Some(name) if outbox::seed::Seed::from_name(name).is_some() => {
             super::seed::run(name, &["--help".into()])
@@ -57,8 +59,8 @@ pub fn unknown_command(word: &str) -> Error {
         format!("unknown command {word:?}")
     };
     Error::Usage(format!(
-        "{what} (outbox has sendmail, queue, system, serve, session, vrfy, expn, etrn, noop, \
-         rset, command and help; see outbox --help); to \
+        "{what} (outbox has sendmail, queue, system, serve, probe, session, vrfy, expn, etrn, \
+         noop, rset, command and help; see outbox --help); to \
          send mail to a user named {word}, write the full address: {word}@{}",
         settings::fqdn()
     ))

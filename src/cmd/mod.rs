@@ -9,6 +9,7 @@ pub mod help;
 pub mod intake;
 pub mod mta;
 pub mod output;
+pub mod probe;
 pub mod queue;
 pub mod rehearse;
 pub mod seed;

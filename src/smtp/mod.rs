@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod command;
 pub mod data;
-mod deadline;
+pub(crate) mod deadline;
 pub mod dsn;
 pub mod extension;
 pub mod pin;

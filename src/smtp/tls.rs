@@ -188,7 +188,7 @@ impl Channel for Connection {
 
 /// `CN=mx.example.com, O=Example` from a certificate name, sanitised: it comes from
 /// the network.
-fn name_text(name: &X509NameRef) -> String {
+pub(crate) fn name_text(name: &X509NameRef) -> String {
     let parts: Vec<String> = name
         .entries()
         .map(|e| {
@@ -455,7 +455,7 @@ impl TlsClient<'_> {
 }
 
 /// OpenSSL's reasons, without its codes, function names and source file positions.
-fn reasons(stack: &ErrorStack) -> String {
+pub(crate) fn reasons(stack: &ErrorStack) -> String {
     let reasons: Vec<&str> = stack.errors().iter().filter_map(|e| e.reason()).collect();
     if reasons.is_empty() {
         stack.to_string()
@@ -465,7 +465,7 @@ fn reasons(stack: &ErrorStack) -> String {
 }
 
 /// Says why a handshake failed, and what to try where the cause is a known mistake.
-fn diagnose(error: &openssl::ssl::Error, kind: Handshake) -> String {
+pub(crate) fn diagnose(error: &openssl::ssl::Error, kind: Handshake) -> String {
     let detail = match error.ssl_error() {
         Some(stack) => reasons(stack),
         None => match error.io_error() {

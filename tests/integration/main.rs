@@ -26,6 +26,7 @@ mod faults;
 mod lmtp;
 mod log;
 mod postfix_smoke;
+mod probe;
 mod quit_after;
 mod report;
 mod seed;

@@ -11,6 +11,7 @@
 //! | [`wrong_host_cert`](TestPki::wrong_host_cert) / `_key` | same CA, only `wrong.example.test`            |
 //! | [`untrusted_cert`](TestPki::untrusted_cert) / `_key` | server names, but signed by [`untrusted_ca_cert`](TestPki::untrusted_ca_cert) |
 //! | [`expired_cert`](TestPki::expired_cert) / `_key` | server names, same CA, expired yesterday             |
+//! | [`expiring_cert`](TestPki::expiring_cert) / `_key` | server names, same CA, expires in 10 days          |
 //! | [`self_signed_cert`](TestPki::self_signed_cert) / `_key` | server names, self-signed (no CA)            |
 //!
 //! All server certificates are leaf certificates (`CA:FALSE`, critical key
@@ -18,7 +19,8 @@
 //! authority key identifiers) with the names in the subject alternative
 //! name extension (the CN repeats the first DNS name). They are valid from
 //! one day ago to 30 days ahead; the CAs from 60 days ago to 90 days ahead.
-//! The expired certificate was valid from 30 days ago to one day ago. Keys
+//! The expired certificate was valid from 30 days ago to one day ago; the
+//! expiring one is valid from one day ago to 10 days ahead. Keys
 //! are unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`), mode 0600. Files are
 //! PEM, the certificate files hold just the leaf (the CA is trusted
 //! directly, there are no intermediates).
@@ -73,6 +75,7 @@ pub struct TestPki {
     untrusted_ca: (PathBuf, PathBuf),
     untrusted: (PathBuf, PathBuf),
     expired: (PathBuf, PathBuf),
+    expiring: (PathBuf, PathBuf),
     self_signed: (PathBuf, PathBuf),
 }
 
@@ -165,6 +168,16 @@ impl TestPki {
         &self.expired.1
     }
 
+    /// For the server names, signed by the test CA, valid for 10 more days (for
+    /// the warnings of certificates about to expire).
+    pub fn expiring_cert(&self) -> &Path {
+        &self.expiring.0
+    }
+
+    pub fn expiring_key(&self) -> &Path {
+        &self.expiring.1
+    }
+
     /// For the server names, self-signed (issuer = subject, `CA:FALSE`).
     pub fn self_signed_cert(&self) -> &Path {
         &self.self_signed.0
@@ -191,6 +204,7 @@ impl TestPki {
         let wrong_host = ca.issue(&d, "wrong-host", &format!("DNS:{WRONG_HOST_NAME}"), valid)?;
         let untrusted = untrusted_ca.issue(&d, "untrusted", &server_names, valid)?;
         let expired = ca.issue(&d, "expired", &server_names, (now - 30 * DAY, now - DAY))?;
+        let expiring = ca.issue(&d, "expiring", &server_names, (now - DAY, now + 10 * DAY))?;
         let self_signed = self_signed(&d, "self-signed", &server_names)?;
 
         let ca_dir = d.join("ca-dir");
@@ -208,6 +222,7 @@ impl TestPki {
             untrusted_ca: (untrusted_ca.cert.clone(), untrusted_ca.key.clone()),
             untrusted,
             expired,
+            expiring,
             self_signed,
             dir,
         })
