@@ -338,6 +338,21 @@ impl Settings {
         }
     }
 
+    /// That the CA file, where TLS may be used, can be read: found before anything is
+    /// sent.
+    pub fn check_ca_file(&self) -> Result<(), Error> {
+        if let Some(ca) = &self.tls.ca_file
+            && self.tls.mode != TlsMode::None
+            && let Err(source) = std::fs::metadata(ca)
+        {
+            return Err(Error::NoInput {
+                path: ca.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
     /// The user and secret to log in with, if any; this may run the password command
     /// or ask on the terminal.
     pub fn credentials(&self) -> Result<Option<Credentials>, Error> {

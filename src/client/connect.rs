@@ -29,16 +29,7 @@ impl Client {
     ) -> Result<Client, Error> {
         // Before connecting: a prompt must not keep a server waiting.
         let credentials = settings.credentials()?;
-        // A CA file that cannot be read is found before anything is sent.
-        if let Some(ca) = &settings.tls.ca_file
-            && settings.tls.mode != TlsMode::None
-            && let Err(source) = std::fs::metadata(ca)
-        {
-            return Err(Error::NoInput {
-                path: ca.clone(),
-                source,
-            });
-        }
+        settings.check_ca_file()?;
         if let Some(t) = &mut transcript {
             t.note(&format!("connecting to {}", settings.server));
         }

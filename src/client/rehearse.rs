@@ -24,11 +24,7 @@ pub struct Rehearsal {
 impl Rehearsal {
     /// The recipients the server refused, in envelope order.
     pub fn refused(&self) -> Vec<RecipientResult> {
-        self.recipients
-            .iter()
-            .filter(|r| !r.accepted)
-            .cloned()
-            .collect()
+        crate::smtp::receipt::refused(&self.recipients)
     }
 }
 

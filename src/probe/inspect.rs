@@ -179,57 +179,11 @@ fn sha256(cert: &X509Ref) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::test_certs::{cert, key};
     use crate::smtp::tls::TlsOptions;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    use openssl::pkey::{PKey, Private};
     use openssl::ssl::{SslAcceptor, SslMethod};
-    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-    use openssl::x509::{X509, X509NameBuilder};
     use std::net::TcpListener;
     use std::time::Duration;
-
-    fn key() -> PKey<Private> {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-    }
-
-    /// A CA, or a leaf for `localhost` and 127.0.0.1 that it signs, valid 2 days.
-    fn cert(cn: &str, key: &PKey<Private>, ca: Option<(&X509, &PKey<Private>)>) -> X509 {
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(9).unwrap().to_asn1_integer().unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        match ca {
-            Some((ca, ca_key)) => {
-                let san = SubjectAlternativeName::new()
-                    .dns("localhost")
-                    .ip("127.0.0.1")
-                    .build(&b.x509v3_context(Some(ca), None))
-                    .unwrap();
-                b.append_extension(san).unwrap();
-                b.set_issuer_name(ca.subject_name()).unwrap();
-                b.sign(ca_key, MessageDigest::sha256()).unwrap();
-            }
-            None => {
-                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-                    .unwrap();
-                b.set_issuer_name(&name).unwrap();
-                b.sign(key, MessageDigest::sha256()).unwrap();
-            }
-        }
-        b.build()
-    }
 
     /// The report of a handshake with a server showing a leaf signed by a CA of its
     /// own, as a client for `host` with `options` sees it.

@@ -35,16 +35,7 @@ pub fn probe(
             settings.server
         )));
     }
-    // A CA file that cannot be read is found before anything is sent.
-    if let Some(ca) = &settings.tls.ca_file
-        && settings.tls.mode != TlsMode::None
-        && let Err(source) = std::fs::metadata(ca)
-    {
-        return Err(Error::NoInput {
-            path: ca.clone(),
-            source,
-        });
-    }
+    settings.check_ca_file()?;
     let start = Instant::now();
     let mut timings = Vec::new();
     if let Some(t) = &mut transcript {

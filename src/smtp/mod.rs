@@ -12,5 +12,7 @@ pub mod record;
 pub mod reply;
 pub mod session;
 pub mod stage;
+#[cfg(test)]
+pub(crate) mod test_certs;
 pub mod tls;
 pub mod transport;

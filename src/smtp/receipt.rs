@@ -28,10 +28,11 @@ pub struct Receipt {
 impl Receipt {
     /// The recipients the server refused, in envelope order.
     pub fn refused(&self) -> Vec<RecipientResult> {
-        self.recipients
-            .iter()
-            .filter(|r| !r.accepted)
-            .cloned()
-            .collect()
+        refused(&self.recipients)
     }
+}
+
+/// Those of `recipients` the server refused, in order.
+pub fn refused(recipients: &[RecipientResult]) -> Vec<RecipientResult> {
+    recipients.iter().filter(|r| !r.accepted).cloned().collect()
 }
