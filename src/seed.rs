@@ -106,6 +106,14 @@ impl Seed {
                 let line = words.join(" ");
                 let cmd = Command::line(&line).map_err(usage)?;
                 refuse_data_that_must_follow(&line)?;
+                if carries_secret(&cmd) {
+                    // Other users see a command line (ps, /proc): a secret has no place
+                    // there, and outbox takes none from it.
+                    return Err(Error::Usage(
+                        "an AUTH line with its response would put a secret on outbox's                          command line, where other users of this machine can read it: use                          outbox session (auth MECHANISM USER asks for the password), or                          --user with --password-command"
+                            .into(),
+                    ));
+                }
                 Ok(cmd)
             }
         }

@@ -162,7 +162,7 @@ fn each_reply_has_its_exit_code() {
     let vrfy = command(Seed::Vrfy, &["root"]).unwrap();
     let expn = command(Seed::Expn, &["staff"]).unwrap();
     let etrn = command(Seed::Etrn, &["example.test"]).unwrap();
-    let line = |l: &str| command(Seed::Line, &[l]).unwrap();
+    let line = |l: &str| Command::line(l).unwrap();
     let cases: Vec<(Command, &str, u8)> = vec![
         (vrfy.clone(), "250 <root@example.test>", 0),
         (vrfy.clone(), "251 forwarded", 0),
@@ -235,7 +235,7 @@ fn a_refusal_keeps_the_reply_and_names_the_command_stage() {
 
 #[test]
 fn a_reply_that_leaves_the_session_out_of_step_ends_it_without_quit() {
-    let line = |l: &str| command(Seed::Line, &[l]).unwrap();
+    let line = |l: &str| Command::line(l).unwrap();
     assert!(matches!(
         after(&line("DATA"), &reply("354 End data with <CR><LF>.<CR><LF>")),
         After::HangUp(_)
@@ -272,8 +272,13 @@ fn a_reply_that_leaves_the_session_out_of_step_ends_it_without_quit() {
 }
 
 #[test]
-fn a_typed_auth_response_is_a_secret() {
-    let line = |l: &str| command(Seed::Line, &[l]).unwrap();
+fn a_typed_auth_response_is_a_secret_and_refused() {
+    assert!(matches!(
+        command(Seed::Line, &["AUTH PLAIN AGFsaWNlAHMzY3JldA=="]),
+        Err(Error::Usage(_))
+    ));
+    assert!(command(Seed::Line, &["AUTH LOGIN"]).is_ok());
+    let line = |l: &str| Command::line(l).unwrap();
     assert!(carries_secret(&line("AUTH PLAIN AGFsaWNlAHMzY3JldA==")));
     assert!(carries_secret(&line("auth login YWxpY2U=")));
     assert!(!carries_secret(&line("AUTH LOGIN")));
@@ -292,7 +297,7 @@ fn the_json_names_the_command_shown_its_reply_and_how_the_session_ended() {
         crate::report::Phase::Command,
         std::time::Duration::from_millis(3),
     );
-    let typed = command(Seed::Line, &["AUTH PLAIN AGFsaWNlAHMzY3JldA=="]).unwrap();
+    let typed = Command::line("AUTH PLAIN AGFsaWNlAHMzY3JldA==").unwrap();
     let r = reply("535 5.7.8 Error: authentication failed");
     let verdict = judge(&typed, &r);
     let v = json(

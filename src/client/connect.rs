@@ -27,8 +27,12 @@ impl Client {
         mut transcript: Option<Transcript>,
         report: &mut Report,
     ) -> Result<Client, Error> {
-        // Before connecting: a prompt must not keep a server waiting.
-        let credentials = settings.credentials()?;
+        // Before connecting: a prompt must not keep a server waiting. A session that
+        // stops before AUTH (`--quit-after`) needs none.
+        let credentials = match settings.quit_after {
+            Some(stop) if stop < QuitAfter::Auth => None,
+            _ => settings.credentials()?,
+        };
         settings.check_ca_file()?;
         if let Some(t) = &mut transcript {
             t.note(&format!("connecting to {}", settings.server));
@@ -262,7 +266,7 @@ pub(super) fn establish<S: Channel>(
         return Ok(true);
     }
     if let Some(credentials) = credentials {
-        authenticate(session, settings, credentials, loopback)?;
+        authenticate(session, settings, credentials)?;
     }
     Ok(stop_after(QuitAfter::Auth))
 }
@@ -287,22 +291,30 @@ pub(super) fn start_tls<S: Channel>(
     Ok(())
 }
 
+/// Credentials never go in clear to a server that is not on this machine.
+pub(super) fn credentials_may_go<S: Channel>(
+    session: &Session<S>,
+    server: &dyn std::fmt::Display,
+) -> Result<(), Error> {
+    let stream = session.stream();
+    if stream.is_tls() || stream.peer_is_loopback() {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "outbox does not send credentials in clear to {server}, which is not on this \
+         machine: use TLS (--tls starttls, or --tls implicit on port 465)"
+    )))
+}
+
 /// AUTH with the configured mechanism, or the strongest the server offers.
 /// Credentials never go in clear to a server that is not on this machine.
 fn authenticate<S: Channel>(
     session: &mut Session<S>,
     settings: &Settings,
     credentials: &Credentials,
-    loopback: bool,
 ) -> Result<(), Error> {
+    credentials_may_go(session, &settings.server)?;
     let tls = session.stream().is_tls();
-    if !tls && !loopback {
-        return Err(Error::Unsupported(format!(
-            "outbox does not send credentials in clear to {}, which is not on this machine: \
-             use TLS (--tls starttls, or --tls implicit on port 465)",
-            settings.server
-        )));
-    }
     let offered = session.capabilities().auth_mechanisms();
     if offered.is_empty() {
         return Err(Error::Unsupported(format!(

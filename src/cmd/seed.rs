@@ -187,13 +187,6 @@ fn settings(cli: &SeedCli) -> Result<Settings, Error> {
 /// the exit code and the JSON of it all.
 fn converse(settings: &Settings, cmd: &Command, json: bool) -> (u8, serde_json::Value) {
     super::warn_about_tls(settings);
-    if seed::carries_secret(cmd) {
-        say!(
-            "outbox: warning: the AUTH line's response was on outbox's command line, where \
-             other users of this machine can read it; --user with --password-command keeps \
-             it off"
-        );
-    }
     let start = Instant::now();
     let mut report = Report::for_server(&settings.server);
     let transcript = Options::for_settings(settings).transcript;
@@ -262,21 +255,8 @@ fn end(client: &mut Client, cmd: &Command, reply: &Reply) -> After {
         After::Quit => {}
         After::HangUp(why) => client.session_mut().hang_up(why),
         After::CancelAuth => {
-            let session = client.session_mut();
-            session.note("cancelling the AUTH exchange with \"*\" (RFC 4954 §4)");
-            let cancelled = Command::auth_response("*")
-                .map_err(|e| Error::Usage(e.to_string()))
-                .and_then(|cancel| client.exchange(&cancel));
-            match cancelled {
-                Ok(again) if again.code == 334 => {
-                    let why = "the server still waits for a SASL response";
-                    client.session_mut().hang_up(why);
-                    ended = After::HangUp(why);
-                }
-                Ok(_) => {}
-                Err(e) => client
-                    .session_mut()
-                    .note(&format!("the AUTH exchange could not be cancelled: {e}")),
+            if let Some(why) = client.cancel_auth() {
+                ended = After::HangUp(why);
             }
         }
     }

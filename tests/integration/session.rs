@@ -124,6 +124,15 @@ fn a_typed_session_upgrades_authenticates_and_sends_a_dot_line_intact() {
     assert_shows(&seen, &["> QUIT", "< 221"]);
     assert!(!seen.contains(PASSWORD), "the password was shown:\n{seen}");
     assert!(!server.log().contains(PASSWORD), "{}", server.log());
+    // Nor as it went on the wire, in base64 (RFC 4616).
+    let plain = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("\0alice\0{PASSWORD}"),
+    );
+    assert!(
+        !seen.contains(&plain),
+        "the AUTH response was shown:\n{seen}"
+    );
 
     let got = server.wait_for_messages(1, WAIT);
     let typed_bytes: String = MESSAGE.iter().map(|l| format!("{l}\r\n")).collect();
@@ -311,4 +320,85 @@ fn auth_needs_a_terminal_to_ask_on_and_says_what_to_use_instead() {
         .assert_stderr_contains("--password-command");
     let received = server.received_string();
     assert!(!received.contains("AUTH"), "{received:?}");
+}
+
+/// Lines that answer a 334 go as AUTH responses: sent as typed, shown `<redacted>`.
+#[test]
+fn the_answers_to_a_challenge_are_sent_but_never_shown() {
+    let server = FakeServer::start(vec![
+        send("220 fake ESMTP\r\n"),
+        Step::Line,
+        send("250-fake\r\n250 AUTH LOGIN\r\n"),
+        Step::Line,
+        send("334 VXNlcm5hbWU6\r\n"),
+        Step::Line,
+        send("334 UGFzc3dvcmQ6\r\n"),
+        Step::Line,
+        send("235 2.7.0 ok\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let out = scripted(&TestEnv::new(), server.addr())
+        .stdin(b"AUTH LOGIN\nYWxpY2U=\nc2VjcmV0cGFzcw==\n".to_vec())
+        .run();
+    out.assert_success().assert_stdout_contains("> <redacted>");
+    for secret in ["YWxpY2U=", "c2VjcmV0cGFzcw=="] {
+        assert!(!out.stdout_str().contains(secret), "{}", out.report());
+        assert!(!out.stderr_str().contains(secret), "{}", out.report());
+    }
+    assert_eq!(
+        server.received_string(),
+        "EHLO client.example.test\r\nAUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0cGFzcw==\r\nQUIT\r\n"
+    );
+}
+
+/// The end of the input while a 334 waits: `*` cancels the exchange before QUIT,
+/// which would otherwise be taken for the answer (RFC 4954 §4).
+#[test]
+fn an_end_during_a_challenge_cancels_it_before_quit() {
+    let server = FakeServer::start(vec![
+        send("220 fake ESMTP\r\n"),
+        Step::Line,
+        send("250-fake\r\n250 AUTH LOGIN\r\n"),
+        Step::Line,
+        send("334 VXNlcm5hbWU6\r\n"),
+        Step::Line,
+        send("501 5.7.0 cancelled\r\n"),
+        Step::Line,
+        send("221 bye\r\n"),
+        Step::Close,
+    ]);
+    let out = scripted(&TestEnv::new(), server.addr())
+        .stdin(b"AUTH LOGIN\n".to_vec())
+        .run();
+    out.assert_success();
+    assert_eq!(
+        server.received_string(),
+        "EHLO client.example.test\r\nAUTH LOGIN\r\n*\r\nQUIT\r\n"
+    );
+}
+
+/// After a 250 to TURN the server would become the client: the session ends, with
+/// nothing more sent (RFC 5321 Appendix F.1).
+#[test]
+fn a_250_to_turn_ends_the_session_without_quit() {
+    let server = FakeServer::start(vec![
+        send("220 fake ESMTP\r\n"),
+        Step::Line,
+        send("250 fake\r\n"),
+        Step::Line,
+        send("250 OK, turning around\r\n"),
+        Step::Silence(Duration::from_millis(500)),
+        Step::Close,
+    ]);
+    let out = scripted(&TestEnv::new(), server.addr())
+        .stdin(b"TURN\nNOOP\n".to_vec())
+        .run();
+    out.assert_success()
+        .assert_stderr_contains("the session ends");
+    assert_eq!(
+        server.received_string(),
+        "EHLO client.example.test\r\nTURN\r\n"
+    );
 }

@@ -18,11 +18,11 @@ use clap::{CommandFactory, Parser};
 use outbox::cli::{Cli, ConnectArgs};
 use outbox::client::Client;
 use outbox::error::Error;
+use outbox::seed::After;
 use outbox::smtp::auth::{Credentials, Mechanism};
 use outbox::smtp::command::Command;
 use outbox::smtp::reply::Reply;
 use outbox::smtp::stage::Stage;
-use outbox::smtp::tls::Channel;
 use outbox::{Report, Settings, Transcript, exit};
 
 use super::output::say;
@@ -152,19 +152,18 @@ impl Typing {
         loop {
             let step = match self.input.line(PROMPT) {
                 Typed::Line(line) => self.typed(&line),
-                // The line is given up; the session goes on.
                 Typed::Interrupted => Ok(()),
                 Typed::Unreadable(why) => {
                     say!("outbox: {why}: nothing was sent");
                     Ok(())
                 }
                 Typed::End => {
-                    self.client.finish();
+                    self.finish();
                     return exit::OK;
                 }
                 Typed::Failed(why) => {
                     say!("outbox: {why}");
-                    self.client.finish();
+                    self.finish();
                     return exit::IOERR;
                 }
             };
@@ -205,15 +204,30 @@ impl Typing {
         }
     }
 
+    /// Ends the session with QUIT; an AUTH exchange still open is cancelled first, or
+    /// the QUIT would be taken for its answer.
+    fn finish(mut self) {
+        if self.challenged {
+            self.client.cancel_auth();
+        }
+        self.client.finish();
+    }
+
     fn send(&mut self, text: &str) -> Result<(), Over> {
-        let cmd = match Command::line(text) {
+        // After a 334 the line answers the challenge: it goes as an AUTH response,
+        // which every transcript shows as `<redacted>` (RFC 4954 §4).
+        let cmd = match self.challenged {
+            true => Command::auth_response(text),
+            false => Command::line(text),
+        };
+        let cmd = match cmd {
             Ok(cmd) => cmd,
             Err(e) => {
                 say!("outbox: {e}: nothing was sent");
                 return Ok(());
             }
         };
-        if action::is_auth(text) && !self.may_send_secrets() {
+        if (self.challenged || action::is_auth(text)) && !self.may_send_secrets() {
             return Ok(());
         }
         if self.input.is_terminal() {
@@ -223,23 +237,33 @@ impl Typing {
         let reply = self.client.exchange(&cmd);
         self.challenged = matches!(&reply, Ok(r) if r.code == 334);
         match self.judge(reply)? {
-            Some(reply) => self.answered(&reply),
+            Some(reply) => self.answered(&cmd, &reply),
             None => Ok(()),
         }
     }
 
     /// What a reply to a typed line means for the session: 354 asks for the
-    /// message; 221 and 421 end it (RFC 5321 §3.8, §4.1.1.10).
-    fn answered(&mut self, reply: &Reply) -> Result<(), Over> {
+    /// message; 221 and 421 end it (RFC 5321 §3.8, §4.1.1.10); so does any other
+    /// reply after which the server no longer reads commands (a 250 to TURN), as the
+    /// seed commands judge it ([`outbox::seed::after`]).
+    fn answered(&mut self, cmd: &Command, reply: &Reply) -> Result<(), Over> {
         match reply.code {
-            354 => self.message(),
-            221 => Err(Over(exit::OK)),
+            354 => return self.message(),
+            221 => return Err(Over(exit::OK)),
             421 => {
                 say!("outbox: the server has closed the session");
-                Err(Over(exit::reply_code(Stage::Command, reply)))
+                return Err(Over(exit::reply_code(Stage::Command, reply)));
             }
-            _ => Ok(()),
+            // The next line answers the challenge.
+            334 => return Ok(()),
+            _ => {}
         }
+        if let After::HangUp(why) = outbox::seed::after(cmd, reply) {
+            self.client.session_mut().hang_up(why);
+            say!("outbox: the session ends: {why}");
+            return Err(Over(exit::OK));
+        }
+        Ok(())
     }
 
     fn message(&mut self) -> Result<(), Over> {
@@ -253,7 +277,7 @@ impl Typing {
         let reply = self.client.session_mut().typed_message(&mut message);
         drop(message);
         match self.judge(reply)? {
-            Some(reply) if reply.code != 354 => self.answered(&reply),
+            Some(reply) if reply.code != 354 => self.answered(&Command::Data, &reply),
             _ => Ok(()),
         }
     }
@@ -289,8 +313,7 @@ impl Typing {
     /// Whether credentials may go over this connection: under TLS, or to this machine,
     /// as for every face of outbox. Says why not.
     fn may_send_secrets(&mut self) -> bool {
-        let stream = self.client.session_mut().stream();
-        if stream.is_tls() || stream.peer_is_loopback() {
+        if self.client.may_send_credentials() {
             return true;
         }
         say!(
