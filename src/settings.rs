@@ -1,7 +1,6 @@
 //! Validated settings for a session, from the command line and the environment.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,8 +13,14 @@ use crate::smtp::auth::{Credentials, Mechanism, Secret, valid_user};
 use crate::smtp::command::Command;
 use crate::smtp::dsn;
 use crate::smtp::session::Timeouts;
-use crate::smtp::tls::{TlsMode, TlsOptions};
+use crate::smtp::tls::{IMPLICIT_TLS_PORT, TlsClient, TlsMode, TlsOptions};
 use crate::smtp::transport::{DEFAULT_PORT, ServerAddr};
+
+mod identity;
+
+pub use identity::{default_ehlo_name, default_sender, fqdn, gecos_name, hostname};
+#[cfg(test)]
+use identity::{ehlo_name_for, fqdn_from_hosts, passwd_name};
 
 /// How to reach the server and how to behave on the way.
 #[derive(Clone, Debug)]
@@ -130,7 +135,7 @@ impl Settings {
         // (Dovecot, Cyrus) listen on 24 by custom.
         let lmtp = cli.lmtp || account.lmtp.unwrap_or(false);
         let default_port = match (mode, lmtp) {
-            (TlsMode::Implicit, _) => 465,
+            (TlsMode::Implicit, _) => IMPLICIT_TLS_PORT,
             (_, true) => 24,
             _ => DEFAULT_PORT,
         };
@@ -338,6 +343,26 @@ impl Settings {
         }
     }
 
+    /// What a TLS handshake with the server needs.
+    pub fn tls_client(&self) -> TlsClient<'_> {
+        TlsClient {
+            options: &self.tls,
+            host: &self.server.host,
+            port: self.server.port,
+            timeout: self.timeouts.greeting,
+        }
+    }
+
+    /// Whether TLS begins at once, before the greeting: `--tls implicit`, or `auto` on
+    /// port 465.
+    pub fn implicit_tls(&self) -> bool {
+        match self.tls.mode {
+            TlsMode::Implicit => true,
+            TlsMode::Auto => self.server.port == IMPLICIT_TLS_PORT,
+            TlsMode::StartTls | TlsMode::None => false,
+        }
+    }
+
     /// That the CA file, where TLS may be used, can be read: found before anything is
     /// sent.
     pub fn check_ca_file(&self) -> Result<(), Error> {
@@ -516,106 +541,6 @@ fn run_password_command(cmd: &str) -> Result<Secret, Error> {
         ));
     }
     Ok(Secret::new(line.to_owned()))
-}
-
-/// This host's name, as the kernel has it.
-pub fn hostname() -> String {
-    let name = gethostname::gethostname().to_string_lossy().into_owned();
-    if Command::ehlo(&name).is_err() {
-        "localhost".to_owned()
-    } else {
-        name
-    }
-}
-
-/// This host's fully qualified name: the kernel's name if it has a dot, else the first
-/// dotted name /etc/hosts gives for it (as `hostname -f` finds it on most systems;
-/// no DNS query is made), else the kernel's name as it is.
-pub fn fqdn() -> String {
-    let name = hostname();
-    if name.contains('.') {
-        return name;
-    }
-    std::fs::read_to_string("/etc/hosts")
-        .ok()
-        .and_then(|hosts| fqdn_from_hosts(&hosts, &name))
-        .unwrap_or(name)
-}
-
-fn fqdn_from_hosts(hosts: &str, name: &str) -> Option<String> {
-    hosts.lines().find_map(|line| {
-        let line = line.split('#').next().unwrap_or_default();
-        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            return None;
-        }
-        names
-            .iter()
-            .find(|n| n.contains('.') && Command::ehlo(n).is_ok())
-            .map(|n| (*n).to_owned())
-    })
-}
-
-/// The EHLO name when none is set: this host's fully qualified name, else the
-/// address literal of our end of the connection, which RFC 5321 §4.1.4 allows when
-/// the host has no meaningful name.
-pub fn default_ehlo_name(local: Option<IpAddr>) -> String {
-    ehlo_name_for(fqdn(), local)
-}
-
-fn ehlo_name_for(fqdn: String, local: Option<IpAddr>) -> String {
-    if fqdn.contains('.') {
-        return fqdn;
-    }
-    match local {
-        Some(IpAddr::V4(ip)) => format!("[{ip}]"),
-        Some(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
-        None => fqdn,
-    }
-}
-
-/// The sender when none is given: `USER@fqdn`, the user from `$USER`, `$LOGNAME`, or
-/// the passwd entry of the process's owner (daemons and cron jobs may set neither),
-/// whichever first makes a valid address; with that user's full name from the passwd
-/// entry (see [`gecos_name`]) as the display name, as sendmail and mailx put it.
-pub fn default_sender() -> Option<Mailbox> {
-    let host = fqdn();
-    let passwd = crate::passwd::read();
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .chain(passwd_name(passwd))
-        .find_map(|user| {
-            let address = Mailbox::parse(&format!("<{user}@{host}>")).ok()?.address;
-            Some(Mailbox {
-                name: gecos_name(passwd, &user),
-                address,
-            })
-        })
-}
-
-/// The full name of `login` in the passwd file `passwd`: the first comma-separated
-/// part of its GECOS field (the others are room, telephone...), with `&` standing for
-/// the login name capitalised, as finger and sendmail read it. `None` when it is
-/// empty, holds a control character, or there is no such user.
-pub fn gecos_name(passwd: &str, login: &str) -> Option<String> {
-    let gecos = passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 5 && fields[0] == login).then(|| fields[4])
-    })?;
-    let first = gecos.split(',').next().unwrap_or_default();
-    let mut chars = login.chars();
-    let capitalised: String = chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default();
-    let name = first.replace('&', &capitalised).trim().to_owned();
-    (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
-}
-
-/// The login name of the process's owner in the passwd file `passwd`.
-fn passwd_name(passwd: &str) -> Option<String> {
-    crate::passwd::login_name(passwd, crate::passwd::effective_uid())
 }
 
 #[cfg(test)]

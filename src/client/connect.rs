@@ -58,12 +58,7 @@ impl Client {
             }
             None => connect_tcp(settings, &mut transcript, report)?,
         };
-        let client = (settings.tls.mode != TlsMode::None).then(|| TlsClient {
-            options: &settings.tls,
-            host: &settings.server.host,
-            port: settings.server.port,
-            timeout: settings.timeouts.greeting,
-        });
+        let client = (settings.tls.mode != TlsMode::None).then(|| settings.tls_client());
         let mut session = Session::new(connection, settings.timeouts.clone())
             .with_transcript(transcript)
             .with_chunking(settings.chunking)
@@ -147,18 +142,9 @@ fn connect_tcp(
         .ehlo_name
         .clone()
         .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
-    let implicit = match settings.tls.mode {
-        TlsMode::Implicit => true,
-        TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
-        TlsMode::StartTls | TlsMode::None => false,
-    };
+    let implicit = settings.implicit_tls();
     let connection = if implicit {
-        let client = TlsClient {
-            options: &settings.tls,
-            host: &settings.server.host,
-            port: settings.server.port,
-            timeout: settings.timeouts.greeting,
-        };
+        let client = settings.tls_client();
         report.connecting.enter(Phase::Tls);
         let shaken = client.handshake(tcp, Handshake::Implicit);
         report.connecting.stop();
@@ -168,9 +154,6 @@ fn connect_tcp(
     };
     Ok((connection, ehlo_name, implicit))
 }
-
-/// Implicit TLS for submission (RFC 8314 §3.3).
-const IMPLICIT_TLS_PORT: u16 = 465;
 
 /// How long a silent server is waited for before outbox says it is still waiting.
 const SILENCE_HINT_AFTER: Duration = Duration::from_secs(10);

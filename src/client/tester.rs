@@ -9,7 +9,7 @@ use crate::smtp::auth::{Credentials, Mechanism};
 use crate::smtp::command::Command;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Session;
-use crate::smtp::tls::{Channel, Connection, TlsClient};
+use crate::smtp::tls::{Channel, Connection};
 
 impl Client {
     /// Sends `cmd`; the server's reply, whatever its code.
@@ -22,12 +22,7 @@ impl Client {
         if self.session.stream().is_tls() {
             return Err(Error::Usage("the session is under TLS already".into()));
         }
-        let client = TlsClient {
-            options: &settings.tls,
-            host: &settings.server.host,
-            port: settings.server.port,
-            timeout: settings.timeouts.greeting,
-        };
+        let client = settings.tls_client();
         start_tls(&mut self.session, &client, &self.ehlo_name)
     }
 

@@ -55,6 +55,27 @@ pub fn load_config() -> Result<Option<Config>, outbox::Error> {
     Ok(config)
 }
 
+/// The settings of a command that talks to a server (probe, session, the seed
+/// commands): its connection flags over the configuration, with `target`, the server
+/// it names on its command line, in place of `--server`.
+pub fn connect_settings(
+    connect: &outbox::cli::ConnectArgs,
+    target: Option<&str>,
+    verbose: bool,
+) -> Result<Settings, Error> {
+    let config = load_config()?;
+    let mut connect = connect.clone();
+    if let Some(target) = target {
+        connect.server = Some(target.to_owned());
+    }
+    let flags = outbox::cli::Cli {
+        connect,
+        verbose,
+        ..outbox::cli::Cli::default()
+    };
+    Settings::resolve(&flags, config.as_ref())
+}
+
 /// Says what is risky or likely wrong in the TLS settings, before connecting.
 pub fn warn_about_tls(settings: &Settings) {
     if settings.server.port == 465 && matches!(settings.tls.mode, TlsMode::StartTls | TlsMode::None)

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use outbox::cli::{Cli, ConnectArgs};
+use outbox::cli::ConnectArgs;
 use outbox::error::Error;
 use outbox::probe::{self, Status, Thresholds};
 use outbox::smtp::session::Transcript;
@@ -110,20 +110,9 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// The settings, from the command line over the configuration, with the server named
-/// first on the command line in place of `--server`.
+/// The settings, from the command line over the configuration.
 fn settings(cli: &ProbeCli) -> Result<Settings, Error> {
-    let config = super::load_config()?;
-    let mut connect = cli.connect.clone();
-    if cli.target.is_some() {
-        connect.server = cli.target.clone();
-    }
-    let flags = Cli {
-        connect,
-        verbose: cli.verbose,
-        ..Cli::default()
-    };
-    Settings::resolve(&flags, config.as_ref())
+    super::connect_settings(&cli.connect, cli.target.as_deref(), cli.verbose)
 }
 
 /// A probe that found nothing to report: said as the mode asks, with its code.

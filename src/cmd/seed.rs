@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::{Arg, ArgAction, Args, FromArgMatches};
 
-use outbox::cli::{Cli, ConnectArgs};
+use outbox::cli::ConnectArgs;
 use outbox::seed::{self, After, Seed};
 use outbox::smtp::command::Command;
 use outbox::smtp::reply::Reply;
@@ -174,13 +174,7 @@ fn before_session(e: &Error, cmd: Option<&Command>, json: bool) -> u8 {
 
 /// The settings of the connection flags, the configuration file and `-v`.
 fn settings(cli: &SeedCli) -> Result<Settings, Error> {
-    let config = super::load_config()?;
-    let flags = Cli {
-        connect: cli.connect.clone(),
-        verbose: cli.verbose,
-        ..Cli::default()
-    };
-    Settings::resolve(&flags, config.as_ref())
+    super::connect_settings(&cli.connect, None, cli.verbose)
 }
 
 /// The session: open, the one command, its reply shown and judged, the end. Returns

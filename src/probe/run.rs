@@ -17,9 +17,6 @@ use crate::smtp::session::{Session, Transcript};
 use crate::smtp::tls::{Channel, Connection, TlsClient, TlsMode};
 use crate::smtp::transport;
 
-/// Implicit TLS for submission (RFC 8314 §3.3).
-const IMPLICIT_TLS_PORT: u16 = 465;
-
 /// Probes the server of `settings`, writing the dialogue to `transcript` if given.
 /// An error is a probe that found nothing to report: the server could not be reached,
 /// did not greet, or refused EHLO and HELO. Whatever fails later (STARTTLS refused, a
@@ -52,17 +49,8 @@ pub fn probe(
         .ehlo_name
         .clone()
         .unwrap_or_else(|| settings::default_ehlo_name(tcp.local_addr().ok().map(|a| a.ip())));
-    let client = TlsClient {
-        options: &settings.tls,
-        host: &settings.server.host,
-        port: settings.server.port,
-        timeout: settings.timeouts.greeting,
-    };
-    let implicit = match settings.tls.mode {
-        TlsMode::Implicit => true,
-        TlsMode::Auto => settings.server.port == IMPLICIT_TLS_PORT,
-        TlsMode::StartTls | TlsMode::None => false,
-    };
+    let client = settings.tls_client();
+    let implicit = settings.implicit_tls();
     let (connection, tls) = match implicit {
         true => {
             let (connection, report) = timed(&mut timings, Step::TlsHandshake, || {

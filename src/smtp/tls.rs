@@ -370,6 +370,9 @@ pub enum Handshake {
     AfterStartTls,
 }
 
+/// Implicit TLS for submission (RFC 8314 §3.3).
+pub const IMPLICIT_TLS_PORT: u16 = 465;
+
 /// What a TLS handshake needs: the options, and the server's name and port as given.
 pub struct TlsClient<'a> {
     pub options: &'a TlsOptions,

@@ -13,18 +13,8 @@ use serde_json::Value;
 use crate::support::aiosmtpd::{Mode, SmtpServer};
 use crate::support::fake::{FakeServer, Step, send};
 use crate::support::postfix::Postfix;
-use crate::support::tls::{TestPki, WRONG_HOST_NAME};
+use crate::support::tls::{TestPki, WRONG_HOST_NAME, by_name, ca};
 use crate::support::{Output, TestEnv, free_port, outbox};
-
-fn ca() -> String {
-    TestPki::shared().ca_cert().display().to_string()
-}
-
-/// `localhost:PORT` for `127.0.0.1:PORT`: the name the test certificates carry.
-fn by_name(addr: &str) -> String {
-    let port = addr.rsplit(':').next().unwrap_or_default();
-    format!("localhost:{port}")
-}
 
 fn probe(args: &[&str]) -> Output {
     outbox().args(["probe", "--timeout", "20"]).args(args).run()
@@ -65,11 +55,6 @@ fn days_left(cert: &Path) -> i64 {
         .unwrap()
         .as_secs() as i64;
     (end - now).div_euclid(86_400)
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("stdout is not one JSON object: {e}")))
 }
 
 #[test]
@@ -270,7 +255,7 @@ fn probe_json_holds_the_same_facts() {
     let pki = TestPki::shared();
     let out = probe(&["--json", "--tls-ca-file", &ca(), &by_name(&pf.addr())]);
     out.assert_success();
-    let json = json_of(&out);
+    let json = out.json();
     assert_eq!(json["ok"], true);
     assert_eq!(json["exit_code"], 0);
     assert_eq!(json["loopback"], true);

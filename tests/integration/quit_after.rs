@@ -20,11 +20,6 @@ fn outbox(server: &str, args: &[&str]) -> Output {
     cmd.run()
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(out.stdout_str().trim())
-        .unwrap_or_else(|e| out.fail(&format!("--json is not JSON: {e}")))
-}
-
 /// The `disconnect` line of the one session that said EHLO to `pf` (its start-up
 /// check only connects and quits), with Postfix's count of each command.
 fn only_session(pf: &Postfix) -> String {
@@ -90,7 +85,7 @@ fn quit_after_rcpt_shows_the_550_of_a_refused_recipient() {
     out.assert_code(67)
         .assert_stderr_contains("1 of 2 recipients would be refused")
         .assert_stderr_contains("550");
-    let report = json(&out);
+    let report = out.json();
     assert_eq!(report["stopped_after"], "rcpt");
     assert_eq!(report["exit_code"], 67);
     let recipients = report["recipients"].as_array().unwrap();
@@ -153,7 +148,7 @@ fn quit_after_tls_goes_through_starttls_and_ehlo_again() {
         "{}",
         out.stderr_str()
     );
-    let report = json(&out);
+    let report = out.json();
     assert_eq!(report["tls"]["started"], "starttls");
     assert_eq!(report["stopped_after"], "tls");
 }

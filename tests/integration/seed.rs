@@ -174,8 +174,7 @@ fn the_json_names_the_command_its_reply_tls_and_timings() {
         ],
     );
     out.assert_code(0);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["ok"], true);
     assert_eq!(v["exit_code"], 0);
     assert_eq!(v["server"]["address"], pf.addr());
@@ -192,8 +191,7 @@ fn the_json_names_the_command_its_reply_tls_and_timings() {
     // A refusal: the error, with the reply and the command stage.
     let out = seed(&pf.addr(), "command", &["--tls", "none", "--json", "TURN"]);
     out.assert_code(69);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["ok"], false);
     assert_eq!(v["exit_code"], 69);
     assert_eq!(v["command"], "TURN");
@@ -233,8 +231,7 @@ fn an_account_brings_its_server_tls_and_auth() {
         .assert_stderr_contains("> AUTH PLAIN <redacted>")
         .assert_stderr_contains("> NOOP");
     assert!(!out.stderr_str().contains("hunter2"), "{}", out.report());
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["command"], "NOOP");
     assert_eq!(v["reply"]["code"], 250);
     assert_eq!(v["tls"]["started"], "starttls");
@@ -260,8 +257,7 @@ fn an_account_brings_its_server_tls_and_auth() {
         .args(["vrfy", "-A", "nosuch", "--json", "bob"]);
     let out = cmd.run();
     out.assert_code(78);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["command"], "VRFY bob");
     assert_eq!(v["error"]["exit_code"], 78);
 }
@@ -351,8 +347,7 @@ fn after_334_a_star_cancels_the_exchange_then_quit() {
     ]);
     let out = seed(fake.addr(), "command", &["--json", "AUTH LOGIN"]);
     out.assert_code(0);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["reply"]["code"], 334);
     assert_eq!(v["ended"], "auth_cancelled");
     assert_eq!(
@@ -366,8 +361,7 @@ fn after_220_to_starttls_the_session_ends_without_quit() {
     let fake = peer("220 2.0.0 Ready to start TLS\r\n");
     let out = seed(fake.addr(), "command", &["--json", "STARTTLS"]);
     out.assert_code(0);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["ended"], "closed");
     assert_eq!(fake.received_string(), ehlo_then("STARTTLS\r\n"));
 }
@@ -492,8 +486,7 @@ fn a_line_that_would_not_be_one_command_is_refused_before_connecting() {
     let server = Untouched::new();
     let out = seed(&server.addr(), "command", &["--json", "NOOP\r\nRSET"]);
     out.assert_code(64);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| out.fail(&format!("not JSON: {e}")));
+    let v = out.json();
     assert_eq!(v["exit_code"], 64);
     assert_eq!(v["command"], serde_json::Value::Null);
     server.assert_never_connected("--json");

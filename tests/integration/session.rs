@@ -9,7 +9,7 @@ use crate::support::aiosmtpd::SmtpServer;
 use crate::support::fake::{FakeServer, Step, send};
 use crate::support::postfix::{Postfix, rcpt, strip_trace_headers};
 use crate::support::pty::{CTRL_C, CTRL_D, CTRL_V, ENTER, Terminal};
-use crate::support::tls::TestPki;
+use crate::support::tls::{by_name, ca};
 use crate::support::{Cmd, TestEnv, crlf_to_lf, unique_name};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,16 +26,6 @@ const MESSAGE: [&str; 6] = [
     ".second line, after a dot",
     "last line",
 ];
-
-fn ca() -> String {
-    TestPki::shared().ca_cert().display().to_string()
-}
-
-/// `localhost:PORT` for `127.0.0.1:PORT`: the name the test certificates carry.
-fn by_name(addr: &str) -> String {
-    let port = addr.rsplit(':').next().unwrap_or_default();
-    format!("localhost:{port}")
-}
 
 fn session_cmd(env: &TestEnv, server: &str) -> Cmd {
     let mut cmd = env.cmd();

@@ -6,23 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::aiosmtpd::{MECHANISMS, Mode, SmtpServer};
 use crate::support::postfix::{Postfix, rcpt, received_tls};
-use crate::support::tls::TestPki;
+use crate::support::tls::{TestPki, by_name, ca};
 use crate::support::{Cmd, Output, TestEnv, unique_name};
 
 const WAIT: Duration = Duration::from_secs(30);
 const SENDER: &str = "someone@example.test";
 /// Already in NFKC form: the server applies SASLprep's normalisation, outbox does not.
 const UTF8_PASSWORD: &str = "p\u{e4}ss w\u{f6}rd \u{65e5}\u{672c} \u{2713}";
-
-fn ca() -> String {
-    TestPki::shared().ca_cert().display().to_string()
-}
-
-/// `host:port` of `addr` (`127.0.0.1:PORT`) with the host name the certificates carry.
-fn by_name(addr: &str) -> String {
-    let port = addr.rsplit(':').next().unwrap_or_default();
-    format!("localhost:{port}")
-}
 
 fn outbox_cmd(env: &TestEnv, args: &[&str]) -> Cmd {
     let mut cmd = env.cmd();

@@ -15,7 +15,7 @@ use std::io::Stdout;
 
 use clap::{CommandFactory, Parser};
 
-use outbox::cli::{Cli, ConnectArgs};
+use outbox::cli::ConnectArgs;
 use outbox::client::Client;
 use outbox::error::Error;
 use outbox::seed::After;
@@ -103,18 +103,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<u8> {
 
 /// The settings, with the server the command line names first.
 fn settings(args: &SessionArgs) -> Result<Settings, Error> {
-    let mut connect = args.connect.clone();
-    if args.target.is_some() {
-        connect.server.clone_from(&args.target);
-    }
-    let config = super::load_config()?;
-    let settings = Settings::resolve(
-        &Cli {
-            connect,
-            ..Cli::default()
-        },
-        config.as_ref(),
-    )?;
+    let settings = super::connect_settings(&args.connect, args.target.as_deref(), false)?;
     speaks_smtp(&settings)?;
     Ok(settings)
 }
@@ -343,6 +332,7 @@ impl Typing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outbox::cli::Cli;
 
     fn parse(args: &[&str]) -> Result<SessionArgs, clap::Error> {
         SessionArgs::try_parse_from(std::iter::once("outbox session").chain(args.iter().copied()))

@@ -540,6 +540,13 @@ impl Output {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// Standard output as the one JSON object `--json` prints; the test fails with
+    /// the run's report if it is not one.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout_str().trim())
+            .unwrap_or_else(|e| self.fail(&format!("stdout is not one JSON object: {e}")))
+    }
+
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }

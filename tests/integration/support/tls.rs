@@ -479,6 +479,17 @@ fn openssl(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<(), String> {
 
 /// Unix seconds as `YYYYMMDDHHMMSSZ` (UTC), the form `openssl ca
 /// -startdate/-enddate` takes.
+/// The path of the shared test CA's certificate, for `--tls-ca-file`.
+pub fn ca() -> String {
+    TestPki::shared().ca_cert().display().to_string()
+}
+
+/// `localhost:PORT` for `127.0.0.1:PORT`: the name the test certificates carry.
+pub fn by_name(addr: &str) -> String {
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    format!("localhost:{port}")
+}
+
 pub fn openssl_time(unix: i64) -> String {
     let days = unix.div_euclid(DAY);
     let secs = unix.rem_euclid(DAY);
