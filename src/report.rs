@@ -239,7 +239,8 @@ struct Json {
     error: Option<ErrorJson>,
 }
 
-fn millis(d: Duration) -> serde_json::Value {
+/// Milliseconds, to the microsecond, as every `--json` gives times.
+pub(crate) fn millis(d: Duration) -> serde_json::Value {
     // Microsecond precision is plenty, and keeps the numbers short.
     let ms = (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
     serde_json::Number::from_f64(ms).map_or(serde_json::Value::Null, serde_json::Value::Number)

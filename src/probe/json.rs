@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Certificate, Failure, Finding, Offered, Probe, Thresholds, TlsReport, Trust};
 use crate::error::Error;
+use crate::report::millis;
 
 #[derive(Serialize)]
 struct Json<'a> {
@@ -89,9 +90,9 @@ pub fn json(probe: &Probe, exit_code: u8) -> Value {
     });
     let mut timings = Map::new();
     for (step, took) in &probe.timings {
-        timings.insert(step.key().to_owned(), millis(took.as_secs_f64()));
+        timings.insert(step.key().to_owned(), millis(*took));
     }
-    timings.insert("total".into(), millis(probe.total.as_secs_f64()));
+    timings.insert("total".into(), millis(probe.total));
     let json = Json {
         ok: exit_code == 0,
         exit_code,
@@ -123,10 +124,4 @@ pub fn json_failure(server: &str, error: &Error, exit_code: u8) -> Value {
             "stage": error.stage().map(|s| s.key()),
         },
     })
-}
-
-/// Milliseconds, to the microsecond.
-fn millis(secs: f64) -> Value {
-    let ms = (secs * 1_000_000.0).round() / 1000.0;
-    serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
 }
