@@ -36,8 +36,8 @@ fn main() -> ExitCode {
             Ok(exit::OK)
         }
         (_, Some("help")) => cmd::help::run(&args[2..]),
-        (_, Some(seed @ ("vrfy" | "expn" | "etrn" | "noop" | "rset" | "command"))) => {
-            cmd::seed::run(seed, &args[2..])
+        (_, Some(word)) if outbox::seed::Seed::from_name(word).is_some() => {
+            cmd::seed::run(word, &args[2..])
         }
         (_, Some("system")) => cmd::system::run(&args[2..]),
         // A command of a later version, not a recipient named after it.

@@ -53,7 +53,10 @@ pub fn is_command_word(word: &str) -> bool {
 /// The error for a command word where a command of this version is not: say so, and
 /// how to write a recipient of that name.
 pub fn unknown_command(word: &str) -> Error {
-    let what = if is_command_word(word) {
+    let lower = word.to_ascii_lowercase();
+    let what = if lower != word && COMMAND_WORDS.contains(&lower.as_str()) {
+        format!("unknown command {word:?}: outbox's commands are in lower case, as {lower:?}")
+    } else if is_command_word(word) {
         format!("the command {word:?} is not available in this version of outbox")
     } else {
         format!("unknown command {word:?}")
@@ -125,11 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn an_unavailable_command_says_so_and_how_to_write_a_recipient() {
-        let text = unknown_command("probe").to_string();
-        assert!(text.contains("not available in this version"), "{text}");
-        assert!(text.contains("probe@"), "{text}");
+    fn an_unknown_command_says_so_and_how_to_write_a_recipient() {
+        let text = unknown_command("VRFY").to_string();
+        assert!(text.contains("in lower case, as \"vrfy\""), "{text}");
+        assert!(text.contains("VRFY@"), "{text}");
         let text = unknown_command("lsit").to_string();
         assert!(text.starts_with("unknown command \"lsit\""), "{text}");
+        assert!(text.contains("lsit@"), "{text}");
     }
 }
