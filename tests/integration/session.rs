@@ -182,16 +182,15 @@ fn scripted(env: &TestEnv, addr: &str) -> Cmd {
 
 /// A scripted server that answers EHLO, one more command and QUIT, recording all.
 fn two_commands() -> FakeServer {
-    FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250-fake\r\n250 8BITMIME\r\n"),
-        Step::Line,
-        send("250 2.0.0 Ok\r\n"),
-        Step::Line,
-        send("221 2.0.0 Bye\r\n"),
-        Step::Close,
-    ])
+    greeted(
+        "250-fake\r\n250 8BITMIME\r\n",
+        vec![
+            send("250 2.0.0 Ok\r\n"),
+            Step::Line,
+            send("221 2.0.0 Bye\r\n"),
+            Step::Close,
+        ],
+    )
 }
 
 #[test]
@@ -222,20 +221,19 @@ fn a_cr_typed_through_literal_next_is_refused_with_nothing_sent() {
 
 #[test]
 fn a_script_on_standard_input_drives_the_session_and_its_end_sends_quit() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250 fake\r\n"),
-        Step::Line,
-        send("250 2.1.0 Ok\r\n"),
-        Step::Line,
-        send("354 go on\r\n"),
-        Step::Data,
-        send("250 2.0.0 queued\r\n"),
-        Step::Line,
-        send("221 2.0.0 Bye\r\n"),
-        Step::Close,
-    ]);
+    let server = greeted(
+        "250 fake\r\n",
+        vec![
+            send("250 2.1.0 Ok\r\n"),
+            Step::Line,
+            send("354 go on\r\n"),
+            Step::Data,
+            send("250 2.0.0 queued\r\n"),
+            Step::Line,
+            send("221 2.0.0 Bye\r\n"),
+            Step::Close,
+        ],
+    );
     let out = scripted(&TestEnv::new(), server.addr())
         .stdin(b"MAIL FROM:<a@example.test>\r\nNOOP\rRSET\nDATA\nSubject: s\n\n.\nend".to_vec())
         .run();
@@ -254,15 +252,14 @@ fn a_script_on_standard_input_drives_the_session_and_its_end_sends_quit() {
 
 #[test]
 fn a_421_ends_the_session_with_75_and_no_quit() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250 fake\r\n"),
-        Step::Line,
-        send("421 4.3.2 going down\r\n"),
-        Step::Silence(Duration::from_millis(500)),
-        Step::Close,
-    ]);
+    let server = greeted(
+        "250 fake\r\n",
+        vec![
+            send("421 4.3.2 going down\r\n"),
+            Step::Silence(Duration::from_millis(500)),
+            Step::Close,
+        ],
+    );
     let out = scripted(&TestEnv::new(), server.addr())
         .stdin(b"NOOP\nNOOP\n".to_vec())
         .run();
@@ -275,13 +272,7 @@ fn a_421_ends_the_session_with_75_and_no_quit() {
 
 #[test]
 fn a_lost_connection_ends_the_session_with_75() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250 fake\r\n"),
-        Step::Line,
-        Step::Close,
-    ]);
+    let server = greeted("250 fake\r\n", vec![Step::Close]);
     scripted(&TestEnv::new(), server.addr())
         .stdin(b"NOOP\nNOOP\n".to_vec())
         .run()
@@ -315,20 +306,19 @@ fn auth_needs_a_terminal_to_ask_on_and_says_what_to_use_instead() {
 /// Lines that answer a 334 go as AUTH responses: sent as typed, shown `<redacted>`.
 #[test]
 fn the_answers_to_a_challenge_are_sent_but_never_shown() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250-fake\r\n250 AUTH LOGIN\r\n"),
-        Step::Line,
-        send("334 VXNlcm5hbWU6\r\n"),
-        Step::Line,
-        send("334 UGFzc3dvcmQ6\r\n"),
-        Step::Line,
-        send("235 2.7.0 ok\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = greeted(
+        "250-fake\r\n250 AUTH LOGIN\r\n",
+        vec![
+            send("334 VXNlcm5hbWU6\r\n"),
+            Step::Line,
+            send("334 UGFzc3dvcmQ6\r\n"),
+            Step::Line,
+            send("235 2.7.0 ok\r\n"),
+            Step::Line,
+            send("221 bye\r\n"),
+            Step::Close,
+        ],
+    );
     let out = scripted(&TestEnv::new(), server.addr())
         .stdin(b"AUTH LOGIN\nYWxpY2U=\nc2VjcmV0cGFzcw==\n".to_vec())
         .run();
@@ -347,18 +337,17 @@ fn the_answers_to_a_challenge_are_sent_but_never_shown() {
 /// which would otherwise be taken for the answer (RFC 4954 §4).
 #[test]
 fn an_end_during_a_challenge_cancels_it_before_quit() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250-fake\r\n250 AUTH LOGIN\r\n"),
-        Step::Line,
-        send("334 VXNlcm5hbWU6\r\n"),
-        Step::Line,
-        send("501 5.7.0 cancelled\r\n"),
-        Step::Line,
-        send("221 bye\r\n"),
-        Step::Close,
-    ]);
+    let server = greeted(
+        "250-fake\r\n250 AUTH LOGIN\r\n",
+        vec![
+            send("334 VXNlcm5hbWU6\r\n"),
+            Step::Line,
+            send("501 5.7.0 cancelled\r\n"),
+            Step::Line,
+            send("221 bye\r\n"),
+            Step::Close,
+        ],
+    );
     let out = scripted(&TestEnv::new(), server.addr())
         .stdin(b"AUTH LOGIN\n".to_vec())
         .run();
@@ -373,15 +362,14 @@ fn an_end_during_a_challenge_cancels_it_before_quit() {
 /// nothing more sent (RFC 5321 Appendix F.1).
 #[test]
 fn a_250_to_turn_ends_the_session_without_quit() {
-    let server = FakeServer::start(vec![
-        send("220 fake ESMTP\r\n"),
-        Step::Line,
-        send("250 fake\r\n"),
-        Step::Line,
-        send("250 OK, turning around\r\n"),
-        Step::Silence(Duration::from_millis(500)),
-        Step::Close,
-    ]);
+    let server = greeted(
+        "250 fake\r\n",
+        vec![
+            send("250 OK, turning around\r\n"),
+            Step::Silence(Duration::from_millis(500)),
+            Step::Close,
+        ],
+    );
     let out = scripted(&TestEnv::new(), server.addr())
         .stdin(b"TURN\nNOOP\n".to_vec())
         .run();
@@ -391,4 +379,16 @@ fn a_250_to_turn_ends_the_session_without_quit() {
         server.received_string(),
         "EHLO client.example.test\r\nTURN\r\n"
     );
+}
+
+/// A scripted peer that greets, answers EHLO with `ehlo`, then plays `then`.
+fn greeted(ehlo: &str, then: Vec<Step>) -> FakeServer {
+    let mut script = vec![
+        send("220 fake ESMTP\r\n"),
+        Step::Line,
+        send(ehlo),
+        Step::Line,
+    ];
+    script.extend(then);
+    FakeServer::start(script)
 }
