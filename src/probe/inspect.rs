@@ -9,17 +9,15 @@ use std::sync::{Arc, Mutex};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::hash::MessageDigest;
-use openssl::ssl::{HandshakeError, Ssl, SslRef, SslVerifyMode};
+use openssl::ssl::{HandshakeError, SslRef, SslVerifyMode};
 use openssl::x509::X509Ref;
-use openssl::x509::verify::X509CheckFlags;
 
 use super::{Began, Certificate, Pin, TlsReport, VerifyError};
 use crate::error::Error;
-use crate::smtp::deadline::prepare_read;
 use crate::smtp::pin::Fingerprint;
 use crate::smtp::reply::sanitize;
 use crate::smtp::stage::Stage;
-use crate::smtp::tls::{self, Connection, Handshake, Timed, TlsClient};
+use crate::smtp::tls::{self, Connection, Handshake, TlsClient};
 
 /// Runs the TLS handshake over `tcp` as `client` says, and reports what was agreed and
 /// what the certificate chain is worth. Fails only when TLS itself fails (no common
@@ -34,25 +32,9 @@ pub(super) fn handshake(
         server: server.clone(),
         detail,
     };
-    let context = tls::context(client.options)?;
-    prepare_read(&tcp, None).map_err(|e| tls_err(e.to_string()))?;
-    let tcp = Timed::new(tcp, client.timeout);
-    let mut ssl = Ssl::new(&context).map_err(|e| tls_err(tls::reasons(&e)))?;
-    let ip = client.host.parse::<IpAddr>().ok();
-    // RFC 6066 §3: SNI carries host names only, never addresses.
-    if ip.is_none() {
-        ssl.set_hostname(client.host)
-            .map_err(|e| tls_err(tls::reasons(&e)))?;
-    }
     // The name is checked inside verification, as for mail; its error is told apart
     // from the chain's by its code.
-    let param = ssl.param_mut();
-    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
-    match ip {
-        Some(ip) => param.set_ip(ip),
-        None => param.set_host(client.host),
-    }
-    .map_err(|e| tls_err(tls::reasons(&e)))?;
+    let (mut ssl, tcp) = client.prepare(tcp, true)?;
     let found = Arc::new(Mutex::new(Vec::<VerifyError>::new()));
     let record = Arc::clone(&found);
     ssl.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {

@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod command;
 pub mod data;
-pub(crate) mod deadline;
+mod deadline;
 pub mod dsn;
 pub mod extension;
 pub mod pin;

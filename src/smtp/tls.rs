@@ -382,18 +382,17 @@ pub struct TlsClient<'a> {
 }
 
 impl TlsClient<'_> {
-    /// Runs the TLS handshake over `tcp`: the host name is sent as SNI (unless it is an
-    /// IP address) and the certificate must name it: the name given, not the address
-    /// it resolved to. The context is made here, only when TLS is really used.
-    pub fn handshake(&self, tcp: TcpStream, kind: Handshake) -> Result<Connection, Error> {
-        let server = format!("{}:{}", self.host, self.port);
+    /// What every handshake with the server begins with: the context, the host name as
+    /// SNI (unless it is an IP address), with `check_name` the name the certificate
+    /// must carry (the name given, not the address it resolved to), and the stream
+    /// with the whole handshake due within the limit, however many reads and writes
+    /// it takes.
+    pub(crate) fn prepare(&self, tcp: TcpStream, check_name: bool) -> Result<(Ssl, Timed), Error> {
         let tls_err = |detail: String| Error::Tls {
-            server: server.clone(),
+            server: format!("{}:{}", self.host, self.port),
             detail,
         };
         let context = context(self.options)?;
-        // The handshake as a whole is due within the limit, however many reads and
-        // writes it takes.
         prepare_read(&tcp, None).map_err(|e| tls_err(e.to_string()))?;
         let tcp = Timed::new(tcp, self.timeout);
         let mut ssl = Ssl::new(&context).map_err(|e| tls_err(reasons(&e)))?;
@@ -403,11 +402,7 @@ impl TlsClient<'_> {
             ssl.set_hostname(self.host)
                 .map_err(|e| tls_err(reasons(&e)))?;
         }
-        let pinned = self
-            .options
-            .fingerprint
-            .map(|f| (f, super::pin::pin(&mut ssl, f)));
-        if !self.options.insecure && pinned.is_none() {
+        if check_name {
             let param = ssl.param_mut();
             param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
             match ip {
@@ -416,6 +411,24 @@ impl TlsClient<'_> {
             }
             .map_err(|e| tls_err(reasons(&e)))?;
         }
+        Ok((ssl, tcp))
+    }
+
+    /// Runs the TLS handshake over `tcp`: the host name is sent as SNI (unless it is an
+    /// IP address) and the certificate must name it: the name given, not the address
+    /// it resolved to. The context is made here, only when TLS is really used.
+    pub fn handshake(&self, tcp: TcpStream, kind: Handshake) -> Result<Connection, Error> {
+        let server = format!("{}:{}", self.host, self.port);
+        let tls_err = |detail: String| Error::Tls {
+            server: server.clone(),
+            detail,
+        };
+        let check_name = !self.options.insecure && self.options.fingerprint.is_none();
+        let (mut ssl, tcp) = self.prepare(tcp, check_name)?;
+        let pinned = self
+            .options
+            .fingerprint
+            .map(|f| (f, super::pin::pin(&mut ssl, f)));
         match ssl.connect(tcp) {
             Ok(mut stream) => {
                 // From here on the session gives each read and write its deadline.
