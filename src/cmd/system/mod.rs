@@ -105,6 +105,31 @@ impl Places {
         Ok((absolute(&self.spool_root())?, absolute(&self.config)?))
     }
 
+    /// What setup and removal both check first: the user's name, and where this
+    /// program, the spool and the configuration are. Returns the program's path, the
+    /// spool's root and the configuration file, absolute.
+    fn checked(&self) -> Result<(PathBuf, PathBuf, PathBuf), Failure> {
+        if !system::account::valid_name(&self.user) {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "{:?} cannot name the service's user: a letter or _ first, then letters, \
+                     digits, _ . -, at most {} in all",
+                    self.user,
+                    system::account::NAME_MAX
+                ),
+            ));
+        }
+        let binary = system::this_binary().map_err(|e| {
+            Failure::new(
+                exit::SOFTWARE,
+                format!("cannot find the path of this program: {e}"),
+            )
+        })?;
+        let (spool_root, config) = self.absolute()?;
+        Ok((binary, spool_root, config))
+    }
+
     fn unit_file(&self) -> PathBuf {
         self.unit_dir.join(system::UNIT_NAME)
     }

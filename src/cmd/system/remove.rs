@@ -12,7 +12,7 @@ use outbox::exit;
 use outbox::spool;
 use outbox::system::account::{self, User};
 use outbox::system::links::{self, Remove};
-use outbox::system::{self, SYSTEMD_RUNNING, UNIT_NAME, start, tool};
+use outbox::system::{SYSTEMD_RUNNING, UNIT_NAME, start, tool};
 
 use super::{Failure, RemoveArgs, Steps};
 
@@ -22,19 +22,7 @@ const COUNT_DEPTH: usize = 4;
 
 pub fn run(args: &RemoveArgs) -> Result<(), Failure> {
     let places = &args.places;
-    if !account::valid_name(&places.user) {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("{:?} cannot name the service's user", places.user),
-        ));
-    }
-    let binary = system::this_binary().map_err(|e| {
-        Failure::new(
-            exit::SOFTWARE,
-            format!("cannot find the path of this program: {e}"),
-        )
-    })?;
-    let (spool_root, config) = places.absolute()?;
+    let (binary, spool_root, config) = places.checked()?;
     let unit_file = places.unit_file();
     let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
     let mut steps = Steps::default();

@@ -19,24 +19,7 @@ use super::{Failure, Service, SetupArgs, Steps, octal};
 
 pub fn run(args: &SetupArgs) -> Result<(), Failure> {
     let places = &args.places;
-    let binary = system::this_binary().map_err(|e| {
-        Failure::new(
-            exit::SOFTWARE,
-            format!("cannot find the path of this program: {e}"),
-        )
-    })?;
-    let (spool_root, config) = places.absolute()?;
-    if !account::valid_name(&places.user) {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!(
-                "{:?} cannot name the service's user: a letter or _ first, then letters, \
-                 digits, _ . -, at most {} in all",
-                places.user,
-                account::NAME_MAX
-            ),
-        ));
-    }
+    let (binary, spool_root, config) = places.checked()?;
     let submit_gid = match &args.submit_group {
         None => None,
         Some(name) => Some(
