@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{FileType, Mode};
 use sha2::Digest as _;
 
-use super::tests_spool::{Temp, as_user, me};
+use super::tests_spool::{Temp, as_user, is_root, me};
 use super::*;
 use crate::envelope::{Address, Envelope};
 use crate::smtp::dsn::Dsn;
@@ -147,10 +147,6 @@ fn message() -> Vec<u8> {
 
 fn whole() -> Vec<u8> {
     encode(&envelope(), &message()).unwrap()
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// A drop written by hand, digest and all, with the envelope's TOML `toml`.
@@ -696,9 +692,7 @@ fn as_the_service_a_users_directory_is_reported_once_then_passed_over() {
         return;
     }
     let (service, user) = (64011, 64012);
-    let temp = Temp::new();
-    // The temporary directory is the test's (root's): the others must reach it.
-    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let temp = Temp::reachable();
     let spool = temp.spool();
     spool
         .create(

@@ -30,6 +30,14 @@ impl Temp {
     pub(super) fn spool(&self) -> Spool {
         Spool::at(self.0.join("spool"))
     }
+
+    /// As [`Temp::new`], for a test that acts as other users: the directory is the
+    /// test's (root's), and they must reach what it holds.
+    pub(super) fn reachable() -> Temp {
+        let temp = Temp::new();
+        fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+        temp
+    }
 }
 
 impl std::ops::Drop for Temp {
@@ -66,7 +74,7 @@ pub(super) fn as_user<R: Send + 'static>(
     .unwrap()
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
@@ -629,8 +637,7 @@ fn detect_denies_a_user_outside_the_submit_group() {
         eprintln!("skipped: acting as another user needs root");
         return;
     }
-    let temp = Temp::new();
-    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let temp = Temp::reachable();
     let spool = temp.spool();
     let service = Owner {
         uid: 64013,
@@ -669,8 +676,7 @@ fn check_refuses_a_service_outside_the_maildrop_group() {
         eprintln!("skipped: acting as another user needs root");
         return;
     }
-    let temp = Temp::new();
-    fs::set_permissions(&temp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let temp = Temp::reachable();
     let spool = temp.spool();
     spool
         .create(
